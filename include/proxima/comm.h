@@ -1,0 +1,61 @@
+/*
+ * comm.h — the distributed layer: MPI set up and torn down in one place, and the few collective
+ * operations the rest of Proxima needs. src/dist/comm.c is the only compilation unit that calls
+ * MPI functions directly (io/ hands the communicator to HDF5's MPI-IO driver and nothing more).
+ *
+ * Every MPI call is checked: the world communicator runs with MPI_ERRORS_RETURN, and a failing
+ * call prints "proxima: file.c:123: MPI_Xxx failed (code N: text)" and aborts every rank.
+ */
+#ifndef PROXIMA_COMM_H
+#define PROXIMA_COMM_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proxima/error.h"
+
+/* Starts MPI (threads: funneled; only the master thread calls MPI). Collective over the
+ * processes of the launch; call once, first thing in main. */
+void px_comm_init(int *argc, char ***argv);
+
+/* Ends MPI. Collective. Safe to call when px_comm_init was never called. */
+void px_comm_finalize(void);
+
+/* This process's rank and the number of ranks. Not collective. */
+int px_comm_rank(void);
+int px_comm_size(void);
+
+/* Whether MPI is initialised and not yet finalised. Not collective. */
+int px_comm_is_up(void);
+
+/* The communicator of the run, for io/ to hand to HDF5's MPI-IO driver. Not collective. */
+MPI_Comm px_comm_mpi(void);
+
+/* Aborts every rank with the given exit status. Not collective. */
+_Noreturn void px_comm_abort(int status);
+
+/* Collective: returns the worst (largest) status over all ranks. When it is not PX_OK, err (on
+ * every rank) holds the message of the lowest rank that had that status. */
+px_status px_comm_agree(px_status local, px_error *err);
+
+/* Collective: broadcasts n bytes from root. */
+void px_comm_bcast(void *buf, size_t n, int root);
+
+/* Collective: element-wise sums over all ranks, in place. */
+void px_comm_allreduce_sum_f64(double *buf, size_t n);
+void px_comm_allreduce_sum_f32(float *buf, size_t n);
+void px_comm_allreduce_sum_i64(int64_t *buf, size_t n);
+
+/* The MPI library's version line ("Open MPI v4.1.4, ..."), first line only, in buf of n
+ * bytes. Not collective. */
+const char *px_comm_library(char *buf, size_t n);
+
+/* Collective: waits for every rank. */
+void px_comm_barrier(void);
+
+/* The contiguous share [*lo, *hi) of n items that a rank owns when n items are split over size
+ * ranks: the first n % size ranks get one more. Not collective (pure arithmetic). */
+void px_comm_share(int64_t n, int rank, int size, int64_t *lo, int64_t *hi);
+
+#endif

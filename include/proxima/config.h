@@ -1,0 +1,111 @@
+/*
+ * config.h — every configuration key of Proxima, in one table.
+ *
+ * PX_CONFIG_KEYS is the single source of keys, types, defaults, allowed values and help text:
+ * the px_config struct, the INI reader, the command-line overrides, `proxima config` and the
+ * resolved config.ini of a run directory are all generated from it. A key `section.name` is the
+ * field `section_name` of px_config.
+ *
+ * Types: INT (int64_t), REAL (double), BOOL (int, 0 or 1), STR (char *, owned), CHOICE (char *,
+ * one of the '|'-separated words of its limits). Limits of INT and REAL are "lo..hi", either end
+ * optional; a value outside them is refused.
+ */
+#ifndef PROXIMA_CONFIG_H
+#define PROXIMA_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "proxima/error.h"
+
+/* X(section, name, type, default, limits, help) */
+#define PX_CONFIG_KEYS(X)                                                                          \
+  X(run, dir, STR, "runs/demo", "",                                                                \
+    "run directory: the resolved config.ini, metrics.jsonl, checkpoints/ and the log go here")     \
+  X(run, seed, INT, "1", "0..", "seed of every random draw (Philox keys); same seed, same run")    \
+  X(run, log_level, CHOICE, "info", "debug|info|warn|quiet", "least important messages shown")   \
+  X(synth, task, CHOICE, "arith", "arith",                                                         \
+    "built-in task: arith = two-digit additions \"37+45=\" answered by the sum")                   \
+  X(synth, out, STR, "data", "", "directory that data synth writes its .jsonl and .h5 files to")   \
+  X(synth, n_sft, INT, "20000", "1..", "SFT examples (prompt, base-model completion)")              \
+  X(synth, n_prefs, INT, "20000", "1..",                                                           \
+    "preference pairs drawn before ties are dropped (two base completions of one prompt)")         \
+  X(synth, n_prompts, INT, "4096", "1..", "PPO training prompts")                                  \
+  X(synth, n_eval, INT, "500", "1..",                                                              \
+    "held-out evaluation prompts, disjoint from every training prompt")                            \
+  X(synth, base_accuracy, REAL, "0.6", "0..1",                                                     \
+    "probability that a base completion is the right answer (the base model's bad habits)")        \
+  X(synth, max_offset, INT, "3", "1..9",                                                           \
+    "a wrong completion is off by a nonzero offset drawn uniformly from -max_offset..max_offset")  \
+  X(synth, flip_rate, REAL, "0.1", "0..0.5",                                                       \
+    "fraction of preference labels flipped (rater noise); the agreement ceiling is 1 - flip_rate")
+
+typedef enum px_config_type {
+  PX_CFG_INT,
+  PX_CFG_REAL,
+  PX_CFG_BOOL,
+  PX_CFG_STR,
+  PX_CFG_CHOICE
+} px_config_type;
+
+#define PX_CFG_CTYPE_INT int64_t
+#define PX_CFG_CTYPE_REAL double
+#define PX_CFG_CTYPE_BOOL int
+#define PX_CFG_CTYPE_STR char *
+#define PX_CFG_CTYPE_CHOICE char *
+
+typedef struct px_config {
+#define PX_CONFIG_FIELD(section, name, type, def, limits, help) PX_CFG_CTYPE_##type section##_##name;
+  PX_CONFIG_KEYS(PX_CONFIG_FIELD)
+#undef PX_CONFIG_FIELD
+} px_config;
+
+/* One row of the table, for code that walks every key. */
+typedef struct px_config_key {
+  const char *section, *name, *full; /* full = "section.name" */
+  px_config_type type;
+  const char *def, *limits, *help;
+  size_t offset; /* of the field in px_config */
+} px_config_key;
+
+extern const px_config_key px_config_table[];
+extern const int px_config_n_keys;
+
+/* Fills cfg with every default. Not collective. */
+void px_config_init(px_config *cfg);
+void px_config_free(px_config *cfg);
+
+/* Parses INI text (named `where` in messages, e.g. the file's path) into cfg. An unknown key, a
+ * bad value or a malformed line is PX_EINPUT with "where:line: ..." naming the nearest valid
+ * key. Not collective. */
+px_status px_config_parse_ini(px_config *cfg, const char *text, const char *where,
+                              px_error *err);
+
+/* Sets one key from text ("section.name", "value"); `where` names the source in messages
+ * ("command line", "file.ini:12"). Not collective. */
+px_status px_config_set(px_config *cfg, const char *key, const char *value, const char *where,
+                        px_error *err);
+
+/* Applies one "section.name=value" argument. Not collective. */
+px_status px_config_override(px_config *cfg, const char *arg, px_error *err);
+
+/* Writes cfg as INI text, every key, with its help as a comment. Not collective. */
+void px_config_write_ini(const px_config *cfg, FILE *out);
+
+/* Prints the key table (key, type, default, allowed values, meaning). Not collective. */
+void px_config_print_table(FILE *out);
+
+/* The row of a "section.name" key, or NULL. */
+const px_config_key *px_config_find(const char *full);
+
+/* Levenshtein distance, ignoring case: the measure behind every "did you mean". */
+int px_edit_distance(const char *a, const char *b);
+
+/* The valid key closest to `full` in edit distance (never NULL). */
+const char *px_config_nearest(const char *full);
+
+/* The value of a key as text, as it would be written to an INI file; buf has n bytes. */
+const char *px_config_format(const px_config *cfg, const px_config_key *key, char *buf,
+                             size_t n);
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * dataset.h — tokenized data sets on disk (HDF5, written by `proxima data import|synth`).
+ *
+ * A data set is a list of records of one kind; each record has the kind's text fields:
+ *   text     text
+ *   sft      prompt, completion
+ *   prefs    prompt, chosen, rejected
+ *   prompts  prompt [, reference]      (reference: the gold answer, when the task has one)
+ * A field is stored ragged, as the byte tokens of every record end to end plus where each
+ * record starts: group /FIELD with datasets tokens (int32 [total]) and offsets (int64 [N+1],
+ * offsets[0] = 0). Tokens hold bytes only; BOS and EOS are added when sequences are built.
+ * Root attributes: format "proxima-dataset", format_version 1, kind, n_records.
+ *
+ * Reading is split over ranks: each reads only its contiguous share of the records (hyperslabs,
+ * through HDF5's MPI-IO driver). Everything read is checked, since files may be damaged or
+ * hand-made: a bad file is PX_EINPUT with a message naming the file and what is wrong.
+ */
+#ifndef PROXIMA_DATASET_H
+#define PROXIMA_DATASET_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "proxima/error.h"
+
+typedef enum px_data_kind { PX_DATA_TEXT, PX_DATA_SFT, PX_DATA_PREFS, PX_DATA_PROMPTS } px_data_kind;
+
+#define PX_DATA_MAX_FIELDS 3
+
+/* One field of n records: record i is tokens[offsets[i] .. offsets[i+1]), offsets[0] = 0. */
+typedef struct px_ragged {
+  int64_t *offsets; /* n + 1 */
+  int32_t *tokens;  /* offsets[n] */
+} px_ragged;
+
+typedef struct px_dataset {
+  px_data_kind kind;
+  int64_t n_total; /* records in the file */
+  int64_t first;   /* global index of the first record held here */
+  int64_t n;       /* records held here */
+  int n_fields;    /* fields present (a prompts set without references has 1) */
+  px_ragged field[PX_DATA_MAX_FIELDS];
+  int64_t cap_rows, cap_tokens[PX_DATA_MAX_FIELDS]; /* room allocated, for px_dataset_append */
+} px_dataset;
+
+/* The name of a kind ("text", ...) and the reverse; parse returns -1 for an unknown name. */
+const char *px_data_kind_name(px_data_kind kind);
+int px_data_kind_parse(const char *name);
+
+/* The field names of a kind, in order, and how many are required / possible. */
+const char *const *px_data_fields(px_data_kind kind, int *n_required, int *n_possible);
+
+/* Record i (local index) of field f: *len tokens at the returned pointer. */
+const int32_t *px_dataset_row(const px_dataset *ds, int f, int64_t i, int64_t *len);
+
+/* An empty data set of a kind, to be filled with px_dataset_append. */
+void px_dataset_init(px_dataset *ds, px_data_kind kind, int n_fields);
+
+/* Appends a record: texts[f] of lens[f] bytes for each field. */
+void px_dataset_append(px_dataset *ds, const char *const *texts, const size_t *lens);
+
+/* Writes ds (all records, held by this process) to path: a temporary file, then fsync and
+ * rename, so a file already at path stays whole until the new one is complete. Not collective:
+ * call it on one rank. */
+px_status px_dataset_write(const char *path, const px_dataset *ds, px_error *err);
+
+/* Reads part `part` of `parts` contiguous parts of the records of path (the split of
+ * px_comm_share). Collective over comm (every rank of comm calls it, with its own part).
+ * want_kind >= 0 requires that kind. On failure out is left empty. */
+px_status px_dataset_read(const char *path, MPI_Comm comm, int part, int parts, int want_kind,
+                          px_dataset *out, px_error *err);
+
+void px_dataset_free(px_dataset *ds);
+
+/* "HDF5 1.10.8 (parallel)", in buf of n bytes, for --version. */
+const char *px_io_library(char *buf, size_t n);
+
+#endif

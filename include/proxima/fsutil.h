@@ -1,0 +1,36 @@
+/*
+ * fsutil.h — the few file-system steps every writer shares: directories made on demand, whole
+ * files read, and the atomic publish (write under a temporary name, fsync, rename, fsync the
+ * directory) that keeps a good file in place until its replacement is complete. Not collective:
+ * the caller decides which rank touches the disk.
+ */
+#ifndef PROXIMA_FSUTIL_H
+#define PROXIMA_FSUTIL_H
+
+#include <stddef.h>
+
+#include "proxima/error.h"
+
+/* Creates dir and its missing parents (mode 0777 less the umask). */
+px_status px_fs_mkdirs(const char *dir, px_error *err);
+
+/* Reads the whole file into a NUL-terminated buffer (*len excludes the NUL); refuses files
+ * larger than max_bytes. The caller frees *data. */
+px_status px_fs_read_file(const char *path, size_t max_bytes, char **data, size_t *len,
+                          px_error *err);
+
+/* A temporary name beside final (same directory, so the rename is atomic):
+ * "DIR/.NAME.tmp.PID". buf has n bytes. */
+void px_fs_temp_name(char *buf, size_t n, const char *final);
+
+/* Makes a completed temporary file durable and gives it its final name: fsync(tmp),
+ * rename(tmp, final), fsync(directory). On failure tmp is removed and final is untouched. */
+px_status px_fs_publish(const char *tmp, const char *final, px_error *err);
+
+/* Writes text to path atomically (via px_fs_temp_name and px_fs_publish). */
+px_status px_fs_write_atomic(const char *path, const char *text, size_t len, px_error *err);
+
+/* Whether path exists (any type). */
+int px_fs_exists(const char *path);
+
+#endif

@@ -1,0 +1,29 @@
+/*
+ * jsonl.h — JSON Lines in and out (parsed and written with jansson).
+ *
+ * One JSON object per line, with the string fields of the kind (dataset.h):
+ *   text {"text"}   sft {"prompt","completion"}   prefs {"prompt","chosen","rejected"}
+ *   prompts {"prompt"} or {"prompt","reference"} (every line or none)
+ * Other fields are ignored. Blank lines are skipped. Any malformed line — bad JSON, not an
+ * object, a missing or non-string field — is PX_EINPUT naming the file and the line.
+ */
+#ifndef PROXIMA_JSONL_H
+#define PROXIMA_JSONL_H
+
+#include "proxima/dataset.h"
+#include "proxima/error.h"
+
+/* The longest line accepted; a longer one is refused with its line number. */
+#define PX_JSONL_MAX_LINE ((size_t)256 << 20)
+
+/* Reads every record of a JSONL file of the given kind into out. Not collective. */
+px_status px_jsonl_read(const char *path, px_data_kind kind, px_dataset *out, px_error *err);
+
+/* Writes every record of ds as JSONL to path, atomically. Not collective. */
+px_status px_jsonl_write(const char *path, const px_dataset *ds, px_error *err);
+
+/* `proxima data import`: JSONL in, HDF5 data set out (atomically: on failure nothing is left
+ * at out and a file already there is untouched). Not collective: call it on one rank. */
+px_status px_jsonl_import(const char *in, px_data_kind kind, const char *out, px_error *err);
+
+#endif

@@ -1,0 +1,269 @@
+/*
+ * dataset.c — ragged tokenized data sets in HDF5; the layout is in dataset.h.
+ */
+#include "proxima/dataset.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h5util.h"
+#include "proxima/comm.h"
+#include "proxima/fsutil.h"
+#include "proxima/tokenizer.h"
+
+#define PX_DATASET_FORMAT "proxima-dataset"
+#define PX_DATASET_VERSION 1
+
+static const char *const px_kind_names[] = {"text", "sft", "prefs", "prompts"};
+static const char *const px_fields_text[] = {"text"};
+static const char *const px_fields_sft[] = {"prompt", "completion"};
+static const char *const px_fields_prefs[] = {"prompt", "chosen", "rejected"};
+static const char *const px_fields_prompts[] = {"prompt", "reference"};
+
+const char *px_data_kind_name(px_data_kind kind) { return px_kind_names[kind]; }
+
+int px_data_kind_parse(const char *name) {
+  for (int k = 0; k < 4; k++)
+    if (strcmp(name, px_kind_names[k]) == 0) return k;
+  return -1;
+}
+
+const char *const *px_data_fields(px_data_kind kind, int *n_required, int *n_possible) {
+  switch (kind) {
+  case PX_DATA_TEXT: *n_required = *n_possible = 1; return px_fields_text;
+  case PX_DATA_SFT: *n_required = *n_possible = 2; return px_fields_sft;
+  case PX_DATA_PREFS: *n_required = *n_possible = 3; return px_fields_prefs;
+  default: *n_required = 1, *n_possible = 2; return px_fields_prompts;
+  }
+}
+
+const int32_t *px_dataset_row(const px_dataset *ds, int f, int64_t i, int64_t *len) {
+  const px_ragged *r = &ds->field[f];
+  *len = r->offsets[i + 1] - r->offsets[i];
+  return r->tokens + r->offsets[i];
+}
+
+void px_dataset_init(px_dataset *ds, px_data_kind kind, int n_fields) {
+  memset(ds, 0, sizeof *ds);
+  ds->kind = kind;
+  ds->n_fields = n_fields;
+  for (int f = 0; f < n_fields; f++) ds->field[f].offsets = px_calloc(1, sizeof(int64_t));
+}
+
+void px_dataset_append(px_dataset *ds, const char *const *texts, const size_t *lens) {
+  if (ds->n + 2 > ds->cap_rows) {
+    ds->cap_rows = 2 * ds->cap_rows + 64;
+    for (int f = 0; f < ds->n_fields; f++)
+      ds->field[f].offsets =
+          px_realloc(ds->field[f].offsets, (size_t)ds->cap_rows * sizeof(int64_t));
+  }
+  for (int f = 0; f < ds->n_fields; f++) {
+    px_ragged *r = &ds->field[f];
+    int64_t used = r->offsets[ds->n], need = used + (int64_t)lens[f];
+    if (need > ds->cap_tokens[f]) {
+      ds->cap_tokens[f] = need > 2 * ds->cap_tokens[f] + 1024 ? need : 2 * ds->cap_tokens[f] + 1024;
+      r->tokens = px_realloc(r->tokens, (size_t)ds->cap_tokens[f] * sizeof(int32_t));
+    }
+    px_tok_encode(r->tokens + used, texts[f], lens[f]);
+    r->offsets[ds->n + 1] = need;
+  }
+  ds->n++;
+  ds->n_total = ds->n;
+}
+
+void px_dataset_free(px_dataset *ds) {
+  for (int f = 0; f < PX_DATA_MAX_FIELDS; f++) {
+    free(ds->field[f].offsets);
+    free(ds->field[f].tokens);
+  }
+  memset(ds, 0, sizeof *ds);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+
+static px_status px_h5_fail(px_error *err, const char *path, const char *what) {
+  char reason[256];
+  px_h5_reason(reason, sizeof reason);
+  return px_error_set(err, PX_ERUN, "cannot write %s: %s%s%s", path, what, reason[0] ? ": " : "",
+                      reason);
+}
+
+px_status px_dataset_write(const char *path, const px_dataset *ds, px_error *err) {
+  px_h5_quiet();
+  char tmp[4200];
+  px_fs_temp_name(tmp, sizeof tmp, path);
+  hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+  if (fcpl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0) return px_h5_fail(err, path, "H5Pcreate");
+  hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+  H5Pclose(fcpl);
+  if (file < 0) return px_h5_fail(err, path, "cannot create the file");
+  int n_req, n_pos;
+  const char *const *names = px_data_fields(ds->kind, &n_req, &n_pos);
+  herr_t rc = 0;
+  rc |= px_h5_attr_write_str(file, "format", PX_DATASET_FORMAT);
+  rc |= px_h5_attr_write_i64(file, "format_version", PX_DATASET_VERSION);
+  rc |= px_h5_attr_write_str(file, "kind", px_data_kind_name(ds->kind));
+  rc |= px_h5_attr_write_i64(file, "n_records", ds->n);
+  rc |= px_h5_attr_write_str(file, "tokenizer", "bytes");
+  hid_t gcpl = px_h5_gcpl();
+  for (int f = 0; f < ds->n_fields && rc >= 0; f++) {
+    hid_t g = H5Gcreate2(file, names[f], H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    if (g < 0) {
+      rc = -1;
+      break;
+    }
+    const px_ragged *r = &ds->field[f];
+    rc |= px_h5_write_1d(g, "offsets", H5T_STD_I64LE, H5T_NATIVE_INT64, r->offsets,
+                         (hsize_t)ds->n + 1);
+    rc |= px_h5_write_1d(g, "tokens", H5T_STD_I32LE, H5T_NATIVE_INT32, r->tokens,
+                         (hsize_t)r->offsets[ds->n]);
+    if (H5Gclose(g) < 0) rc = -1;
+  }
+  if (gcpl >= 0) H5Pclose(gcpl);
+  px_status st = rc < 0 ? px_h5_fail(err, path, "writing the datasets failed") : PX_OK;
+  if (H5Fclose(file) < 0 && st == PX_OK) st = px_h5_fail(err, path, "closing the file failed");
+  if (st != PX_OK) {
+    remove(tmp);
+    return st;
+  }
+  return px_fs_publish(tmp, path, err);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+
+/* Reads this rank's records [lo, hi) of one field group, with independent transfers: a rank
+ * that finds bad data may stop early, since only H5Fopen and H5Fclose are collective and every
+ * path of px_dataset_read reaches the latter. */
+static px_status px_read_field(hid_t file, const char *path, const char *name, int64_t n_total,
+                               int64_t lo, int64_t hi, px_ragged *out, px_error *err) {
+  char where[4200];
+  snprintf(where, sizeof where, "%s: field '%s'", path, name);
+  if (H5Lexists(file, name, H5P_DEFAULT) <= 0)
+    return px_error_set(err, PX_EINPUT, "%s: group '/%s' is missing (the kind needs it)", path,
+                        name);
+  hid_t g = H5Gopen2(file, name, H5P_DEFAULT);
+  if (g < 0) return px_error_set(err, PX_EINPUT, "%s: '/%s' is not a group", path, name);
+  hid_t doff = H5I_INVALID_HID, dtok = H5I_INVALID_HID;
+  hsize_t n_off = 0, n_tok = 0;
+  px_status st = px_h5_open_int_1d(g, "offsets", &doff, &n_off, where, err);
+  if (st == PX_OK) st = px_h5_open_int_1d(g, "tokens", &dtok, &n_tok, where, err);
+  if (st == PX_OK && (int64_t)n_off != n_total + 1)
+    st = px_error_set(err, PX_EINPUT, "%s: offsets has %llu entries, expected n_records + 1 = %lld",
+                      where, (unsigned long long)n_off, (long long)n_total + 1);
+  if (st != PX_OK) goto done;
+
+  int64_t n = hi - lo;
+  out->offsets = px_malloc((size_t)(n + 1) * sizeof(int64_t));
+  if (px_h5_read_1d(doff, H5T_NATIVE_INT64, (hsize_t)lo, (hsize_t)n + 1, out->offsets) < 0) {
+    st = px_error_set(err, PX_EINPUT, "%s: cannot read offsets (damaged file? checksum error?)",
+                      where);
+    goto done;
+  }
+  /* Offsets must start at 0, never decrease, and end at the number of tokens. */
+  int64_t bad_row = -1;
+  if (lo == 0 && out->offsets[0] != 0) bad_row = 0;
+  for (int64_t i = 0; i < n && bad_row < 0; i++)
+    if (out->offsets[i + 1] < out->offsets[i]) bad_row = lo + i;
+  if (out->offsets[0] < 0 || out->offsets[n] > (int64_t)n_tok ||
+      (hi == n_total && out->offsets[n] != (int64_t)n_tok))
+    if (bad_row < 0) bad_row = hi;
+  if (bad_row >= 0) {
+    st = px_error_set(err, PX_EINPUT,
+                      "%s: offsets are invalid at record %lld (they must start at 0, never "
+                      "decrease and end at the %llu tokens)",
+                      where, (long long)bad_row, (unsigned long long)n_tok);
+    goto done;
+  }
+  int64_t base = out->offsets[0], count = out->offsets[n] - base;
+  out->tokens = px_malloc((size_t)(count > 0 ? count : 1) * sizeof(int32_t));
+  if (px_h5_read_1d(dtok, H5T_NATIVE_INT32, (hsize_t)base, (hsize_t)count, out->tokens) < 0) {
+    st = px_error_set(err, PX_EINPUT, "%s: cannot read tokens (damaged file? checksum error?)",
+                      where);
+    goto done;
+  }
+  for (int64_t i = 0; i <= n; i++) out->offsets[i] -= base;
+  for (int64_t t = 0; t < count; t++)
+    if (out->tokens[t] < 0 || out->tokens[t] > 255) {
+      st = px_error_set(err, PX_EINPUT, "%s: token %lld of the field is %d, not a byte (0-255)",
+                        where, (long long)(base + t), (int)out->tokens[t]);
+      break;
+    }
+done:
+  if (dtok >= 0) H5Dclose(dtok);
+  if (doff >= 0) H5Dclose(doff);
+  H5Gclose(g);
+  return st;
+}
+
+px_status px_dataset_read(const char *path, MPI_Comm comm, int part, int parts, int want_kind,
+                          px_dataset *out, px_error *err) {
+  px_h5_quiet();
+  memset(out, 0, sizeof *out);
+  /* Each process may face a different file (a missing one, say); H5Fopen over MPI-IO is
+   * collective, so check what can be checked alone first and open only a plausible file. */
+  if (!px_fs_exists(path)) return px_error_set(err, PX_EINPUT, "%s: no such file", path);
+  if (px_h5_is_hdf5(path) <= 0) return px_error_set(err, PX_EINPUT, "%s: not an HDF5 file", path);
+  hid_t fapl = px_h5_fapl_mpio(comm);
+  if (fapl < 0) return px_error_set(err, PX_ERUN, "%s: cannot set up MPI-IO", path);
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+  H5Pclose(fapl);
+  if (file < 0) {
+    char reason[256];
+    return px_error_set(err, PX_EINPUT, "%s: cannot open (%s)", path,
+                        px_h5_reason(reason, sizeof reason));
+  }
+  char format[64] = "", kind_name[64] = "";
+  int64_t version = 0, n_total = 0;
+  px_status st = px_h5_attr_read_str(file, "format", format, sizeof format, path, err);
+  if (st == PX_OK && strcmp(format, PX_DATASET_FORMAT) != 0)
+    st = px_error_set(err, PX_EINPUT, "%s: format is '%s', expected '%s' (is this a data set "
+                      "made by proxima data import?)", path, format, PX_DATASET_FORMAT);
+  if (st == PX_OK) st = px_h5_attr_read_i64(file, "format_version", &version, path, err);
+  if (st == PX_OK && version != PX_DATASET_VERSION)
+    st = px_error_set(err, PX_EINPUT, "%s: format_version %lld, this proxima reads version %d",
+                      path, (long long)version, PX_DATASET_VERSION);
+  if (st == PX_OK) st = px_h5_attr_read_str(file, "kind", kind_name, sizeof kind_name, path, err);
+  int kind = st == PX_OK ? px_data_kind_parse(kind_name) : -1;
+  if (st == PX_OK && kind < 0)
+    st = px_error_set(err, PX_EINPUT, "%s: unknown kind '%s' (expected text, sft, prefs or prompts)",
+                      path, kind_name);
+  if (st == PX_OK && want_kind >= 0 && kind != want_kind)
+    st = px_error_set(err, PX_EINPUT, "%s: holds %s records, this command needs %s records", path,
+                      kind_name, px_data_kind_name((px_data_kind)want_kind));
+  if (st == PX_OK) st = px_h5_attr_read_i64(file, "n_records", &n_total, path, err);
+  if (st == PX_OK && n_total < 0)
+    st = px_error_set(err, PX_EINPUT, "%s: n_records is negative", path);
+  if (st == PX_OK) {
+    int n_req, n_pos;
+    const char *const *names = px_data_fields((px_data_kind)kind, &n_req, &n_pos);
+    int64_t lo, hi;
+    px_comm_share(n_total, part, parts, &lo, &hi);
+    out->kind = (px_data_kind)kind;
+    out->n_total = n_total;
+    out->first = lo;
+    out->n = hi - lo;
+    for (int f = 0; f < n_pos && st == PX_OK; f++) {
+      if (f >= n_req && H5Lexists(file, names[f], H5P_DEFAULT) <= 0) break;
+      st = px_read_field(file, path, names[f], n_total, lo, hi, &out->field[f], err);
+      out->n_fields = f + 1;
+    }
+  }
+  if (H5Fclose(file) < 0 && st == PX_OK)
+    st = px_error_set(err, PX_ERUN, "%s: closing the file failed", path);
+  if (st != PX_OK) px_dataset_free(out);
+  return st;
+}
+
+const char *px_io_library(char *buf, size_t n) {
+  unsigned major = 0, minor = 0, release = 0;
+  H5get_libversion(&major, &minor, &release);
+  snprintf(buf, n, "HDF5 %u.%u.%u (%s)", major, minor, release,
+#ifdef H5_HAVE_PARALLEL
+           "parallel"
+#else
+           "serial"
+#endif
+  );
+  return buf;
+}

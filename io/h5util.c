@@ -1,0 +1,199 @@
+/*
+ * h5util.c — see h5util.h.
+ */
+#include "h5util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void px_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+static herr_t px_h5_first(unsigned n, const H5E_error2_t *e, void *data) {
+  char *buf = data;
+  if (n == 0 && e->desc) snprintf(buf, 256, "%s", e->desc);
+  return 0;
+}
+
+const char *px_h5_reason(char *buf, size_t n) {
+  char inner[256] = "";
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, px_h5_first, inner);
+  snprintf(buf, n, "%s", inner);
+  return buf;
+}
+
+htri_t px_h5_is_hdf5(const char *path) {
+#if H5_VERSION_GE(1, 12, 0)
+  return H5Fis_accessible(path, H5P_DEFAULT);
+#else
+  return H5Fis_hdf5(path);
+#endif
+}
+
+hid_t px_h5_dcpl_checksummed(int rank, const hsize_t *dims, hsize_t max_chunk_elems) {
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (dcpl < 0) return H5I_INVALID_HID;
+  hsize_t chunk[8];
+  hsize_t inner = 1;
+  for (int i = 1; i < rank; i++) chunk[i] = dims[i] > 0 ? dims[i] : 1, inner *= chunk[i];
+  hsize_t rows = max_chunk_elems / (inner ? inner : 1);
+  if (rows < 1) rows = 1;
+  chunk[0] = dims[0] < rows ? (dims[0] > 0 ? dims[0] : 1) : rows;
+  if (H5Pset_chunk(dcpl, rank, chunk) < 0 || H5Pset_fletcher32(dcpl) < 0 ||
+      H5Pset_obj_track_times(dcpl, 0) < 0) {
+    H5Pclose(dcpl);
+    return H5I_INVALID_HID;
+  }
+  return dcpl;
+}
+
+hid_t px_h5_gcpl(void) {
+  hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+  if (gcpl >= 0 && H5Pset_obj_track_times(gcpl, 0) < 0) {
+    H5Pclose(gcpl);
+    return H5I_INVALID_HID;
+  }
+  return gcpl;
+}
+
+hid_t px_h5_fapl_mpio(MPI_Comm comm) {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl >= 0 && H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0) {
+    H5Pclose(fapl);
+    return H5I_INVALID_HID;
+  }
+  return fapl;
+}
+
+static herr_t px_h5_attr_write(hid_t loc, const char *name, hid_t type, const void *value) {
+  hid_t space = H5Screate(H5S_SCALAR);
+  if (space < 0) return -1;
+  if (H5Aexists(loc, name) > 0) H5Adelete(loc, name);
+  hid_t attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t rc = attr < 0 ? -1 : H5Awrite(attr, type, value);
+  if (attr >= 0 && H5Aclose(attr) < 0) rc = -1;
+  H5Sclose(space);
+  return rc;
+}
+
+herr_t px_h5_attr_write_str(hid_t loc, const char *name, const char *value) {
+  hid_t type = H5Tcopy(H5T_C_S1);
+  if (type < 0) return -1;
+  herr_t rc = -1;
+  if (H5Tset_size(type, strlen(value) + 1) >= 0 && H5Tset_strpad(type, H5T_STR_NULLTERM) >= 0 &&
+      H5Tset_cset(type, H5T_CSET_UTF8) >= 0)
+    rc = px_h5_attr_write(loc, name, type, value);
+  H5Tclose(type);
+  return rc;
+}
+
+herr_t px_h5_attr_write_i64(hid_t loc, const char *name, int64_t value) {
+  return px_h5_attr_write(loc, name, H5T_NATIVE_INT64, &value);
+}
+
+herr_t px_h5_attr_write_f64(hid_t loc, const char *name, double value) {
+  return px_h5_attr_write(loc, name, H5T_NATIVE_DOUBLE, &value);
+}
+
+px_status px_h5_attr_read_str(hid_t loc, const char *name, char *buf, size_t n,
+                              const char *where, px_error *err) {
+  if (H5Aexists(loc, name) <= 0)
+    return px_error_set(err, PX_EINPUT, "%s: attribute '%s' is missing", where, name);
+  hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
+  hid_t type = attr < 0 ? H5I_INVALID_HID : H5Aget_type(attr);
+  hid_t space = attr < 0 ? H5I_INVALID_HID : H5Aget_space(attr);
+  px_status st = PX_OK;
+  if (type < 0 || space < 0 || H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) > 0 ||
+      H5Sget_simple_extent_npoints(space) != 1) {
+    st = px_error_set(err, PX_EINPUT, "%s: attribute '%s' is not a fixed-length string", where,
+                      name);
+  } else {
+    size_t size = H5Tget_size(type);
+    hid_t mem = H5Tcopy(type);
+    char *tmp = px_malloc(size + 1);
+    if (mem < 0 || H5Aread(attr, mem, tmp) < 0) {
+      st = px_error_set(err, PX_EINPUT, "%s: cannot read attribute '%s'", where, name);
+    } else {
+      tmp[size] = '\0';
+      snprintf(buf, n, "%s", tmp);
+    }
+    free(tmp);
+    if (mem >= 0) H5Tclose(mem);
+  }
+  if (space >= 0) H5Sclose(space);
+  if (type >= 0) H5Tclose(type);
+  if (attr >= 0) H5Aclose(attr);
+  return st;
+}
+
+px_status px_h5_attr_read_i64(hid_t loc, const char *name, int64_t *value, const char *where,
+                              px_error *err) {
+  if (H5Aexists(loc, name) <= 0)
+    return px_error_set(err, PX_EINPUT, "%s: attribute '%s' is missing", where, name);
+  hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
+  hid_t type = attr < 0 ? H5I_INVALID_HID : H5Aget_type(attr);
+  hid_t space = attr < 0 ? H5I_INVALID_HID : H5Aget_space(attr);
+  px_status st = PX_OK;
+  if (type < 0 || space < 0 || H5Tget_class(type) != H5T_INTEGER ||
+      H5Sget_simple_extent_npoints(space) != 1 || H5Aread(attr, H5T_NATIVE_INT64, value) < 0)
+    st = px_error_set(err, PX_EINPUT, "%s: attribute '%s' is not an integer", where, name);
+  if (space >= 0) H5Sclose(space);
+  if (type >= 0) H5Tclose(type);
+  if (attr >= 0) H5Aclose(attr);
+  return st;
+}
+
+herr_t px_h5_write_1d(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
+                      const void *data, hsize_t n) {
+  hsize_t dims[1] = {n};
+  hid_t space = H5Screate_simple(1, dims, NULL);
+  hid_t dcpl = px_h5_dcpl_checksummed(1, dims, (hsize_t)1 << 16);
+  hid_t dset = space < 0 || dcpl < 0
+                   ? H5I_INVALID_HID
+                   : H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  herr_t rc = dset < 0 ? -1 : 0;
+  if (rc == 0 && n > 0) rc = H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+  if (dset >= 0 && H5Dclose(dset) < 0) rc = -1;
+  if (dcpl >= 0) H5Pclose(dcpl);
+  if (space >= 0) H5Sclose(space);
+  return rc;
+}
+
+px_status px_h5_open_int_1d(hid_t loc, const char *name, hid_t *dset, hsize_t *n,
+                            const char *where, px_error *err) {
+  *dset = H5I_INVALID_HID;
+  if (H5Lexists(loc, name, H5P_DEFAULT) <= 0)
+    return px_error_set(err, PX_EINPUT, "%s: dataset '%s' is missing", where, name);
+  hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+  if (d < 0) return px_error_set(err, PX_EINPUT, "%s: '%s' is not a dataset", where, name);
+  hid_t type = H5Dget_type(d), space = H5Dget_space(d);
+  px_status st = PX_OK;
+  if (type < 0 || H5Tget_class(type) != H5T_INTEGER)
+    st = px_error_set(err, PX_EINPUT, "%s: dataset '%s' is not of integer type", where, name);
+  else if (space < 0 || H5Sget_simple_extent_ndims(space) != 1)
+    st = px_error_set(err, PX_EINPUT, "%s: dataset '%s' is not one-dimensional", where, name);
+  else
+    H5Sget_simple_extent_dims(space, n, NULL);
+  if (type >= 0) H5Tclose(type);
+  if (space >= 0) H5Sclose(space);
+  if (st != PX_OK) H5Dclose(d);
+  else *dset = d;
+  return st;
+}
+
+herr_t px_h5_read_1d(hid_t dset, hid_t mem_type, hsize_t start, hsize_t count, void *out) {
+  hid_t fspace = H5Dget_space(dset);
+  hsize_t mdims[1] = {count > 0 ? count : 1};
+  hid_t mspace = H5Screate_simple(1, mdims, NULL);
+  herr_t rc = fspace < 0 || mspace < 0 ? -1 : 0;
+  if (rc == 0 && count == 0) {
+    rc = H5Sselect_none(fspace) < 0 || H5Sselect_none(mspace) < 0 ? -1 : 0;
+  } else if (rc == 0) {
+    hsize_t off[1] = {start}, cnt[1] = {count};
+    rc = H5Sselect_hyperslab(fspace, H5S_SELECT_SET, off, NULL, cnt, NULL);
+  }
+  if (rc >= 0) rc = H5Dread(dset, mem_type, mspace, fspace, H5P_DEFAULT, out);
+  if (mspace >= 0) H5Sclose(mspace);
+  if (fspace >= 0) H5Sclose(fspace);
+  return rc;
+}

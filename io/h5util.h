@@ -1,0 +1,60 @@
+/*
+ * h5util.h — io/'s private HDF5 helpers: silence the library's own error printing and turn its
+ * error stack into our messages, property lists for checksummed chunked datasets and for MPI-IO,
+ * and typed attribute access. Only io/ includes this header.
+ */
+#ifndef PROXIMA_IO_H5UTIL_H
+#define PROXIMA_IO_H5UTIL_H
+
+#include <hdf5.h>
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proxima/error.h"
+
+/* Turns off HDF5's automatic error printing (we report errors ourselves). Idempotent. */
+void px_h5_quiet(void);
+
+/* The innermost message of the current HDF5 error stack ("" if none), in buf of n bytes. */
+const char *px_h5_reason(char *buf, size_t n);
+
+/* >0 when path is an HDF5 file, 0 when not, <0 when it cannot be read. */
+htri_t px_h5_is_hdf5(const char *path);
+
+/* Dataset creation: chunked (chunk = min(n, max_chunk) elements along dim 0, the rest whole),
+ * Fletcher-32 checksum, no modification times (so equal content gives equal bytes).
+ * Returns a dcpl to close with H5Pclose, or H5I_INVALID_HID. */
+hid_t px_h5_dcpl_checksummed(int rank, const hsize_t *dims, hsize_t max_chunk_elems);
+
+/* Group creation and file creation lists without modification times. */
+hid_t px_h5_gcpl(void);
+
+/* A file-access list for the MPI-IO driver on comm. */
+hid_t px_h5_fapl_mpio(MPI_Comm comm);
+
+/* Attributes on loc (a file, group or dataset). Writes return <0 on failure. Reads return
+ * PX_EINPUT with a message naming `where` when the attribute is missing or of the wrong kind. */
+herr_t px_h5_attr_write_str(hid_t loc, const char *name, const char *value);
+herr_t px_h5_attr_write_i64(hid_t loc, const char *name, int64_t value);
+herr_t px_h5_attr_write_f64(hid_t loc, const char *name, double value);
+px_status px_h5_attr_read_str(hid_t loc, const char *name, char *buf, size_t n,
+                              const char *where, px_error *err);
+px_status px_h5_attr_read_i64(hid_t loc, const char *name, int64_t *value, const char *where,
+                              px_error *err);
+
+/* Creates a 1-D checksummed dataset of n elements of mem_type and writes data into it
+ * (serial, or collective when the file is open with MPI-IO and every rank passes the same). */
+herr_t px_h5_write_1d(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
+                      const void *data, hsize_t n);
+
+/* Opens a 1-D integer dataset and gives its length; PX_EINPUT naming `where` if it is missing,
+ * not 1-D or not of integer type. *dset is closed by the caller. */
+px_status px_h5_open_int_1d(hid_t loc, const char *name, hid_t *dset, hsize_t *n,
+                            const char *where, px_error *err);
+
+/* Reads elements [start, start+count) of an open 1-D dataset as mem_type (independent I/O).
+ * Returns <0 on failure. count may be 0. */
+herr_t px_h5_read_1d(hid_t dset, hid_t mem_type, hsize_t start, hsize_t count, void *out);
+
+#endif

@@ -1,0 +1,172 @@
+/*
+ * synth.c — the built-in arith task; synth.h says what it is.
+ */
+#include "proxima/synth.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxima/dataset.h"
+#include "proxima/fsutil.h"
+#include "proxima/jsonl.h"
+#include "proxima/log.h"
+#include "proxima/rng.h"
+
+/* Philox streams: the first counter word keeps the uses apart. */
+enum { PX_STREAM_SPLIT = 1, PX_STREAM_SFT = 2, PX_STREAM_PREFS = 3, PX_STREAM_PROMPTS = 4 };
+
+typedef struct px_arith {
+  uint64_t seed;
+  double base_accuracy;
+  int max_offset;
+} px_arith;
+
+static int px_arith_a(int p) { return 10 + p / 90; }
+static int px_arith_b(int p) { return 10 + p % 90; }
+
+/* A base-model answer to prompt p: right with probability base_accuracy, else off by a nonzero
+ * offset in [-max_offset, max_offset]. Draws (stream, record, draw). */
+static int px_arith_base_answer(const px_arith *t, int p, uint32_t stream, uint32_t record,
+                                uint32_t draw) {
+  int sum = px_arith_a(p) + px_arith_b(p);
+  px_rng_ctr c = {{stream, record, draw, 0}};
+  if (px_rng_uniform(t->seed, c) < t->base_accuracy) return sum;
+  c.w[3] = 1;
+  int k = (int)px_rng_below(t->seed, c, (uint64_t)(2 * t->max_offset));
+  return sum + (k < t->max_offset ? k - t->max_offset : k - t->max_offset + 1);
+}
+
+static size_t px_arith_prompt(char *buf, size_t n, int p) {
+  return (size_t)snprintf(buf, n, "%d+%d=", px_arith_a(p), px_arith_b(p));
+}
+
+int px_synth_arith_answer(const char *prompt, size_t len, char *buf, size_t n) {
+  int a = 0, b = 0, used = 0;
+  char tmp[32];
+  if (len >= sizeof tmp) return -1;
+  memcpy(tmp, prompt, len);
+  tmp[len] = '\0';
+  if (sscanf(tmp, "%d+%d=%n", &a, &b, &used) != 2 || (size_t)used != len) return -1;
+  return snprintf(buf, n, "%d", a + b);
+}
+
+/* Writes ds as DIR/NAME.jsonl, then imports that file into DIR/NAME.h5. */
+static px_status px_synth_emit(const char *dir, const char *name, const px_dataset *ds,
+                               px_error *err) {
+  char jsonl[4096], h5[4096];
+  snprintf(jsonl, sizeof jsonl, "%s/%s.jsonl", dir, name);
+  snprintf(h5, sizeof h5, "%s/%s.h5", dir, name);
+  PX_TRY(px_jsonl_write(jsonl, ds, err));
+  PX_TRY(px_jsonl_import(jsonl, ds->kind, h5, err));
+  px_log_info("data synth: wrote %s and %s (%lld records)", jsonl, h5, (long long)ds->n);
+  return PX_OK;
+}
+
+px_status px_synth_run(const px_config *cfg, px_error *err) {
+  if (cfg->synth_n_eval >= PX_SYNTH_ARITH_PROMPTS)
+    return px_error_set(err, PX_EINPUT,
+                        "synth.n_eval = %lld leaves no training prompts (the arith task has %d "
+                        "distinct prompts)",
+                        (long long)cfg->synth_n_eval, PX_SYNTH_ARITH_PROMPTS);
+  const char *dir = cfg->synth_out;
+  PX_TRY(px_fs_mkdirs(dir, err));
+  px_arith t = {(uint64_t)cfg->run_seed, cfg->synth_base_accuracy, (int)cfg->synth_max_offset};
+
+  /* Split the prompts: a seeded Fisher–Yates shuffle; the first n_eval are held out. */
+  int order[PX_SYNTH_ARITH_PROMPTS];
+  for (int i = 0; i < PX_SYNTH_ARITH_PROMPTS; i++) order[i] = i;
+  for (int i = PX_SYNTH_ARITH_PROMPTS - 1; i > 0; i--) {
+    px_rng_ctr c = {{PX_STREAM_SPLIT, (uint32_t)i, 0, 0}};
+    int j = (int)px_rng_below(t.seed, c, (uint64_t)i + 1);
+    int tmp = order[i];
+    order[i] = order[j];
+    order[j] = tmp;
+  }
+  int n_eval = (int)cfg->synth_n_eval, n_train = PX_SYNTH_ARITH_PROMPTS - n_eval;
+  const int *eval_prompts = order, *train_prompts = order + n_eval;
+
+  char prompt[32], a1[16], a2[16];
+  const char *texts[3];
+  size_t lens[3];
+  px_dataset ds;
+  px_status st;
+
+  /* sft: a training prompt and one base completion. */
+  px_dataset_init(&ds, PX_DATA_SFT, 2);
+  for (int64_t i = 0; i < cfg->synth_n_sft; i++) {
+    px_rng_ctr c = {{PX_STREAM_SFT, (uint32_t)i, 0, 7}};
+    int p = train_prompts[px_rng_below(t.seed, c, (uint64_t)n_train)];
+    lens[0] = px_arith_prompt(prompt, sizeof prompt, p);
+    lens[1] = (size_t)snprintf(a1, sizeof a1, "%d", px_arith_base_answer(&t, p, PX_STREAM_SFT, (uint32_t)i, 1));
+    texts[0] = prompt, texts[1] = a1;
+    px_dataset_append(&ds, texts, lens);
+  }
+  st = px_synth_emit(dir, "sft", &ds, err);
+  px_dataset_free(&ds);
+  if (st != PX_OK) return st;
+
+  /* prefs: two base completions; the closer to the sum is chosen, ties dropped, some flipped. */
+  px_dataset_init(&ds, PX_DATA_PREFS, 3);
+  for (int64_t i = 0; i < cfg->synth_n_prefs; i++) {
+    px_rng_ctr c = {{PX_STREAM_PREFS, (uint32_t)i, 0, 7}};
+    int p = train_prompts[px_rng_below(t.seed, c, (uint64_t)n_train)];
+    int sum = px_arith_a(p) + px_arith_b(p);
+    int y1 = px_arith_base_answer(&t, p, PX_STREAM_PREFS, (uint32_t)i, 1);
+    int y2 = px_arith_base_answer(&t, p, PX_STREAM_PREFS, (uint32_t)i, 2);
+    int d1 = abs(y1 - sum), d2 = abs(y2 - sum);
+    if (d1 == d2) continue;
+    int chosen = d1 < d2 ? y1 : y2, rejected = d1 < d2 ? y2 : y1;
+    c.w[2] = 3;
+    if (px_rng_uniform(t.seed, c) < cfg->synth_flip_rate) {
+      int tmp = chosen;
+      chosen = rejected;
+      rejected = tmp;
+    }
+    lens[0] = px_arith_prompt(prompt, sizeof prompt, p);
+    lens[1] = (size_t)snprintf(a1, sizeof a1, "%d", chosen);
+    lens[2] = (size_t)snprintf(a2, sizeof a2, "%d", rejected);
+    texts[0] = prompt, texts[1] = a1, texts[2] = a2;
+    px_dataset_append(&ds, texts, lens);
+  }
+  if (ds.n == 0) {
+    px_dataset_free(&ds);
+    return px_error_set(err, PX_EINPUT, "synth: every preference pair was a tie (raise "
+                        "synth.n_prefs or lower synth.base_accuracy)");
+  }
+  st = px_synth_emit(dir, "prefs", &ds, err);
+  px_dataset_free(&ds);
+  if (st != PX_OK) return st;
+
+  /* prompts (training, drawn from the training prompts) and eval (every held-out prompt), each
+   * with its gold answer as the reference. */
+  for (int which = 0; which < 2 && st == PX_OK; which++) {
+    int64_t n = which == 0 ? cfg->synth_n_prompts : n_eval;
+    px_dataset_init(&ds, PX_DATA_PROMPTS, 2);
+    for (int64_t i = 0; i < n; i++) {
+      px_rng_ctr c = {{PX_STREAM_PROMPTS, (uint32_t)i, 0, 7}};
+      int p = which == 0 ? train_prompts[px_rng_below(t.seed, c, (uint64_t)n_train)]
+                         : eval_prompts[i];
+      lens[0] = px_arith_prompt(prompt, sizeof prompt, p);
+      lens[1] = (size_t)snprintf(a1, sizeof a1, "%d", px_arith_a(p) + px_arith_b(p));
+      texts[0] = prompt, texts[1] = a1;
+      px_dataset_append(&ds, texts, lens);
+    }
+    st = px_synth_emit(dir, which == 0 ? "prompts" : "eval", &ds, err);
+    px_dataset_free(&ds);
+  }
+  if (st != PX_OK) return st;
+
+  /* The resolved config beside the data, so the files say how they were made. */
+  char path[4096];
+  snprintf(path, sizeof path, "%s/synth-config.ini", dir);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *mem = open_memstream(&text, &len);
+  PX_REQUIRE(mem, "open_memstream failed");
+  px_config_write_ini(cfg, mem);
+  fclose(mem);
+  st = px_fs_write_atomic(path, text, len, err);
+  free(text);
+  return st;
+}

@@ -1,0 +1,121 @@
+/*
+ * comm.c — owns every direct MPI call in Proxima (CoMD's rule: one compilation unit talks to
+ * MPI). The world communicator is duplicated once at start-up with MPI_ERRORS_RETURN so that
+ * every call can be checked; a failing call aborts all ranks with the call's error string.
+ */
+#include "proxima/comm.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static MPI_Comm px_world = MPI_COMM_NULL;
+static int px_rank = 0;
+static int px_size = 1;
+
+static void px_mpi_check(int rc, const char *what, const char *file, int line) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING] = "";
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  px_die(file, line, "%s failed (code %d: %s)", what, rc, text);
+}
+
+#define PX_MPI(call) px_mpi_check((call), #call, __FILE__, __LINE__)
+
+void px_comm_init(int *argc, char ***argv) {
+  int provided = 0;
+  PX_MPI(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+  PX_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+  PX_REQUIRE(provided >= MPI_THREAD_FUNNELED,
+             "MPI_Init_thread gave thread level %d, Proxima needs MPI_THREAD_FUNNELED", provided);
+  PX_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &px_world));
+  PX_MPI(MPI_Comm_set_errhandler(px_world, MPI_ERRORS_RETURN));
+  PX_MPI(MPI_Comm_rank(px_world, &px_rank));
+  PX_MPI(MPI_Comm_size(px_world, &px_size));
+}
+
+int px_comm_is_up(void) {
+  int init = 0, fin = 0;
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  return init && !fin;
+}
+
+void px_comm_finalize(void) {
+  if (!px_comm_is_up()) return;
+  if (px_world != MPI_COMM_NULL) PX_MPI(MPI_Comm_free(&px_world));
+  PX_MPI(MPI_Finalize());
+}
+
+int px_comm_rank(void) { return px_rank; }
+int px_comm_size(void) { return px_size; }
+
+MPI_Comm px_comm_mpi(void) {
+  PX_REQUIRE(px_world != MPI_COMM_NULL, "px_comm_mpi called before px_comm_init");
+  return px_world;
+}
+
+_Noreturn void px_comm_abort(int status) {
+  if (px_comm_is_up()) MPI_Abort(MPI_COMM_WORLD, status);
+  exit(status);
+}
+
+px_status px_comm_agree(px_status local, px_error *err) {
+  int mine = (int)local, worst = 0;
+  PX_MPI(MPI_Allreduce(&mine, &worst, 1, MPI_INT, MPI_MAX, px_world));
+  if (worst == PX_OK) return PX_OK;
+  /* The lowest rank holding the worst status tells everyone what went wrong. */
+  int candidate = mine == worst ? px_rank : INT_MAX, teller = 0;
+  PX_MPI(MPI_Allreduce(&candidate, &teller, 1, MPI_INT, MPI_MIN, px_world));
+  if (err) PX_MPI(MPI_Bcast(err->msg, (int)sizeof err->msg, MPI_CHAR, teller, px_world));
+  return (px_status)worst;
+}
+
+void px_comm_bcast(void *buf, size_t n, int root) {
+  char *p = buf;
+  while (n > 0) { /* MPI counts are int: send large buffers in pieces */
+    int piece = n > (size_t)INT_MAX ? INT_MAX : (int)n;
+    PX_MPI(MPI_Bcast(p, piece, MPI_BYTE, root, px_world));
+    p += piece;
+    n -= (size_t)piece;
+  }
+}
+
+static void px_allreduce_sum(void *buf, size_t n, size_t elem, MPI_Datatype type) {
+  char *p = buf;
+  while (n > 0) {
+    int piece = n > (size_t)INT_MAX ? INT_MAX : (int)n;
+    PX_MPI(MPI_Allreduce(MPI_IN_PLACE, p, piece, type, MPI_SUM, px_world));
+    p += (size_t)piece * elem;
+    n -= (size_t)piece;
+  }
+}
+
+void px_comm_allreduce_sum_f64(double *buf, size_t n) {
+  px_allreduce_sum(buf, n, sizeof *buf, MPI_DOUBLE);
+}
+void px_comm_allreduce_sum_f32(float *buf, size_t n) {
+  px_allreduce_sum(buf, n, sizeof *buf, MPI_FLOAT);
+}
+void px_comm_allreduce_sum_i64(int64_t *buf, size_t n) {
+  px_allreduce_sum(buf, n, sizeof *buf, MPI_INT64_T);
+}
+
+void px_comm_barrier(void) { PX_MPI(MPI_Barrier(px_world)); }
+
+void px_comm_share(int64_t n, int rank, int size, int64_t *lo, int64_t *hi) {
+  int64_t base = n / size, extra = n % size;
+  *lo = rank * base + (rank < extra ? rank : extra);
+  *hi = *lo + base + (rank < extra ? 1 : 0);
+}
+
+const char *px_comm_library(char *buf, size_t n) {
+  char text[MPI_MAX_LIBRARY_VERSION_STRING] = "";
+  int len = 0;
+  PX_MPI(MPI_Get_library_version(text, &len));
+  text[strcspn(text, "\n,")] = '\0';
+  snprintf(buf, n, "%s", text);
+  return buf;
+}

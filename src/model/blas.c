@@ -1,0 +1,76 @@
+/*
+ * blas.c — BLIS kernel-set selection and, later, every GEMM of the model. The one file of
+ * Proxima that includes blis.h (STYLE.md rule 13).
+ */
+#include "proxima/blas.h"
+
+#include <blis.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char px_description[256] = "BLIS not initialised";
+static const char *px_arch_in_use = "unknown";
+
+/* The kernel set to ask BLIS for on this CPU, or -1 to let BLIS choose. BLIS 0.9 picks skx
+ * only for Intel CPUs it knows and zen3 only for AMD families up to 0x19; a newer CPU with the
+ * same instructions gets the generic kernels. The instruction sets decide here instead. */
+static int px_preferred_arch(void) {
+  int arch = -1;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+    arch = BLIS_ARCH_SKX;
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    arch = __builtin_cpu_is("amd") ? BLIS_ARCH_ZEN3 : BLIS_ARCH_HASWELL;
+#endif
+  return arch;
+}
+
+/* Whether this BLIS was built with the kernel set (a cluster's BLIS may hold just one, and
+ * BLIS aborts when asked for one it lacks): a child process tries it. Call before MPI starts. */
+static int px_arch_available(int arch) {
+  pid_t child = fork();
+  if (child < 0) return 0;
+  if (child == 0) {
+    char value[16];
+    snprintf(value, sizeof value, "%d", arch);
+    setenv("BLIS_ARCH_TYPE", value, 1);
+    int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) dup2(null, STDERR_FILENO), dup2(null, STDOUT_FILENO);
+    bli_init();
+    _exit(bli_arch_query_id() == (arch_t)arch ? 0 : 1);
+  }
+  int status = 0;
+  while (waitpid(child, &status, 0) < 0)
+    if (errno != EINTR) return 0;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+void px_blas_init(void) {
+  const char *user = getenv("BLIS_ARCH_TYPE");
+  const char *how = "chosen by BLIS";
+  if (user && *user) {
+    how = "chosen by BLIS_ARCH_TYPE";
+  } else {
+    int arch = px_preferred_arch();
+    if (arch >= 0 && px_arch_available(arch)) {
+      char value[16];
+      snprintf(value, sizeof value, "%d", arch);
+      setenv("BLIS_ARCH_TYPE", value, 1); /* read by bli_init, hence before any BLIS call */
+      how = "chosen by proxima for this CPU";
+    }
+  }
+  bli_init();
+  px_arch_in_use = bli_arch_string(bli_arch_query_id());
+  snprintf(px_description, sizeof px_description, "BLIS %s, kernels %s (%s)",
+           bli_info_get_version_str(), px_arch_in_use, how);
+}
+
+const char *px_blas_describe(void) { return px_description; }
+const char *px_blas_arch(void) { return px_arch_in_use; }

@@ -1,0 +1,62 @@
+/*
+ * error.c — user-facing error messages (px_error) and the internal-failure path (px_die).
+ */
+#include "proxima/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxima/comm.h"
+
+px_status px_error_set(px_error *err, px_status status, const char *fmt, ...) {
+  if (err) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+  }
+  return status;
+}
+
+_Noreturn void px_die(const char *file, int line, const char *fmt, ...) {
+  const char *base = strrchr(file, '/');
+  char what[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  if (px_comm_is_up() && px_comm_size() > 1)
+    fprintf(stderr, "proxima: rank %d: %s:%d: %s\n", px_comm_rank(), base ? base + 1 : file, line,
+            what);
+  else
+    fprintf(stderr, "proxima: %s:%d: %s\n", base ? base + 1 : file, line, what);
+  fflush(stderr);
+  px_comm_abort(PX_ERUN);
+}
+
+void *px_malloc_check(size_t size, const char *file, int line) {
+  void *p = malloc(size ? size : 1);
+  if (!p) px_die(file, line, "malloc of %zu bytes failed (out of memory)", size);
+  return p;
+}
+
+void *px_calloc_check(size_t count, size_t size, const char *file, int line) {
+  void *p = calloc(count ? count : 1, size ? size : 1);
+  if (!p) px_die(file, line, "calloc of %zu x %zu bytes failed (out of memory)", count, size);
+  return p;
+}
+
+void *px_realloc_check(void *ptr, size_t size, const char *file, int line) {
+  void *p = realloc(ptr, size ? size : 1);
+  if (!p) px_die(file, line, "realloc to %zu bytes failed (out of memory)", size);
+  return p;
+}
+
+char *px_strdup_check(const char *s, const char *file, int line) {
+  size_t n = strlen(s) + 1;
+  char *p = px_malloc_check(n, file, line);
+  memcpy(p, s, n);
+  return p;
+}

@@ -1,0 +1,46 @@
+/*
+ * test_util.h — what every suite shares: registration, a scratch directory, and small helpers.
+ */
+#ifndef PROXIMA_TEST_UTIL_H
+#define PROXIMA_TEST_UTIL_H
+
+#include <CUnit/CUnit.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Defined by each test file: adds its suites to the CUnit registry. */
+void px_test_register(void);
+
+/* Adds a suite with the given tests ({name, function}, NULL-terminated). */
+static inline CU_pSuite px_test_suite(const char *name, const CU_TestInfo *tests) {
+  CU_pSuite s = CU_add_suite(name, NULL, NULL);
+  for (int i = 0; s && tests[i].pName; i++) CU_add_test(s, tests[i].pName, tests[i].pTestFunc);
+  return s;
+}
+
+/* A fresh scratch directory for this process (./scratch-NAME-PID), made on first use. */
+static inline const char *px_test_dir(const char *name) {
+  static char dir[512];
+  snprintf(dir, sizeof dir, "scratch-%s-%ld", name, (long)getpid());
+  mkdir(dir, 0777);
+  return dir;
+}
+
+/* Writes text to path; returns 0 on success. */
+static inline int px_test_write(const char *path, const char *text, size_t len) {
+  FILE *f = fopen(path, "wb");
+  if (!f) return -1;
+  size_t put = fwrite(text, 1, len, f);
+  return fclose(f) == 0 && put == len ? 0 : -1;
+}
+
+/* Whether haystack contains needle; prints both when it does not, to explain a failure. */
+static inline int px_test_contains(const char *haystack, const char *needle) {
+  if (strstr(haystack, needle)) return 1;
+  fprintf(stderr, "\n  expected to find \"%s\" in:\n  %s\n", needle, haystack);
+  return 0;
+}
+
+#endif
