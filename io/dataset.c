@@ -217,8 +217,10 @@ px_status px_dataset_read(const char *path, MPI_Comm comm, int part, int parts, 
   int64_t version = 0, n_total = 0;
   px_status st = px_h5_attr_read_str(file, "format", format, sizeof format, path, err);
   if (st == PX_OK && strcmp(format, PX_DATASET_FORMAT) != 0)
-    st = px_error_set(err, PX_EINPUT, "%s: format is '%s', expected '%s' (is this a data set "
-                      "made by proxima data import?)", path, format, PX_DATASET_FORMAT);
+    st = px_error_set(err, PX_EINPUT,
+                      "%s: format is '%s', expected '%s' (is this a data set "
+                      "made by proxima data import?)",
+                      path, format, PX_DATASET_FORMAT);
   if (st == PX_OK) st = px_h5_attr_read_i64(file, "format_version", &version, path, err);
   if (st == PX_OK && version != PX_DATASET_VERSION)
     st = px_error_set(err, PX_EINPUT, "%s: format_version %lld, this proxima reads version %d",
@@ -226,8 +228,9 @@ px_status px_dataset_read(const char *path, MPI_Comm comm, int part, int parts, 
   if (st == PX_OK) st = px_h5_attr_read_str(file, "kind", kind_name, sizeof kind_name, path, err);
   int kind = st == PX_OK ? px_data_kind_parse(kind_name) : -1;
   if (st == PX_OK && kind < 0)
-    st = px_error_set(err, PX_EINPUT, "%s: unknown kind '%s' (expected text, sft, prefs or prompts)",
-                      path, kind_name);
+    st =
+        px_error_set(err, PX_EINPUT, "%s: unknown kind '%s' (expected text, sft, prefs or prompts)",
+                     path, kind_name);
   if (st == PX_OK && want_kind >= 0 && kind != want_kind)
     st = px_error_set(err, PX_EINPUT, "%s: holds %s records, this command needs %s records", path,
                       kind_name, px_data_kind_name((px_data_kind)want_kind));

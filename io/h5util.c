@@ -95,8 +95,8 @@ herr_t px_h5_attr_write_f64(hid_t loc, const char *name, double value) {
   return px_h5_attr_write(loc, name, H5T_NATIVE_DOUBLE, &value);
 }
 
-px_status px_h5_attr_read_str(hid_t loc, const char *name, char *buf, size_t n,
-                              const char *where, px_error *err) {
+px_status px_h5_attr_read_str(hid_t loc, const char *name, char *buf, size_t n, const char *where,
+                              px_error *err) {
   if (H5Aexists(loc, name) <= 0)
     return px_error_set(err, PX_EINPUT, "%s: attribute '%s' is missing", where, name);
   hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
@@ -126,21 +126,37 @@ px_status px_h5_attr_read_str(hid_t loc, const char *name, char *buf, size_t n,
   return st;
 }
 
-px_status px_h5_attr_read_i64(hid_t loc, const char *name, int64_t *value, const char *where,
-                              px_error *err) {
+/* A scalar numeric attribute of the given class, read as mem_type. */
+static px_status px_h5_attr_read_num(hid_t loc, const char *name, H5T_class_t cls, hid_t mem_type,
+                                     void *value, const char *what, const char *where,
+                                     px_error *err) {
   if (H5Aexists(loc, name) <= 0)
     return px_error_set(err, PX_EINPUT, "%s: attribute '%s' is missing", where, name);
   hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
   hid_t type = attr < 0 ? H5I_INVALID_HID : H5Aget_type(attr);
   hid_t space = attr < 0 ? H5I_INVALID_HID : H5Aget_space(attr);
   px_status st = PX_OK;
-  if (type < 0 || space < 0 || H5Tget_class(type) != H5T_INTEGER ||
-      H5Sget_simple_extent_npoints(space) != 1 || H5Aread(attr, H5T_NATIVE_INT64, value) < 0)
-    st = px_error_set(err, PX_EINPUT, "%s: attribute '%s' is not an integer", where, name);
+  H5T_class_t have = type < 0 ? H5T_NO_CLASS : H5Tget_class(type);
+  int ok_class = have == cls || (cls == H5T_FLOAT && have == H5T_INTEGER);
+  if (type < 0 || space < 0 || !ok_class || H5Sget_simple_extent_npoints(space) != 1 ||
+      H5Aread(attr, mem_type, value) < 0)
+    st = px_error_set(err, PX_EINPUT, "%s: attribute '%s' is not %s", where, name, what);
   if (space >= 0) H5Sclose(space);
   if (type >= 0) H5Tclose(type);
   if (attr >= 0) H5Aclose(attr);
   return st;
+}
+
+px_status px_h5_attr_read_i64(hid_t loc, const char *name, int64_t *value, const char *where,
+                              px_error *err) {
+  return px_h5_attr_read_num(loc, name, H5T_INTEGER, H5T_NATIVE_INT64, value, "an integer", where,
+                             err);
+}
+
+px_status px_h5_attr_read_f64(hid_t loc, const char *name, double *value, const char *where,
+                              px_error *err) {
+  return px_h5_attr_read_num(loc, name, H5T_FLOAT, H5T_NATIVE_DOUBLE, value, "a number", where,
+                             err);
 }
 
 herr_t px_h5_write_1d(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
@@ -159,8 +175,8 @@ herr_t px_h5_write_1d(hid_t loc, const char *name, hid_t file_type, hid_t mem_ty
   return rc;
 }
 
-px_status px_h5_open_int_1d(hid_t loc, const char *name, hid_t *dset, hsize_t *n,
-                            const char *where, px_error *err) {
+px_status px_h5_open_int_1d(hid_t loc, const char *name, hid_t *dset, hsize_t *n, const char *where,
+                            px_error *err) {
   *dset = H5I_INVALID_HID;
   if (H5Lexists(loc, name, H5P_DEFAULT) <= 0)
     return px_error_set(err, PX_EINPUT, "%s: dataset '%s' is missing", where, name);
@@ -176,8 +192,10 @@ px_status px_h5_open_int_1d(hid_t loc, const char *name, hid_t *dset, hsize_t *n
     H5Sget_simple_extent_dims(space, n, NULL);
   if (type >= 0) H5Tclose(type);
   if (space >= 0) H5Sclose(space);
-  if (st != PX_OK) H5Dclose(d);
-  else *dset = d;
+  if (st != PX_OK)
+    H5Dclose(d);
+  else
+    *dset = d;
   return st;
 }
 
@@ -196,4 +214,52 @@ herr_t px_h5_read_1d(hid_t dset, hid_t mem_type, hsize_t start, hsize_t count, v
   if (mspace >= 0) H5Sclose(mspace);
   if (fspace >= 0) H5Sclose(fspace);
   return rc;
+}
+
+herr_t px_h5_write_f32(hid_t loc, const char *name, int ndim, const hsize_t *dims,
+                       const float *data) {
+  hid_t space = H5Screate_simple(ndim, dims, NULL);
+  hid_t dcpl = px_h5_dcpl_checksummed(ndim, dims, (hsize_t)1 << 20);
+  hid_t dset = space < 0 || dcpl < 0
+                   ? H5I_INVALID_HID
+                   : H5Dcreate2(loc, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  herr_t rc = dset < 0 ? -1 : H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+  if (dset >= 0 && H5Dclose(dset) < 0) rc = -1;
+  if (dcpl >= 0) H5Pclose(dcpl);
+  if (space >= 0) H5Sclose(space);
+  return rc;
+}
+
+px_status px_h5_read_f32(hid_t loc, const char *name, int ndim, const hsize_t *dims, float *out,
+                         const char *where, px_error *err) {
+  if (H5Lexists(loc, name, H5P_DEFAULT) <= 0)
+    return px_error_set(err, PX_EINPUT, "%s: dataset '%s' is missing", where, name);
+  hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+  if (d < 0) return px_error_set(err, PX_EINPUT, "%s: '%s' is not a dataset", where, name);
+  hid_t type = H5Dget_type(d), space = H5Dget_space(d);
+  px_status st = PX_OK;
+  hsize_t have[8] = {0};
+  int nd = space < 0 ? -1 : H5Sget_simple_extent_ndims(space);
+  if (type < 0 || H5Tget_class(type) != H5T_FLOAT) {
+    st = px_error_set(err, PX_EINPUT, "%s: dataset '%s' is not floating point", where, name);
+  } else if (nd != ndim || nd > 8 || H5Sget_simple_extent_dims(space, have, NULL) < 0 ||
+             memcmp(have, dims, (size_t)ndim * sizeof(hsize_t)) != 0) {
+    char want[96] = "", got[96] = "";
+    for (int i = 0, a = 0; i < ndim; i++)
+      a += snprintf(want + a, sizeof want - (size_t)a, "%s%llu", i ? "," : "",
+                    (unsigned long long)dims[i]);
+    for (int i = 0, b = 0; i < nd && i < 8; i++)
+      b += snprintf(got + b, sizeof got - (size_t)b, "%s%llu", i ? "," : "",
+                    (unsigned long long)have[i]);
+    st = px_error_set(err, PX_EINPUT, "%s: dataset '%s' has shape [%s], expected [%s]", where, name,
+                      got, want);
+  } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+    char reason[256];
+    st = px_error_set(err, PX_EINPUT, "%s: cannot read dataset '%s' (%s)", where, name,
+                      px_h5_reason(reason, sizeof reason));
+  }
+  if (type >= 0) H5Tclose(type);
+  if (space >= 0) H5Sclose(space);
+  H5Dclose(d);
+  return st;
 }

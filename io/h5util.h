@@ -38,9 +38,11 @@ hid_t px_h5_fapl_mpio(MPI_Comm comm);
 herr_t px_h5_attr_write_str(hid_t loc, const char *name, const char *value);
 herr_t px_h5_attr_write_i64(hid_t loc, const char *name, int64_t value);
 herr_t px_h5_attr_write_f64(hid_t loc, const char *name, double value);
-px_status px_h5_attr_read_str(hid_t loc, const char *name, char *buf, size_t n,
-                              const char *where, px_error *err);
+px_status px_h5_attr_read_str(hid_t loc, const char *name, char *buf, size_t n, const char *where,
+                              px_error *err);
 px_status px_h5_attr_read_i64(hid_t loc, const char *name, int64_t *value, const char *where,
+                              px_error *err);
+px_status px_h5_attr_read_f64(hid_t loc, const char *name, double *value, const char *where,
                               px_error *err);
 
 /* Creates a 1-D checksummed dataset of n elements of mem_type and writes data into it
@@ -48,10 +50,20 @@ px_status px_h5_attr_read_i64(hid_t loc, const char *name, int64_t *value, const
 herr_t px_h5_write_1d(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
                       const void *data, hsize_t n);
 
+/* Creates an n-D checksummed float32 dataset of the given shape and writes data into it
+ * (serial). */
+herr_t px_h5_write_f32(hid_t loc, const char *name, int ndim, const hsize_t *dims,
+                       const float *data);
+
+/* Reads the float dataset `name` into out, which has the expected shape; PX_EINPUT naming
+ * `where` when it is missing, not floating point, of another shape, or fails its checksum. */
+px_status px_h5_read_f32(hid_t loc, const char *name, int ndim, const hsize_t *dims, float *out,
+                         const char *where, px_error *err);
+
 /* Opens a 1-D integer dataset and gives its length; PX_EINPUT naming `where` if it is missing,
  * not 1-D or not of integer type. *dset is closed by the caller. */
-px_status px_h5_open_int_1d(hid_t loc, const char *name, hid_t *dset, hsize_t *n,
-                            const char *where, px_error *err);
+px_status px_h5_open_int_1d(hid_t loc, const char *name, hid_t *dset, hsize_t *n, const char *where,
+                            px_error *err);
 
 /* Reads elements [start, start+count) of an open 1-D dataset as mem_type (independent I/O).
  * Returns <0 on failure. count may be 0. */

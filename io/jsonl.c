@@ -44,13 +44,13 @@ static int px_parse_record(const char *line, size_t len, const char *path, long 
   json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
   *obj = root;
   if (!root) {
-    px_error_set(err, PX_EINPUT, "%s:%ld: invalid JSON at column %d: %s", path, lineno,
-                 jerr.column, jerr.text);
+    px_error_set(err, PX_EINPUT, "%s:%ld: invalid JSON at column %d: %s", path, lineno, jerr.column,
+                 jerr.text);
     return -1;
   }
   if (!json_is_object(root)) {
-    px_error_set(err, PX_EINPUT, "%s:%ld: expected a JSON object %s, found %s", path, lineno,
-                 shape, px_json_type_name(root));
+    px_error_set(err, PX_EINPUT, "%s:%ld: expected a JSON object %s, found %s", path, lineno, shape,
+                 px_json_type_name(root));
     return -1;
   }
   int have = 0;
@@ -111,11 +111,13 @@ px_status px_jsonl_read(const char *path, px_data_kind kind, px_dataset *out, px
     json_t *obj = NULL;
     const char *texts[PX_DATA_MAX_FIELDS];
     size_t lens[PX_DATA_MAX_FIELDS];
-    int have = px_parse_record(text, len, path, lineno, names, n_req, n_pos, &obj, texts, lens, err);
+    int have =
+        px_parse_record(text, len, path, lineno, names, n_req, n_pos, &obj, texts, lens, err);
     if (have >= 0 && fields_seen >= 0 && have != fields_seen) {
-      px_error_set(err, PX_EINPUT, "%s:%ld: field \"%s\" is %s here but %s on line %ld (every "
-                   "record has it or none)", path, lineno, names[n_req],
-                   have > fields_seen ? "present" : "missing",
+      px_error_set(err, PX_EINPUT,
+                   "%s:%ld: field \"%s\" is %s here but %s on line %ld (every "
+                   "record has it or none)",
+                   path, lineno, names[n_req], have > fields_seen ? "present" : "missing",
                    have > fields_seen ? "missing" : "present", first_line);
       have = -1;
     }
@@ -162,8 +164,10 @@ px_status px_jsonl_write(const char *path, const px_dataset *ds, px_error *err) 
       px_tok_decode(text, toks, (size_t)len);
       json_t *s = json_stringn(text, (size_t)len);
       if (!s) {
-        st = px_error_set(err, PX_EINPUT, "record %lld: field \"%s\" is not valid UTF-8, which "
-                          "JSON cannot hold", (long long)(ds->first + i), names[fi]);
+        st = px_error_set(err, PX_EINPUT,
+                          "record %lld: field \"%s\" is not valid UTF-8, which "
+                          "JSON cannot hold",
+                          (long long)(ds->first + i), names[fi]);
         break;
       }
       PX_REQUIRE(json_object_set_new(obj, names[fi], s) == 0, "json_object_set failed");

@@ -20,6 +20,7 @@
 #include "proxima/fsutil.h"
 #include "proxima/jsonl.h"
 #include "proxima/log.h"
+#include "proxima/sft.h"
 #include "proxima/synth.h"
 
 #define PX_MAX_ARGS 256
@@ -90,6 +91,10 @@ static px_status px_cmd_import(const px_cli *cli, const px_config *cfg, px_error
   return PX_OK;
 }
 
+static px_status px_cmd_sft(const px_cli *cli, const px_config *cfg, px_error *err) {
+  return px_sft_run(cfg, err);
+}
+
 static px_status px_cmd_config(const px_cli *cli, const px_config *cfg, px_error *err) {
   if (px_comm_rank() != 0) return PX_OK;
   if (cli->local[0])
@@ -100,7 +105,8 @@ static px_status px_cmd_config(const px_cli *cli, const px_config *cfg, px_error
 }
 
 static const px_command px_commands[] = {
-    {"data synth", "[--task arith] [--out DIR] [--seed S]",
+    {"data synth",
+     "[--task arith] [--out DIR] [--seed S]",
      "write the built-in task's data sets (sft, prefs, prompts, eval) as JSONL and HDF5",
      "run synth",
      {{"--task", "NAME", "synth.task", "the built-in task (arith)"},
@@ -108,15 +114,29 @@ static const px_command px_commands[] = {
       {"--seed", "S", "run.seed", "seed of every random draw"}},
      0,
      px_cmd_synth},
-    {"data import", "--kind KIND IN.jsonl OUT.h5",
-     "tokenize a JSONL file into an HDF5 data set (text, sft, prefs or prompts records)", "",
-     {{"--kind", "KIND",
-       NULL, "text {\"text\"} | sft {\"prompt\",\"completion\"} | prefs "
-             "{\"prompt\",\"chosen\",\"rejected\"} | prompts {\"prompt\"[,\"reference\"]}"}},
+    {"data import",
+     "--kind KIND IN.jsonl OUT.h5",
+     "tokenize a JSONL file into an HDF5 data set (text, sft, prefs or prompts records)",
+     "",
+     {{"--kind", "KIND", NULL,
+       "text {\"text\"} | sft {\"prompt\",\"completion\"} | prefs "
+       "{\"prompt\",\"chosen\",\"rejected\"} | prompts {\"prompt\"[,\"reference\"]}"}},
      2,
      px_cmd_import},
-    {"config", "[--ini] [-c FILE] [section.key=value ...]",
-     "list every configuration key with its type, default and meaning", "",
+    {"sft",
+     "[--data FILE.h5] [--run DIR] [--steps N] [--seed S]",
+     "supervised fine-tuning of the policy on an sft or text data set (the base model)",
+     "run model sft",
+     {{"--data", "FILE", "sft.data", "the training data set"},
+      {"--run", "DIR", "run.dir", "run directory (config.ini, metrics.jsonl, checkpoints/)"},
+      {"--steps", "N", "sft.steps", "optimizer steps"},
+      {"--seed", "S", "run.seed", "seed of the initialisation and the data order"}},
+     0,
+     px_cmd_sft},
+    {"config",
+     "[--ini] [-c FILE] [section.key=value ...]",
+     "list every configuration key with its type, default and meaning",
+     "",
      {{"--ini", NULL, NULL, "print the resolved configuration as an INI file instead"}},
      0,
      px_cmd_config},
@@ -128,11 +148,10 @@ static const int px_n_commands = (int)(sizeof px_commands / sizeof px_commands[0
  * ------------------------------------------------------------------------------------------- */
 
 static void px_print_usage(FILE *out) {
-  fprintf(out,
-          "Usage: proxima COMMAND [options] [-c CONFIG.ini] [section.key=value ...]\n"
-          "       proxima --help | --version | COMMAND --help\n\n"
-          "RLHF with PPO on CPU clusters: MPI ranks, OpenMP threads, BLIS, parallel HDF5.\n"
-          "Run it under mpiexec or srun; one rank is the smallest case.\n\nCommands:\n");
+  fprintf(out, "Usage: proxima COMMAND [options] [-c CONFIG.ini] [section.key=value ...]\n"
+               "       proxima --help | --version | COMMAND --help\n\n"
+               "RLHF with PPO on CPU clusters: MPI ranks, OpenMP threads, BLIS, parallel HDF5.\n"
+               "Run it under mpiexec or srun; one rank is the smallest case.\n\nCommands:\n");
   for (int i = 0; i < px_n_commands; i++)
     fprintf(out, "  %-13s %s\n", px_commands[i].name, px_commands[i].summary);
   fprintf(out,
@@ -148,7 +167,8 @@ static void px_print_command_help(const px_command *cmd, FILE *out) {
   for (int i = 0; i < 6 && cmd->flags[i].name; i++) {
     const px_flag *f = &cmd->flags[i];
     char left[64];
-    snprintf(left, sizeof left, "%s%s%s", f->name, f->metavar ? " " : "", f->metavar ? f->metavar : "");
+    snprintf(left, sizeof left, "%s%s%s", f->name, f->metavar ? " " : "",
+             f->metavar ? f->metavar : "");
     fprintf(out, "  %-16s %s%s%s%s\n", left, f->help, f->key ? " (sets " : "", f->key ? f->key : "",
             f->key ? ")" : "");
   }
@@ -211,9 +231,12 @@ static px_status px_parse(int argc, char **argv, px_cli *cli, px_error *err) {
       continue;
     }
     if (!strcmp(a, "-c") || !strcmp(a, "--config") || !strncmp(a, "--config=", 9)) {
-      if (a[2] == 'c' && a[8] == '=') cli->config_path = a + 9;
-      else if (i + 1 < argc) cli->config_path = argv[++i];
-      else return px_error_set(err, PX_EINPUT, "%s needs a file name", a);
+      if (a[2] == 'c' && a[8] == '=')
+        cli->config_path = a + 9;
+      else if (i + 1 < argc)
+        cli->config_path = argv[++i];
+      else
+        return px_error_set(err, PX_EINPUT, "%s needs a file name", a);
       continue;
     }
     if (a[0] == '-' && a[1] == '-') {
@@ -239,16 +262,20 @@ static px_status px_parse(int argc, char **argv, px_cli *cli, px_error *err) {
       }
       const char *value = "1";
       if (flag->metavar) {
-        if (eq) value = eq + 1;
-        else if (i + 1 < argc) value = argv[++i];
-        else return px_error_set(err, PX_EINPUT, "%s needs a value (%s)", flag->name, flag->metavar);
+        if (eq)
+          value = eq + 1;
+        else if (i + 1 < argc)
+          value = argv[++i];
+        else
+          return px_error_set(err, PX_EINPUT, "%s needs a value (%s)", flag->name, flag->metavar);
       } else if (eq) {
         return px_error_set(err, PX_EINPUT, "%s takes no value", flag->name);
       }
       if (!flag->key) {
         cli->local[fi] = value;
       } else {
-        if (cli->n_settings == PX_MAX_ARGS) return px_error_set(err, PX_EINPUT, "too many arguments");
+        if (cli->n_settings == PX_MAX_ARGS)
+          return px_error_set(err, PX_EINPUT, "too many arguments");
         snprintf(cli->owned[cli->n_settings], sizeof cli->owned[0], "%s=%s", flag->key, value);
         cli->settings[cli->n_settings] = cli->owned[cli->n_settings];
         cli->n_settings++;

@@ -22,4 +22,22 @@ const char *px_blas_describe(void);
 /* The kernel set in use ("skx", "zen3", "haswell", "generic", ...). Valid after px_blas_init. */
 const char *px_blas_arch(void);
 
+/* Its number, as BLIS_ARCH_TYPE takes it. Valid after px_blas_init. */
+int px_blas_arch_id(void);
+
+/* C = alpha * A B + beta * C for row-major or strided operands: A is m x k with element (i,p)
+ * at a[i*rsa + p*csa], B is k x n at b[p*rsb + j*csb], C is m x n at c[i*rsc + j*csc]. A
+ * transposed operand is the same array with its strides swapped, so y = x W^T for a PyTorch
+ * weight W [out,in] needs no copy (rsb = 1, csb = in). When beta is 0, C is only written.
+ * BLIS runs its own threads here (BLIS_NUM_THREADS); called from inside an OpenMP parallel
+ * region it runs single-threaded instead, as px_blas_sgemm_serial does. Not collective. */
+void px_blas_sgemm(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
+                   const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c,
+                   ptrdiff_t rsc, ptrdiff_t csc);
+
+/* The same on one thread (a single-threaded rntm_t), for calls from OpenMP regions. */
+void px_blas_sgemm_serial(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa,
+                          ptrdiff_t csa, const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta,
+                          float *c, ptrdiff_t rsc, ptrdiff_t csc);
+
 #endif

@@ -23,11 +23,11 @@
   X(run, dir, STR, "runs/demo", "",                                                                \
     "run directory: the resolved config.ini, metrics.jsonl, checkpoints/ and the log go here")     \
   X(run, seed, INT, "1", "0..", "seed of every random draw (Philox keys); same seed, same run")    \
-  X(run, log_level, CHOICE, "info", "debug|info|warn|quiet", "least important messages shown")   \
+  X(run, log_level, CHOICE, "info", "debug|info|warn|quiet", "least important messages shown")     \
   X(synth, task, CHOICE, "arith", "arith",                                                         \
     "built-in task: arith = two-digit additions \"37+45=\" answered by the sum")                   \
   X(synth, out, STR, "data", "", "directory that data synth writes its .jsonl and .h5 files to")   \
-  X(synth, n_sft, INT, "20000", "1..", "SFT examples (prompt, base-model completion)")              \
+  X(synth, n_sft, INT, "20000", "1..", "SFT examples (prompt, base-model completion)")             \
   X(synth, n_prefs, INT, "20000", "1..",                                                           \
     "preference pairs drawn before ties are dropped (two base completions of one prompt)")         \
   X(synth, n_prompts, INT, "4096", "1..", "PPO training prompts")                                  \
@@ -38,7 +38,30 @@
   X(synth, max_offset, INT, "3", "1..9",                                                           \
     "a wrong completion is off by a nonzero offset drawn uniformly from -max_offset..max_offset")  \
   X(synth, flip_rate, REAL, "0.1", "0..0.5",                                                       \
-    "fraction of preference labels flipped (rater noise); the agreement ceiling is 1 - flip_rate")
+    "fraction of preference labels flipped (rater noise); the agreement ceiling is 1 - flip_rate") \
+  X(model, vocab_size, INT, "259", "259..1048576",                                                 \
+    "tokens: 256 bytes + PAD, BOS, EOS; more only pads the embedding (never sampled)")             \
+  X(model, max_seq_len, INT, "32", "2..65536", "longest sequence (prompt + response + BOS, EOS)")  \
+  X(model, n_layer, INT, "4", "1..1024", "transformer blocks")                                     \
+  X(model, n_head, INT, "4", "1..4096", "attention heads (must divide n_embd)")                    \
+  X(model, n_embd, INT, "128", "1..65536", "width of the residual stream")                         \
+  X(sft, data, STR, "data/sft.h5", "", "training data: an sft or text data set (data import)")    \
+  X(sft, steps, INT, "600", "1..", "optimizer steps")                                              \
+  X(sft, batch_size, INT, "64", "1..", "sequences per optimizer step, over all ranks")             \
+  X(sft, micro_batch, INT, "64", "1..",                                                            \
+    "sequences per forward/backward on one rank (gradients accumulate up to batch_size)")          \
+  X(sft, lr, REAL, "0.002", "0..", "peak learning rate")                                           \
+  X(sft, lr_min, REAL, "0.0002", "0..", "learning rate at the end of the decay")                   \
+  X(sft, warmup_steps, INT, "30", "0..", "steps of linear warm-up")                                \
+  X(sft, decay, CHOICE, "cosine", "cosine|linear|constant", "learning-rate decay after warm-up")   \
+  X(sft, weight_decay, REAL, "0.1", "0..", "AdamW decoupled weight decay (matrices, embeddings)")  \
+  X(sft, beta1, REAL, "0.9", "0..0.999999", "AdamW first-moment decay")                            \
+  X(sft, beta2, REAL, "0.95", "0..0.999999", "AdamW second-moment decay")                          \
+  X(sft, grad_clip, REAL, "1", "0..", "clip the global gradient norm to this (0: no clipping)")    \
+  X(sft, heldout, INT, "512", "0..", "records held out of training for the held-out loss")         \
+  X(sft, eval_every, INT, "100", "0..", "held-out loss every N steps (0: only at the end)")         \
+  X(sft, log_every, INT, "10", "1..", "progress line and metrics.jsonl record every N steps")      \
+  X(run, keep_last, INT, "3", "0..", "checkpoints kept in run.dir/checkpoints (0: all)")
 
 typedef enum px_config_type {
   PX_CFG_INT,
@@ -55,7 +78,8 @@ typedef enum px_config_type {
 #define PX_CFG_CTYPE_CHOICE char *
 
 typedef struct px_config {
-#define PX_CONFIG_FIELD(section, name, type, def, limits, help) PX_CFG_CTYPE_##type section##_##name;
+#define PX_CONFIG_FIELD(section, name, type, def, limits, help)                                    \
+  PX_CFG_CTYPE_##type section##_##name;
   PX_CONFIG_KEYS(PX_CONFIG_FIELD)
 #undef PX_CONFIG_FIELD
 } px_config;
@@ -78,8 +102,7 @@ void px_config_free(px_config *cfg);
 /* Parses INI text (named `where` in messages, e.g. the file's path) into cfg. An unknown key, a
  * bad value or a malformed line is PX_EINPUT with "where:line: ..." naming the nearest valid
  * key. Not collective. */
-px_status px_config_parse_ini(px_config *cfg, const char *text, const char *where,
-                              px_error *err);
+px_status px_config_parse_ini(px_config *cfg, const char *text, const char *where, px_error *err);
 
 /* Sets one key from text ("section.name", "value"); `where` names the source in messages
  * ("command line", "file.ini:12"). Not collective. */
@@ -91,6 +114,9 @@ px_status px_config_override(px_config *cfg, const char *arg, px_error *err);
 
 /* Writes cfg as INI text, every key, with its help as a comment. Not collective. */
 void px_config_write_ini(const px_config *cfg, FILE *out);
+
+/* The same as a malloc'd string (the caller frees it). Not collective. */
+char *px_config_to_text(const px_config *cfg);
 
 /* Prints the key table (key, type, default, allowed values, meaning). Not collective. */
 void px_config_print_table(FILE *out);
@@ -105,7 +131,6 @@ int px_edit_distance(const char *a, const char *b);
 const char *px_config_nearest(const char *full);
 
 /* The value of a key as text, as it would be written to an INI file; buf has n bytes. */
-const char *px_config_format(const px_config *cfg, const px_config_key *key, char *buf,
-                             size_t n);
+const char *px_config_format(const px_config *cfg, const px_config_key *key, char *buf, size_t n);
 
 #endif

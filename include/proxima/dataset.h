@@ -23,7 +23,12 @@
 
 #include "proxima/error.h"
 
-typedef enum px_data_kind { PX_DATA_TEXT, PX_DATA_SFT, PX_DATA_PREFS, PX_DATA_PROMPTS } px_data_kind;
+typedef enum px_data_kind {
+  PX_DATA_TEXT,
+  PX_DATA_SFT,
+  PX_DATA_PREFS,
+  PX_DATA_PROMPTS
+} px_data_kind;
 
 #define PX_DATA_MAX_FIELDS 3
 

@@ -12,7 +12,12 @@
 
 #include "proxima/error.h"
 
-typedef enum px_log_level { PX_LOG_DEBUG = 0, PX_LOG_INFO = 1, PX_LOG_WARN = 2, PX_LOG_QUIET = 3 } px_log_level;
+typedef enum px_log_level {
+  PX_LOG_DEBUG = 0,
+  PX_LOG_INFO = 1,
+  PX_LOG_WARN = 2,
+  PX_LOG_QUIET = 3
+} px_log_level;
 
 /* Sets the level below which messages are dropped and starts the clock. Not collective. */
 void px_log_init(px_log_level level);

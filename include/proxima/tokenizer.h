@@ -11,9 +11,9 @@
 #include <stdint.h>
 
 enum {
-  PX_TOK_PAD = 256, /* fills batch slots after a sequence's end; never trained on */
-  PX_TOK_BOS = 257, /* starts every sequence */
-  PX_TOK_EOS = 258, /* ends a completion */
+  PX_TOK_PAD = 256,  /* fills batch slots after a sequence's end; never trained on */
+  PX_TOK_BOS = 257,  /* starts every sequence */
+  PX_TOK_EOS = 258,  /* ends a completion */
   PX_TOK_COUNT = 259 /* the smallest vocabulary that holds every token */
 };
 

@@ -41,14 +41,19 @@ static size_t px_arith_prompt(char *buf, size_t n, int p) {
   return (size_t)snprintf(buf, n, "%d+%d=", px_arith_a(p), px_arith_b(p));
 }
 
+/* Strictly "A+B=", A and B of 1 to 9 decimal digits: sscanf("%d") would also take spaces and
+ * signs (" 3+-4="), and overflow int on long numbers, which is undefined behaviour. */
 int px_synth_arith_answer(const char *prompt, size_t len, char *buf, size_t n) {
-  int a = 0, b = 0, used = 0;
-  char tmp[32];
-  if (len >= sizeof tmp) return -1;
-  memcpy(tmp, prompt, len);
-  tmp[len] = '\0';
-  if (sscanf(tmp, "%d+%d=%n", &a, &b, &used) != 2 || (size_t)used != len) return -1;
-  return snprintf(buf, n, "%d", a + b);
+  long term[2] = {0, 0};
+  size_t i = 0;
+  for (int t = 0; t < 2; t++) {
+    size_t start = i;
+    while (i < len && i - start < 10 && prompt[i] >= '0' && prompt[i] <= '9')
+      term[t] = 10 * term[t] + (prompt[i++] - '0');
+    if (i == start || i - start > 9 || i >= len || prompt[i++] != "+="[t]) return -1;
+  }
+  if (i != len) return -1;
+  return snprintf(buf, n, "%ld", term[0] + term[1]);
 }
 
 /* Writes ds as DIR/NAME.jsonl, then imports that file into DIR/NAME.h5. */
@@ -98,7 +103,8 @@ px_status px_synth_run(const px_config *cfg, px_error *err) {
     px_rng_ctr c = {{PX_STREAM_SFT, (uint32_t)i, 0, 7}};
     int p = train_prompts[px_rng_below(t.seed, c, (uint64_t)n_train)];
     lens[0] = px_arith_prompt(prompt, sizeof prompt, p);
-    lens[1] = (size_t)snprintf(a1, sizeof a1, "%d", px_arith_base_answer(&t, p, PX_STREAM_SFT, (uint32_t)i, 1));
+    lens[1] = (size_t)snprintf(a1, sizeof a1, "%d",
+                               px_arith_base_answer(&t, p, PX_STREAM_SFT, (uint32_t)i, 1));
     texts[0] = prompt, texts[1] = a1;
     px_dataset_append(&ds, texts, lens);
   }
@@ -131,7 +137,8 @@ px_status px_synth_run(const px_config *cfg, px_error *err) {
   }
   if (ds.n == 0) {
     px_dataset_free(&ds);
-    return px_error_set(err, PX_EINPUT, "synth: every preference pair was a tie (raise "
+    return px_error_set(err, PX_EINPUT,
+                        "synth: every preference pair was a tie (raise "
                         "synth.n_prefs or lower synth.base_accuracy)");
   }
   st = px_synth_emit(dir, "prefs", &ds, err);
@@ -145,8 +152,8 @@ px_status px_synth_run(const px_config *cfg, px_error *err) {
     px_dataset_init(&ds, PX_DATA_PROMPTS, 2);
     for (int64_t i = 0; i < n; i++) {
       px_rng_ctr c = {{PX_STREAM_PROMPTS, (uint32_t)i, 0, 7}};
-      int p = which == 0 ? train_prompts[px_rng_below(t.seed, c, (uint64_t)n_train)]
-                         : eval_prompts[i];
+      int p =
+          which == 0 ? train_prompts[px_rng_below(t.seed, c, (uint64_t)n_train)] : eval_prompts[i];
       lens[0] = px_arith_prompt(prompt, sizeof prompt, p);
       lens[1] = (size_t)snprintf(a1, sizeof a1, "%d", px_arith_a(p) + px_arith_b(p));
       texts[0] = prompt, texts[1] = a1;
@@ -160,13 +167,8 @@ px_status px_synth_run(const px_config *cfg, px_error *err) {
   /* The resolved config beside the data, so the files say how they were made. */
   char path[4096];
   snprintf(path, sizeof path, "%s/synth-config.ini", dir);
-  char *text = NULL;
-  size_t len = 0;
-  FILE *mem = open_memstream(&text, &len);
-  PX_REQUIRE(mem, "open_memstream failed");
-  px_config_write_ini(cfg, mem);
-  fclose(mem);
-  st = px_fs_write_atomic(path, text, len, err);
+  char *text = px_config_to_text(cfg);
+  st = px_fs_write_atomic(path, text, strlen(text), err);
   free(text);
   return st;
 }

@@ -15,6 +15,7 @@
 
 static char px_description[256] = "BLIS not initialised";
 static const char *px_arch_in_use = "unknown";
+static int px_arch_id_in_use = -1;
 
 /* The kernel set to ask BLIS for on this CPU, or -1 to let BLIS choose. BLIS 0.9 picks skx
  * only for Intel CPUs it knows and zen3 only for AMD families up to 0x19; a newer CPU with the
@@ -67,10 +68,50 @@ void px_blas_init(void) {
     }
   }
   bli_init();
-  px_arch_in_use = bli_arch_string(bli_arch_query_id());
+  px_arch_id_in_use = (int)bli_arch_query_id();
+  px_arch_in_use = bli_arch_string((arch_t)px_arch_id_in_use);
   snprintf(px_description, sizeof px_description, "BLIS %s, kernels %s (%s)",
            bli_info_get_version_str(), px_arch_in_use, how);
 }
 
 const char *px_blas_describe(void) { return px_description; }
 const char *px_blas_arch(void) { return px_arch_in_use; }
+int px_blas_arch_id(void) { return px_arch_id_in_use; }
+
+/* ---------------------------------------------------------------------------------------------
+ * GEMM: every matrix product of the model (see blas.h)
+ * ------------------------------------------------------------------------------------------- */
+
+#include <omp.h>
+
+static void px_sgemm_run(int serial, int m, int n, int k, float alpha, const float *a,
+                         ptrdiff_t rsa, ptrdiff_t csa, const float *b, ptrdiff_t rsb, ptrdiff_t csb,
+                         float beta, float *c, ptrdiff_t rsc, ptrdiff_t csc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) { /* C = beta C: BLIS would do the same, but an empty product needs no call */
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < n; j++) {
+        float *cij = &c[i * rsc + j * csc];
+        *cij = beta == 0.0f ? 0.0f : beta * *cij;
+      }
+    return;
+  }
+  /* BLIS's typed API takes non-const pointers; it never writes A, B, alpha or beta. */
+  int one_thread = serial || omp_in_parallel(); /* never nest BLIS threads in OpenMP's */
+  rntm_t rntm = BLIS_RNTM_INITIALIZER;
+  if (one_thread) bli_rntm_set_num_threads(1, &rntm);
+  bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &alpha, (float *)a, rsa, csa,
+               (float *)b, rsb, csb, &beta, c, rsc, csc, NULL, one_thread ? &rntm : NULL);
+}
+
+void px_blas_sgemm(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
+                   const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c,
+                   ptrdiff_t rsc, ptrdiff_t csc) {
+  px_sgemm_run(0, m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
+}
+
+void px_blas_sgemm_serial(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa,
+                          ptrdiff_t csa, const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta,
+                          float *c, ptrdiff_t rsc, ptrdiff_t csc) {
+  px_sgemm_run(1, m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
+}

@@ -15,7 +15,13 @@
 
 const px_config_key px_config_table[] = {
 #define PX_CONFIG_ROW(section, name, type, def, limits, help)                                      \
-  {#section, #name, #section "." #name, PX_CFG_##type, def, limits, help,                          \
+  {#section,                                                                                       \
+   #name,                                                                                          \
+   #section "." #name,                                                                             \
+   PX_CFG_##type,                                                                                  \
+   def,                                                                                            \
+   limits,                                                                                         \
+   help,                                                                                           \
    offsetof(px_config, section##_##name)},
     PX_CONFIG_KEYS(PX_CONFIG_ROW)
 #undef PX_CONFIG_ROW
@@ -126,7 +132,8 @@ px_status px_config_set(px_config *cfg, const char *key, const char *value, cons
     long long v = strtoll(value, &end, 10);
     if (end == value || *end || errno == ERANGE)
       return px_bad_value(err, where, k, value, "is not an integer");
-    if ((double)v < lo || (double)v > hi) return px_bad_value(err, where, k, value, "is out of range");
+    if ((double)v < lo || (double)v > hi)
+      return px_bad_value(err, where, k, value, "is out of range");
     *(int64_t *)px_field(cfg, k) = (int64_t)v;
     break;
   }
@@ -144,8 +151,8 @@ px_status px_config_set(px_config *cfg, const char *key, const char *value, cons
     if (!strcasecmp(value, "true") || !strcasecmp(value, "yes") || !strcasecmp(value, "on") ||
         !strcmp(value, "1"))
       v = 1;
-    else if (!strcasecmp(value, "false") || !strcasecmp(value, "no") ||
-             !strcasecmp(value, "off") || !strcmp(value, "0"))
+    else if (!strcasecmp(value, "false") || !strcasecmp(value, "no") || !strcasecmp(value, "off") ||
+             !strcmp(value, "0"))
       v = 0;
     else
       return px_bad_value(err, where, k, value, "is not a boolean");
@@ -224,8 +231,8 @@ static char *px_ini_reader(char *buf, int size, void *stream) {
   if (len > (size_t)size - 1) {
     if (!s->error_line) {
       s->error_line = s->line;
-      px_error_set(s->err, PX_EINPUT, "%s:%d: line is longer than %d characters", s->where,
-                   s->line, size - 2);
+      px_error_set(s->err, PX_EINPUT, "%s:%d: line is longer than %d characters", s->where, s->line,
+                   size - 2);
     }
     len = 0; /* hand inih an empty line instead */
   }
@@ -245,8 +252,7 @@ static int px_ini_handler(void *user, const char *section, const char *name, con
   return 1;
 }
 
-px_status px_config_parse_ini(px_config *cfg, const char *text, const char *where,
-                              px_error *err) {
+px_status px_config_parse_ini(px_config *cfg, const char *text, const char *where, px_error *err) {
   px_ini_state s = {cfg, where, text, 0, 0, err};
   int rc = ini_parse_stream(px_ini_reader, &s, px_ini_handler, &s);
   if (rc < 0) return px_error_set(err, PX_ERUN, "%s: the INI parser ran out of memory", where);
@@ -291,8 +297,19 @@ void px_config_write_ini(const px_config *cfg, FILE *out) {
       section = k->section;
     }
     char value[4096];
-    fprintf(out, "; %s\n%s = %s\n", k->help, k->name, px_config_format(cfg, k, value, sizeof value));
+    fprintf(out, "; %s\n%s = %s\n", k->help, k->name,
+            px_config_format(cfg, k, value, sizeof value));
   }
+}
+
+char *px_config_to_text(const px_config *cfg) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *mem = open_memstream(&text, &len);
+  PX_REQUIRE(mem, "open_memstream failed");
+  px_config_write_ini(cfg, mem);
+  PX_REQUIRE(fclose(mem) == 0 && text, "writing the config to memory failed");
+  return text;
 }
 
 void px_config_print_table(FILE *out) {

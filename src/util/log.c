@@ -61,7 +61,7 @@ static void px_emit(FILE *to, const char *prefix, const char *fmt, va_list ap) {
 
 #define PX_LOG_BODY(level, prefix)                                                                 \
   do {                                                                                             \
-    if (px_level > (level) || px_comm_rank() != 0) return;                                        \
+    if (px_level > (level) || px_comm_rank() != 0) return;                                         \
     va_list ap;                                                                                    \
     va_start(ap, fmt);                                                                             \
     px_emit(stderr, (prefix), fmt, ap);                                                            \

@@ -37,7 +37,10 @@ size_t px_tok_render(char *out, size_t cap, const int32_t *tokens, size_t n) {
       piece[0] = (char)(unsigned char)t;
       plen = 1;
     } else {
-      const char *name = t == PX_TOK_PAD ? "pad" : t == PX_TOK_BOS ? "bos" : t == PX_TOK_EOS ? "eos" : NULL;
+      const char *name = t == PX_TOK_PAD   ? "pad"
+                         : t == PX_TOK_BOS ? "bos"
+                         : t == PX_TOK_EOS ? "eos"
+                                           : NULL;
       plen = name ? (size_t)snprintf(piece, sizeof piece, "<|%s|>", name)
                   : (size_t)snprintf(piece, sizeof piece, "<|%d|>", (int)t);
     }

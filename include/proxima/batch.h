@@ -1,0 +1,45 @@
+/*
+ * batch.h — turning data-set records into padded training batches, shared by sft, rm and ppo.
+ *
+ * A record becomes the sequence BOS prompt response EOS (or BOS text EOS). A batch row holds its
+ * first len-1 tokens as inputs and the next tokens as targets, right-padded with PAD to the
+ * batch's T; lengths say where each row ends (masks come from lengths, never from PAD).
+ */
+#ifndef PROXIMA_BATCH_H
+#define PROXIMA_BATCH_H
+
+#include <stdint.h>
+
+#include "proxima/dataset.h"
+
+typedef struct px_batch {
+  int cap_B, cap_T; /* room */
+  int B, T;         /* rows in use; positions in use (the longest row) */
+  int32_t *tokens;  /* [B,T] inputs, PAD past lengths[b] (stride cap_T until packed) */
+  int32_t *targets; /* [B,T] next tokens, -1 past lengths[b] */
+  float *weights;   /* [B,T] loss weights, 0 past lengths[b] */
+  int32_t *lengths; /* [B] */
+  int truncated;    /* rows cut to cap_T since px_batch_build */
+} px_batch;
+
+void px_batch_build(px_batch *b, int cap_B, int cap_T);
+void px_batch_free(px_batch *b);
+
+/* Empties the batch (B = T = 0). */
+void px_batch_clear(px_batch *b);
+
+/* Appends record i of ds as a training row: for kind sft, BOS prompt completion EOS with loss
+ * weight 1 on the completion and EOS targets only; for kind text, BOS text EOS with weight 1
+ * everywhere. A sequence longer than cap_T + 1 is cut (and counted in truncated). Returns the
+ * sum of the row's weights. Not collective. */
+float px_batch_add_lm(px_batch *b, const px_dataset *ds, int64_t i);
+
+/* Lays the rows out with stride T (they are added with stride cap_T), ready for the model's
+ * [B,T] arrays. Add no row after this until px_batch_clear. */
+void px_batch_pack(px_batch *b);
+
+/* Fisher–Yates permutation of 0..n-1 keyed by (seed, stream, epoch): the same on every rank.
+ * Not collective. */
+void px_shuffle(int64_t *perm, int64_t n, uint64_t seed, uint32_t stream, uint32_t epoch);
+
+#endif

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Every set-up step, then the whole test suite: installs missing packages, builds Proxima
+# (Release, warnings as errors) and runs every CTest test, then builds again with
+# AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit, MPI and CLI suites there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+echo "== build (Release) and test"
+scripts/build.sh build
+(cd build && ctest --output-on-failure -j2)
+
+echo "== build with AddressSanitizer + UndefinedBehaviorSanitizer and test"
+scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DPROXIMA_SANITIZE=ON
+(cd build-asan && ctest --output-on-failure -j2 -L 'unit|mpi|cli')

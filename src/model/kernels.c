@@ -1,0 +1,469 @@
+/*
+ * kernels.c — the transformer's layers as forward/backward pairs over plain arrays (see
+ * kernels.h for the shapes and conventions). The definitions followed are GPT-2's as written in
+ * llm.c (train_gpt2.c); each backward is the exact derivative of its forward and accumulates.
+ *
+ * Parallelism: `#pragma omp parallel for` on the element-wise and attention loops; the matmuls
+ * go to BLIS (px_blas_sgemm), which runs its own threads, outside any OpenMP region; inside the
+ * attention's OpenMP loop each small product is a single-threaded BLIS call. Loops that
+ * sum over rows into a weight gradient are split by channel, never by row, so that no two
+ * threads write the same element and the order of every sum is fixed: results do not depend on
+ * the thread count.
+ */
+#include "proxima/kernels.h"
+
+#include <float.h>
+#include <math.h>
+#include <omp.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxima/blas.h"
+#include "proxima/error.h"
+
+/* Channel blocks for the loops that reduce over rows (see above). */
+enum { PX_CHANNEL_BLOCK = 32 };
+
+/* ---------------------------------------------------------------------------------------------
+ * Encoder: token and position embeddings
+ * ------------------------------------------------------------------------------------------- */
+
+void px_encoder_forward(float *out, const int32_t *tokens, const int32_t *lengths, const float *wte,
+                        const float *wpe, int B, int T, int C) {
+  // out is (B,T,C); tokens (B,T); wte (V,C); wpe (maxT,C). Positions count from each
+  // sequence's own start, which with right padding is just t.
+#pragma omp parallel for collapse(2)
+  for (int b = 0; b < B; b++) {
+    for (int t = 0; t < T; t++) {
+      float *out_bt = out + ((size_t)b * T + t) * C;
+      if (t >= lengths[b]) {
+        memset(out_bt, 0, (size_t)C * sizeof(float));
+        continue;
+      }
+      const float *wte_ix = wte + (size_t)tokens[b * T + t] * C;
+      const float *wpe_t = wpe + (size_t)t * C;
+      for (int i = 0; i < C; i++) out_bt[i] = wte_ix[i] + wpe_t[i];
+    }
+  }
+}
+
+void px_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
+                         const int32_t *lengths, int B, int T, int C) {
+  // dwte (V,C), dwpe (maxT,C), dout (B,T,C). Two positions may hold the same token, so
+  // threads split the channels, not the positions.
+#pragma omp parallel for
+  for (int c0 = 0; c0 < C; c0 += PX_CHANNEL_BLOCK) {
+    int c1 = c0 + PX_CHANNEL_BLOCK < C ? c0 + PX_CHANNEL_BLOCK : C;
+    for (int b = 0; b < B; b++) {
+      for (int t = 0; t < lengths[b]; t++) {
+        const float *dout_bt = dout + ((size_t)b * T + t) * C;
+        float *dwte_ix = dwte + (size_t)tokens[b * T + t] * C;
+        float *dwpe_t = dwpe + (size_t)t * C;
+        for (int i = c0; i < c1; i++) {
+          dwte_ix[i] += dout_bt[i];
+          dwpe_t[i] += dout_bt[i];
+        }
+      }
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * LayerNorm
+ * ------------------------------------------------------------------------------------------- */
+
+void px_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                          const float *weight, const float *bias, int N, int C) {
+  // out and inp are (N,C); mean and rstd (N); weight and bias (C). PyTorch's LayerNorm with
+  // the biased variance and eps 1e-5.
+  const float eps = 1e-5f;
+#pragma omp parallel for
+  for (int n = 0; n < N; n++) {
+    const float *x = inp + (size_t)n * C;
+    float m = 0.0f;
+    for (int i = 0; i < C; i++) m += x[i];
+    m /= C;
+    float v = 0.0f;
+    for (int i = 0; i < C; i++) v += (x[i] - m) * (x[i] - m);
+    v /= C;
+    float s = 1.0f / sqrtf(v + eps);
+    float *o = out + (size_t)n * C;
+    for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * weight[i] + bias[i];
+    mean[n] = m;
+    rstd[n] = s;
+  }
+}
+
+void px_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *weight, const float *mean,
+                           const float *rstd, int N, int C) {
+  // dinp, dout, inp (N,C); dweight, dbias (C). With xhat = (x - mean) rstd and g = weight dout:
+  // dx = rstd (g - mean(g) - xhat mean(g xhat)).
+#pragma omp parallel for
+  for (int n = 0; n < N; n++) {
+    const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+    float m = mean[n], s = rstd[n];
+    float g_mean = 0.0f, gx_mean = 0.0f;
+    for (int i = 0; i < C; i++) {
+      float g = weight[i] * dy[i];
+      g_mean += g;
+      gx_mean += g * (x[i] - m) * s;
+    }
+    g_mean /= C;
+    gx_mean /= C;
+    float *dx = dinp + (size_t)n * C;
+    for (int i = 0; i < C; i++) {
+      float xhat = (x[i] - m) * s;
+      dx[i] += s * (weight[i] * dy[i] - g_mean - xhat * gx_mean);
+    }
+  }
+#pragma omp parallel for
+  for (int c0 = 0; c0 < C; c0 += PX_CHANNEL_BLOCK) {
+    int c1 = c0 + PX_CHANNEL_BLOCK < C ? c0 + PX_CHANNEL_BLOCK : C;
+    for (int n = 0; n < N; n++) {
+      const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+      for (int i = c0; i < c1; i++) {
+        dbias[i] += dy[i];
+        dweight[i] += (x[i] - mean[n]) * rstd[n] * dy[i];
+      }
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Matmul: y = x W^T + b, W [OC,C] as in PyTorch's Linear
+ * ------------------------------------------------------------------------------------------- */
+
+/* dbias[o] += sum_n dout[n,o], split by output channel. */
+static void px_bias_backward(float *dbias, const float *dout, int N, int OC) {
+#pragma omp parallel for
+  for (int o0 = 0; o0 < OC; o0 += PX_CHANNEL_BLOCK) {
+    int o1 = o0 + PX_CHANNEL_BLOCK < OC ? o0 + PX_CHANNEL_BLOCK : OC;
+    for (int n = 0; n < N; n++) {
+      const float *dy = dout + (size_t)n * OC;
+      for (int o = o0; o < o1; o++) dbias[o] += dy[o];
+    }
+  }
+}
+
+void px_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
+                       int C, int OC) {
+  // out (N,OC) = inp (N,C) . weight^T (C,OC) + bias (OC): weight read with swapped strides.
+  float beta = 0.0f;
+  if (bias) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
+    beta = 1.0f;
+  }
+  px_blas_sgemm(N, OC, C, 1.0f, inp, C, 1, weight, 1, C, beta, out, OC, 1);
+}
+
+void px_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, int N, int C, int OC) {
+  // dinp (N,C) += dout (N,OC) . weight (OC,C); dweight (OC,C) += dout^T (OC,N) . inp (N,C);
+  // dbias (OC) += column sums of dout. Any of the three may be NULL.
+  if (dinp) px_blas_sgemm(N, C, OC, 1.0f, dout, OC, 1, weight, C, 1, 1.0f, dinp, C, 1);
+  if (dweight) px_blas_sgemm(OC, C, N, 1.0f, dout, 1, OC, inp, C, 1, 1.0f, dweight, C, 1);
+  if (dbias) px_bias_backward(dbias, dout, N, OC);
+}
+
+void px_matmul_forward_naive(float *out, const float *inp, const float *weight, const float *bias,
+                             int N, int C, int OC) {
+  // The definition, one dot product per output; the tests' oracle for px_matmul_forward.
+#pragma omp parallel for
+  for (int n = 0; n < N; n++) {
+    const float *x = inp + (size_t)n * C;
+    for (int o = 0; o < OC; o++) {
+      const float *w = weight + (size_t)o * C;
+      float val = bias ? bias[o] : 0.0f;
+      for (int i = 0; i < C; i++) val += x[i] * w[i];
+      out[(size_t)n * OC + o] = val;
+    }
+  }
+}
+
+void px_matmul_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+                              const float *inp, const float *weight, int N, int C, int OC) {
+  if (dinp) {
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+      float *dx = dinp + (size_t)n * C;
+      for (int o = 0; o < OC; o++) {
+        const float *w = weight + (size_t)o * C;
+        float d = dout[(size_t)n * OC + o];
+        for (int i = 0; i < C; i++) dx[i] += w[i] * d;
+      }
+    }
+  }
+  if (dweight) {
+#pragma omp parallel for
+    for (int o = 0; o < OC; o++) {
+      float *dw = dweight + (size_t)o * C;
+      for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float d = dout[(size_t)n * OC + o];
+        for (int i = 0; i < C; i++) dw[i] += x[i] * d;
+      }
+    }
+  }
+  if (dbias) {
+    for (int o = 0; o < OC; o++)
+      for (int n = 0; n < N; n++) dbias[o] += dout[(size_t)n * OC + o];
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Causal self-attention over a padded batch
+ * ------------------------------------------------------------------------------------------- */
+
+void px_attention_forward_naive(float *out, float *att, const float *qkv, const int32_t *lengths,
+                                int B, int T, int C, int NH) {
+  // qkv (B,T,3C) holds q, k, v; out (B,T,C); att (B,NH,T,T).
+  // out[b,t,h] = sum_{t2<=t} softmax_t2(q_t . k_t2 / sqrt(hs)) v_t2, hs = C/NH. With right
+  // padding every key a real query sees (t2 <= t < length) is real; padded queries give 0.
+  const int hs = C / NH;
+  const size_t C3 = (size_t)C * 3;
+  const float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for collapse(3)
+  for (int b = 0; b < B; b++) {
+    for (int t = 0; t < T; t++) {
+      for (int h = 0; h < NH; h++) {
+        float *att_row = att + (((size_t)b * NH + h) * T + t) * T;
+        float *out_bth = out + ((size_t)b * T + t) * C + (size_t)h * hs;
+        memset(att_row, 0, (size_t)T * sizeof(float));
+        memset(out_bth, 0, (size_t)hs * sizeof(float));
+        if (t >= lengths[b]) continue;
+        const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+        float maxval = -FLT_MAX;
+        for (int t2 = 0; t2 <= t; t2++) {
+          const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
+          float dot = 0.0f;
+          for (int i = 0; i < hs; i++) dot += q[i] * k[i];
+          dot *= scale;
+          att_row[t2] = dot;
+          if (dot > maxval) maxval = dot;
+        }
+        float sum = 0.0f;
+        for (int t2 = 0; t2 <= t; t2++) {
+          att_row[t2] = expf(att_row[t2] - maxval);
+          sum += att_row[t2];
+        }
+        float inv = 1.0f / sum;
+        for (int t2 = 0; t2 <= t; t2++) {
+          att_row[t2] *= inv;
+          const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
+          for (int i = 0; i < hs; i++) out_bth[i] += att_row[t2] * v[i];
+        }
+      }
+    }
+  }
+}
+
+void px_attention_backward_naive(float *dqkv, const float *dout, const float *qkv, const float *att,
+                                 const int32_t *lengths, int B, int T, int C, int NH) {
+  // dqkv, qkv (B,T,3C); dout (B,T,C); att (B,NH,T,T). For query t with weights a = att[t,:]:
+  // da_t2 = dout_t . v_t2; dpre_t2 = a_t2 (da_t2 - sum_j a_j da_j) (the softmax's Jacobian);
+  // dq_t += dpre_t2 k_t2 / sqrt(hs); dk_t2 += dpre_t2 q_t / sqrt(hs); dv_t2 += a_t2 dout_t.
+  // Keys receive from many queries, so a thread owns a whole (b, h) and writes nowhere else.
+  const int hs = C / NH;
+  const size_t C3 = (size_t)C * 3;
+  const float scale = 1.0f / sqrtf((float)hs);
+  float *scratch =
+      px_malloc((size_t)omp_get_max_threads() * (size_t)(T > 0 ? T : 1) * sizeof(float));
+#pragma omp parallel for collapse(2)
+  for (int b = 0; b < B; b++) {
+    for (int h = 0; h < NH; h++) {
+      float *datt = scratch + (size_t)omp_get_thread_num() * T;
+      for (int t = 0; t < lengths[b]; t++) {
+        const float *att_row = att + (((size_t)b * NH + h) * T + t) * T;
+        const float *dout_t = dout + ((size_t)b * T + t) * C + (size_t)h * hs;
+        const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+        float *dq = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+        float dot_sum = 0.0f;
+        for (int t2 = 0; t2 <= t; t2++) {
+          const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
+          float *dv = dqkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
+          float d = 0.0f;
+          for (int i = 0; i < hs; i++) {
+            d += dout_t[i] * v[i];
+            dv[i] += att_row[t2] * dout_t[i];
+          }
+          datt[t2] = d;
+          dot_sum += att_row[t2] * d;
+        }
+        for (int t2 = 0; t2 <= t; t2++) {
+          const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
+          float *dk = dqkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
+          float dpre = att_row[t2] * (datt[t2] - dot_sum) * scale;
+          for (int i = 0; i < hs; i++) {
+            dq[i] += dpre * k[i];
+            dk[i] += dpre * q[i];
+          }
+        }
+      }
+    }
+  }
+  free(scratch);
+}
+
+/* The same attention as products of matrices: per (sequence, head), with n = its length,
+ * S = Q K^T / sqrt(hs) (n x n), P = causal softmax of S by rows, O = P V, each product one
+ * single-threaded BLIS call inside the OpenMP loop over (b, h). The upper triangle is computed
+ * and thrown away, which still beats the dot products of the naive loops several times over. */
+void px_attention_forward(float *out, float *att, const float *qkv, const int32_t *lengths, int B,
+                          int T, int C, int NH) {
+  const int hs = C / NH;
+  const size_t C3 = (size_t)C * 3;
+  const float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for collapse(2) schedule(dynamic)
+  for (int b = 0; b < B; b++) {
+    for (int h = 0; h < NH; h++) {
+      const int n = lengths[b];
+      float *P = att + ((size_t)b * NH + h) * T * T;
+      const float *Q = qkv + (size_t)b * T * C3 + (size_t)h * hs, *K = Q + C, *V = Q + 2 * C;
+      float *O = out + (size_t)b * T * C + (size_t)h * hs;
+      memset(P, 0, (size_t)T * T * sizeof(float));
+      for (int t = n; t < T; t++) memset(O + (size_t)t * C, 0, (size_t)hs * sizeof(float));
+      px_blas_sgemm_serial(n, n, hs, scale, Q, C3, 1, K, 1, C3, 0.0f, P, T, 1);
+      for (int t = 0; t < n; t++) {
+        float *row = P + (size_t)t * T, maxval = -FLT_MAX, sum = 0.0f;
+        for (int t2 = 0; t2 <= t; t2++) maxval = row[t2] > maxval ? row[t2] : maxval;
+        for (int t2 = 0; t2 <= t; t2++) {
+          row[t2] = expf(row[t2] - maxval);
+          sum += row[t2];
+        }
+        float inv = 1.0f / sum;
+        for (int t2 = 0; t2 <= t; t2++) row[t2] *= inv;
+        for (int t2 = t + 1; t2 < n; t2++) row[t2] = 0.0f; /* the future: masked */
+      }
+      px_blas_sgemm_serial(n, hs, n, 1.0f, P, T, 1, V, C3, 1, 0.0f, O, C, 1);
+    }
+  }
+}
+
+void px_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
+                           const int32_t *lengths, int B, int T, int C, int NH) {
+  // Per (b, h), n = length: dP = dO V^T; dV += P^T dO; dS = P (dP - rowsum(P dP)) / sqrt(hs);
+  // dQ += dS K; dK += dS^T Q. dS lives in a per-thread n x n scratch.
+  const int hs = C / NH;
+  const size_t C3 = (size_t)C * 3;
+  const float scale = 1.0f / sqrtf((float)hs);
+  float *scratch = px_malloc((size_t)omp_get_max_threads() * (size_t)T * T * sizeof(float));
+#pragma omp parallel for collapse(2) schedule(dynamic)
+  for (int b = 0; b < B; b++) {
+    for (int h = 0; h < NH; h++) {
+      const int n = lengths[b];
+      const float *P = att + ((size_t)b * NH + h) * T * T;
+      const float *Q = qkv + (size_t)b * T * C3 + (size_t)h * hs, *K = Q + C, *V = Q + 2 * C;
+      const float *dO = dout + (size_t)b * T * C + (size_t)h * hs;
+      float *dQ = dqkv + (size_t)b * T * C3 + (size_t)h * hs, *dK = dQ + C, *dV = dQ + 2 * C;
+      float *dS = scratch + (size_t)omp_get_thread_num() * T * T;
+      px_blas_sgemm_serial(n, n, hs, 1.0f, dO, C, 1, V, 1, C3, 0.0f, dS, n, 1);
+      px_blas_sgemm_serial(n, hs, n, 1.0f, P, 1, T, dO, C, 1, 1.0f, dV, C3, 1);
+      for (int t = 0; t < n; t++) {
+        const float *p = P + (size_t)t * T;
+        float *d = dS + (size_t)t * n, dot_sum = 0.0f;
+        for (int t2 = 0; t2 <= t; t2++) dot_sum += p[t2] * d[t2];
+        for (int t2 = 0; t2 <= t; t2++) d[t2] = p[t2] * (d[t2] - dot_sum) * scale;
+        for (int t2 = t + 1; t2 < n; t2++) d[t2] = 0.0f;
+      }
+      px_blas_sgemm_serial(n, hs, n, 1.0f, dS, n, 1, K, C3, 1, 1.0f, dQ, C3, 1);
+      px_blas_sgemm_serial(n, hs, n, 1.0f, dS, 1, n, Q, C3, 1, 1.0f, dK, C3, 1);
+    }
+  }
+  free(scratch);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * GELU (tanh form) and the residual connection
+ * ------------------------------------------------------------------------------------------- */
+
+#define PX_GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
+
+/* With u = sqrt(2/pi) (x + 0.044715 x^3), GELU's 0.5 x (1 + tanh u) is exactly x sigmoid(2u):
+ * one expf instead of glibc's tanhf (which took a third of a training step), and no
+ * cancellation in 1 + tanh u on the negative tail. expf overflowing to inf gives 0 there. */
+void px_gelu_forward(float *out, const float *inp, long N) {
+  // out and inp are (N).
+#pragma omp parallel for
+  for (long i = 0; i < N; i++) {
+    float x = inp[i];
+    float u = PX_GELU_SCALE * (x + 0.044715f * x * x * x);
+    out[i] = x / (1.0f + expf(-2.0f * u));
+  }
+}
+
+void px_gelu_backward(float *dinp, const float *inp, const float *dout, long N) {
+  // d/dx x s(2u) = s + 2 x s (1 - s) du/dx with s = sigmoid(2u) = (1 + tanh u) / 2, the
+  // tanh form's 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx written through s.
+#pragma omp parallel for
+  for (long i = 0; i < N; i++) {
+    float x = inp[i];
+    float u = PX_GELU_SCALE * (x + 0.044715f * x * x * x);
+    float du = PX_GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+    float s = 1.0f / (1.0f + expf(-2.0f * u));
+    dinp[i] += (s + 2.0f * x * s * (1.0f - s) * du) * dout[i];
+  }
+}
+
+void px_residual_forward(float *out, const float *a, const float *b, long N) {
+#pragma omp parallel for
+  for (long i = 0; i < N; i++) out[i] = a[i] + b[i];
+}
+
+void px_residual_backward(float *da, float *db, const float *dout, long N) {
+#pragma omp parallel for
+  for (long i = 0; i < N; i++) {
+    da[i] += dout[i];
+    db[i] += dout[i];
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Softmax at a temperature and cross-entropy
+ * ------------------------------------------------------------------------------------------- */
+
+void px_crossentropy_forward(float *losses, float *probs, const float *logits,
+                             const int32_t *targets, float temperature, int N, int V) {
+  // logits, probs (N,V); losses, targets (N). With z = logits / temperature:
+  // loss = logsumexp(z) - z[target] = -log softmax(z)[target], finite however small the prob.
+  const float inv_temp = 1.0f / temperature;
+  for (int n = 0; n < N; n++)
+    PX_REQUIRE(targets[n] < V, "target %d out of the vocabulary (%d) at row %d", targets[n], V, n);
+#pragma omp parallel for
+  for (int n = 0; n < N; n++) {
+    if (targets[n] < 0) {
+      losses[n] = 0.0f;
+      continue;
+    }
+    const float *z = logits + (size_t)n * V;
+    float *p = probs + (size_t)n * V;
+    float maxval = -FLT_MAX;
+    for (int v = 0; v < V; v++)
+      if (z[v] * inv_temp > maxval) maxval = z[v] * inv_temp;
+    float sum = 0.0f;
+    for (int v = 0; v < V; v++) {
+      p[v] = expf(z[v] * inv_temp - maxval);
+      sum += p[v];
+    }
+    float inv = 1.0f / sum;
+    for (int v = 0; v < V; v++) p[v] *= inv;
+    losses[n] = logf(sum) + maxval - z[targets[n]] * inv_temp;
+  }
+}
+
+void px_crossentropy_backward(float *dlogits, const float *dlosses, const float *probs,
+                              const int32_t *targets, float temperature, int N, int V) {
+  // dlogits, probs (N,V); dlosses, targets (N). d loss / d z = probs - onehot(target), and
+  // z = logits / temperature.
+  const float inv_temp = 1.0f / temperature;
+#pragma omp parallel for
+  for (int n = 0; n < N; n++) {
+    if (targets[n] < 0) continue;
+    const float *p = probs + (size_t)n * V;
+    float *dz = dlogits + (size_t)n * V;
+    float d = dlosses[n] * inv_temp;
+    for (int v = 0; v < V; v++) dz[v] += (p[v] - (v == targets[n] ? 1.0f : 0.0f)) * d;
+  }
+}

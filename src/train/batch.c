@@ -1,0 +1,92 @@
+/*
+ * batch.c — records to padded batches; see batch.h.
+ */
+#include "proxima/batch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxima/error.h"
+#include "proxima/rng.h"
+#include "proxima/tokenizer.h"
+
+void px_batch_build(px_batch *b, int cap_B, int cap_T) {
+  memset(b, 0, sizeof *b);
+  b->cap_B = cap_B;
+  b->cap_T = cap_T;
+  size_t n = (size_t)cap_B * (size_t)cap_T;
+  b->tokens = px_malloc(n * sizeof *b->tokens);
+  b->targets = px_malloc(n * sizeof *b->targets);
+  b->weights = px_malloc(n * sizeof *b->weights);
+  b->lengths = px_malloc((size_t)cap_B * sizeof *b->lengths);
+}
+
+void px_batch_free(px_batch *b) {
+  free(b->tokens);
+  free(b->targets);
+  free(b->weights);
+  free(b->lengths);
+  memset(b, 0, sizeof *b);
+}
+
+void px_batch_clear(px_batch *b) { b->B = b->T = 0; }
+
+float px_batch_add_lm(px_batch *b, const px_dataset *ds, int64_t i) {
+  PX_REQUIRE(b->B < b->cap_B, "batch full (%d rows)", b->cap_B);
+  int64_t np = 0, nc = 0;
+  const int32_t *prompt = px_dataset_row(ds, 0, i, &np);
+  const int32_t *rest = ds->kind == PX_DATA_SFT ? px_dataset_row(ds, 1, i, &nc) : NULL;
+  /* the sequence is BOS prompt rest EOS: n = np + nc + 2 tokens, n - 1 input positions */
+  int64_t n = np + nc + 2, len = n - 1;
+  if (len > b->cap_T) len = b->cap_T, b->truncated++;
+  int32_t *tok = b->tokens + (size_t)b->B * b->cap_T;
+  int32_t *tgt = b->targets + (size_t)b->B * b->cap_T;
+  float *w = b->weights + (size_t)b->B * b->cap_T;
+  float sum = 0;
+  for (int64_t t = 0; t < b->cap_T; t++) {
+    if (t >= len) {
+      tok[t] = PX_TOK_PAD, tgt[t] = -1, w[t] = 0;
+      continue;
+    }
+    /* token at sequence position t, and the one after it */
+    for (int k = 0; k < 2; k++) {
+      int64_t s = t + k;
+      int32_t v = s == 0 ? PX_TOK_BOS
+                  : s <= np ? prompt[s - 1]
+                  : s <= np + nc ? rest[s - 1 - np]
+                                 : PX_TOK_EOS;
+      if (k == 0) tok[t] = v;
+      else tgt[t] = v;
+    }
+    /* sft: the loss is on the completion and its EOS, the targets at positions t >= np */
+    w[t] = ds->kind == PX_DATA_SFT && t + 1 <= np ? 0.0f : 1.0f;
+    sum += w[t];
+  }
+  b->lengths[b->B++] = (int32_t)len;
+  if (len > b->T) b->T = (int)len;
+  return sum;
+}
+
+void px_shuffle(int64_t *perm, int64_t n, uint64_t seed, uint32_t stream, uint32_t epoch) {
+  for (int64_t i = 0; i < n; i++) perm[i] = i;
+  for (int64_t i = n - 1; i > 0; i--) {
+    px_rng_ctr c = {{stream, epoch, (uint32_t)i, (uint32_t)(i >> 32)}};
+    int64_t j = (int64_t)px_rng_below(seed, c, (uint64_t)i + 1);
+    int64_t tmp = perm[i];
+    perm[i] = perm[j];
+    perm[j] = tmp;
+  }
+}
+
+void px_batch_pack(px_batch *b) {
+  /* Row r moves from r*cap_T to r*T; T <= cap_T, so in increasing r nothing is overwritten
+   * before it is moved. */
+  for (int r = 1; r < b->B; r++) {
+    memmove(b->tokens + (size_t)r * b->T, b->tokens + (size_t)r * b->cap_T,
+            (size_t)b->T * sizeof *b->tokens);
+    memmove(b->targets + (size_t)r * b->T, b->targets + (size_t)r * b->cap_T,
+            (size_t)b->T * sizeof *b->targets);
+    memmove(b->weights + (size_t)r * b->T, b->weights + (size_t)r * b->cap_T,
+            (size_t)b->T * sizeof *b->weights);
+  }
+}

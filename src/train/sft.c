@@ -1,0 +1,235 @@
+/*
+ * sft.c — supervised fine-tuning, `proxima sft`: next-token cross-entropy on the completion
+ * tokens of an sft data set (on every token of a text data set), data-parallel over the ranks.
+ *
+ * The global batch of each step is the same whatever the rank count: step s takes positions
+ * [s B, (s+1) B) of an endless stream of epochs, each a fresh permutation of the training
+ * records keyed by (seed, epoch); rank r takes its contiguous share of those B records. The
+ * loss is normalised by the weight of the whole global batch, so the allreduced gradient is
+ * exactly the global one, and 1 and N ranks differ only in float summation order.
+ */
+#include "proxima/sft.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxima/batch.h"
+#include "proxima/checkpoint.h"
+#include "proxima/comm.h"
+#include "proxima/dataset.h"
+#include "proxima/gpt.h"
+#include "proxima/log.h"
+#include "proxima/optim.h"
+#include "proxima/run.h"
+
+enum { PX_STREAM_HELDOUT = 11, PX_STREAM_EPOCH = 12 };
+
+typedef struct px_sft {
+  const px_config *cfg;
+  px_dataset data;
+  int64_t *heldout, n_heldout; /* record indices */
+  int64_t *train, n_train;
+  int64_t *perm, perm_epoch; /* the permutation of the training records of epoch perm_epoch */
+  px_gpt model;
+  px_batch batch;
+  float *logprobs, *dlogprobs; /* [micro_batch, T] */
+} px_sft;
+
+px_status px_sft_model_config(const px_config *cfg, px_gpt_config *mc, px_error *err) {
+  *mc = (px_gpt_config){(int)cfg->model_vocab_size, (int)cfg->model_max_seq_len,
+                        (int)cfg->model_n_layer,    (int)cfg->model_n_head,
+                        (int)cfg->model_n_embd,     PX_GPT_HEAD_LM};
+  return px_gpt_config_check(mc, err);
+}
+
+/* The training record at global stream position k (epoch k / n_train). */
+static int64_t px_sft_record(px_sft *s, int64_t k) {
+  int64_t epoch = k / s->n_train;
+  if (epoch != s->perm_epoch) {
+    px_shuffle(s->perm, s->n_train, (uint64_t)s->cfg->run_seed, PX_STREAM_EPOCH, (uint32_t)epoch);
+    s->perm_epoch = epoch;
+  }
+  return s->train[s->perm[k % s->n_train]];
+}
+
+/* Forward (and, when train, backward) over records[0..n) in micro-batches; each row's loss
+ * weights are divided by total_weight. Returns sum of -w log p / total_weight. */
+static double px_sft_pass(px_sft *s, const int64_t *records, int64_t n, double total_weight,
+                          int train, int64_t *tokens) {
+  const int mb = (int)s->cfg->sft_micro_batch;
+  double loss = 0;
+  for (int64_t start = 0; start < n; start += mb) {
+    int rows = (int)(n - start < mb ? n - start : mb);
+    px_batch_clear(&s->batch);
+    for (int r = 0; r < rows; r++) px_batch_add_lm(&s->batch, &s->data, records[start + r]);
+    px_batch_pack(&s->batch);
+    const px_batch *b = &s->batch;
+    px_gpt_forward(&s->model, b->tokens, b->lengths, b->B, b->T);
+    px_gpt_logprobs(&s->model, s->logprobs, b->targets, 1.0f);
+    for (int i = 0; i < b->B * b->T; i++) {
+      loss -= (double)b->weights[i] * s->logprobs[i] / total_weight;
+      s->dlogprobs[i] = (float)(-b->weights[i] / total_weight);
+    }
+    for (int r = 0; r < b->B; r++) *tokens += b->lengths[r];
+    if (train) px_gpt_backward(&s->model, s->dlogprobs);
+  }
+  return loss;
+}
+
+/* The total loss weight of records[0..n) (every rank computes it from its own copy). */
+static double px_sft_weight(px_sft *s, const int64_t *records, int64_t n) {
+  double w = 0;
+  for (int64_t i = 0; i < n; i++) {
+    px_batch_clear(&s->batch);
+    w += px_batch_add_lm(&s->batch, &s->data, records[i]);
+  }
+  px_batch_clear(&s->batch);
+  return w;
+}
+
+/* Held-out loss: the held-out records split over the ranks. Collective. */
+static double px_sft_heldout_loss(px_sft *s) {
+  if (s->n_heldout == 0) return NAN;
+  double w = px_sft_weight(s, s->heldout, s->n_heldout);
+  int64_t lo, hi, tokens = 0;
+  px_comm_share(s->n_heldout, px_comm_rank(), px_comm_size(), &lo, &hi);
+  double loss = px_sft_pass(s, s->heldout + lo, hi - lo, w, 0, &tokens);
+  px_comm_allreduce_sum_f64(&loss, 1);
+  return loss;
+}
+
+static void px_format_duration(char *buf, size_t n, double seconds) {
+  if (!isfinite(seconds) || seconds < 0) seconds = 0;
+  long t = (long)(seconds + 0.5);
+  if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+  else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+  else snprintf(buf, n, "%lds", t);
+}
+
+static px_status px_sft_load(px_sft *s, px_error *err) {
+  const px_config *cfg = s->cfg;
+  /* Every rank holds every record, so a step's global batch does not depend on the rank
+   * count. */
+  PX_TRY(px_dataset_read(cfg->sft_data, MPI_COMM_SELF, 0, 1, -1, &s->data, err));
+  if (s->data.kind != PX_DATA_SFT && s->data.kind != PX_DATA_TEXT)
+    return px_error_set(err, PX_EINPUT, "%s holds %s records; sft trains on sft or text records",
+                        cfg->sft_data, px_data_kind_name(s->data.kind));
+  int64_t n = s->data.n;
+  s->n_heldout = cfg->sft_heldout < n / 2 ? cfg->sft_heldout : n / 2;
+  s->n_train = n - s->n_heldout;
+  if (s->n_train < 1)
+    return px_error_set(err, PX_EINPUT, "%s has %lld records: too few to train on",
+                        cfg->sft_data, (long long)n);
+  int64_t *order = px_malloc((size_t)n * sizeof *order);
+  px_shuffle(order, n, (uint64_t)cfg->run_seed, PX_STREAM_HELDOUT, 0);
+  s->heldout = px_malloc((size_t)(s->n_heldout + 1) * sizeof *s->heldout);
+  s->train = px_malloc((size_t)s->n_train * sizeof *s->train);
+  memcpy(s->heldout, order, (size_t)s->n_heldout * sizeof *order);
+  memcpy(s->train, order + s->n_heldout, (size_t)s->n_train * sizeof *order);
+  free(order);
+  s->perm = px_malloc((size_t)s->n_train * sizeof *s->perm);
+  s->perm_epoch = -1;
+  return PX_OK;
+}
+
+px_status px_sft_run(const px_config *cfg, px_error *err) {
+  px_gpt_config mc;
+  PX_TRY(px_sft_model_config(cfg, &mc, err));
+  if (cfg->sft_batch_size < px_comm_size())
+    return px_error_set(err, PX_EINPUT, "sft.batch_size = %lld is less than the %d ranks",
+                        (long long)cfg->sft_batch_size, px_comm_size());
+  px_run run;
+  PX_TRY(px_run_open(&run, cfg, err));
+  px_sft s = {.cfg = cfg};
+  px_status st = px_comm_agree(px_sft_load(&s, err), err);
+  if (st != PX_OK) goto done;
+
+  const int T = (int)cfg->model_max_seq_len, mb = (int)cfg->sft_micro_batch;
+  px_gpt_build(&s.model, &mc, mb, T, 1);
+  px_gpt_init(&s.model, (uint64_t)cfg->run_seed);
+  px_batch_build(&s.batch, mb, T);
+  s.logprobs = px_malloc((size_t)mb * T * sizeof(float));
+  s.dlogprobs = px_malloc((size_t)mb * T * sizeof(float));
+  px_log_info("sft: %lld %s records (%lld held out), model %d layers x %d wide, %zu parameters",
+              (long long)s.data.n, px_data_kind_name(s.data.kind), (long long)s.n_heldout,
+              mc.n_layer, mc.n_embd, s.model.n_params);
+
+  px_adamw_config adamw = {(float)cfg->sft_beta1, (float)cfg->sft_beta2, 1e-8f,
+                           (float)cfg->sft_weight_decay};
+  px_lr_schedule sched = {cfg->sft_lr, cfg->sft_lr_min, cfg->sft_warmup_steps, cfg->sft_steps,
+                          !strcmp(cfg->sft_decay, "cosine")   ? PX_LR_COSINE
+                          : !strcmp(cfg->sft_decay, "linear") ? PX_LR_LINEAR
+                                                              : PX_LR_CONSTANT};
+  const int64_t B = cfg->sft_batch_size, steps = cfg->sft_steps;
+  int64_t *records = px_malloc((size_t)B * sizeof *records);
+  int64_t lo, hi, tokens_since = 0, skipped = 0;
+  px_comm_share(B, px_comm_rank(), px_comm_size(), &lo, &hi);
+  double t_start = px_log_elapsed(), t_last = t_start;
+
+  for (int64_t step = 0; step < steps; step++) {
+    for (int64_t i = 0; i < B; i++) records[i] = px_sft_record(&s, step * B + i);
+    double total_weight = px_sft_weight(&s, records, B);
+    px_gpt_zero_grad(&s.model);
+    int64_t tokens = 0;
+    double loss = px_sft_pass(&s, records + lo, hi - lo, total_weight > 0 ? total_weight : 1, 1,
+                              &tokens);
+    /* one allreduce for the gradients, one for the loss and the token count */
+    px_comm_allreduce_sum_f32(s.model.grads, s.model.n_params);
+    double sums[2] = {loss, (double)tokens};
+    px_comm_allreduce_sum_f64(sums, 2);
+    loss = sums[0];
+    tokens_since += (int64_t)sums[1];
+    double norm = px_optim_clip_grad_norm(s.model.grads, s.model.n_params, cfg->sft_grad_clip);
+    double lr = px_optim_lr(&sched, step);
+    if (isfinite(norm) && isfinite(loss)) {
+      px_gpt_update(&s.model, &adamw, (float)lr, step + 1 - skipped);
+    } else {
+      skipped++;
+      px_log_warn("sft step %lld: non-finite loss or gradient, step skipped", (long long)step + 1);
+    }
+
+    int last = step + 1 == steps;
+    int do_eval = last || (cfg->sft_eval_every > 0 && (step + 1) % cfg->sft_eval_every == 0);
+    double heldout = do_eval ? px_sft_heldout_loss(&s) : NAN;
+    if (last || (step + 1) % cfg->sft_log_every == 0 || do_eval) {
+      double now = px_log_elapsed(), rate = tokens_since / (now - t_last + 1e-9);
+      char eta[32], held[48] = "";
+      px_format_duration(eta, sizeof eta, (now - t_start) / (step + 1) * (steps - step - 1));
+      if (do_eval) snprintf(held, sizeof held, " | heldout %.4f", heldout);
+      px_log_info("sft step %lld/%lld | loss %.4f%s | lr %.2e | |g| %.3f | %.0f tok/s | ETA %s",
+                  (long long)step + 1, (long long)steps, loss, held, lr, norm, rate, eta);
+      const char *names[] = {"loss", "lr", "grad_norm", "tokens_per_s", "heldout_loss"};
+      double values[] = {loss, lr, norm, rate, heldout};
+      px_run_metrics(&run, "sft", step + 1, do_eval ? 5 : 4, names, values);
+      tokens_since = 0;
+      t_last = now;
+    }
+  }
+  if (s.batch.truncated)
+    px_log_warn("sft: sequences longer than model.max_seq_len = %d were cut", T);
+  free(records);
+
+  /* The policy, with its optimizer state, in run.dir/checkpoints. */
+  px_ckpt_model policy = {"policy", &s.model, 1, steps - skipped, 0, 0};
+  st = px_comm_rank() == 0 ? px_ckpt_write(run.ckpt_dir, steps, 0, run.config_text, &policy, 1,
+                                           (int)cfg->run_keep_last, err)
+                           : PX_OK;
+  st = px_comm_agree(st, err);
+  if (st == PX_OK)
+    px_log_info("sft: done in %.1fs; checkpoint %s/ckpt-%08lld.h5", px_log_elapsed() - t_start,
+                run.ckpt_dir, (long long)steps);
+
+done:
+  free(s.logprobs);
+  free(s.dlogprobs);
+  px_batch_free(&s.batch);
+  if (s.model.params) px_gpt_free(&s.model);
+  free(s.heldout);
+  free(s.train);
+  free(s.perm);
+  px_dataset_free(&s.data);
+  px_run_close(&run);
+  return st;
+}

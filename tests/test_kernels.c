@@ -1,0 +1,547 @@
+/*
+ * test_kernels.c — every kernel of kernels.c against an independent double-precision reference:
+ * the float forward agrees with the reference forward, and the float backward agrees with
+ * central finite differences of the reference (in double, so the differences are accurate to
+ * ~1e-9 and any disagreement is the backward's). The loss differentiated is L = sum_i w_i out_i
+ * with fixed random w, so the backward runs with dout = w. The BLIS matmul agrees with its
+ * naive twin. Sizes are tiny: every input element is checked.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "proxima/error.h"
+#include "proxima/kernels.h"
+#include "proxima/rng.h"
+#include "test_util.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------------------------- */
+
+/* Uniform in [-scale, scale), a pure function of (tag, i). */
+static void fill(float *x, size_t n, uint32_t tag, float scale) {
+  for (size_t i = 0; i < n; i++) {
+    px_rng_ctr ctr = {{tag, (uint32_t)i, 0, 7}};
+    x[i] = (float)((2.0 * px_rng_uniform(99, ctr) - 1.0) * scale);
+  }
+}
+
+static double *to_double(const float *x, size_t n) {
+  double *d = px_malloc(n * sizeof(double));
+  for (size_t i = 0; i < n; i++) d[i] = x[i];
+  return d;
+}
+
+/* Whether got[i] is within atol + rtol |want[i]| of want[i] for all i; prints the worst. */
+static int close_to(const char *what, const float *got, const double *want, size_t n, double rtol,
+                    double atol) {
+  size_t worst = 0;
+  double worst_excess = -1.0, max_err = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    double err = fabs((double)got[i] - want[i]);
+    double excess = err - (atol + rtol * fabs(want[i]));
+    if (!(err <= max_err)) max_err = err;
+    if (!(excess <= worst_excess)) worst_excess = excess, worst = i;
+  }
+  if (!(worst_excess <= 0.0) || !isfinite(worst_excess)) {
+    fprintf(stderr,
+            "\n  %s: element %zu is %.9g, expected %.9g (abs err %.3g, rel %.3g; "
+            "tolerance %.3g + %.3g rel)\n",
+            what, worst, (double)got[worst], want[worst], fabs(got[worst] - want[worst]),
+            fabs(got[worst] - want[worst]) / (fabs(want[worst]) + 1e-300), atol, rtol);
+    return 0;
+  }
+  return 1;
+}
+
+/* The loss of a double-precision reference forward, as a function of its context. */
+typedef double (*loss_fn)(void *ctx);
+
+/* Central differences of loss with respect to each x[i] (x is read by loss through ctx),
+ * compared with the analytic gradient. The tolerance is relative to the largest gradient. */
+static int grad_check(const char *what, double *x, size_t n, loss_fn loss, void *ctx,
+                      const float *analytic) {
+  double *fd = px_malloc(n * sizeof(double));
+  double scale = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    double save = x[i], h = 1e-6 * (fabs(save) > 1.0 ? fabs(save) : 1.0);
+    x[i] = save + h;
+    double lp = loss(ctx);
+    x[i] = save - h;
+    double lm = loss(ctx);
+    x[i] = save;
+    fd[i] = (lp - lm) / (2.0 * h);
+    if (fabs(fd[i]) > scale) scale = fabs(fd[i]);
+  }
+  int ok = close_to(what, analytic, fd, n, 1e-4, 1e-5 * (scale > 1e-3 ? scale : 1e-3));
+  free(fd);
+  return ok;
+}
+
+static double dot(const double *w, const double *y, size_t n) {
+  double s = 0.0;
+  for (size_t i = 0; i < n; i++) s += w[i] * y[i];
+  return s;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Encoder
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct {
+  int B, T, C;
+  const int32_t *tokens, *lengths;
+  double *wte, *wpe, *w, *out;
+} enc_ctx;
+
+static void ref_encoder(enc_ctx *c) {
+  for (int b = 0; b < c->B; b++)
+    for (int t = 0; t < c->T; t++)
+      for (int i = 0; i < c->C; i++)
+        c->out[(b * c->T + t) * c->C + i] =
+            t < c->lengths[b] ? c->wte[c->tokens[b * c->T + t] * c->C + i] + c->wpe[t * c->C + i]
+                              : 0.0;
+}
+
+static double enc_loss(void *ctx) {
+  enc_ctx *c = ctx;
+  ref_encoder(c);
+  return dot(c->w, c->out, (size_t)c->B * c->T * c->C);
+}
+
+static void test_encoder(void) {
+  enum { B = 2, T = 4, C = 5, V = 6 };
+  /* token 3 appears three times: its gradient rows must add up */
+  const int32_t tokens[B * T] = {3, 1, 3, 0, 3, 5, 2, 2}, lengths[B] = {4, 2};
+  float wte[V * C], wpe[T * C], w[B * T * C], out[B * T * C];
+  float dwte[V * C] = {0}, dwpe[T * C] = {0};
+  fill(wte, V * C, 1, 1.0f), fill(wpe, T * C, 2, 1.0f), fill(w, B * T * C, 3, 1.0f);
+  px_encoder_forward(out, tokens, lengths, wte, wpe, B, T, C);
+  px_encoder_backward(dwte, dwpe, w, tokens, lengths, B, T, C);
+  enc_ctx c = {B,
+               T,
+               C,
+               tokens,
+               lengths,
+               to_double(wte, V * C),
+               to_double(wpe, T * C),
+               to_double(w, B * T * C),
+               px_malloc(B * T * C * sizeof(double))};
+  ref_encoder(&c);
+  CU_ASSERT(close_to("encoder out", out, c.out, B * T * C, 1e-6, 0.0));
+  CU_ASSERT(grad_check("encoder dwte", c.wte, V * C, enc_loss, &c, dwte));
+  CU_ASSERT(grad_check("encoder dwpe", c.wpe, T * C, enc_loss, &c, dwpe));
+  free(c.wte), free(c.wpe), free(c.w), free(c.out);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * LayerNorm
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct {
+  int N, C;
+  double *inp, *weight, *bias, *w, *out;
+} ln_ctx;
+
+static void ref_layernorm(ln_ctx *c) {
+  for (int n = 0; n < c->N; n++) {
+    const double *x = c->inp + n * c->C;
+    double m = 0.0, v = 0.0;
+    for (int i = 0; i < c->C; i++) m += x[i];
+    m /= c->C;
+    for (int i = 0; i < c->C; i++) v += (x[i] - m) * (x[i] - m);
+    v /= c->C;
+    for (int i = 0; i < c->C; i++)
+      c->out[n * c->C + i] = (x[i] - m) / sqrt(v + 1e-5) * c->weight[i] + c->bias[i];
+  }
+}
+
+static double ln_loss(void *ctx) {
+  ln_ctx *c = ctx;
+  ref_layernorm(c);
+  return dot(c->w, c->out, (size_t)c->N * c->C);
+}
+
+static void test_layernorm(void) {
+  enum { N = 5, C = 7 };
+  float inp[N * C], weight[C], bias[C], w[N * C], out[N * C], mean[N], rstd[N];
+  float dinp[N * C] = {0}, dweight[C] = {0}, dbias[C] = {0};
+  fill(inp, N * C, 10, 2.0f), fill(weight, C, 11, 1.5f), fill(bias, C, 12, 1.0f);
+  fill(w, N * C, 13, 1.0f);
+  px_layernorm_forward(out, mean, rstd, inp, weight, bias, N, C);
+  px_layernorm_backward(dinp, dweight, dbias, w, inp, weight, mean, rstd, N, C);
+  ln_ctx c = {N,
+              C,
+              to_double(inp, N * C),
+              to_double(weight, C),
+              to_double(bias, C),
+              to_double(w, N * C),
+              px_malloc(N * C * sizeof(double))};
+  ref_layernorm(&c);
+  CU_ASSERT(close_to("layernorm out", out, c.out, N * C, 1e-5, 1e-6));
+  CU_ASSERT(grad_check("layernorm dinp", c.inp, N * C, ln_loss, &c, dinp));
+  CU_ASSERT(grad_check("layernorm dweight", c.weight, C, ln_loss, &c, dweight));
+  CU_ASSERT(grad_check("layernorm dbias", c.bias, C, ln_loss, &c, dbias));
+  free(c.inp), free(c.weight), free(c.bias), free(c.w), free(c.out);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Matmul: the BLIS version and the naive one, each against the reference
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct {
+  int N, C, OC;
+  double *inp, *weight, *bias, *w, *out;
+} mm_ctx;
+
+static void ref_matmul(mm_ctx *c) {
+  for (int n = 0; n < c->N; n++)
+    for (int o = 0; o < c->OC; o++) {
+      double s = c->bias[o];
+      for (int i = 0; i < c->C; i++) s += c->inp[n * c->C + i] * c->weight[o * c->C + i];
+      c->out[n * c->OC + o] = s;
+    }
+}
+
+static double mm_loss(void *ctx) {
+  mm_ctx *c = ctx;
+  ref_matmul(c);
+  return dot(c->w, c->out, (size_t)c->N * c->OC);
+}
+
+static void check_matmul(int naive) {
+  enum { N = 6, C = 5, OC = 7 };
+  float inp[N * C], weight[OC * C], bias[OC], w[N * OC], out[N * OC];
+  float dinp[N * C] = {0}, dweight[OC * C] = {0}, dbias[OC] = {0};
+  fill(inp, N * C, 20, 1.0f), fill(weight, OC * C, 21, 1.0f), fill(bias, OC, 22, 1.0f);
+  fill(w, N * OC, 23, 1.0f);
+  if (naive) {
+    px_matmul_forward_naive(out, inp, weight, bias, N, C, OC);
+    px_matmul_backward_naive(dinp, dweight, dbias, w, inp, weight, N, C, OC);
+  } else {
+    px_matmul_forward(out, inp, weight, bias, N, C, OC);
+    px_matmul_backward(dinp, dweight, dbias, w, inp, weight, N, C, OC);
+  }
+  mm_ctx c = {N,
+              C,
+              OC,
+              to_double(inp, N * C),
+              to_double(weight, OC * C),
+              to_double(bias, OC),
+              to_double(w, N * OC),
+              px_malloc(N * OC * sizeof(double))};
+  ref_matmul(&c);
+  CU_ASSERT(close_to(naive ? "matmul_naive out" : "matmul out", out, c.out, N * OC, 1e-5, 1e-6));
+  CU_ASSERT(grad_check("matmul dinp", c.inp, N * C, mm_loss, &c, dinp));
+  CU_ASSERT(grad_check("matmul dweight", c.weight, OC * C, mm_loss, &c, dweight));
+  CU_ASSERT(grad_check("matmul dbias", c.bias, OC, mm_loss, &c, dbias));
+  free(c.inp), free(c.weight), free(c.bias), free(c.w), free(c.out);
+}
+
+static void test_matmul(void) { check_matmul(0); }
+static void test_matmul_naive(void) { check_matmul(1); }
+
+/* BLIS against the naive loops on shapes that are not multiples of any block size, with and
+ * without a bias, and with gradients accumulated onto non-zero values. */
+static void test_matmul_fast_vs_naive(void) {
+  const int shapes[][3] = {{1, 1, 1}, {7, 13, 9}, {33, 17, 65}, {64, 96, 80}, {130, 48, 259}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+      size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC;
+      float *inp = px_malloc(nx * sizeof(float)), *weight = px_malloc(nw * sizeof(float));
+      float *bias = px_malloc(OC * sizeof(float)), *dout = px_malloc(ny * sizeof(float));
+      float *y1 = px_malloc(ny * sizeof(float)), *y2 = px_malloc(ny * sizeof(float));
+      float *dx1 = px_malloc(nx * sizeof(float)), *dx2 = px_malloc(nx * sizeof(float));
+      float *dw1 = px_malloc(nw * sizeof(float)), *dw2 = px_malloc(nw * sizeof(float));
+      float *db1 = px_malloc(OC * sizeof(float)), *db2 = px_malloc(OC * sizeof(float));
+      fill(inp, nx, 30, 1.0f), fill(weight, nw, 31, 1.0f), fill(bias, OC, 32, 1.0f);
+      fill(dout, ny, 33, 1.0f);
+      fill(dx1, nx, 34, 1.0f), fill(dw1, nw, 35, 1.0f), fill(db1, OC, 36, 1.0f);
+      memcpy(dx2, dx1, nx * sizeof(float)), memcpy(dw2, dw1, nw * sizeof(float));
+      memcpy(db2, db1, OC * sizeof(float));
+      const float *b = with_bias ? bias : NULL;
+      px_matmul_forward(y1, inp, weight, b, N, C, OC);
+      px_matmul_forward_naive(y2, inp, weight, b, N, C, OC);
+      px_matmul_backward(dx1, dw1, with_bias ? db1 : NULL, dout, inp, weight, N, C, OC);
+      px_matmul_backward_naive(dx2, dw2, with_bias ? db2 : NULL, dout, inp, weight, N, C, OC);
+      double *ry = to_double(y2, ny), *rx = to_double(dx2, nx), *rw = to_double(dw2, nw);
+      double *rb = to_double(db2, OC);
+      char what[64];
+      snprintf(what, sizeof what, "fast vs naive %dx%dx%d bias %d", N, C, OC, with_bias);
+      /* float sums of up to 130 terms of size 1 in different orders */
+      CU_ASSERT(close_to(what, y1, ry, ny, 1e-5, 1e-5));
+      CU_ASSERT(close_to(what, dx1, rx, nx, 1e-5, 1e-5));
+      CU_ASSERT(close_to(what, dw1, rw, nw, 1e-5, 1e-5));
+      CU_ASSERT(close_to(what, db1, rb, OC, 1e-5, 1e-5));
+      free(ry), free(rx), free(rw), free(rb);
+      free(inp), free(weight), free(bias), free(dout), free(y1), free(y2);
+      free(dx1), free(dx2), free(dw1), free(dw2), free(db1), free(db2);
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Attention
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct {
+  int B, T, C, NH;
+  const int32_t *lengths;
+  double *qkv, *w, *out;
+} att_ctx;
+
+/* Causal attention written from its definition, with an explicit key mask: a query at t attends
+ * key t2 only if t2 <= t and t2 < length; padded queries give 0. */
+static void ref_attention(att_ctx *c) {
+  int hs = c->C / c->NH, C3 = 3 * c->C;
+  double *s = px_malloc((size_t)c->T * sizeof(double));
+  for (int b = 0; b < c->B; b++)
+    for (int t = 0; t < c->T; t++)
+      for (int h = 0; h < c->NH; h++) {
+        double *o = c->out + (b * c->T + t) * c->C + h * hs;
+        for (int i = 0; i < hs; i++) o[i] = 0.0;
+        if (t >= c->lengths[b]) continue;
+        const double *q = c->qkv + (b * c->T + t) * C3 + h * hs;
+        double mx = -INFINITY, z = 0.0;
+        for (int t2 = 0; t2 < c->T; t2++) {
+          if (t2 > t || t2 >= c->lengths[b]) continue;
+          const double *k = c->qkv + (b * c->T + t2) * C3 + c->C + h * hs;
+          s[t2] = 0.0;
+          for (int i = 0; i < hs; i++) s[t2] += q[i] * k[i];
+          s[t2] /= sqrt((double)hs);
+          if (s[t2] > mx) mx = s[t2];
+        }
+        for (int t2 = 0; t2 <= t; t2++) z += exp(s[t2] - mx);
+        for (int t2 = 0; t2 <= t; t2++) {
+          const double *v = c->qkv + (b * c->T + t2) * C3 + 2 * c->C + h * hs;
+          for (int i = 0; i < hs; i++) o[i] += exp(s[t2] - mx) / z * v[i];
+        }
+      }
+  free(s);
+}
+
+static double att_loss(void *ctx) {
+  att_ctx *c = ctx;
+  ref_attention(c);
+  return dot(c->w, c->out, (size_t)c->B * c->T * c->C);
+}
+
+static void check_attention(int naive) {
+  enum { B = 3, T = 5, C = 8, NH = 2 };
+  const int32_t lengths[B] = {5, 3, 1};
+  float qkv[B * T * 3 * C], w[B * T * C], out[B * T * C], att[B * NH * T * T];
+  float dqkv[B * T * 3 * C] = {0};
+  fill(qkv, B * T * 3 * C, 40, 2.0f), fill(w, B * T * C, 41, 1.0f);
+  if (naive) {
+    px_attention_forward_naive(out, att, qkv, lengths, B, T, C, NH);
+    px_attention_backward_naive(dqkv, w, qkv, att, lengths, B, T, C, NH);
+  } else {
+    px_attention_forward(out, att, qkv, lengths, B, T, C, NH);
+    px_attention_backward(dqkv, w, qkv, att, lengths, B, T, C, NH);
+  }
+  att_ctx c = {B,
+               T,
+               C,
+               NH,
+               lengths,
+               to_double(qkv, B * T * 3 * C),
+               to_double(w, B * T * C),
+               px_malloc(B * T * C * sizeof(double))};
+  ref_attention(&c);
+  CU_ASSERT(
+      close_to(naive ? "attention_naive out" : "attention out", out, c.out, B * T * C, 1e-5, 1e-6));
+  CU_ASSERT(grad_check(naive ? "attention_naive dqkv" : "attention dqkv", c.qkv, B * T * 3 * C,
+                       att_loss, &c, dqkv));
+  /* padding: padded queries output 0, and nothing flows into padded positions */
+  int clean = 1;
+  for (int b = 0; b < B; b++)
+    for (int t = lengths[b]; t < T; t++) {
+      for (int i = 0; i < C; i++) clean &= out[(b * T + t) * C + i] == 0.0f;
+      for (int i = 0; i < 3 * C; i++) clean &= dqkv[(b * T + t) * 3 * C + i] == 0.0f;
+    }
+  CU_ASSERT(clean);
+  /* each real softmax row sums to 1 over keys 0..t and is 0 beyond */
+  int rows_ok = 1;
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++)
+      for (int t = 0; t < T; t++) {
+        const float *row = att + ((b * NH + h) * T + t) * T;
+        double sum = 0.0;
+        for (int t2 = 0; t2 < T; t2++) {
+          sum += row[t2];
+          if (t2 > t) rows_ok &= row[t2] == 0.0f;
+        }
+        rows_ok &= t < lengths[b] ? fabs(sum - 1.0) < 1e-6 : sum == 0.0;
+      }
+  CU_ASSERT(rows_ok);
+  free(c.qkv), free(c.w), free(c.out);
+}
+
+static void test_attention(void) { check_attention(0); }
+static void test_attention_naive(void) { check_attention(1); }
+
+/* The BLIS attention against the loops on a larger padded batch, gradients accumulated onto
+ * non-zero values. */
+static void test_attention_fast_vs_naive(void) {
+  enum { B = 3, T = 37, C = 48, NH = 3 };
+  const int32_t lengths[B] = {37, 20, 1};
+  const size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, na = (size_t)B * NH * T * T;
+  float *qkv = px_malloc(nq * sizeof(float)), *dout = px_malloc(no * sizeof(float));
+  float *o1 = px_malloc(no * sizeof(float)), *o2 = px_malloc(no * sizeof(float));
+  float *a1 = px_malloc(na * sizeof(float)), *a2 = px_malloc(na * sizeof(float));
+  float *d1 = px_malloc(nq * sizeof(float)), *d2 = px_malloc(nq * sizeof(float));
+  fill(qkv, nq, 42, 1.5f), fill(dout, no, 43, 1.0f), fill(d1, nq, 44, 1.0f);
+  memcpy(d2, d1, nq * sizeof(float));
+  px_attention_forward(o1, a1, qkv, lengths, B, T, C, NH);
+  px_attention_forward_naive(o2, a2, qkv, lengths, B, T, C, NH);
+  px_attention_backward(d1, dout, qkv, a1, lengths, B, T, C, NH);
+  px_attention_backward_naive(d2, dout, qkv, a2, lengths, B, T, C, NH);
+  double *r_o = to_double(o2, no), *r_a = to_double(a2, na), *r_d = to_double(d2, nq);
+  CU_ASSERT(close_to("attention fast vs naive out", o1, r_o, no, 1e-5, 1e-6));
+  CU_ASSERT(close_to("attention fast vs naive att", a1, r_a, na, 1e-5, 1e-7));
+  CU_ASSERT(close_to("attention fast vs naive dqkv", d1, r_d, nq, 1e-4, 1e-5));
+  free(r_o), free(r_a), free(r_d);
+  free(qkv), free(dout), free(o1), free(o2), free(a1), free(a2), free(d1), free(d2);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * GELU and residual
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct {
+  int N;
+  double *inp, *inp2, *w, *out;
+} ew_ctx;
+
+static double ref_gelu(double x) {
+  return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+}
+
+static double gelu_loss(void *ctx) {
+  ew_ctx *c = ctx;
+  for (int i = 0; i < c->N; i++) c->out[i] = ref_gelu(c->inp[i]);
+  return dot(c->w, c->out, (size_t)c->N);
+}
+
+static void test_gelu(void) {
+  enum { N = 40 };
+  float inp[N], w[N], out[N], dinp[N] = {0};
+  fill(inp, N, 50, 4.0f), fill(w, N, 51, 1.0f);
+  inp[0] = 30.0f, inp[1] = -30.0f, inp[2] = 0.0f; /* far tails: finite, GELU = x or 0 there */
+  px_gelu_forward(out, inp, N);
+  px_gelu_backward(dinp, inp, w, N);
+  ew_ctx c = {N, to_double(inp, N), NULL, to_double(w, N), px_malloc(N * sizeof(double))};
+  gelu_loss(&c);
+  CU_ASSERT(close_to("gelu out", out, c.out, N, 1e-6, 1e-7));
+  CU_ASSERT(grad_check("gelu dinp", c.inp, N, gelu_loss, &c, dinp));
+  CU_ASSERT(isfinite(dinp[0]) && isfinite(dinp[1]));
+  free(c.inp), free(c.w), free(c.out);
+}
+
+static double res_loss(void *ctx) {
+  ew_ctx *c = ctx;
+  for (int i = 0; i < c->N; i++) c->out[i] = c->inp[i] + c->inp2[i];
+  return dot(c->w, c->out, (size_t)c->N);
+}
+
+static void test_residual(void) {
+  enum { N = 17 };
+  float a[N], b[N], w[N], out[N], da[N], db[N];
+  fill(a, N, 60, 1.0f), fill(b, N, 61, 1.0f), fill(w, N, 62, 1.0f);
+  fill(da, N, 63, 1.0f), fill(db, N, 64, 1.0f); /* accumulates onto what is there */
+  float da0[N], db0[N];
+  memcpy(da0, da, sizeof da), memcpy(db0, db, sizeof db);
+  px_residual_forward(out, a, b, N);
+  px_residual_backward(da, db, w, N);
+  for (int i = 0; i < N; i++) da[i] -= da0[i], db[i] -= db0[i];
+  ew_ctx c = {N, to_double(a, N), to_double(b, N), to_double(w, N), px_malloc(N * sizeof(double))};
+  res_loss(&c);
+  CU_ASSERT(close_to("residual out", out, c.out, N, 1e-7, 0.0));
+  CU_ASSERT(grad_check("residual da", c.inp, N, res_loss, &c, da));
+  CU_ASSERT(grad_check("residual db", c.inp2, N, res_loss, &c, db));
+  free(c.inp), free(c.inp2), free(c.w), free(c.out);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Softmax + cross-entropy at a temperature
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct {
+  int N, V;
+  double temperature;
+  const int32_t *targets;
+  double *logits, *w, *losses;
+} xent_ctx;
+
+static void ref_xent(xent_ctx *c) {
+  for (int n = 0; n < c->N; n++) {
+    if (c->targets[n] < 0) {
+      c->losses[n] = 0.0;
+      continue;
+    }
+    const double *z = c->logits + n * c->V;
+    double mx = -INFINITY, s = 0.0;
+    for (int v = 0; v < c->V; v++) mx = fmax(mx, z[v] / c->temperature);
+    for (int v = 0; v < c->V; v++) s += exp(z[v] / c->temperature - mx);
+    c->losses[n] = log(s) + mx - z[c->targets[n]] / c->temperature;
+  }
+}
+
+static double xent_loss(void *ctx) {
+  xent_ctx *c = ctx;
+  ref_xent(c);
+  return dot(c->w, c->losses, (size_t)c->N);
+}
+
+static void test_crossentropy(void) {
+  enum { N = 5, V = 11 };
+  const int32_t targets[N] = {3, 0, -1, 10, 7};
+  const float temps[] = {1.0f, 0.7f, 2.5f};
+  for (size_t k = 0; k < sizeof temps / sizeof temps[0]; k++) {
+    float logits[N * V], probs[N * V], w[N], losses[N], dlogits[N * V] = {0};
+    fill(logits, N * V, 70, 5.0f), fill(w, N, 71, 1.0f);
+    logits[V + 4] = 80.0f; /* a dominant logit: no overflow, tiny probs stay finite */
+    px_crossentropy_forward(losses, probs, logits, targets, temps[k], N, V);
+    px_crossentropy_backward(dlogits, w, probs, targets, temps[k], N, V);
+    xent_ctx c = {N,
+                  V,
+                  temps[k],
+                  targets,
+                  to_double(logits, N * V),
+                  to_double(w, N),
+                  px_malloc(N * sizeof(double))};
+    ref_xent(&c);
+    char what[64];
+    snprintf(what, sizeof what, "crossentropy at temperature %g", (double)temps[k]);
+    CU_ASSERT(close_to(what, losses, c.losses, N, 1e-5, 1e-5));
+    CU_ASSERT(grad_check(what, c.logits, N * V, xent_loss, &c, dlogits));
+    int ok = losses[2] == 0.0f;
+    for (int v = 0; v < V; v++) ok &= dlogits[2 * V + v] == 0.0f;
+    for (int n = 0; n < N; n++) {
+      if (targets[n] < 0) continue;
+      double s = 0.0;
+      for (int v = 0; v < V; v++) s += probs[n * V + v];
+      ok &= fabs(s - 1.0) < 1e-5;
+    }
+    CU_ASSERT(ok);
+    free(c.logits), free(c.w), free(c.losses);
+  }
+}
+
+void px_test_register(void) {
+  static CU_TestInfo tests[] = {{"encoder forward and backward", test_encoder},
+                                {"layernorm forward and backward", test_layernorm},
+                                {"matmul (BLIS) forward and backward", test_matmul},
+                                {"matmul (naive) forward and backward", test_matmul_naive},
+                                {"matmul BLIS agrees with naive", test_matmul_fast_vs_naive},
+                                {"attention (BLIS) over a padded batch", test_attention},
+                                {"attention (naive) over a padded batch", test_attention_naive},
+                                {"attention BLIS agrees with naive", test_attention_fast_vs_naive},
+                                {"gelu forward and backward", test_gelu},
+                                {"residual forward and backward", test_residual},
+                                {"softmax cross-entropy at temperatures", test_crossentropy},
+                                CU_TEST_INFO_NULL};
+  px_test_suite("kernels", tests);
+}
