@@ -6,40 +6,16 @@
  * must still appear once: rank 0 alone prints.
  */
 #include <dirent.h>
-#include <stdarg.h>
 #include <stdlib.h>
-#include <sys/wait.h>
 
 #include "proxima/blas.h"
 #include "proxima/config.h"
+#include "test_proc.h"
 #include "test_util.h"
 
-static char out_text[1 << 16], err_text[1 << 16];
-
-static void slurp(const char *path, char *buf, size_t cap) {
-  FILE *f = fopen(path, "rb");
-  size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
-  buf[n] = '\0';
-  if (f) fclose(f);
-}
-
-/* Runs `LAUNCH proxima ARGS` (ARGS formatted, shell-quoted by the caller); returns the exit
- * status and leaves stdout and stderr in out_text and err_text. */
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...) {
-  char args[4096], cmd[8192];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
-  va_end(ap);
-  const char *launch = getenv("PX_LAUNCH"), *bin = getenv("PX_PROXIMA");
-  CU_ASSERT_PTR_NOT_NULL_FATAL(bin);
-  snprintf(cmd, sizeof cmd, "%s %s %s >cli.out 2>cli.err", launch ? launch : "", bin, args);
-  int status = system(cmd);
-  slurp("cli.out", out_text, sizeof out_text);
-  slurp("cli.err", err_text, sizeof err_text);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
+#define out_text px_proc_out
+#define err_text px_proc_err
+#define run(...) px_proc_run(getenv("PX_LAUNCH"), __VA_ARGS__)
 
 static int write_text(const char *path, const char *text) {
   return px_test_write(path, text, strlen(text));
@@ -209,29 +185,8 @@ static void test_synth_runs(void) {
   CU_ASSERT(px_test_contains(err_text, "synth.n_eval = 8100 leaves no training prompts"));
 }
 
-/* The runner started MPI as a singleton, which leaves its own job's variables in the
- * environment; a launcher started from here would take them for its own. Drop them (a
- * user's OMPI_ALLOW_RUN_AS_ROOT* stay). */
-static void forget_singleton_job(void) {
-  extern char **environ;
-  for (int again = 1; again;) {
-    again = 0;
-    for (char **e = environ; *e; e++) {
-      int ours = !strncmp(*e, "PMIX_", 5) || !strncmp(*e, "ORTE_", 5) ||
-                 (!strncmp(*e, "OMPI_", 5) && strncmp(*e, "OMPI_ALLOW_RUN_AS_ROOT", 22));
-      if (!ours) continue;
-      char name[256];
-      size_t n = strcspn(*e, "=");
-      snprintf(name, sizeof name, "%.*s", (int)n, *e);
-      unsetenv(name);
-      again = 1; /* environ changed under us: scan again */
-      break;
-    }
-  }
-}
-
 void px_test_register(void) {
-  forget_singleton_job();
+  px_proc_forget_singleton_job();
   static const CU_TestInfo tests[] = {
       {"help and version", test_help_and_version},
       {"start-up log names BLIS kernels", test_startup_log_names_blis_kernels},

@@ -1,0 +1,70 @@
+/*
+ * test_proc.h — running the proxima binary from a test, as a user would: behind an optional
+ * launcher (an mpiexec command line), with its stdout and stderr captured.
+ *
+ * The binary is $PX_PROXIMA; launchers come from $PX_LAUNCH (the suite's own) and
+ * $PX_LAUNCH_2 (a 2-rank mpiexec), both set by tests/CMakeLists.txt.
+ */
+#ifndef PROXIMA_TEST_PROC_H
+#define PROXIMA_TEST_PROC_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "test_util.h"
+
+/* What the last px_proc_run printed. */
+static char px_proc_out[1 << 16], px_proc_err[1 << 16];
+
+static inline void px_proc_slurp(const char *path, char *buf, size_t cap) {
+  FILE *f = fopen(path, "rb");
+  size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+  buf[n] = '\0';
+  if (f) fclose(f);
+}
+
+/* The runner starts MPI as a singleton, which leaves its own job's variables in the
+ * environment; a launcher started from a test would take them for its own. Call once before
+ * running anything (a user's OMPI_ALLOW_RUN_AS_ROOT* stay). */
+static inline void px_proc_forget_singleton_job(void) {
+  extern char **environ;
+  for (int again = 1; again;) {
+    again = 0;
+    for (char **e = environ; *e; e++) {
+      int ours = !strncmp(*e, "PMIX_", 5) || !strncmp(*e, "ORTE_", 5) ||
+                 (!strncmp(*e, "OMPI_", 5) && strncmp(*e, "OMPI_ALLOW_RUN_AS_ROOT", 22) &&
+                  strncmp(*e, "OMPI_MCA_mca_base_component_disable_dlclose", 43));
+      if (!ours) continue;
+      char name[256];
+      size_t n = strcspn(*e, "=");
+      snprintf(name, sizeof name, "%.*s", (int)n, *e);
+      unsetenv(name);
+      again = 1; /* environ changed under us: scan again */
+      break;
+    }
+  }
+}
+
+/* Runs `LAUNCH $PX_PROXIMA ARGS` (ARGS formatted; quoting is the caller's); returns the exit
+ * status and leaves stdout and stderr in px_proc_out and px_proc_err. */
+static inline int px_proc_run(const char *launch, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline int px_proc_run(const char *launch, const char *fmt, ...) {
+  char args[4096], cmd[8192];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  const char *bin = getenv("PX_PROXIMA");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(bin);
+  snprintf(cmd, sizeof cmd, "%s %s %s >proc.out 2>proc.err", launch ? launch : "", bin, args);
+  int status = system(cmd);
+  px_proc_slurp("proc.out", px_proc_out, sizeof px_proc_out);
+  px_proc_slurp("proc.err", px_proc_err, sizeof px_proc_err);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+#endif
