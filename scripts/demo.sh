@@ -15,9 +15,14 @@ launch=(mpiexec -n "$ranks")
 [ "$ranks" -gt "$(nproc)" ] && launch+=(--oversubscribe)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
+px() { "${launch[@]}" build/proxima "$@" -c configs/demo.ini; }
+
 echo "== 1/5 data synth: the built-in arith task"
-"${launch[@]}" build/proxima data synth -c configs/demo.ini --out "$run/data"
+px data synth --out "$run/data"
+
+echo "== 2/5 sft: the base policy"
+px sft --data "$run/data/sft.h5" --run "$run/sft"
 
 echo
-echo "Proxima $(build/proxima --version | head -1 | cut -d' ' -f2): the data stage is done; sft, rm, ppo and eval"
-echo "are not implemented yet, so the pipeline stops here. Data: $run/data"
+echo "Proxima $(build/proxima --version | head -1 | cut -d' ' -f2): data and sft are done; rm, ppo and eval are not"
+echo "implemented yet, so the pipeline stops here. Data: $run/data; base policy: $run/sft/checkpoints"
