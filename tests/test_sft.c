@@ -41,6 +41,7 @@ static int read_metric(const char *dir, const char *key, double *out, int cap) {
 }
 
 static void test_make_data(void) {
+  CU_ASSERT_EQUAL_FATAL(system("rm -rf sft-data sft-1rank sft-2ranks sft-micro sft-heldout"), 0);
   CU_ASSERT_EQUAL_FATAL(px_proc_run("", "data synth --out sft-data synth.n_sft=3000 "
                                         "synth.n_prefs=10 synth.n_prompts=10 synth.n_eval=10 "
                                         "run.log_level=warn"),

@@ -38,6 +38,26 @@ float px_batch_add_lm(px_batch *b, const px_dataset *ds, int64_t i);
  * [B,T] arrays. Add no row after this until px_batch_clear. */
 void px_batch_pack(px_batch *b);
 
+/* An endless stream of epochs over items[0..n): position k is items[perm_e[k % n]] with
+ * e = k / n and perm_e a fresh permutation per epoch keyed by (seed, stream, e), so every rank
+ * sees the same stream. */
+typedef struct px_epochs {
+  const int64_t *items;
+  int64_t n;
+  int64_t *perm, epoch; /* the permutation of epoch `epoch` */
+  uint64_t seed;
+  uint32_t stream;
+} px_epochs;
+
+void px_epochs_init(px_epochs *e, const int64_t *items, int64_t n, uint64_t seed, uint32_t stream);
+int64_t px_epochs_item(px_epochs *e, int64_t k);
+void px_epochs_free(px_epochs *e);
+
+/* Splits records 0..n-1 by a permutation keyed by (seed, stream): the first n_heldout into
+ * *heldout, the rest into *train (both malloc'd, the caller frees). Not collective. */
+void px_split_heldout(int64_t n, int64_t n_heldout, uint64_t seed, uint32_t stream,
+                      int64_t **heldout, int64_t **train);
+
 /* Fisher–Yates permutation of 0..n-1 keyed by (seed, stream, epoch): the same on every rank.
  * Not collective. */
 void px_shuffle(int64_t *perm, int64_t n, uint64_t seed, uint32_t stream, uint32_t epoch);

@@ -31,6 +31,9 @@ void px_log_close_file(void);
 /* Seconds since px_log_init. */
 double px_log_elapsed(void);
 
+/* A duration for people: "42s", "3m07s", "2h05m". buf has n bytes; returns buf. */
+const char *px_log_duration(char *buf, size_t n, double seconds);
+
 void px_log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void px_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void px_log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

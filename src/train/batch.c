@@ -51,12 +51,14 @@ float px_batch_add_lm(px_batch *b, const px_dataset *ds, int64_t i) {
     /* token at sequence position t, and the one after it */
     for (int k = 0; k < 2; k++) {
       int64_t s = t + k;
-      int32_t v = s == 0 ? PX_TOK_BOS
-                  : s <= np ? prompt[s - 1]
+      int32_t v = s == 0         ? PX_TOK_BOS
+                  : s <= np      ? prompt[s - 1]
                   : s <= np + nc ? rest[s - 1 - np]
                                  : PX_TOK_EOS;
-      if (k == 0) tok[t] = v;
-      else tgt[t] = v;
+      if (k == 0)
+        tok[t] = v;
+      else
+        tgt[t] = v;
     }
     /* sft: the loss is on the completion and its EOS, the targets at positions t >= np */
     w[t] = ds->kind == PX_DATA_SFT && t + 1 <= np ? 0.0f : 1.0f;
@@ -89,4 +91,34 @@ void px_batch_pack(px_batch *b) {
     memmove(b->weights + (size_t)r * b->T, b->weights + (size_t)r * b->cap_T,
             (size_t)b->T * sizeof *b->weights);
   }
+}
+
+void px_epochs_init(px_epochs *e, const int64_t *items, int64_t n, uint64_t seed, uint32_t stream) {
+  *e =
+      (px_epochs){items, n, px_malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t)), -1, seed, stream};
+}
+
+int64_t px_epochs_item(px_epochs *e, int64_t k) {
+  int64_t epoch = k / e->n;
+  if (epoch != e->epoch) {
+    px_shuffle(e->perm, e->n, e->seed, e->stream, (uint32_t)epoch);
+    e->epoch = epoch;
+  }
+  return e->items[e->perm[k % e->n]];
+}
+
+void px_epochs_free(px_epochs *e) {
+  free(e->perm);
+  e->perm = NULL;
+}
+
+void px_split_heldout(int64_t n, int64_t n_heldout, uint64_t seed, uint32_t stream,
+                      int64_t **heldout, int64_t **train) {
+  int64_t *order = px_malloc((size_t)(n > 0 ? n : 1) * sizeof *order);
+  px_shuffle(order, n, seed, stream, 0);
+  *heldout = px_malloc((size_t)(n_heldout > 0 ? n_heldout : 1) * sizeof **heldout);
+  *train = px_malloc((size_t)(n - n_heldout > 0 ? n - n_heldout : 1) * sizeof **train);
+  memcpy(*heldout, order, (size_t)n_heldout * sizeof *order);
+  memcpy(*train, order + n_heldout, (size_t)(n - n_heldout) * sizeof *order);
+  free(order);
 }

@@ -31,7 +31,7 @@ typedef struct px_sft {
   px_dataset data;
   int64_t *heldout, n_heldout; /* record indices */
   int64_t *train, n_train;
-  int64_t *perm, perm_epoch; /* the permutation of the training records of epoch perm_epoch */
+  px_epochs epochs; /* the stream of training records */
   px_gpt model;
   px_batch batch;
   float *logprobs, *dlogprobs; /* [micro_batch, T] */
@@ -42,16 +42,6 @@ px_status px_sft_model_config(const px_config *cfg, px_gpt_config *mc, px_error 
                         (int)cfg->model_n_layer,    (int)cfg->model_n_head,
                         (int)cfg->model_n_embd,     PX_GPT_HEAD_LM};
   return px_gpt_config_check(mc, err);
-}
-
-/* The training record at global stream position k (epoch k / n_train). */
-static int64_t px_sft_record(px_sft *s, int64_t k) {
-  int64_t epoch = k / s->n_train;
-  if (epoch != s->perm_epoch) {
-    px_shuffle(s->perm, s->n_train, (uint64_t)s->cfg->run_seed, PX_STREAM_EPOCH, (uint32_t)epoch);
-    s->perm_epoch = epoch;
-  }
-  return s->train[s->perm[k % s->n_train]];
 }
 
 /* Forward (and, when train, backward) over records[0..n) in micro-batches; each row's loss
@@ -100,14 +90,6 @@ static double px_sft_heldout_loss(px_sft *s) {
   return loss;
 }
 
-static void px_format_duration(char *buf, size_t n, double seconds) {
-  if (!isfinite(seconds) || seconds < 0) seconds = 0;
-  long t = (long)(seconds + 0.5);
-  if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
-  else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-  else snprintf(buf, n, "%lds", t);
-}
-
 static px_status px_sft_load(px_sft *s, px_error *err) {
   const px_config *cfg = s->cfg;
   /* Every rank holds every record, so a step's global batch does not depend on the rank
@@ -120,17 +102,11 @@ static px_status px_sft_load(px_sft *s, px_error *err) {
   s->n_heldout = cfg->sft_heldout < n / 2 ? cfg->sft_heldout : n / 2;
   s->n_train = n - s->n_heldout;
   if (s->n_train < 1)
-    return px_error_set(err, PX_EINPUT, "%s has %lld records: too few to train on",
-                        cfg->sft_data, (long long)n);
-  int64_t *order = px_malloc((size_t)n * sizeof *order);
-  px_shuffle(order, n, (uint64_t)cfg->run_seed, PX_STREAM_HELDOUT, 0);
-  s->heldout = px_malloc((size_t)(s->n_heldout + 1) * sizeof *s->heldout);
-  s->train = px_malloc((size_t)s->n_train * sizeof *s->train);
-  memcpy(s->heldout, order, (size_t)s->n_heldout * sizeof *order);
-  memcpy(s->train, order + s->n_heldout, (size_t)s->n_train * sizeof *order);
-  free(order);
-  s->perm = px_malloc((size_t)s->n_train * sizeof *s->perm);
-  s->perm_epoch = -1;
+    return px_error_set(err, PX_EINPUT, "%s has %lld records: too few to train on", cfg->sft_data,
+                        (long long)n);
+  px_split_heldout(n, s->n_heldout, (uint64_t)cfg->run_seed, PX_STREAM_HELDOUT, &s->heldout,
+                   &s->train);
+  px_epochs_init(&s->epochs, s->train, s->n_train, (uint64_t)cfg->run_seed, PX_STREAM_EPOCH);
   return PX_OK;
 }
 
@@ -169,12 +145,12 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
   double t_start = px_log_elapsed(), t_last = t_start;
 
   for (int64_t step = 0; step < steps; step++) {
-    for (int64_t i = 0; i < B; i++) records[i] = px_sft_record(&s, step * B + i);
+    for (int64_t i = 0; i < B; i++) records[i] = px_epochs_item(&s.epochs, step * B + i);
     double total_weight = px_sft_weight(&s, records, B);
     px_gpt_zero_grad(&s.model);
     int64_t tokens = 0;
-    double loss = px_sft_pass(&s, records + lo, hi - lo, total_weight > 0 ? total_weight : 1, 1,
-                              &tokens);
+    double loss =
+        px_sft_pass(&s, records + lo, hi - lo, total_weight > 0 ? total_weight : 1, 1, &tokens);
     /* one allreduce for the gradients, one for the loss and the token count */
     px_comm_allreduce_sum_f32(s.model.grads, s.model.n_params);
     double sums[2] = {loss, (double)tokens};
@@ -196,7 +172,7 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
     if (last || (step + 1) % cfg->sft_log_every == 0 || do_eval) {
       double now = px_log_elapsed(), rate = tokens_since / (now - t_last + 1e-9);
       char eta[32], held[48] = "";
-      px_format_duration(eta, sizeof eta, (now - t_start) / (step + 1) * (steps - step - 1));
+      px_log_duration(eta, sizeof eta, (now - t_start) / (step + 1) * (steps - step - 1));
       if (do_eval) snprintf(held, sizeof held, " | heldout %.4f", heldout);
       px_log_info("sft step %lld/%lld | loss %.4f%s | lr %.2e | |g| %.3f | %.0f tok/s | ETA %s",
                   (long long)step + 1, (long long)steps, loss, held, lr, norm, rate, eta);
@@ -228,7 +204,7 @@ done:
   if (s.model.params) px_gpt_free(&s.model);
   free(s.heldout);
   free(s.train);
-  free(s.perm);
+  px_epochs_free(&s.epochs);
   px_dataset_free(&s.data);
   px_run_close(&run);
   return st;

@@ -30,6 +30,18 @@ double px_log_elapsed(void) {
   return px_now() - ((double)px_t0.tv_sec + 1e-9 * (double)px_t0.tv_nsec);
 }
 
+const char *px_log_duration(char *buf, size_t n, double seconds) {
+  if (!(seconds >= 0) || seconds > 1e9) seconds = 0;
+  long t = (long)(seconds + 0.5);
+  if (t >= 3600)
+    snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+  else if (t >= 60)
+    snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+  else
+    snprintf(buf, n, "%lds", t);
+  return buf;
+}
+
 px_status px_log_open_file(const char *path, px_error *err) {
   if (px_comm_rank() != 0) return PX_OK;
   px_log_close_file();
