@@ -47,6 +47,11 @@ void px_comm_allreduce_sum_f64(double *buf, size_t n);
 void px_comm_allreduce_sum_f32(float *buf, size_t n);
 void px_comm_allreduce_sum_i64(int64_t *buf, size_t n);
 
+/* Collective: gathers every rank's n bytes at send to rank 0, end to end in rank order. On rank
+ * 0, *recv is a new buffer of *recv_n bytes plus a NUL (the caller frees it); on the other ranks
+ * *recv is NULL and *recv_n 0. The total must stay below 2 GiB (MPI's int counts). */
+void px_comm_gather_bytes(const void *send, size_t n, char **recv, size_t *recv_n);
+
 /* The MPI library's version line ("Open MPI v4.1.4, ..."), first line only, in buf of n
  * bytes. Not collective. */
 const char *px_comm_library(char *buf, size_t n);

@@ -144,4 +144,49 @@ void px_gpt_backward(px_gpt *model, const float *dout);
  * number of steps including this one. Trainable models only. */
 void px_gpt_update(px_gpt *model, const px_adamw_config *cfg, float lr, int64_t t);
 
+/* ---------------------------------------------------------------------------------------------
+ * Generation with a KV cache (src/model/kvcache.c)
+ *
+ * The cache holds, for each of n_slots sequences, the keys and values of every layer at the
+ * positions fed so far. px_gpt_kv_extend appends new tokens to some of the sequences at once:
+ * its rows (all the new tokens of all the entries) go through each layer as ONE GEMM, so a
+ * decode step that adds one token to each of M active sequences is one GEMM of M rows per
+ * matrix, and a prefill is the same call with each prompt's tokens. The arithmetic is the
+ * training forward's: the same kernels for the embeddings, LayerNorm, matmuls, GELU and
+ * residuals, and the attention of each (entry, head) as the same two BLIS products and row
+ * softmax as px_attention_forward, over the cached keys. Only the rounding of the GEMMs (rows
+ * are grouped differently) separates the logits from those of px_gpt_forward over the same
+ * tokens. LM head only.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct px_gpt_kv {
+  int n_slots, max_T; /* sequences held; positions per sequence (<= max_seq_len) */
+  int max_rows;       /* new tokens per px_gpt_kv_extend, over all its entries */
+  int L, C, V;
+  float *k, *v;  /* [L, n_slots, max_T, C] */
+  int32_t *pos;  /* [n_slots]: positions cached, i.e. the position of the next token */
+  float *logits; /* [n_slots, V]: of the last px_gpt_kv_extend, row j for its entry j */
+  /* The extend's scratch, rows of the current call; last_* for the entries' last rows. */
+  float *x, *ln, *qkv, *atty, *proj, *fch, *fch_gelu, *mean, *rstd;
+  float *last, *last_ln, *last_mean, *last_rstd;
+  int32_t *row_tok, *row_pos; /* [max_rows] */
+  int32_t *first_row;         /* [n_slots + 1]: the entries' rows are first_row[j].. */
+  uint8_t *used;              /* [n_slots]: slot taken in the current call */
+} px_gpt_kv;
+
+/* A cache of n_slots sequences of up to max_T positions (max_T <= the model's max_seq_len)
+ * taking up to max_rows new tokens per call; every slot starts empty. */
+void px_gpt_kv_build(px_gpt_kv *kv, const px_gpt *model, int n_slots, int max_T, int max_rows);
+void px_gpt_kv_free(px_gpt_kv *kv);
+
+/* Empties a slot (its next token goes to position 0). */
+void px_gpt_kv_reset(px_gpt_kv *kv, int slot);
+
+/* Feeds M entries: entry j appends n_new[j] >= 1 tokens to sequence slots[j] (distinct slots)
+ * at positions pos[slot] .. pos[slot] + n_new[j] - 1 (< max_T); tokens holds the entries' new
+ * tokens end to end (sum of n_new <= max_rows). Fills kv->logits row j with the logits after
+ * entry j's last new token, and advances pos. Not collective; threads as the forward's. */
+void px_gpt_kv_extend(const px_gpt *model, px_gpt_kv *kv, int M, const int *slots,
+                      const int32_t *n_new, const int32_t *tokens);
+
 #endif

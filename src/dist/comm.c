@@ -103,6 +103,37 @@ void px_comm_allreduce_sum_i64(int64_t *buf, size_t n) {
   px_allreduce_sum(buf, n, sizeof *buf, MPI_INT64_T);
 }
 
+void px_comm_gather_bytes(const void *send, size_t n, char **recv, size_t *recv_n) {
+  /* The counts first (as int64), then one MPI_Gatherv with int counts and displacements. */
+  int64_t mine = (int64_t)n;
+  int64_t *counts = px_rank == 0 ? px_malloc((size_t)px_size * sizeof *counts) : NULL;
+  PX_MPI(MPI_Gather(&mine, 1, MPI_INT64_T, counts, 1, MPI_INT64_T, 0, px_world));
+  int *icounts = NULL, *displs = NULL;
+  int64_t total = 0;
+  *recv = NULL;
+  *recv_n = 0;
+  if (px_rank == 0) {
+    icounts = px_malloc((size_t)px_size * sizeof *icounts);
+    displs = px_malloc((size_t)px_size * sizeof *displs);
+    for (int r = 0; r < px_size; r++) {
+      PX_REQUIRE(total + counts[r] < INT_MAX, "px_comm_gather_bytes: %lld bytes exceed 2 GiB",
+                 (long long)(total + counts[r]));
+      displs[r] = (int)total;
+      icounts[r] = (int)counts[r];
+      total += counts[r];
+    }
+    *recv = px_malloc((size_t)total + 1);
+    (*recv)[total] = '\0';
+    *recv_n = (size_t)total;
+  }
+  PX_REQUIRE(n < INT_MAX, "px_comm_gather_bytes: %zu bytes exceed 2 GiB", n);
+  PX_MPI(MPI_Gatherv(send, (int)n, MPI_BYTE, px_rank == 0 ? *recv : NULL, icounts, displs, MPI_BYTE,
+                     0, px_world));
+  free(counts);
+  free(icounts);
+  free(displs);
+}
+
 void px_comm_barrier(void) { PX_MPI(MPI_Barrier(px_world)); }
 
 void px_comm_share(int64_t n, int rank, int size, int64_t *lo, int64_t *hi) {

@@ -1,0 +1,87 @@
+/*
+ * generate.h — batched generation with the KV cache (DESIGN.md section 3), for rollouts and for
+ * `proxima generate`.
+ *
+ * A generator advances up to `batch` sequences together: it prefills their prompts into the
+ * cache, then steps all the unfinished ones at once, one token each, so every layer of a step is
+ * one GEMM with M = the active sequences. A sequence stops at EOS (kept as its last response
+ * token), after max_new_tokens tokens, or when it fills the model's max_seq_len positions
+ * (prompt and response together, so that any model of that size can score it whole).
+ *
+ * Determinism: the token drawn at position t of sample i uses the coin of (seed, iteration, i,
+ * t), i the GLOBAL sample index (first_index + the prompt's place in the call), so a sample is
+ * the same whichever rank, batch or slot generates it (up to the rounding of a GEMM whose rows
+ * are grouped differently, which can move a draw only when the coin falls within ~1e-7 of a
+ * boundary of the cumulative distribution).
+ *
+ * Log-probs: each response token's log softmax(logits / T)[token] over the whole vocabulary,
+ * T the sampling temperature (1 for greedy; see px_sampler_logprob_temperature), computed by
+ * px_crossentropy_forward as px_gpt_logprobs does: a teacher-forced px_gpt_forward and
+ * px_gpt_logprobs over the same tokens give the same numbers up to GEMM rounding.
+ */
+#ifndef PROXIMA_GENERATE_H
+#define PROXIMA_GENERATE_H
+
+#include <stdint.h>
+
+#include "proxima/config.h"
+#include "proxima/error.h"
+#include "proxima/gpt.h"
+#include "proxima/sampler.h"
+
+/* Responses to n prompts; row i belongs to the call's prompt i. */
+typedef struct px_generation {
+  int64_t n;        /* responses */
+  int max_new;      /* R: the row stride of tokens and logprobs */
+  int32_t *tokens;  /* [n, R]: the response tokens, PAD past lengths[i] */
+  float *logprobs;  /* [n, R]: their log-probs at the sampling temperature, 0 past lengths[i] */
+  int32_t *lengths; /* [n]: response tokens, EOS included */
+  uint8_t *eos;     /* [n]: 1 when the response ended with EOS */
+} px_generation;
+
+void px_generation_free(px_generation *g);
+
+typedef struct px_generator {
+  const px_gpt *model; /* not owned; LM head */
+  px_sampler sampler;
+  px_gpt_kv kv;
+  int batch, max_new;
+  float *rows;           /* [batch, V]: logits after the prompts, in slot order */
+  float *probs, *losses; /* [batch, V], [batch]: px_crossentropy_forward's outputs */
+  int32_t *next, *n_new; /* [batch]: sampled tokens; tokens fed per entry */
+  int32_t *feed;         /* [max_rows]: tokens fed in one extend */
+  int *active, *entry;   /* [batch]: slots of the unfinished sequences; of an extend's entries */
+  uint8_t *final;        /* [batch]: an extend entry that ends its prompt */
+  double *coins;         /* [batch] */
+  int64_t tokens_out;    /* response tokens generated since px_generator_build */
+  double seconds;        /* spent in px_generate since then */
+} px_generator;
+
+/* A generator of up to batch sequences at once and max_new_tokens tokens per response, for a
+ * model with the LM head; the sampler configuration must pass px_sampler_config_check. The KV
+ * cache holds batch x max_seq_len positions of every layer. */
+void px_generator_build(px_generator *g, const px_gpt *model, const px_sampler_config *sampling,
+                        uint64_t seed, int batch, int max_new_tokens);
+void px_generator_free(px_generator *g);
+
+/* Generates a response to each of n prompts: prompt i is tokens[offsets[i] .. offsets[i+1]),
+ * the model's input as it is (BOS first, as batch.h builds sequences), and its global sample
+ * index is first_index + i. Fills out (allocated here; free with px_generation_free). A prompt
+ * that is empty, holds a token outside the vocabulary or leaves no room for a response in
+ * max_seq_len is PX_EINPUT naming its global index (out is then left empty). Not collective. */
+px_status px_generate(px_generator *g, const int32_t *tokens, const int64_t *offsets, int64_t n,
+                      uint64_t iteration, int64_t first_index, px_generation *out, px_error *err);
+
+/* The [sample] keys of a configuration as a sampler configuration. Not collective. */
+px_sampler_config px_sample_config(const px_config *cfg);
+
+/* `proxima generate`: loads the policy of the checkpoint ckpt (a file, or a directory with a
+ * LATEST file, or a run directory with checkpoints/LATEST), generates a response to the prompt
+ * `prompt` or to every prompt of the file `prompts` (a data set or JSONL with "prompt" fields),
+ * the prompts split over the ranks, and prints one line per prompt in prompt order on rank 0:
+ * the prompt, a tab and the response, with backslash, newline, tab and carriage return written
+ * \\ \n \t \r; or, with json, one JSON object per prompt. Collective. */
+px_status px_generate_run(const px_config *cfg, const char *ckpt, const char *prompt,
+                          const char *prompts, int json, px_error *err);
+
+#endif

@@ -1,0 +1,27 @@
+/*
+ * text.h — building output text: a growing byte buffer, the escaping of tab-separated output
+ * lines, and JSON strings of arbitrary bytes (a model may produce any byte). Not collective.
+ */
+#ifndef PROXIMA_TEXT_H
+#define PROXIMA_TEXT_H
+
+#include <stddef.h>
+
+/* A growing, NUL-terminated byte buffer; start from {0}. */
+typedef struct px_text {
+  char *p;
+  size_t n, cap;
+} px_text;
+
+void px_text_put(px_text *t, const char *s, size_t n);
+void px_text_str(px_text *t, const char *s);
+void px_text_free(px_text *t);
+
+/* The bytes with backslash, newline, tab and CR written \\ \n \t \r. */
+void px_text_escaped(px_text *t, const char *s, size_t n);
+
+/* A quoted JSON string of the bytes: valid UTF-8 as it is, control characters escaped, and
+ * each byte that is not part of valid UTF-8 as U+FFFD. */
+void px_text_json(px_text *t, const char *s, size_t n);
+
+#endif

@@ -1,0 +1,200 @@
+/*
+ * kvcache.c — generation's half of the model (see gpt.h): a cache of every layer's keys and
+ * values per sequence, and px_gpt_kv_extend, which pushes new tokens of several sequences
+ * through the blocks at once. It is px_gpt_forward restricted to the new rows: the same kernels
+ * in the same order (encoder, then per block ln1, qkv, attention, attproj, residual, ln2, fc,
+ * GELU, fcproj, residual; then lnf and the tied head), with the attention reading its keys and
+ * values from the cache. Each matmul is one BLIS GEMM over all the call's rows, so a decode step
+ * of M sequences costs one GEMM of M rows per matrix, not M GEMVs.
+ */
+#include <float.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxima/blas.h"
+#include "proxima/gpt.h"
+#include "proxima/kernels.h"
+
+void px_gpt_kv_build(px_gpt_kv *kv, const px_gpt *model, int n_slots, int max_T, int max_rows) {
+  const px_gpt_config *c = &model->config;
+  PX_REQUIRE(c->head == PX_GPT_HEAD_LM, "px_gpt_kv_build: generation needs the LM head");
+  PX_REQUIRE(n_slots >= 1 && max_rows >= 1 && max_T >= 1 && max_T <= c->max_seq_len,
+             "px_gpt_kv_build: %d slots of %d positions, %d rows, for max_seq_len %d", n_slots,
+             max_T, max_rows, c->max_seq_len);
+  memset(kv, 0, sizeof *kv);
+  kv->n_slots = n_slots;
+  kv->max_T = max_T;
+  kv->max_rows = max_rows;
+  kv->L = c->n_layer;
+  kv->C = c->n_embd;
+  kv->V = c->vocab_size;
+  const size_t C = (size_t)kv->C, R = (size_t)max_rows, S = (size_t)n_slots;
+  const size_t cache = (size_t)kv->L * S * (size_t)max_T * C;
+  kv->k = px_malloc(cache * sizeof(float));
+  kv->v = px_malloc(cache * sizeof(float));
+  kv->pos = px_calloc(S, sizeof(int32_t));
+  kv->logits = px_calloc(S * (size_t)kv->V, sizeof(float));
+  kv->x = px_calloc(R * C, sizeof(float));
+  kv->ln = px_calloc(R * C, sizeof(float));
+  kv->qkv = px_calloc(R * 3 * C, sizeof(float));
+  kv->atty = px_calloc(R * C, sizeof(float));
+  kv->proj = px_calloc(R * C, sizeof(float));
+  kv->fch = px_calloc(R * 4 * C, sizeof(float));
+  kv->fch_gelu = px_calloc(R * 4 * C, sizeof(float));
+  kv->mean = px_calloc(R, sizeof(float));
+  kv->rstd = px_calloc(R, sizeof(float));
+  kv->last = px_calloc(S * C, sizeof(float));
+  kv->last_ln = px_calloc(S * C, sizeof(float));
+  kv->last_mean = px_calloc(S, sizeof(float));
+  kv->last_rstd = px_calloc(S, sizeof(float));
+  kv->row_tok = px_calloc(R, sizeof(int32_t));
+  kv->row_pos = px_calloc(R, sizeof(int32_t));
+  kv->first_row = px_calloc(S + 1, sizeof(int32_t));
+  kv->used = px_calloc(S, sizeof(uint8_t));
+}
+
+void px_gpt_kv_free(px_gpt_kv *kv) {
+  float *floats[] = {kv->k,    kv->v,       kv->logits,    kv->x,        kv->ln,   kv->qkv,
+                     kv->atty, kv->proj,    kv->fch,       kv->fch_gelu, kv->mean, kv->rstd,
+                     kv->last, kv->last_ln, kv->last_mean, kv->last_rstd};
+  for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++) free(floats[i]);
+  free(kv->pos);
+  free(kv->row_tok);
+  free(kv->row_pos);
+  free(kv->first_row);
+  free(kv->used);
+  memset(kv, 0, sizeof *kv);
+}
+
+void px_gpt_kv_reset(px_gpt_kv *kv, int slot) {
+  PX_REQUIRE(slot >= 0 && slot < kv->n_slots, "px_gpt_kv_reset: slot %d of %d", slot, kv->n_slots);
+  kv->pos[slot] = 0;
+}
+
+/* Attention of the call's rows over their sequences' cached keys (this call's included):
+ * for entry j with n new rows at positions p0..p0+n-1 and nk = p0 + n keys, per head,
+ * S = Q K^T / sqrt(hs) (n x nk), the causal softmax of each row (row i sees keys 0..p0+i),
+ * O = P V: px_attention_forward's two products and softmax, with the keys taken from the
+ * cache. out (R,C); qkv (R,3C) of the rows; kcache, vcache (S,max_T,C) of this layer. */
+static void px_attention_kv_forward(float *out, const float *qkv, const float *kcache,
+                                    const float *vcache, const int *slots, const int32_t *n_new,
+                                    const int32_t *first_row, const int32_t *pos, int M, int max_T,
+                                    int C, int NH) {
+  const int hs = C / NH;
+  const size_t C3 = (size_t)C * 3;
+  const float scale = 1.0f / sqrtf((float)hs);
+  size_t most = 1;
+  for (int j = 0; j < M; j++) {
+    size_t need = (size_t)n_new[j] * (size_t)(pos[slots[j]] + n_new[j]);
+    if (need > most) most = need;
+  }
+  float *scratch = px_malloc((size_t)omp_get_max_threads() * most * sizeof(float));
+#pragma omp parallel for collapse(2) schedule(dynamic)
+  for (int j = 0; j < M; j++) {
+    for (int h = 0; h < NH; h++) {
+      const int n = n_new[j], p0 = pos[slots[j]], nk = p0 + n;
+      float *P = scratch + (size_t)omp_get_thread_num() * most;
+      const float *Q = qkv + (size_t)first_row[j] * C3 + (size_t)h * hs;
+      const float *K = kcache + (size_t)slots[j] * max_T * C + (size_t)h * hs;
+      const float *V = vcache + (size_t)slots[j] * max_T * C + (size_t)h * hs;
+      float *O = out + (size_t)first_row[j] * C + (size_t)h * hs;
+      px_blas_sgemm_serial(n, nk, hs, scale, Q, C3, 1, K, 1, C, 0.0f, P, nk, 1);
+      for (int i = 0; i < n; i++) {
+        const int t = p0 + i;
+        float *row = P + (size_t)i * nk, maxval = -FLT_MAX, sum = 0.0f;
+        for (int t2 = 0; t2 <= t; t2++) maxval = row[t2] > maxval ? row[t2] : maxval;
+        for (int t2 = 0; t2 <= t; t2++) {
+          row[t2] = expf(row[t2] - maxval);
+          sum += row[t2];
+        }
+        float inv = 1.0f / sum;
+        for (int t2 = 0; t2 <= t; t2++) row[t2] *= inv;
+        for (int t2 = t + 1; t2 < nk; t2++) row[t2] = 0.0f; /* the future: masked */
+      }
+      px_blas_sgemm_serial(n, hs, nk, 1.0f, P, nk, 1, V, C, 1, 0.0f, O, C, 1);
+    }
+  }
+  free(scratch);
+}
+
+void px_gpt_kv_extend(const px_gpt *model, px_gpt_kv *kv, int M, const int *slots,
+                      const int32_t *n_new, const int32_t *tokens) {
+  const px_gpt_config *c = &model->config;
+  const px_gpt_params *p = &model->p;
+  const int L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab_size;
+  const int S = kv->n_slots, maxT = kv->max_T;
+  PX_REQUIRE(kv->L == L && kv->C == C && kv->V == V, "px_gpt_kv_extend: cache of another model");
+  PX_REQUIRE(M >= 1 && M <= S, "px_gpt_kv_extend: %d entries for %d slots", M, S);
+
+  /* The rows of the call: entry j's new tokens are rows first_row[j] .. first_row[j+1]-1. */
+  memset(kv->used, 0, (size_t)S);
+  int R = 0;
+  for (int j = 0; j < M; j++) {
+    const int s = slots[j];
+    PX_REQUIRE(s >= 0 && s < S && !kv->used[s],
+               "px_gpt_kv_extend: slot %d (entry %d) is not "
+               "a free slot of %d",
+               s, j, S);
+    PX_REQUIRE(n_new[j] >= 1 && R + n_new[j] <= kv->max_rows && kv->pos[s] + n_new[j] <= maxT,
+               "px_gpt_kv_extend: entry %d adds %d tokens at position %d (rows %d of %d, "
+               "positions %d)",
+               j, n_new[j], kv->pos[s], R, kv->max_rows, maxT);
+    kv->used[s] = 1;
+    kv->first_row[j] = R;
+    for (int i = 0; i < n_new[j]; i++, R++) {
+      PX_REQUIRE(tokens[R] >= 0 && tokens[R] < V,
+                 "px_gpt_kv_extend: token %d of entry %d is outside the vocabulary (%d)", tokens[R],
+                 j, V);
+      kv->row_tok[R] = tokens[R];
+      kv->row_pos[R] = kv->pos[s] + i;
+    }
+  }
+  kv->first_row[M] = R;
+  const size_t RC = (size_t)R * C, lstride = (size_t)S * maxT * C;
+
+  /* The encoder: token and position embeddings, as px_encoder_forward. */
+#pragma omp parallel for
+  for (int r = 0; r < R; r++) {
+    const float *wte_ix = p->wte + (size_t)kv->row_tok[r] * C;
+    const float *wpe_t = p->wpe + (size_t)kv->row_pos[r] * C;
+    float *x = kv->x + (size_t)r * C;
+    for (int i = 0; i < C; i++) x[i] = wte_ix[i] + wpe_t[i];
+  }
+
+  for (int l = 0; l < L; l++) {
+    const size_t lC = (size_t)l * C;
+    float *kc = kv->k + l * lstride, *vc = kv->v + l * lstride;
+    px_layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, p->ln1_w + lC, p->ln1_b + lC, R, C);
+    px_matmul_forward(kv->qkv, kv->ln, p->qkv_w + 3 * lC * C, p->qkv_b + 3 * lC, R, C, 3 * C);
+    /* This call's keys and values join the cache before the attention reads it. */
+#pragma omp parallel for
+    for (int j = 0; j < M; j++)
+      for (int r = kv->first_row[j]; r < kv->first_row[j + 1]; r++) {
+        const size_t at = ((size_t)slots[j] * maxT + kv->row_pos[r]) * C;
+        const float *qkv_r = kv->qkv + (size_t)r * 3 * C;
+        memcpy(kc + at, qkv_r + C, (size_t)C * sizeof(float));
+        memcpy(vc + at, qkv_r + 2 * C, (size_t)C * sizeof(float));
+      }
+    px_attention_kv_forward(kv->atty, kv->qkv, kc, vc, slots, n_new, kv->first_row, kv->pos, M,
+                            maxT, C, NH);
+    px_matmul_forward(kv->proj, kv->atty, p->attproj_w + lC * C, p->attproj_b + lC, R, C, C);
+    px_residual_forward(kv->x, kv->x, kv->proj, (long)RC);
+    px_layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, p->ln2_w + lC, p->ln2_b + lC, R, C);
+    px_matmul_forward(kv->fch, kv->ln, p->fc_w + 4 * lC * C, p->fc_b + 4 * lC, R, C, 4 * C);
+    px_gelu_forward(kv->fch_gelu, kv->fch, (long)(4 * RC));
+    px_matmul_forward(kv->proj, kv->fch_gelu, p->fcproj_w + 4 * lC * C, p->fcproj_b + lC, R, 4 * C,
+                      C);
+    px_residual_forward(kv->x, kv->x, kv->proj, (long)RC);
+  }
+
+  /* The head, on each entry's last row only: lnf, then logits = x wte^T. */
+  for (int j = 0; j < M; j++)
+    memcpy(kv->last + (size_t)j * C, kv->x + (size_t)(kv->first_row[j + 1] - 1) * C,
+           (size_t)C * sizeof(float));
+  px_layernorm_forward(kv->last_ln, kv->last_mean, kv->last_rstd, kv->last, p->lnf_w, p->lnf_b, M,
+                       C);
+  px_matmul_forward(kv->logits, kv->last_ln, p->wte, NULL, M, C, V);
+  for (int j = 0; j < M; j++) kv->pos[slots[j]] += n_new[j];
+}

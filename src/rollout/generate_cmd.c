@@ -1,0 +1,189 @@
+/*
+ * generate_cmd.c — `proxima generate` (see px_generate_run in generate.h): the policy of a
+ * checkpoint, prompts from the command line, a data set or a JSONL file split over the ranks,
+ * one generator per rank, and the responses gathered to rank 0 and printed in prompt order.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "proxima/checkpoint.h"
+#include "proxima/comm.h"
+#include "proxima/dataset.h"
+#include "proxima/fsutil.h"
+#include "proxima/generate.h"
+#include "proxima/jsonl.h"
+#include "proxima/log.h"
+#include "proxima/text.h"
+#include "proxima/tokenizer.h"
+
+/* The prompts of this rank: BOS and the bytes of each, ragged, with the global index of the
+ * first and the total count. Collective (a data set is read with MPI-IO). */
+static px_status px_load_prompts(const char *prompt, const char *file, int64_t *first,
+                                 int64_t *n_total, int64_t *n, int32_t **tokens, int64_t **offsets,
+                                 px_error *err) {
+  const int rank = px_comm_rank(), size = px_comm_size();
+  px_dataset ds;
+  memset(&ds, 0, sizeof ds);
+  px_status st = PX_OK;
+  int64_t lo = 0, hi = 0;
+  if (prompt) {
+    px_dataset_init(&ds, PX_DATA_PROMPTS, 1);
+    size_t len = strlen(prompt);
+    const char *texts[1] = {prompt};
+    px_dataset_append(&ds, texts, &len);
+    px_comm_share(1, rank, size, &lo, &hi);
+  } else {
+    size_t len = strlen(file);
+    if (len >= 6 && strcmp(file + len - 6, ".jsonl") == 0) {
+      st = px_jsonl_read(file, PX_DATA_PROMPTS, &ds, err); /* every rank reads it, takes a share */
+      if (st == PX_OK) px_comm_share(ds.n, rank, size, &lo, &hi);
+    } else {
+      st = px_dataset_read(file, px_comm_mpi(), rank, size, -1, &ds, err);
+      if (st == PX_OK && ds.kind == PX_DATA_TEXT)
+        st = px_error_set(err, PX_EINPUT,
+                          "%s holds text records; generate needs prompts (a prompts, sft or "
+                          "prefs data set, or a JSONL file of {\"prompt\": ...} lines)",
+                          file);
+      lo = 0, hi = ds.n; /* the data set reader already took this rank's share */
+    }
+  }
+  if (st != PX_OK) {
+    px_dataset_free(&ds);
+    return st;
+  }
+  *first = lo + ds.first; /* one of the two is 0 */
+  *n_total = ds.n_total;
+  *n = hi - lo;
+  *offsets = px_malloc((size_t)(*n + 1) * sizeof **offsets);
+  (*offsets)[0] = 0;
+  for (int64_t i = 0; i < *n; i++) {
+    int64_t len;
+    px_dataset_row(&ds, 0, lo + i, &len);
+    (*offsets)[i + 1] = (*offsets)[i] + 1 + len;
+  }
+  *tokens = px_malloc((size_t)((*offsets)[*n] + 1) * sizeof **tokens);
+  for (int64_t i = 0; i < *n; i++) {
+    int64_t len;
+    const int32_t *row = px_dataset_row(&ds, 0, lo + i, &len);
+    (*tokens)[(*offsets)[i]] = PX_TOK_BOS;
+    memcpy(*tokens + (*offsets)[i] + 1, row, (size_t)len * sizeof(int32_t));
+  }
+  px_dataset_free(&ds);
+  return PX_OK;
+}
+
+/* This rank's output lines, in prompt order. */
+static void px_format(px_text *t, const px_generation *g, const int32_t *tokens,
+                      const int64_t *offsets, int64_t first, int json) {
+  size_t cap = 1;
+  for (int64_t i = 0; i < g->n; i++) {
+    size_t need = (size_t)(offsets[i + 1] - offsets[i]) + (size_t)g->max_new + 1;
+    if (need > cap) cap = need;
+  }
+  char *buf = px_malloc(cap), *resp = px_malloc(cap);
+  for (int64_t i = 0; i < g->n; i++) {
+    size_t plen = px_tok_decode(buf, tokens + offsets[i], (size_t)(offsets[i + 1] - offsets[i]));
+    size_t rlen = px_tok_decode(resp, g->tokens + i * g->max_new, (size_t)g->lengths[i]);
+    if (json) {
+      double lp = 0.0;
+      for (int j = 0; j < g->lengths[i]; j++) lp += g->logprobs[i * g->max_new + j];
+      char head[64], tail[160];
+      snprintf(head, sizeof head, "{\"index\": %lld, \"prompt\": ", (long long)(first + i));
+      px_text_str(t, head);
+      px_text_json(t, buf, plen);
+      px_text_str(t, ", \"response\": ");
+      px_text_json(t, resp, rlen);
+      snprintf(tail, sizeof tail, ", \"eos\": %s, \"tokens\": %d, \"logprob\": %.6g}\n",
+               g->eos[i] ? "true" : "false", g->lengths[i], isfinite(lp) ? lp : -1e300);
+      px_text_str(t, tail);
+    } else {
+      px_text_escaped(t, buf, plen);
+      px_text_str(t, "\t");
+      px_text_escaped(t, resp, rlen);
+      px_text_str(t, "\n");
+    }
+  }
+  free(buf);
+  free(resp);
+}
+
+px_status px_generate_run(const px_config *cfg, const char *ckpt, const char *prompt,
+                          const char *prompts, int json, px_error *err) {
+  if (!ckpt)
+    return px_error_set(err, PX_EINPUT,
+                        "generate needs --ckpt FILE (a checkpoint, or a run's checkpoints "
+                        "directory); see 'proxima generate --help'");
+  if (!prompt == !prompts)
+    return px_error_set(err, PX_EINPUT,
+                        "generate needs exactly one of --prompt TEXT and --prompts FILE");
+  px_sampler_config sc = px_sample_config(cfg);
+  PX_TRY(px_sampler_config_check(&sc, err));
+
+  /* The policy, read by every rank from the same file. */
+  char path[4400];
+  px_gpt_config mc;
+  px_gpt model;
+  memset(&model, 0, sizeof model);
+  px_status st = px_ckpt_resolve(ckpt, path, sizeof path, err);
+  if (st == PX_OK) st = px_ckpt_read_config(path, "policy", &mc, err);
+  if (st == PX_OK && mc.head != PX_GPT_HEAD_LM)
+    st = px_error_set(err, PX_EINPUT, "%s: the policy group has a scalar head, not an LM head",
+                      path);
+  if (st == PX_OK) {
+    px_gpt_build(&model, &mc, 1, 1, 0); /* generation uses the KV cache, not the arena */
+    px_ckpt_model m = {"policy", &model, 0, 0, 0, 0};
+    st = px_ckpt_read_model(path, &m, err);
+  }
+  st = px_comm_agree(st, err);
+  if (st != PX_OK) {
+    if (model.params) px_gpt_free(&model);
+    return st;
+  }
+
+  int64_t first = 0, n_total = 0, n = 0, *offsets = NULL;
+  int32_t *tokens = NULL;
+  st = px_comm_agree(px_load_prompts(prompt, prompts, &first, &n_total, &n, &tokens, &offsets, err),
+                     err);
+  px_generation gen;
+  memset(&gen, 0, sizeof gen);
+  px_generator g;
+  memset(&g, 0, sizeof g);
+  if (st == PX_OK) {
+    const int batch = (int)(cfg->sample_batch < n ? cfg->sample_batch : n > 0 ? n : 1);
+    px_log_info("generate: %s, %lld prompt%s over %d rank%s, %d layers x %d wide, temperature "
+                "%g, top_k %d, top_p %g",
+                path, (long long)n_total, n_total == 1 ? "" : "s", px_comm_size(),
+                px_comm_size() == 1 ? "" : "s", mc.n_layer, mc.n_embd, (double)sc.temperature,
+                sc.top_k, (double)sc.top_p);
+    px_generator_build(&g, &model, &sc, (uint64_t)cfg->run_seed, batch,
+                       (int)cfg->sample_max_new_tokens);
+    st = px_generate(&g, tokens, offsets, n, 0, first, &gen, err);
+    st = px_comm_agree(st, err);
+  }
+  if (st == PX_OK) {
+    px_text t = {NULL, 0, 0};
+    px_format(&t, &gen, tokens, offsets, first, json);
+    char *all = NULL;
+    size_t all_n = 0;
+    px_comm_gather_bytes(t.p, t.n, &all, &all_n);
+    if (px_comm_rank() == 0) {
+      fwrite(all, 1, all_n, stdout);
+      fflush(stdout);
+    }
+    free(all);
+    px_text_free(&t);
+    double stats[2] = {(double)g.tokens_out, g.seconds};
+    px_comm_allreduce_sum_f64(stats, 2);
+    px_log_info("generate: %.0f tokens in %.2fs (%.0f tokens/s per rank)", stats[0],
+                stats[1] / px_comm_size(), stats[0] / (stats[1] > 0 ? stats[1] : 1e-9));
+  }
+  if (g.model) px_generator_free(&g);
+  px_generation_free(&gen);
+  free(tokens);
+  free(offsets);
+  px_gpt_free(&model);
+  return st;
+}
