@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "h5util.h"
 #include "proxima/fsutil.h"
@@ -161,6 +162,21 @@ px_status px_ckpt_latest(const char *dir, char *path, size_t n, px_error *err) {
   return st;
 }
 
+px_status px_ckpt_resolve(const char *file_or_dir, char *path, size_t n, px_error *err) {
+  struct stat st;
+  if (stat(file_or_dir, &st) != 0)
+    return px_error_set(err, PX_EINPUT, "%s: no such checkpoint file or directory", file_or_dir);
+  if (!S_ISDIR(st.st_mode)) {
+    snprintf(path, n, "%s", file_or_dir);
+    return PX_OK;
+  }
+  char sub[4200];
+  snprintf(sub, sizeof sub, "%s/checkpoints", file_or_dir);
+  struct stat st2;
+  int has_sub = stat(sub, &st2) == 0 && S_ISDIR(st2.st_mode);
+  return px_ckpt_latest(has_sub ? sub : file_or_dir, path, n, err);
+}
+
 /* ------------------------------------------------------------------------------------------- */
 
 /* Opens a checkpoint for reading and checks its format. */
@@ -246,9 +262,10 @@ px_status px_ckpt_read_config(const char *path, const char *group, px_gpt_config
   return st;
 }
 
-static px_status px_read_tensors(hid_t g, const px_gpt *model, float *buf, const char *where,
-                                 px_error *err) {
-  for (int i = 0; i < model->n_tensors; i++) {
+/* Reads the first n_tensors tensors of model's table from g into buf. */
+static px_status px_read_tensors(hid_t g, const px_gpt *model, int n_tensors, float *buf,
+                                 const char *where, px_error *err) {
+  for (int i = 0; i < n_tensors; i++) {
     const px_gpt_tensor *t = &model->tensors[i];
     hsize_t dims[3];
     px_tensor_dims(t, dims);
@@ -278,7 +295,7 @@ px_status px_ckpt_read_model(const char *path, px_ckpt_model *m, px_error *err) 
   }
   char where[4300];
   snprintf(where, sizeof where, "%s: /%s", path, m->group);
-  st = px_read_tensors(g, m->model, m->model->params, where, err);
+  st = px_read_tensors(g, m->model, m->model->n_tensors, m->model->params, where, err);
   if (st == PX_OK && !strcmp(m->group, "reward")) {
     st = px_h5_attr_read_f64(g, "gain", &m->gain, where, err);
     if (st == PX_OK) st = px_h5_attr_read_f64(g, "bias", &m->bias, where, err);
@@ -297,11 +314,39 @@ px_status px_ckpt_read_model(const char *path, px_ckpt_model *m, px_error *err) 
         snprintf(where, sizeof where, "%s: /optim/%s/%s", path, m->group, which ? "v" : "m");
         st = px_open_group(og, path, which ? "v" : "m", &mg, err);
         if (st != PX_OK) break;
-        st = px_read_tensors(mg, m->model, which ? m->model->v : m->model->m, where, err);
+        st = px_read_tensors(mg, m->model, m->model->n_tensors, which ? m->model->v : m->model->m,
+                             where, err);
         H5Gclose(mg);
       }
       H5Gclose(og);
     }
+  }
+  H5Fclose(f);
+  return st;
+}
+
+px_status px_ckpt_read_trunk(const char *path, const char *group, px_gpt *model, px_error *err) {
+  px_gpt_config have;
+  PX_TRY(px_ckpt_read_config(path, group, &have, err));
+  px_gpt_config want = model->config;
+  have.head = want.head;
+  if (memcmp(&have, &want, sizeof have) != 0)
+    return px_error_set(err, PX_EINPUT,
+                        "%s: /%s has vocab %d, T %d, %d layers, %d heads, width %d; the model "
+                        "to start from it needs vocab %d, T %d, %d layers, %d heads, width %d",
+                        path, group, have.vocab_size, have.max_seq_len, have.n_layer, have.n_head,
+                        have.n_embd, want.vocab_size, want.max_seq_len, want.n_layer, want.n_head,
+                        want.n_embd);
+  hid_t f, g = H5I_INVALID_HID;
+  PX_TRY(px_ckpt_open(path, &f, err));
+  px_status st = px_open_group(f, path, group, &g, err);
+  if (st == PX_OK) {
+    char where[4300];
+    snprintf(where, sizeof where, "%s: /%s", path, group);
+    /* the table lists the trunk first; a scalar head's two tensors come last */
+    int n_trunk = model->n_tensors - (model->config.head == PX_GPT_HEAD_SCALAR ? 2 : 0);
+    st = px_read_tensors(g, model, n_trunk, model->params, where, err);
+    H5Gclose(g);
   }
   H5Fclose(f);
   return st;

@@ -11,6 +11,7 @@ packages=(
   libcunit1-dev                     # CUnit test suites
   libinih-dev libjansson-dev        # INI configs, JSON Lines
   librandom123-dev                  # Philox counter-based random numbers
+  python3-torch python3-h5py python3-numpy   # the PyTorch cross-check and baselines
 )
 # The list above, without the comments.
 wanted=$(printf '%s\n' "${packages[@]}")

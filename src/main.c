@@ -18,12 +18,15 @@
 #include "proxima/dataset.h"
 #include "proxima/error.h"
 #include "proxima/fsutil.h"
+#include "proxima/generate.h"
 #include "proxima/jsonl.h"
 #include "proxima/log.h"
+#include "proxima/rm.h"
 #include "proxima/sft.h"
 #include "proxima/synth.h"
 
 #define PX_MAX_ARGS 256
+#define PX_MAX_FLAGS 12
 
 /* A command's option: `--name VALUE` (or `--name=VALUE`) sets config key `key`; with key NULL
  * the value is the command's own (cli->local[i]). A NULL metavar makes it a switch. */
@@ -36,7 +39,7 @@ typedef struct px_cli px_cli;
 typedef struct px_command {
   const char *name, *synopsis, *summary;
   const char *sections; /* config sections the command reads, for its --help */
-  px_flag flags[6];
+  px_flag flags[PX_MAX_FLAGS];
   int n_positional;
   px_status (*run)(const px_cli *cli, const px_config *cfg, px_error *err);
 } px_command;
@@ -49,7 +52,7 @@ struct px_cli {
   int n_settings;
   const char *positional[4];
   int n_positional;
-  const char *local[6];
+  const char *local[PX_MAX_FLAGS];
   int help;
 };
 
@@ -95,6 +98,33 @@ static px_status px_cmd_sft(const px_cli *cli, const px_config *cfg, px_error *e
   return px_sft_run(cfg, err);
 }
 
+static px_status px_cmd_generate(const px_cli *cli, const px_config *cfg, px_error *err) {
+  px_config c = *cfg; /* --greedy: temperature 0 (the strings stay cfg's) */
+  if (cli->local[5]) c.sample_temperature = 0.0;
+  return px_generate_run(&c, cli->local[0], cli->local[1], cli->local[2], cli->local[3] != NULL,
+                         err);
+}
+
+static px_status px_cmd_rm(const px_cli *cli, const px_config *cfg, px_error *err) {
+  return px_rm_run(cfg, err);
+}
+
+static px_status px_cmd_eval(const px_cli *cli, const px_config *cfg, px_error *err) {
+  if (!cli->local[0] || !cli->local[1])
+    return px_error_set(err, PX_EINPUT,
+                        "eval needs --reward CKPT and --pairs FILE (the reward model's accuracy "
+                        "on preference pairs); see 'proxima eval --help'");
+  return px_rm_eval_run(cfg, cli->local[0], cli->local[1], err);
+}
+
+static px_status px_cmd_score(const px_cli *cli, const px_config *cfg, px_error *err) {
+  if (!cli->local[0] || !cli->local[1])
+    return px_error_set(err, PX_EINPUT,
+                        "score needs --reward CKPT and --data FILE; see "
+                        "'proxima score --help'");
+  return px_rm_score_run(cfg, cli->local[0], cli->local[1], cli->local[2] != NULL, err);
+}
+
 static px_status px_cmd_config(const px_cli *cli, const px_config *cfg, px_error *err) {
   if (px_comm_rank() != 0) return PX_OK;
   if (cli->local[0])
@@ -126,13 +156,62 @@ static const px_command px_commands[] = {
     {"sft",
      "[--data FILE.h5] [--run DIR] [--steps N] [--seed S]",
      "supervised fine-tuning of the policy on an sft or text data set (the base model)",
-     "run model sft",
+     "run model sft adam",
      {{"--data", "FILE", "sft.data", "the training data set"},
       {"--run", "DIR", "run.dir", "run directory (config.ini, metrics.jsonl, checkpoints/)"},
       {"--steps", "N", "sft.steps", "optimizer steps"},
       {"--seed", "S", "run.seed", "seed of the initialisation and the data order"}},
      0,
      px_cmd_sft},
+    {"generate",
+     "--ckpt FILE (--prompt TEXT | --prompts FILE.h5|FILE.jsonl) [--json] [--temperature T] ...",
+     "sample responses from a checkpoint's policy, one line per prompt (prompt TAB response)",
+     "sample",
+     {{"--ckpt", "FILE", NULL,
+       "checkpoint file, or a checkpoints or run directory (its LATEST checkpoint)"},
+      {"--prompt", "TEXT", NULL, "one prompt"},
+      {"--prompts", "FILE", NULL,
+       "prompts: a prompts (or sft, prefs) data set, or JSONL of {\"prompt\": ...} lines"},
+      {"--json", NULL, NULL,
+       "print JSONL: index, prompt, response, eos, tokens, logprob (the response's sum)"},
+      {"--temperature", "T", "sample.temperature", "sampling temperature (0: greedy)"},
+      {"--greedy", NULL, NULL, "take the most likely token (temperature 0)"},
+      {"--top-k", "K", "sample.top_k", "sample among the K most likely tokens (0: all)"},
+      {"--top-p", "P", "sample.top_p", "nucleus sampling threshold (1: off)"},
+      {"--max-new-tokens", "N", "sample.max_new_tokens", "response tokens at most"},
+      {"--batch", "N", "sample.batch", "sequences generated together per rank"},
+      {"--seed", "S", "run.seed", "seed of the sampling draws"}},
+     0,
+     px_cmd_generate},
+    {"rm",
+     "[--init SFT_RUN|CKPT] [--data FILE.h5] [--run DIR] [--seed S]",
+     "train the reward model on preference pairs (Bradley-Terry), then normalise its score",
+     "run model rm adam sample",
+     {{"--init", "CKPT", "rm.init", "the SFT checkpoint or run directory its trunk starts from"},
+      {"--data", "FILE", "rm.data", "the preference pairs (a prefs data set)"},
+      {"--run", "DIR", "run.dir", "run directory (config.ini, metrics.jsonl, checkpoints/)"},
+      {"--seed", "S", "run.seed", "seed of the head's initialisation, the data order, sampling"}},
+     0,
+     px_cmd_rm},
+    {"eval",
+     "--reward CKPT --pairs FILE",
+     "the reward model's accuracy and loss on preference pairs (a prefs data set or JSONL)",
+     "rm",
+     {{"--reward", "CKPT", NULL, "reward checkpoint, or its run or checkpoints directory"},
+      {"--pairs", "FILE", NULL,
+       "preference pairs: a prefs data set, or JSONL of "
+       "{\"prompt\",\"chosen\",\"rejected\"} lines"}},
+     0,
+     px_cmd_eval},
+    {"score",
+     "--reward CKPT --data FILE [--json]",
+     "the reward model's normalised score of each (prompt, completion), one line each",
+     "rm",
+     {{"--reward", "CKPT", NULL, "reward checkpoint, or its run or checkpoints directory"},
+      {"--data", "FILE", NULL, "an sft data set, or JSONL of {\"prompt\",\"completion\"} lines"},
+      {"--json", NULL, NULL, "print JSONL: index, score, prompt, completion"}},
+     0,
+     px_cmd_score},
     {"config",
      "[--ini] [-c FILE] [section.key=value ...]",
      "list every configuration key with its type, default and meaning",
@@ -164,7 +243,7 @@ static void px_print_usage(FILE *out) {
 static void px_print_command_help(const px_command *cmd, FILE *out) {
   fprintf(out, "Usage: proxima %s %s\n\n%s.\n", cmd->name, cmd->synopsis, cmd->summary);
   fprintf(out, "\nOptions:\n");
-  for (int i = 0; i < 6 && cmd->flags[i].name; i++) {
+  for (int i = 0; i < PX_MAX_FLAGS && cmd->flags[i].name; i++) {
     const px_flag *f = &cmd->flags[i];
     char left[64];
     snprintf(left, sizeof left, "%s%s%s", f->name, f->metavar ? " " : "",
@@ -245,7 +324,7 @@ static px_status px_parse(int argc, char **argv, px_cli *cli, px_error *err) {
       const px_flag *flag = NULL;
       int fi = 0, best = 1 << 30;
       const char *nearest = NULL;
-      for (; fi < 6 && cmd->flags[fi].name; fi++) {
+      for (; fi < PX_MAX_FLAGS && cmd->flags[fi].name; fi++) {
         if (strlen(cmd->flags[fi].name) == len && !strncmp(cmd->flags[fi].name, a, len)) {
           flag = &cmd->flags[fi];
           break;

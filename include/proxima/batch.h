@@ -34,6 +34,12 @@ void px_batch_clear(px_batch *b);
  * sum of the row's weights. Not collective. */
 float px_batch_add_lm(px_batch *b, const px_dataset *ds, int64_t i);
 
+/* Appends the whole sequence BOS prompt response EOS as a row to be scored (no targets): the
+ * score is read at its last position, the EOS. Returns 0, or -1 (nothing added) when the
+ * sequence is longer than cap_T. Not collective. */
+int px_batch_add_scored(px_batch *b, const int32_t *prompt, int64_t np, const int32_t *response,
+                        int64_t nr);
+
 /* Lays the rows out with stride T (they are added with stride cap_T), ready for the model's
  * [B,T] arrays. Add no row after this until px_batch_clear. */
 void px_batch_pack(px_batch *b);

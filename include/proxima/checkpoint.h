@@ -41,6 +41,10 @@ px_status px_ckpt_write(const char *dir, int64_t step, int64_t iteration, const 
  * when there is none. Not collective. */
 px_status px_ckpt_latest(const char *dir, char *path, size_t n, px_error *err);
 
+/* A checkpoint named by the user: a file as it is, or a directory (a run's checkpoints/ or the
+ * run directory itself) through its LATEST. Into path of n bytes. Not collective. */
+px_status px_ckpt_resolve(const char *file_or_dir, char *path, size_t n, px_error *err);
+
 /* Reads the model configuration of a group, to build a model that fits it. Not collective. */
 px_status px_ckpt_read_config(const char *path, const char *group, px_gpt_config *config,
                               px_error *err);
@@ -48,6 +52,11 @@ px_status px_ckpt_read_config(const char *path, const char *group, px_gpt_config
 /* Reads the tensors (and, with m->optim, the moments and their step) of m->group into
  * m->model, which must have the group's configuration. Not collective. */
 px_status px_ckpt_read_model(const char *path, px_ckpt_model *m, px_error *err);
+
+/* Reads only the trunk of a group (every tensor but a scalar head's head_w and head_b) into
+ * model, whose configuration must match the group's except for the head: how a reward or value
+ * model starts from the SFT policy. Not collective. */
+px_status px_ckpt_read_trunk(const char *path, const char *group, px_gpt *model, px_error *err);
 
 /* The root attributes step and iteration. Not collective. */
 px_status px_ckpt_read_step(const char *path, int64_t *step, int64_t *iteration, px_error *err);

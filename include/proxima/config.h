@@ -45,23 +45,51 @@
   X(model, n_layer, INT, "4", "1..1024", "transformer blocks")                                     \
   X(model, n_head, INT, "4", "1..4096", "attention heads (must divide n_embd)")                    \
   X(model, n_embd, INT, "128", "1..65536", "width of the residual stream")                         \
-  X(sft, data, STR, "data/sft.h5", "", "training data: an sft or text data set (data import)")    \
-  X(sft, steps, INT, "600", "1..", "optimizer steps")                                              \
+  X(sft, data, STR, "data/sft.h5", "", "training data: an sft or text data set (data import)")     \
+  X(sft, steps, INT, "3000", "1..", "optimizer steps")                                              \
   X(sft, batch_size, INT, "64", "1..", "sequences per optimizer step, over all ranks")             \
   X(sft, micro_batch, INT, "64", "1..",                                                            \
     "sequences per forward/backward on one rank (gradients accumulate up to batch_size)")          \
-  X(sft, lr, REAL, "0.002", "0..", "peak learning rate")                                           \
+  X(sft, lr, REAL, "0.003", "0..", "peak learning rate")                                           \
   X(sft, lr_min, REAL, "0.0002", "0..", "learning rate at the end of the decay")                   \
-  X(sft, warmup_steps, INT, "30", "0..", "steps of linear warm-up")                                \
+  X(sft, warmup_steps, INT, "100", "0..", "steps of linear warm-up")                                \
   X(sft, decay, CHOICE, "cosine", "cosine|linear|constant", "learning-rate decay after warm-up")   \
   X(sft, weight_decay, REAL, "0.1", "0..", "AdamW decoupled weight decay (matrices, embeddings)")  \
-  X(sft, beta1, REAL, "0.9", "0..0.999999", "AdamW first-moment decay")                            \
-  X(sft, beta2, REAL, "0.95", "0..0.999999", "AdamW second-moment decay")                          \
   X(sft, grad_clip, REAL, "1", "0..", "clip the global gradient norm to this (0: no clipping)")    \
   X(sft, heldout, INT, "512", "0..", "records held out of training for the held-out loss")         \
-  X(sft, eval_every, INT, "100", "0..", "held-out loss every N steps (0: only at the end)")         \
-  X(sft, log_every, INT, "10", "1..", "progress line and metrics.jsonl record every N steps")      \
-  X(run, keep_last, INT, "3", "0..", "checkpoints kept in run.dir/checkpoints (0: all)")
+  X(sft, eval_every, INT, "500", "0..", "held-out loss every N steps (0: only at the end)")        \
+  X(sft, log_every, INT, "50", "1..", "progress line and metrics.jsonl record every N steps")      \
+  X(run, keep_last, INT, "3", "0..", "checkpoints kept in run.dir/checkpoints (0: all)")           \
+  X(sample, temperature, REAL, "1", "0..100",                                                      \
+    "sampling temperature: logits are divided by it, and so are they in every log-prob pass "      \
+    "(0: greedy, whose log-probs are at temperature 1)")                                           \
+  X(sample, top_k, INT, "0", "0..", "sample among the k most likely tokens only (0: all)")         \
+  X(sample, top_p, REAL, "1", "0..1",                                                              \
+    "nucleus sampling: the fewest most likely tokens whose probability reaches top_p, after "      \
+    "top_k (1: all; must be above 0)")                                                             \
+  X(sample, max_new_tokens, INT, "32", "1..65536",                                                 \
+    "response tokens at most (EOS included); a response also stops at model.max_seq_len")          \
+  X(sample, batch, INT, "64", "1..65536",                                                          \
+    "sequences a rank generates together: KV-cache slots, and the rows of each step's GEMMs")      \
+  X(adam, beta1, REAL, "0.9", "0..0.999999", "AdamW first-moment decay (every stage)")             \
+  X(adam, beta2, REAL, "0.95", "0..0.999999", "AdamW second-moment decay (every stage)")           \
+  X(adam, eps, REAL, "1e-08", "0..", "AdamW epsilon (every stage)")                                 \
+  X(rm, init, STR, "runs/demo/sft", "",                                                            \
+    "SFT checkpoint the reward model's trunk starts from (a file, or a run directory: LATEST)")    \
+  X(rm, data, STR, "data/prefs.h5", "", "preference pairs: a prefs data set (data import)")        \
+  X(rm, epochs, REAL, "1", "0.001..",                                                              \
+    "passes over the training pairs; the learning rate decays to 0")                               \
+  X(rm, batch_size, INT, "32", "1..", "pairs per optimizer step, over all ranks")                  \
+  X(rm, micro_batch, INT, "32", "1..", "pairs per forward/backward on one rank")                   \
+  X(rm, lr, REAL, "0.0003", "0..", "peak learning rate")                                           \
+  X(rm, warmup_steps, INT, "10", "0..", "steps of linear warm-up")                                 \
+  X(rm, weight_decay, REAL, "0", "0..", "AdamW decoupled weight decay")                            \
+  X(rm, grad_clip, REAL, "1", "0..", "clip the global gradient norm to this (0: no clipping)")     \
+  X(rm, heldout, INT, "512", "0..", "pairs held out for the held-out accuracy and loss")           \
+  X(rm, eval_every, INT, "50", "0..", "held-out accuracy every N steps (0: only at the end)")      \
+  X(rm, log_every, INT, "10", "1..", "progress line and metrics.jsonl record every N steps")       \
+  X(rm, norm_samples, INT, "1024", "0..",                                                          \
+    "responses sampled from the SFT policy to set the score's gain and bias (0: none)")
 
 typedef enum px_config_type {
   PX_CFG_INT,

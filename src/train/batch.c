@@ -69,6 +69,25 @@ float px_batch_add_lm(px_batch *b, const px_dataset *ds, int64_t i) {
   return sum;
 }
 
+int px_batch_add_scored(px_batch *b, const int32_t *prompt, int64_t np, const int32_t *response,
+                        int64_t nr) {
+  PX_REQUIRE(b->B < b->cap_B, "batch full (%d rows)", b->cap_B);
+  int64_t len = np + nr + 2;
+  if (len > b->cap_T) return -1;
+  int32_t *tok = b->tokens + (size_t)b->B * b->cap_T;
+  int32_t *tgt = b->targets + (size_t)b->B * b->cap_T;
+  float *w = b->weights + (size_t)b->B * b->cap_T;
+  tok[0] = PX_TOK_BOS;
+  memcpy(tok + 1, prompt, (size_t)np * sizeof *tok);
+  memcpy(tok + 1 + np, response, (size_t)nr * sizeof *tok);
+  tok[len - 1] = PX_TOK_EOS;
+  for (int64_t t = len; t < b->cap_T; t++) tok[t] = PX_TOK_PAD;
+  for (int64_t t = 0; t < b->cap_T; t++) tgt[t] = -1, w[t] = 0;
+  b->lengths[b->B++] = (int32_t)len;
+  if (len > b->T) b->T = (int)len;
+  return 0;
+}
+
 void px_shuffle(int64_t *perm, int64_t n, uint64_t seed, uint32_t stream, uint32_t epoch) {
   for (int64_t i = 0; i < n; i++) perm[i] = i;
   for (int64_t i = n - 1; i > 0; i--) {

@@ -132,7 +132,7 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
               (long long)s.data.n, px_data_kind_name(s.data.kind), (long long)s.n_heldout,
               mc.n_layer, mc.n_embd, s.model.n_params);
 
-  px_adamw_config adamw = {(float)cfg->sft_beta1, (float)cfg->sft_beta2, 1e-8f,
+  px_adamw_config adamw = {(float)cfg->adam_beta1, (float)cfg->adam_beta2, (float)cfg->adam_eps,
                            (float)cfg->sft_weight_decay};
   px_lr_schedule sched = {cfg->sft_lr, cfg->sft_lr_min, cfg->sft_warmup_steps, cfg->sft_steps,
                           !strcmp(cfg->sft_decay, "cosine")   ? PX_LR_COSINE
