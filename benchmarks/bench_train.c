@@ -1,5 +1,6 @@
 /*
- * bench_train.c — training throughput of the GPT model (issue 3, acceptance 5; issue 9).
+ * bench_train.c — training and generation throughput of the GPT model (issue 3, acceptance 5;
+ * issue 9). Generation (batched KV-cache sampling, px_generate) has its own section below.
  *
  * A training step is what `proxima sft` does per microbatch: px_gpt_forward, the masked
  * cross-entropy, px_gpt_zero_grad, px_gpt_backward and one AdamW step (px_gpt_update). Each
@@ -17,7 +18,10 @@
  * figure. Threads: OpenMP's and BLIS's from the environment (OMP_NUM_THREADS,
  * BLIS_NUM_THREADS); one process, no MPI.
  *
- * Usage: bench_train [--warmup N] [--iters N] [--only NAME]
+ * Usage: bench_train [--warmup N] [--iters N] [--gen-iters N] [--only NAME]
+ * NAME is a model (gpt6x384) or a generation case (gen_gpt6x384_b1). A generation run is a whole
+ * px_generate call, seconds at batch 64: --gen-iters of them (default 3) after min(--warmup, 1)
+ * warm-up runs (one touches the KV cache's pages; more add nothing).
  */
 #include <omp.h>
 #include <stdint.h>
@@ -28,8 +32,11 @@
 
 #include "proxima/blas.h"
 #include "proxima/error.h"
+#include "proxima/generate.h"
 #include "proxima/gpt.h"
 #include "proxima/optim.h"
+#include "proxima/sampler.h"
+#include "proxima/tokenizer.h"
 
 typedef struct bench_model {
   const char *name; /* the figure's prefix */
@@ -122,32 +129,151 @@ static void bench_train(const bench_model *bm, int warmup, int iters) {
 /* ---------------------------------------------------------------------------------------------
  * Generation
  *
- * To come (issue 3, acceptance 5; issue 9): batched KV-cache generation of the gpt6x384 model,
- * tokens/s at batch 1 and batch 64, printed as "result gen_<model>_b<B>_tokens_per_s <value>"
- * so that benchmarks/run picks it up beside PyTorch's KV-cache loop.
+ * Batched KV-cache generation as a rollout does it: px_generate over B prompts at once (one
+ * prefill, then every step one px_gpt_kv_extend of M = B rows, the sampler at temperature 1 and
+ * the log-prob of each drawn token). Each prompt is BOS + 15 bytes; each response is exactly
+ * GEN_NEW tokens: the model is made unable to draw EOS (bench_no_eos), so no sequence stops
+ * early and every step has all B rows. The tokens are still counted from what px_generate
+ * returned, and a short response is an error. A timed run is one whole px_generate call,
+ * prefill included; the figure is the median over runs (iteration = run, so each run draws
+ * other tokens).
+ *
+ * Effective FLOPs of one run: response token j (j = 0 .. G-1) of a sequence with a prompt of P
+ * tokens is drawn from the logits of position P + j - 1, whose forward attends over P + j
+ * cached positions: 2 N for the weights (N as for training, all but wpe), and per layer
+ * 2 (P + j) C for q.K^T and 2 (P + j) C for att.V. Summed,
+ *   FLOPs = B [ G 2 N + 4 L C (G P + G (G - 1) / 2) ],
+ * which leaves out the other P - 1 prompt positions of the prefill (their share of the work is
+ * under 12% at P = 16, G = 128), and the sampler.
  * ------------------------------------------------------------------------------------------- */
+
+enum { GEN_PROMPT = 16, GEN_NEW = 128 };
+
+typedef struct bench_gen {
+  const char *name; /* the figure's prefix, also what --only selects */
+  const bench_model *model;
+  int B; /* sequences generated together */
+} bench_gen;
+
+static const bench_gen GENS[] = {
+    {"gen_gpt6x384_b1", &MODELS[0], 1},
+    {"gen_gpt6x384_b64", &MODELS[0], 64},
+};
+
+/* Pins EOS's logit at about -1e4 at every position, so that exp() of it is exactly 0 and the
+ * sampler never draws it: the last channel of the final LayerNorm outputs the constant 1
+ * (weight 0, bias 1), and that channel of the tied head wte is -1e4 for EOS and 0 for every
+ * other token. The other tokens' logits and (tied) embeddings lose one of C terms; the work is
+ * unchanged. */
+static void bench_no_eos(px_gpt *m) {
+  const int C = m->config.n_embd, V = m->config.vocab_size, d = C - 1;
+  m->p.lnf_w[d] = 0.0f;
+  m->p.lnf_b[d] = 1.0f;
+  for (int v = 0; v < V; v++) m->p.wte[(size_t)v * C + d] = v == PX_TOK_EOS ? -1e4f : 0.0f;
+}
+
+/* The effective FLOPs of one generation run (see above). */
+static double gen_flops(const px_gpt *m, int B, int P, int G) {
+  const px_gpt_config *c = &m->config;
+  double N = (double)m->n_params - (double)c->max_seq_len * c->n_embd; /* all but wpe */
+  double ctx = (double)G * P + 0.5 * (double)G * (G - 1);              /* sum of P + j over j < G */
+  return (double)B * (2.0 * N * G + 4.0 * c->n_layer * (double)c->n_embd * ctx);
+}
+
+static void bench_generate(const bench_gen *bg, int warmup, int iters) {
+  const bench_model *bm = bg->model;
+  px_gpt_config cfg = {bm->V, bm->T, bm->L, bm->NH, bm->C, PX_GPT_HEAD_LM};
+  const int B = bg->B, P = GEN_PROMPT, G = GEN_NEW;
+  px_gpt model;
+  px_gpt_build(&model, &cfg, 1, 1, 0); /* the KV cache has its own scratch */
+  px_gpt_init(&model, 42);
+  bench_no_eos(&model);
+
+  int32_t *tokens = px_malloc((size_t)B * P * sizeof(int32_t));
+  int64_t *offsets = px_malloc((size_t)(B + 1) * sizeof(int64_t));
+  offsets[0] = 0;
+  for (int b = 0; b < B; b++) {
+    offsets[b + 1] = offsets[b] + P;
+    tokens[b * P] = PX_TOK_BOS;
+    for (int t = 1; t < P; t++) tokens[b * P + t] = (int32_t)((b * 977 + t * 131 + 7) % 256);
+  }
+  const px_sampler_config sampling = {1.0f, 0, 1.0f, 0}; /* temperature 1, no top-k, top-p */
+  px_generator gen;
+  px_generator_build(&gen, &model, &sampling, 1234, B, G);
+
+  double *times = px_malloc((size_t)iters * sizeof(double));
+  double logprob = 0.0;
+  for (int it = 0; it < warmup + iters; it++) {
+    px_generation out;
+    px_error err;
+    const int64_t before = gen.tokens_out;
+    double t0 = now();
+    if (px_generate(&gen, tokens, offsets, B, (uint64_t)it, 0, &out, &err) != PX_OK) {
+      fprintf(stderr, "bench_train: %s: %s\n", bg->name, err.msg);
+      exit(1);
+    }
+    double dt = now() - t0;
+    if (gen.tokens_out - before != (int64_t)B * G) {
+      fprintf(stderr, "bench_train: %s: %lld tokens generated, not %d\n", bg->name,
+              (long long)(gen.tokens_out - before), B * G);
+      exit(1);
+    }
+    logprob = 0.0;
+    for (int64_t i = 0; i < (int64_t)B * G; i++) logprob += out.logprobs[i];
+    px_generation_free(&out);
+    if (it >= warmup) times[it - warmup] = dt;
+  }
+  qsort(times, (size_t)iters, sizeof(double), cmp_double);
+  const double median =
+      iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
+  const double flops = gen_flops(&model, B, P, G);
+  const double tok_s = (double)B * G / median, gflop_s = flops / median * 1e-9;
+
+  printf("generate %s: L=%d NH=%d C=%d V=%d, batch %d, prompt %d, %d new tokens each (EOS "
+         "pinned off), temperature 1, %.2f GFLOP per run\n",
+         bg->name, bm->L, bm->NH, bm->C, bm->V, B, P, G, flops * 1e-9);
+  printf("  px_generate (prefill + %d steps): median %.2f ms (min %.2f, max %.2f over %d runs "
+         "after %d warm-up), %.3f ms per step, mean log-prob %.3f\n",
+         G, median * 1e3, times[0] * 1e3, times[iters - 1] * 1e3, iters, warmup, median * 1e3 / G,
+         logprob / ((double)B * G));
+  printf("  %.0f tokens/s, %.1f GFLOP/s effective\n", tok_s, gflop_s);
+  printf("result %s_tokens_per_s %.1f\n", bg->name, tok_s);
+  printf("result %s_gflop_per_s %.2f\n", bg->name, gflop_s);
+  fflush(stdout);
+
+  free(times);
+  free(tokens);
+  free(offsets);
+  px_generator_free(&gen);
+  px_gpt_free(&model);
+}
 
 /* ---------------------------------------------------------------------------------------------
  * main
  * ------------------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
-  int warmup = 3, iters = 10;
+  int warmup = 3, iters = 10, gen_iters = 3;
   const char *only = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--warmup") && i + 1 < argc)
       warmup = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--iters") && i + 1 < argc)
       iters = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--gen-iters") && i + 1 < argc)
+      gen_iters = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--only") && i + 1 < argc)
       only = argv[++i];
     else {
-      fprintf(stderr, "usage: bench_train [--warmup N] [--iters N] [--only gpt6x384|gpt4x128]\n");
+      fprintf(
+          stderr,
+          "usage: bench_train [--warmup N] [--iters N] [--gen-iters N] [--only gpt6x384|gpt4x128|"
+          "gen_gpt6x384_b1|gen_gpt6x384_b64]\n");
       return 1;
     }
   }
-  if (warmup < 0 || iters < 1) {
-    fprintf(stderr, "bench_train: --warmup must be >= 0 and --iters >= 1\n");
+  if (warmup < 0 || iters < 1 || gen_iters < 1) {
+    fprintf(stderr, "bench_train: --warmup must be >= 0, --iters and --gen-iters >= 1\n");
     return 1;
   }
   px_blas_init();
@@ -158,5 +284,8 @@ int main(int argc, char **argv) {
   printf("result threads %d\n", omp_get_max_threads());
   for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++)
     if (!only || !strcmp(only, MODELS[i].name)) bench_train(&MODELS[i], warmup, iters);
+  for (size_t i = 0; i < sizeof GENS / sizeof GENS[0]; i++)
+    if (!only || !strcmp(only, GENS[i].name))
+      bench_generate(&GENS[i], warmup < 1 ? warmup : 1, gen_iters);
   return 0;
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""torch_train.py -- the PyTorch baseline of benchmarks/bench_train.c (issue 3, issue 9).
+"""torch_train.py -- the PyTorch baseline of benchmarks/bench_train.c (issue 3, issue 9):
+training steps, and KV-cache generation (its own section below).
 
 The same GPT-2 (pre-LayerNorm, tanh GELU, tied LM head, no dropout), the same shapes, float32,
 and the same training step: forward, cross-entropy, backward, AdamW (torch.optim.AdamW). Written
@@ -14,7 +15,7 @@ benchmarks/run sets it. Run it with /usr/bin/python3.
 
 Prints "result <figure> <value>" lines with the same figure names as bench_train.
 
-Usage: torch_train.py [--warmup N] [--iters N] [--only NAME]
+Usage: torch_train.py [--warmup N] [--iters N] [--gen-iters N] [--only NAME]
 """
 import argparse
 import math
@@ -126,14 +127,108 @@ def bench(name, L, NH, C, V, T, B, warmup, iters):
     print(f"result train_{name}_gflop_per_s {gflop_s:.2f}", flush=True)
 
 
-# Generation (to come, issue 9): PyTorch's KV-cache loop at batch 1 and 64, printed as
-# "result gen_<model>_b<B>_tokens_per_s <value>" beside bench_train's.
+# ---------------------------------------------------------------------------------------------
+# Generation: PyTorch's KV-cache loop, beside bench_train's px_generate
+#
+# The same model (random GPT-2 init), B prompts of BOS + 15 bytes (the pattern of bench_train.c),
+# GEN_NEW new tokens each, float32 under torch.no_grad(): one prefill of the prompts, then one
+# token at a time, each layer's keys and values cached in preallocated [B, NH, T, hs] tensors.
+# Each step samples with torch.multinomial at temperature 1 over the tokens bench_train's model
+# can draw (the 256 bytes: Proxima's sampler allows bytes and EOS, and bench_train pins EOS off
+# so that every response has GEN_NEW tokens; this loop never stops early either), and records
+# the token's log-prob (log_softmax over the whole vocabulary, as px_generate does). A timed run
+# is prefill + all steps; the effective FLOPs are bench_train.c's:
+#   B [ G 2 N + 4 L C (G P + G (G - 1) / 2) ].
+# ---------------------------------------------------------------------------------------------
+
+GEN_PROMPT, GEN_NEW = 16, 128
+GENS = [("gen_gpt6x384_b1", "gpt6x384", 1), ("gen_gpt6x384_b64", "gpt6x384", 64)]
+TOK_BOS = 257
+
+
+def block_step(block, x, kc, vc, pos):
+    """x [B, n, C]: n new tokens at positions pos .. pos+n-1; kc, vc [B, NH, T, hs] the cache."""
+    B, n, C = x.shape
+    NH = block.NH
+    hs = C // NH
+    q, k, v = block.qkv(block.ln1(x)).split(C, dim=2)
+    q, k, v = (z.view(B, n, NH, hs).transpose(1, 2) for z in (q, k, v))
+    kc[:, :, pos:pos + n] = k
+    vc[:, :, pos:pos + n] = v
+    K, V = kc[:, :, :pos + n], vc[:, :, :pos + n]
+    att = (q @ K.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
+    if n > 1:  # the prefill: causal within the new tokens
+        att = att.masked_fill(~block.causal[pos:pos + n, :pos + n], float("-inf"))
+    y = (F.softmax(att, dim=-1) @ V).transpose(1, 2).contiguous().view(B, n, C)
+    x = x + block.attproj(y)
+    return x + block.fcproj(F.gelu(block.fc(block.ln2(x)), approximate="tanh"))
+
+
+def model_step(model, tokens, caches, pos):
+    """tokens [B, n] at positions pos..; returns the logits [B, V] after the last of them."""
+    n = tokens.shape[1]
+    x = model.wte(tokens) + model.wpe(torch.arange(pos, pos + n))
+    for block, (kc, vc) in zip(model.blocks, caches):
+        x = block_step(block, x, kc, vc, pos)
+    return F.linear(model.lnf(x[:, -1]), model.wte.weight)
+
+
+def generate(model, prompts, caches, G, gen):
+    B, P = prompts.shape
+    out = torch.empty(B, G, dtype=torch.long)
+    logprobs = torch.empty(B, G)
+    logits = model_step(model, prompts, caches, 0)
+    for j in range(G):
+        masked = logits.clone()
+        masked[:, 256:] = float("-inf")  # bytes only (see above)
+        tok = torch.multinomial(F.softmax(masked, dim=-1), 1, generator=gen)  # temperature 1
+        out[:, j:j + 1] = tok
+        logprobs[:, j:j + 1] = F.log_softmax(logits, dim=-1).gather(1, tok)
+        if j + 1 < G:
+            logits = model_step(model, tok, caches, P + j)
+    return out, logprobs
+
+
+def bench_generate(name, model_name, B, warmup, iters):
+    _, L, NH, C, V, T, _ = next(m for m in MODELS if m[0] == model_name)
+    torch.manual_seed(42)
+    model = GPT(L, NH, C, V, T).eval()
+    P, G = GEN_PROMPT, GEN_NEW
+    b = torch.arange(B).view(B, 1)
+    t = torch.arange(1, P).view(1, P - 1)
+    prompts = torch.cat([torch.full((B, 1), TOK_BOS), (b * 977 + t * 131 + 7) % 256], dim=1)
+    hs = C // NH
+    caches = [(torch.zeros(B, NH, T, hs), torch.zeros(B, NH, T, hs)) for _ in range(L)]
+    gen = torch.Generator().manual_seed(1234)
+    times = []
+    with torch.no_grad():
+        for it in range(warmup + iters):
+            t0 = time.perf_counter()
+            tokens, logprobs = generate(model, prompts, caches, G, gen)
+            dt = time.perf_counter() - t0
+            if it >= warmup:
+                times.append(dt)
+    times.sort()
+    median = times[iters // 2] if iters % 2 else 0.5 * (times[iters // 2 - 1] + times[iters // 2])
+    N = sum(p.numel() for p in model.parameters()) - T * C  # all but wpe, as bench_train.c
+    flops = B * (2.0 * N * G + 4.0 * L * C * (G * P + 0.5 * G * (G - 1)))
+    tok_s, gflop_s = B * G / median, flops / median * 1e-9
+    print(f"generate {name}: L={L} NH={NH} C={C} V={V}, batch {B}, prompt {P}, {G} new tokens "
+          f"each, temperature 1, {flops * 1e-9:.2f} GFLOP per run")
+    print(f"  KV-cache loop (prefill + {G} steps): median {median * 1e3:.2f} ms (min "
+          f"{times[0] * 1e3:.2f}, max {times[-1] * 1e3:.2f} over {iters} runs after {warmup} "
+          f"warm-up), {median * 1e3 / G:.3f} ms per step, mean log-prob "
+          f"{logprobs.mean().item():.3f}")
+    print(f"  {tok_s:.0f} tokens/s, {gflop_s:.1f} GFLOP/s effective")
+    print(f"result {name}_tokens_per_s {tok_s:.1f}")
+    print(f"result {name}_gflop_per_s {gflop_s:.2f}", flush=True)
 
 
 def main():
     ap = argparse.ArgumentParser(description="PyTorch baseline of bench_train")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--gen-iters", type=int, default=3)
     ap.add_argument("--only")
     args = ap.parse_args()
     threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or os.cpu_count()
@@ -155,6 +250,9 @@ def main():
     for m in MODELS:
         if args.only is None or args.only == m[0]:
             bench(*m, args.warmup, args.iters)
+    for name, model_name, B in GENS:
+        if args.only is None or args.only == name:
+            bench_generate(name, model_name, B, min(args.warmup, 1), args.gen_iters)
 
 
 if __name__ == "__main__":

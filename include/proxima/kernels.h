@@ -48,6 +48,11 @@ void px_matmul_forward_naive(float *out, const float *inp, const float *weight, 
 void px_matmul_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
                               const float *inp, const float *weight, int N, int C, int OC);
 
+/* In place, one row of attention scores: row[0..upto] becomes their softmax and row[upto+1..n)
+ * zero (the causal mask). Shared by the training forward and the KV-cache step, so both
+ * compute the same numbers. */
+void px_softmax_causal_row(float *row, int upto, int n);
+
 /* Causal multi-head self-attention over a padded batch, scaled by 1/sqrt(C/NH).
  * out [B,T,C]; att [B,NH,T,T] (softmax weights, kept for the backward; row t holds keys 0..t,
  * zero elsewhere and for padded queries); qkv [B,T,3C] (q, k, v side by side, head h in

@@ -307,6 +307,18 @@ void px_attention_backward_naive(float *dqkv, const float *dout, const float *qk
   free(scratch);
 }
 
+void px_softmax_causal_row(float *row, int upto, int n) {
+  float maxval = -FLT_MAX, sum = 0.0f;
+  for (int t = 0; t <= upto; t++) maxval = row[t] > maxval ? row[t] : maxval;
+  for (int t = 0; t <= upto; t++) {
+    row[t] = expf(row[t] - maxval);
+    sum += row[t];
+  }
+  float inv = 1.0f / sum;
+  for (int t = 0; t <= upto; t++) row[t] *= inv;
+  for (int t = upto + 1; t < n; t++) row[t] = 0.0f; /* the future: masked */
+}
+
 /* The same attention as products of matrices: per (sequence, head), with n = its length,
  * S = Q K^T / sqrt(hs) (n x n), P = causal softmax of S by rows, O = P V, each product one
  * single-threaded BLIS call inside the OpenMP loop over (b, h). The upper triangle is computed
@@ -326,17 +338,7 @@ void px_attention_forward(float *out, float *att, const float *qkv, const int32_
       memset(P, 0, (size_t)T * T * sizeof(float));
       for (int t = n; t < T; t++) memset(O + (size_t)t * C, 0, (size_t)hs * sizeof(float));
       px_blas_sgemm_serial(n, n, hs, scale, Q, C3, 1, K, 1, C3, 0.0f, P, T, 1);
-      for (int t = 0; t < n; t++) {
-        float *row = P + (size_t)t * T, maxval = -FLT_MAX, sum = 0.0f;
-        for (int t2 = 0; t2 <= t; t2++) maxval = row[t2] > maxval ? row[t2] : maxval;
-        for (int t2 = 0; t2 <= t; t2++) {
-          row[t2] = expf(row[t2] - maxval);
-          sum += row[t2];
-        }
-        float inv = 1.0f / sum;
-        for (int t2 = 0; t2 <= t; t2++) row[t2] *= inv;
-        for (int t2 = t + 1; t2 < n; t2++) row[t2] = 0.0f; /* the future: masked */
-      }
+      for (int t = 0; t < n; t++) px_softmax_causal_row(P + (size_t)t * T, t, n);
       px_blas_sgemm_serial(n, hs, n, 1.0f, P, T, 1, V, C3, 1, 0.0f, O, C, 1);
     }
   }

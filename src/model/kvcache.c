@@ -101,18 +101,7 @@ static void px_attention_kv_forward(float *out, const float *qkv, const float *k
       const float *V = vcache + (size_t)slots[j] * max_T * C + (size_t)h * hs;
       float *O = out + (size_t)first_row[j] * C + (size_t)h * hs;
       px_blas_sgemm_serial(n, nk, hs, scale, Q, C3, 1, K, 1, C, 0.0f, P, nk, 1);
-      for (int i = 0; i < n; i++) {
-        const int t = p0 + i;
-        float *row = P + (size_t)i * nk, maxval = -FLT_MAX, sum = 0.0f;
-        for (int t2 = 0; t2 <= t; t2++) maxval = row[t2] > maxval ? row[t2] : maxval;
-        for (int t2 = 0; t2 <= t; t2++) {
-          row[t2] = expf(row[t2] - maxval);
-          sum += row[t2];
-        }
-        float inv = 1.0f / sum;
-        for (int t2 = 0; t2 <= t; t2++) row[t2] *= inv;
-        for (int t2 = t + 1; t2 < nk; t2++) row[t2] = 0.0f; /* the future: masked */
-      }
+      for (int i = 0; i < n; i++) px_softmax_causal_row(P + (size_t)i * nk, p0 + i, nk);
       px_blas_sgemm_serial(n, hs, nk, 1.0f, P, nk, 1, V, C, 1, 0.0f, O, C, 1);
     }
   }

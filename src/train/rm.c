@@ -21,6 +21,7 @@
 #include "proxima/rl.h"
 #include "proxima/run.h"
 #include "proxima/tokenizer.h"
+#include "proxima/trainer.h"
 
 enum { PX_STREAM_RM_HELDOUT = 21, PX_STREAM_RM_EPOCH = 22 };
 
@@ -208,11 +209,16 @@ px_status px_rm_run(const px_config *cfg, px_error *err) {
   px_log_info("rm: %lld pairs (%lld held out), trunk from %s, %lld steps of %lld pairs",
               (long long)s.pairs.n, (long long)s.n_heldout, s.init_path, (long long)steps,
               (long long)B);
-  px_adamw_config adamw = {(float)cfg->adam_beta1, (float)cfg->adam_beta2, (float)cfg->adam_eps,
-                           (float)cfg->rm_weight_decay};
-  px_lr_schedule sched = {cfg->rm_lr, 0.0, cfg->rm_warmup_steps, steps, PX_LR_LINEAR};
+  px_trainer trainer = {&s.model,
+                        {(float)cfg->adam_beta1, (float)cfg->adam_beta2, (float)cfg->adam_eps,
+                         (float)cfg->rm_weight_decay},
+                        {cfg->rm_lr, 0.0, cfg->rm_warmup_steps, steps, PX_LR_LINEAR},
+                        cfg->rm_grad_clip,
+                        "rm",
+                        0,
+                        0};
   int64_t *idx = px_malloc((size_t)B * sizeof *idx);
-  int64_t lo, hi, skipped = 0;
+  int64_t lo, hi;
   px_comm_share(B, px_comm_rank(), px_comm_size(), &lo, &hi);
   double t_start = px_log_elapsed(), acc = NAN, held_loss = NAN;
 
@@ -224,16 +230,8 @@ px_status px_rm_run(const px_config *cfg, px_error *err) {
     px_rm_pass(&s.model, &s.pairs, idx + lo, hi - lo, mb, (double)B, 1, &sums[0], &correct,
                &s.batch, &s.work);
     sums[1] = (double)correct;
-    px_comm_allreduce_sum_f32(s.model.grads, s.model.n_params);
     px_comm_allreduce_sum_f64(sums, 2);
-    double norm = px_optim_clip_grad_norm(s.model.grads, s.model.n_params, cfg->rm_grad_clip);
-    double lr = px_optim_lr(&sched, step);
-    if (isfinite(norm) && isfinite(sums[0])) {
-      px_gpt_update(&s.model, &adamw, (float)lr, step + 1 - skipped);
-    } else {
-      skipped++;
-      px_log_warn("rm step %lld: non-finite loss or gradient, step skipped", (long long)step + 1);
-    }
+    double lr, norm = px_trainer_step(&trainer, step, sums[0], &lr);
     int last = step + 1 == steps;
     int do_eval = last || (cfg->rm_eval_every > 0 && (step + 1) % cfg->rm_eval_every == 0);
     if (do_eval && s.n_heldout > 0) {
@@ -267,7 +265,7 @@ px_status px_rm_run(const px_config *cfg, px_error *err) {
     px_run_metrics(&run, "rm_normalization", steps, 5, names, norm_stats);
   }
   if (st == PX_OK) {
-    px_ckpt_model reward = {"reward", &s.model, 1, steps - skipped, gain, bias};
+    px_ckpt_model reward = {"reward", &s.model, 1, trainer.applied, gain, bias};
     st = px_comm_rank() == 0 ? px_ckpt_write(run.ckpt_dir, steps, 0, run.config_text, &reward, 1,
                                              (int)cfg->run_keep_last, err)
                              : PX_OK;

@@ -23,6 +23,7 @@
 #include "proxima/log.h"
 #include "proxima/optim.h"
 #include "proxima/run.h"
+#include "proxima/trainer.h"
 
 enum { PX_STREAM_HELDOUT = 11, PX_STREAM_EPOCH = 12 };
 
@@ -132,15 +133,20 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
               (long long)s.data.n, px_data_kind_name(s.data.kind), (long long)s.n_heldout,
               mc.n_layer, mc.n_embd, s.model.n_params);
 
-  px_adamw_config adamw = {(float)cfg->adam_beta1, (float)cfg->adam_beta2, (float)cfg->adam_eps,
-                           (float)cfg->sft_weight_decay};
-  px_lr_schedule sched = {cfg->sft_lr, cfg->sft_lr_min, cfg->sft_warmup_steps, cfg->sft_steps,
-                          !strcmp(cfg->sft_decay, "cosine")   ? PX_LR_COSINE
-                          : !strcmp(cfg->sft_decay, "linear") ? PX_LR_LINEAR
-                                                              : PX_LR_CONSTANT};
+  px_trainer trainer = {&s.model,
+                        {(float)cfg->adam_beta1, (float)cfg->adam_beta2, (float)cfg->adam_eps,
+                         (float)cfg->sft_weight_decay},
+                        {cfg->sft_lr, cfg->sft_lr_min, cfg->sft_warmup_steps, cfg->sft_steps,
+                         !strcmp(cfg->sft_decay, "cosine")   ? PX_LR_COSINE
+                         : !strcmp(cfg->sft_decay, "linear") ? PX_LR_LINEAR
+                                                             : PX_LR_CONSTANT},
+                        cfg->sft_grad_clip,
+                        "sft",
+                        0,
+                        0};
   const int64_t B = cfg->sft_batch_size, steps = cfg->sft_steps;
   int64_t *records = px_malloc((size_t)B * sizeof *records);
-  int64_t lo, hi, tokens_since = 0, skipped = 0;
+  int64_t lo, hi, tokens_since = 0;
   px_comm_share(B, px_comm_rank(), px_comm_size(), &lo, &hi);
   double t_start = px_log_elapsed(), t_last = t_start;
 
@@ -151,20 +157,11 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
     int64_t tokens = 0;
     double loss =
         px_sft_pass(&s, records + lo, hi - lo, total_weight > 0 ? total_weight : 1, 1, &tokens);
-    /* one allreduce for the gradients, one for the loss and the token count */
-    px_comm_allreduce_sum_f32(s.model.grads, s.model.n_params);
-    double sums[2] = {loss, (double)tokens};
+    double sums[2] = {loss, (double)tokens}; /* the loss and the token count, over the ranks */
     px_comm_allreduce_sum_f64(sums, 2);
     loss = sums[0];
     tokens_since += (int64_t)sums[1];
-    double norm = px_optim_clip_grad_norm(s.model.grads, s.model.n_params, cfg->sft_grad_clip);
-    double lr = px_optim_lr(&sched, step);
-    if (isfinite(norm) && isfinite(loss)) {
-      px_gpt_update(&s.model, &adamw, (float)lr, step + 1 - skipped);
-    } else {
-      skipped++;
-      px_log_warn("sft step %lld: non-finite loss or gradient, step skipped", (long long)step + 1);
-    }
+    double lr, norm = px_trainer_step(&trainer, step, loss, &lr);
 
     int last = step + 1 == steps;
     int do_eval = last || (cfg->sft_eval_every > 0 && (step + 1) % cfg->sft_eval_every == 0);
@@ -188,7 +185,7 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
   free(records);
 
   /* The policy, with its optimizer state, in run.dir/checkpoints. */
-  px_ckpt_model policy = {"policy", &s.model, 1, steps - skipped, 0, 0};
+  px_ckpt_model policy = {"policy", &s.model, 1, trainer.applied, 0, 0};
   st = px_comm_rank() == 0 ? px_ckpt_write(run.ckpt_dir, steps, 0, run.config_text, &policy, 1,
                                            (int)cfg->run_keep_last, err)
                            : PX_OK;
