@@ -23,6 +23,10 @@ px data synth --out "$run/data"
 echo "== 2/5 sft: the base policy"
 px sft --data "$run/data/sft.h5" --run "$run/sft"
 
+echo "== 3/5 rm: the reward model"
+px rm --init "$run/sft" --data "$run/data/prefs.h5" --run "$run/rm"
+
 echo
-echo "Proxima $(build/proxima --version | head -1 | cut -d' ' -f2): data and sft are done; rm, ppo and eval are not"
-echo "implemented yet, so the pipeline stops here. Data: $run/data; base policy: $run/sft/checkpoints"
+echo "Proxima $(build/proxima --version | head -1 | cut -d' ' -f2): data, sft and rm are done; ppo and eval of the"
+echo "tuned policy are not implemented yet, so the pipeline stops here. Data: $run/data;"
+echo "base policy: $run/sft; reward model: $run/rm"

@@ -236,8 +236,7 @@ static void px_print_usage(FILE *out) {
   fprintf(out,
           "\nConfiguration: defaults, then the INI file of -c, then section.key=value arguments\n"
           "(and command options), later ones winning. 'proxima config' lists every key.\n\n"
-          "Exit status: 0 done; 1 bad usage, config or input; 2 a failure while running;\n"
-          "3 stopped on a signal after writing a checkpoint.\n");
+          "Exit status: 0 done; 1 bad usage, config or input; 2 a failure while running.\n");
 }
 
 static void px_print_command_help(const px_command *cmd, FILE *out) {

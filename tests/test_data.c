@@ -41,17 +41,6 @@ static char *px_slurp(const char *path, size_t *len) {
   return data;
 }
 
-/* Entries of dir other than . and .. (to see that nothing, temporary files included, was left). */
-static int px_count_entries(const char *dir) {
-  DIR *d = opendir(dir);
-  if (!d) return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
-  closedir(d);
-  return n;
-}
 
 /* Whether field f of local record i decodes to exactly the len bytes of want. */
 static int px_row_equals(const px_dataset *ds, int f, int64_t i, const char *want, size_t len) {

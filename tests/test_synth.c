@@ -75,16 +75,6 @@ static int px_same_file(const char *a, const char *b, const char *name) {
   return same;
 }
 
-static int px_count_entries(const char *dir) {
-  DIR *d = opendir(dir);
-  if (!d) return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
-  closedir(d);
-  return n;
-}
 
 static const px_synth_opts small = {1, 4000, 4000, 1000, 500, 3, 0.6, 0.1};
 

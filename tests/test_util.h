@@ -5,6 +5,7 @@
 #define PROXIMA_TEST_UTIL_H
 
 #include <CUnit/CUnit.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,6 +35,19 @@ static inline int px_test_write(const char *path, const char *text, size_t len) 
   if (!f) return -1;
   size_t put = fwrite(text, 1, len, f);
   return fclose(f) == 0 && put == len ? 0 : -1;
+}
+
+/* Entries of dir other than . and .. (to see that nothing, temporary files included, was
+ * left), or -1 when dir cannot be read. */
+static inline int px_count_entries(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
+  closedir(d);
+  return n;
 }
 
 /* Whether haystack contains needle; prints both when it does not, to explain a failure. */

@@ -28,7 +28,7 @@
     "built-in task: arith = two-digit additions \"37+45=\" answered by the sum")                   \
   X(synth, out, STR, "data", "", "directory that data synth writes its .jsonl and .h5 files to")   \
   X(synth, n_sft, INT, "20000", "1..", "SFT examples (prompt, base-model completion)")             \
-  X(synth, n_prefs, INT, "20000", "1..",                                                           \
+  X(synth, n_prefs, INT, "60000", "1..",                                                           \
     "preference pairs drawn before ties are dropped (two base completions of one prompt)")         \
   X(synth, n_prompts, INT, "4096", "1..", "PPO training prompts")                                  \
   X(synth, n_eval, INT, "500", "1..",                                                              \
@@ -81,7 +81,7 @@
     "passes over the training pairs; the learning rate decays to 0")                               \
   X(rm, batch_size, INT, "32", "1..", "pairs per optimizer step, over all ranks")                  \
   X(rm, micro_batch, INT, "32", "1..", "pairs per forward/backward on one rank")                   \
-  X(rm, lr, REAL, "0.0003", "0..", "peak learning rate")                                           \
+  X(rm, lr, REAL, "0.001", "0..", "peak learning rate")                                           \
   X(rm, warmup_steps, INT, "10", "0..", "steps of linear warm-up")                                 \
   X(rm, weight_decay, REAL, "0", "0..", "AdamW decoupled weight decay")                            \
   X(rm, grad_clip, REAL, "1", "0..", "clip the global gradient norm to this (0: no clipping)")     \

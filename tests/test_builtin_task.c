@@ -1,0 +1,102 @@
+/*
+ * test_builtin_task.c — the pipeline's stages on the built-in task at their default settings,
+ * with 2 ranks, held to what the task promises: the SFT policy's sampled answers are right about
+ * as often as its data's (issue 3), and the reward model's held-out accuracy reaches 0.9 of the
+ * agreement ceiling that the label noise allows, 1 - synth.flip_rate (issue 4). Slow (minutes):
+ * label e2e.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "proxima/config.h"
+#include "test_proc.h"
+#include "test_util.h"
+
+/* The fraction of the JSONL responses in text (from generate --json) equal to the references
+ * of the JSONL file ref, line by line. */
+static double exact_match(const char *text, const char *ref) {
+  FILE *f = fopen(ref, "r");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  char line[4096];
+  int n = 0, right = 0;
+  const char *p = text;
+  while (fgets(line, sizeof line, f) && *p) {
+    const char *nl = strchr(p, '\n');
+    json_t *r = json_loads(line, 0, NULL);
+    json_t *g = json_loadb(p, nl ? (size_t)(nl - p) : strlen(p), 0, NULL);
+    const char *want = json_string_value(json_object_get(r, "reference"));
+    const char *got = json_string_value(json_object_get(g, "response"));
+    right += want && got && !strcmp(want, got);
+    n++;
+    json_decref(r), json_decref(g);
+    p = nl ? nl + 1 : p + strlen(p);
+  }
+  fclose(f);
+  CU_ASSERT(n > 0);
+  return n ? (double)right / n : 0;
+}
+
+/* The last value of key among DIR/metrics.jsonl's records of the phase. */
+static double last_metric(const char *dir, const char *phase, const char *key) {
+  char path[512], line[4096];
+  snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+  FILE *f = fopen(path, "r");
+  double v = NAN;
+  while (f && fgets(line, sizeof line, f)) {
+    json_t *o = json_loads(line, 0, NULL), *x = o ? json_object_get(o, key) : NULL;
+    const char *ph = o ? json_string_value(json_object_get(o, "phase")) : NULL;
+    if (ph && !strcmp(ph, phase) && x && json_is_number(x)) v = json_number_value(x);
+    json_decref(o);
+  }
+  if (f) fclose(f);
+  return v;
+}
+
+static void test_sft_sampled_answers_match_the_data(void) {
+  px_proc_forget_singleton_job();
+  CU_ASSERT_EQUAL_FATAL(system("rm -rf task-data task-sft task-rm"), 0);
+  CU_ASSERT_EQUAL_FATAL(px_proc_run("", "data synth --out task-data run.log_level=warn"), 0);
+  CU_ASSERT_EQUAL_FATAL(
+      px_proc_run(getenv("PX_LAUNCH_2"),
+                  "sft --data task-data/sft.h5 --run task-sft run.log_level=warn"),
+      0);
+  CU_ASSERT_EQUAL_FATAL(px_proc_run(getenv("PX_LAUNCH_2"),
+                                    "generate --ckpt task-sft --prompts task-data/eval.h5 --json "
+                                    "run.log_level=warn"),
+                        0);
+  double sampled = exact_match(px_proc_out, "task-data/eval.jsonl");
+  CU_ASSERT_EQUAL_FATAL(px_proc_run(getenv("PX_LAUNCH_2"),
+                                    "generate --ckpt task-sft --prompts task-data/eval.h5 --json "
+                                    "--greedy run.log_level=warn"),
+                        0);
+  double greedy = exact_match(px_proc_out, "task-data/eval.jsonl");
+  printf("\n    held-out prompts answered right by pi_base: sampled %.3f (its data: 0.6), greedy "
+         "%.3f\n",
+         sampled, greedy);
+  CU_ASSERT(fabs(sampled - 0.6) <= 0.1);
+}
+
+static void test_rm_reaches_the_agreement_ceiling(void) {
+  CU_ASSERT_EQUAL_FATAL(px_proc_run(getenv("PX_LAUNCH_2"),
+                                    "rm --init task-sft --data task-data/prefs.h5 --run task-rm "
+                                    "run.log_level=warn"),
+                        0);
+  px_config cfg;
+  px_config_init(&cfg);
+  double ceiling = 1 - cfg.synth_flip_rate;
+  px_config_free(&cfg);
+  double acc = last_metric("task-rm", "rm", "heldout_accuracy");
+  printf("\n    reward model held-out accuracy %.3f; ceiling %.2f, target %.3f\n", acc, ceiling,
+         0.9 * ceiling);
+  CU_ASSERT(acc >= 0.9 * ceiling);
+}
+
+void px_test_register(void) {
+  static const CU_TestInfo tests[] = {
+      {"sft: sampled answers match the data", test_sft_sampled_answers_match_the_data},
+      {"rm: held-out accuracy reaches the agreement ceiling",
+       test_rm_reaches_the_agreement_ceiling},
+      CU_TEST_INFO_NULL};
+  px_test_suite("built-in task", tests);
+}
