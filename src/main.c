@@ -21,6 +21,7 @@
 #include "proxima/generate.h"
 #include "proxima/jsonl.h"
 #include "proxima/log.h"
+#include "proxima/ppo.h"
 #include "proxima/rm.h"
 #include "proxima/sft.h"
 #include "proxima/synth.h"
@@ -109,6 +110,10 @@ static px_status px_cmd_rm(const px_cli *cli, const px_config *cfg, px_error *er
   return px_rm_run(cfg, err);
 }
 
+static px_status px_cmd_ppo(const px_cli *cli, const px_config *cfg, px_error *err) {
+  return px_ppo_run(cfg, err);
+}
+
 static px_status px_cmd_eval(const px_cli *cli, const px_config *cfg, px_error *err) {
   if (!cli->local[0] || !cli->local[1])
     return px_error_set(err, PX_EINPUT,
@@ -193,6 +198,19 @@ static const px_command px_commands[] = {
       {"--seed", "S", "run.seed", "seed of the head's initialisation, the data order, sampling"}},
      0,
      px_cmd_rm},
+    {"ppo",
+     "[--policy SFT_RUN] [--reward RM_RUN] [--prompts FILE.h5] [--run DIR] [--iterations N]",
+     "fine-tune the policy with PPO: KL-shaped reward, value baseline, clipped updates",
+     "run ppo sample adam",
+     {{"--policy", "CKPT", "ppo.policy", "the SFT checkpoint or run directory (also pi_base)"},
+      {"--reward", "CKPT", "ppo.reward", "the reward-model checkpoint or run directory"},
+      {"--prompts", "FILE", "ppo.prompts", "training prompts (a prompts data set)"},
+      {"--eval-prompts", "FILE", "ppo.eval_prompts", "held-out prompts with references"},
+      {"--run", "DIR", "run.dir", "run directory (config.ini, metrics.jsonl, checkpoints/)"},
+      {"--iterations", "N", "ppo.iterations", "collect-then-update iterations"},
+      {"--seed", "S", "run.seed", "seed of the sampling and the minibatch order"}},
+     0,
+     px_cmd_ppo},
     {"eval",
      "--reward CKPT --pairs FILE",
      "the reward model's accuracy and loss on preference pairs (a prefs data set or JSONL)",

@@ -52,6 +52,14 @@ void px_comm_allreduce_sum_i64(int64_t *buf, size_t n);
  * *recv is NULL and *recv_n 0. The total must stay below 2 GiB (MPI's int counts). */
 void px_comm_gather_bytes(const void *send, size_t n, char **recv, size_t *recv_n);
 
+/* Collective: rows is an array of n rows of row_bytes each, of which this rank holds its
+ * px_comm_share rows in place; afterwards every rank holds all n. */
+void px_comm_allgather_share(void *rows, int64_t n, size_t row_bytes);
+
+/* Seconds this process has spent in the allreduces and allgathers (communication time, for
+ * the metrics). Not collective. */
+double px_comm_seconds(void);
+
 /* The MPI library's version line ("Open MPI v4.1.4, ..."), first line only, in buf of n
  * bytes. Not collective. */
 const char *px_comm_library(char *buf, size_t n);

@@ -46,13 +46,13 @@
   X(model, n_head, INT, "4", "1..4096", "attention heads (must divide n_embd)")                    \
   X(model, n_embd, INT, "128", "1..65536", "width of the residual stream")                         \
   X(sft, data, STR, "data/sft.h5", "", "training data: an sft or text data set (data import)")     \
-  X(sft, steps, INT, "3000", "1..", "optimizer steps")                                              \
+  X(sft, steps, INT, "3000", "1..", "optimizer steps")                                             \
   X(sft, batch_size, INT, "64", "1..", "sequences per optimizer step, over all ranks")             \
   X(sft, micro_batch, INT, "64", "1..",                                                            \
     "sequences per forward/backward on one rank (gradients accumulate up to batch_size)")          \
   X(sft, lr, REAL, "0.003", "0..", "peak learning rate")                                           \
   X(sft, lr_min, REAL, "0.0002", "0..", "learning rate at the end of the decay")                   \
-  X(sft, warmup_steps, INT, "100", "0..", "steps of linear warm-up")                                \
+  X(sft, warmup_steps, INT, "100", "0..", "steps of linear warm-up")                               \
   X(sft, decay, CHOICE, "cosine", "cosine|linear|constant", "learning-rate decay after warm-up")   \
   X(sft, weight_decay, REAL, "0.1", "0..", "AdamW decoupled weight decay (matrices, embeddings)")  \
   X(sft, grad_clip, REAL, "1", "0..", "clip the global gradient norm to this (0: no clipping)")    \
@@ -73,7 +73,7 @@
     "sequences a rank generates together: KV-cache slots, and the rows of each step's GEMMs")      \
   X(adam, beta1, REAL, "0.9", "0..0.999999", "AdamW first-moment decay (every stage)")             \
   X(adam, beta2, REAL, "0.95", "0..0.999999", "AdamW second-moment decay (every stage)")           \
-  X(adam, eps, REAL, "1e-08", "0..", "AdamW epsilon (every stage)")                                 \
+  X(adam, eps, REAL, "1e-08", "0..", "AdamW epsilon (every stage)")                                \
   X(rm, init, STR, "runs/demo/sft", "",                                                            \
     "SFT checkpoint the reward model's trunk starts from (a file, or a run directory: LATEST)")    \
   X(rm, data, STR, "data/prefs.h5", "", "preference pairs: a prefs data set (data import)")        \
@@ -81,7 +81,7 @@
     "passes over the training pairs; the learning rate decays to 0")                               \
   X(rm, batch_size, INT, "32", "1..", "pairs per optimizer step, over all ranks")                  \
   X(rm, micro_batch, INT, "32", "1..", "pairs per forward/backward on one rank")                   \
-  X(rm, lr, REAL, "0.001", "0..", "peak learning rate")                                           \
+  X(rm, lr, REAL, "0.001", "0..", "peak learning rate")                                            \
   X(rm, warmup_steps, INT, "10", "0..", "steps of linear warm-up")                                 \
   X(rm, weight_decay, REAL, "0", "0..", "AdamW decoupled weight decay")                            \
   X(rm, grad_clip, REAL, "1", "0..", "clip the global gradient norm to this (0: no clipping)")     \
@@ -89,7 +89,43 @@
   X(rm, eval_every, INT, "50", "0..", "held-out accuracy every N steps (0: only at the end)")      \
   X(rm, log_every, INT, "10", "1..", "progress line and metrics.jsonl record every N steps")       \
   X(rm, norm_samples, INT, "1024", "0..",                                                          \
-    "responses sampled from the SFT policy to set the score's gain and bias (0: none)")
+    "responses sampled from the SFT policy to set the score's gain and bias (0: none)")            \
+  X(ppo, policy, STR, "runs/demo/sft", "",                                                         \
+    "SFT checkpoint (file or run directory): the policy starts from it; its frozen copy is "       \
+    "pi_base")                                                                                     \
+  X(ppo, reward, STR, "runs/demo/rm", "", "reward-model checkpoint (file or run directory)")       \
+  X(ppo, value_init, CHOICE, "reward", "reward|sft",                                               \
+    "the value model starts as the reward model, or as the SFT trunk with a fresh scalar head")    \
+  X(ppo, prompts, STR, "data/prompts.h5", "", "training prompts: a prompts data set")              \
+  X(ppo, eval_prompts, STR, "data/eval.h5", "",                                                    \
+    "held-out prompts for the gold accuracy (needs references; empty: none)")                      \
+  X(ppo, iterations, INT, "30", "1..", "collect-then-update iterations")                           \
+  X(ppo, batch_size, INT, "128", "1..", "prompts per iteration, over all ranks")                   \
+  X(ppo, epochs, INT, "2", "1..", "passes over each iteration's rollouts")                         \
+  X(ppo, minibatch, INT, "64", "1..", "responses per optimizer step, over all ranks")              \
+  X(ppo, micro_batch, INT, "32", "1..", "responses per forward/backward on one rank")              \
+  X(ppo, lr, REAL, "3e-05", "0..", "policy learning rate (constant after a short warm-up)")        \
+  X(ppo, value_lr, REAL, "0.0001", "0..", "value-model learning rate")                             \
+  X(ppo, warmup_steps, INT, "5", "0..", "optimizer steps of linear warm-up, both models")          \
+  X(ppo, clip, REAL, "0.2", "0..1", "PPO ratio clip epsilon")                                      \
+  X(ppo, value_clip, REAL, "0.2", "0..", "value clip around the rollout's values (0: none)")       \
+  X(ppo, gamma, REAL, "1", "0..1", "GAE discount")                                                 \
+  X(ppo, lambda, REAL, "0.95", "0..1", "GAE lambda")                                               \
+  X(ppo, beta, REAL, "0.05", "0..", "KL coefficient (the start value when adaptive)")              \
+  X(ppo, adaptive_kl, BOOL, "false", "", "adapt beta towards ppo.kl_target")                       \
+  X(ppo, kl_target, REAL, "1", "0..", "target KL per response for the adaptive beta")              \
+  X(ppo, kl_horizon, REAL, "10000", "1..", "horizon of the adaptive beta, in responses")           \
+  X(ppo, kl_estimator, CHOICE, "k1", "k1|k3", "per-token KL estimator in the shaped reward")       \
+  X(ppo, kl_clamp, REAL, "10", "0..", "per-token KL estimates are clamped to +-this")              \
+  X(ppo, kl_bound, REAL, "5", "0..",                                                               \
+    "mean KL per response to pi_base that the run should stay under (warned and reported)")        \
+  X(ppo, no_eos_penalty, REAL, "-3", "",                                                           \
+    "the score of a response that reached the length limit without EOS")                           \
+  X(ppo, whiten_shift, BOOL, "true", "", "whitening subtracts the mean of the advantages")         \
+  X(ppo, grad_clip, REAL, "1", "0..", "clip each model's global gradient norm (0: no clipping)")   \
+  X(ppo, eval_every, INT, "5", "0..", "gold accuracy on ppo.eval_prompts every N iterations")      \
+  X(ppo, rollout_every, INT, "0", "0..",                                                           \
+    "write a rollout buffer file every N iterations (0: never)")
 
 typedef enum px_config_type {
   PX_CFG_INT,

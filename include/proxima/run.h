@@ -17,6 +17,7 @@ typedef struct px_run {
   char ckpt_dir[4200]; /* dir/checkpoints */
   char *config_text;   /* the resolved config as INI, for config.ini and checkpoints */
   FILE *metrics;       /* rank 0 only */
+  FILE *timings;       /* rank 0 only */
 } px_run;
 
 /* Creates cfg->run_dir (and checkpoints/), writes config.ini, opens metrics.jsonl and the log
@@ -27,6 +28,10 @@ void px_run_close(px_run *run);
 /* One metrics.jsonl record: {"phase": phase, "step": step, names[i]: values[i], ...}.
  * Non-finite values are written as null. Not collective: rank 0 writes, others return. */
 void px_run_metrics(px_run *run, const char *phase, int64_t step, int n, const char *const *names,
+                    const double *values);
+
+/* The same into timings.jsonl, for wall-clock figures. Not collective. */
+void px_run_timings(px_run *run, const char *phase, int64_t step, int n, const char *const *names,
                     const double *values);
 
 #endif

@@ -13,6 +13,7 @@
 static MPI_Comm px_world = MPI_COMM_NULL;
 static int px_rank = 0;
 static int px_size = 1;
+static double px_comm_time = 0; /* seconds spent in collectives that move data */
 
 static void px_mpi_check(int rc, const char *what, const char *file, int line) {
   if (rc == MPI_SUCCESS) return;
@@ -84,6 +85,7 @@ void px_comm_bcast(void *buf, size_t n, int root) {
 }
 
 static void px_allreduce_sum(void *buf, size_t n, size_t elem, MPI_Datatype type) {
+  double t0 = MPI_Wtime();
   char *p = buf;
   while (n > 0) {
     int piece = n > (size_t)INT_MAX ? INT_MAX : (int)n;
@@ -91,6 +93,7 @@ static void px_allreduce_sum(void *buf, size_t n, size_t elem, MPI_Datatype type
     p += (size_t)piece * elem;
     n -= (size_t)piece;
   }
+  px_comm_time += MPI_Wtime() - t0;
 }
 
 void px_comm_allreduce_sum_f64(double *buf, size_t n) {
@@ -150,3 +153,25 @@ const char *px_comm_library(char *buf, size_t n) {
   snprintf(buf, n, "%s", text);
   return buf;
 }
+
+void px_comm_allgather_share(void *rows, int64_t n, size_t row_bytes) {
+  /* Rank r's rows are [lo_r, hi_r) of the px_comm_share split, in place in rows. */
+  int *counts = px_malloc((size_t)px_size * sizeof *counts);
+  int *displs = px_malloc((size_t)px_size * sizeof *displs);
+  for (int r = 0; r < px_size; r++) {
+    int64_t lo, hi;
+    px_comm_share(n, r, px_size, &lo, &hi);
+    PX_REQUIRE((double)n * (double)row_bytes < (double)INT_MAX,
+               "px_comm_allgather_share: %lld rows of %zu bytes exceed 2 GiB", (long long)n,
+               row_bytes);
+    counts[r] = (int)((hi - lo) * (int64_t)row_bytes);
+    displs[r] = (int)(lo * (int64_t)row_bytes);
+  }
+  double t0 = MPI_Wtime();
+  PX_MPI(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_BYTE, rows, counts, displs, MPI_BYTE, px_world));
+  px_comm_time += MPI_Wtime() - t0;
+  free(counts);
+  free(displs);
+}
+
+double px_comm_seconds(void) { return px_comm_time; }

@@ -31,6 +31,11 @@ px_status px_run_open(px_run *run, const px_config *cfg, px_error *err) {
       if (!run->metrics) st = px_error_set(err, PX_ERUN, "cannot open %s for appending", path);
     }
     if (st == PX_OK) {
+      snprintf(path, sizeof path, "%s/timings.jsonl", run->dir);
+      run->timings = fopen(path, "a");
+      if (!run->timings) st = px_error_set(err, PX_ERUN, "cannot open %s for appending", path);
+    }
+    if (st == PX_OK) {
       snprintf(path, sizeof path, "%s/proxima.log", run->dir);
       st = px_log_open_file(path, err);
     }
@@ -42,15 +47,16 @@ px_status px_run_open(px_run *run, const px_config *cfg, px_error *err) {
 
 void px_run_close(px_run *run) {
   if (run->metrics) fclose(run->metrics);
-  run->metrics = NULL;
+  if (run->timings) fclose(run->timings);
+  run->metrics = run->timings = NULL;
   free(run->config_text);
   run->config_text = NULL;
   px_log_close_file();
 }
 
-void px_run_metrics(px_run *run, const char *phase, int64_t step, int n, const char *const *names,
-                    const double *values) {
-  if (px_comm_rank() != 0 || !run->metrics) return;
+static void px_run_record(FILE *f, const char *file, const char *dir, const char *phase,
+                          int64_t step, int n, const char *const *names, const double *values) {
+  if (px_comm_rank() != 0 || !f) return;
   json_t *obj = json_object();
   PX_REQUIRE(obj, "json_object failed (out of memory)");
   json_object_set_new(obj, "phase", json_string(phase));
@@ -60,7 +66,17 @@ void px_run_metrics(px_run *run, const char *phase, int64_t step, int n, const c
   char *line = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
   json_decref(obj);
   PX_REQUIRE(line, "json_dumps failed (out of memory)");
-  if (fprintf(run->metrics, "%s\n", line) < 0 || fflush(run->metrics) != 0)
-    px_log_warn("cannot write to %s/metrics.jsonl", run->dir);
+  if (fprintf(f, "%s\n", line) < 0 || fflush(f) != 0)
+    px_log_warn("cannot write to %s/%s", dir, file);
   free(line);
+}
+
+void px_run_metrics(px_run *run, const char *phase, int64_t step, int n, const char *const *names,
+                    const double *values) {
+  px_run_record(run->metrics, "metrics.jsonl", run->dir, phase, step, n, names, values);
+}
+
+void px_run_timings(px_run *run, const char *phase, int64_t step, int n, const char *const *names,
+                    const double *values) {
+  px_run_record(run->timings, "timings.jsonl", run->dir, phase, step, n, names, values);
 }

@@ -173,9 +173,12 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
       if (do_eval) snprintf(held, sizeof held, " | heldout %.4f", heldout);
       px_log_info("sft step %lld/%lld | loss %.4f%s | lr %.2e | |g| %.3f | %.0f tok/s | ETA %s",
                   (long long)step + 1, (long long)steps, loss, held, lr, norm, rate, eta);
-      const char *names[] = {"loss", "lr", "grad_norm", "tokens_per_s", "heldout_loss"};
-      double values[] = {loss, lr, norm, rate, heldout};
-      px_run_metrics(&run, "sft", step + 1, do_eval ? 5 : 4, names, values);
+      const char *names[] = {"loss", "lr", "grad_norm", "heldout_loss"};
+      double values[] = {loss, lr, norm, heldout};
+      px_run_metrics(&run, "sft", step + 1, do_eval ? 4 : 3, names, values);
+      const char *tnames[] = {"tokens_per_s", "seconds"};
+      double tvalues[] = {rate, now - t_start};
+      px_run_timings(&run, "sft", step + 1, 2, tnames, tvalues);
       tokens_since = 0;
       t_last = now;
     }

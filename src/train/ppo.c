@@ -1,0 +1,596 @@
+/*
+ * ppo.c — `proxima ppo`, the seed's loop, one numbered step per call:
+ *
+ *   1. sample B prompts and generate responses with pi_theta (each rank its contiguous share);
+ *   2. score: policy and reference log-probs, per-token values, the normalised reward at EOS
+ *      (a fixed penalty for a response that hit the length limit without EOS);
+ *   3. shape the reward with the KL brake, r_t = -beta kl_t (+ R at the last token), estimate
+ *      advantages with GAE over V_psi and whiten them with global statistics (one allreduce);
+ *   4. update theta (clipped surrogate) and psi (clipped value loss) for E epochs over
+ *      minibatches drawn by a permutation that every rank draws alike;
+ *   5. collect again.
+ *
+ * After scoring, every rank holds every rollout (one allgather per array; a rollout is a few
+ * hundred bytes), so a minibatch is the same set of responses whatever the rank count and each
+ * rank takes its contiguous share of it. The math is src/rl/rl.c.
+ */
+#include "proxima/ppo.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxima/batch.h"
+#include "proxima/checkpoint.h"
+#include "proxima/comm.h"
+#include "proxima/dataset.h"
+#include "proxima/generate.h"
+#include "proxima/log.h"
+#include "proxima/rl.h"
+#include "proxima/rm.h"
+#include "proxima/run.h"
+#include "proxima/tokenizer.h"
+#include "proxima/trainer.h"
+
+enum { PX_STREAM_PPO_PROMPTS = 31, PX_STREAM_PPO_EVAL_ITER = 0xFFFFFF00u };
+
+typedef struct px_ppo {
+  const px_config *cfg;
+  px_dataset prompts, eval;
+  int64_t *prompt_ids;
+  px_epochs prompt_stream;
+  px_gpt policy, reference, value, reward;
+  float gain, bias; /* the reward model's normalisation */
+  px_generator gen;
+  px_trainer policy_tr, value_tr;
+  float temperature; /* of every log-prob pass */
+  double beta;
+  int B, T, R; /* rollouts per iteration; model positions; response positions */
+  /* The iteration's rollouts, every rank holding all B rows after scoring. */
+  int32_t *seq;         /* [B, T]: BOS prompt response (response with its EOS, if any) */
+  int32_t *plen, *rlen; /* [B]: BOS + prompt tokens; response tokens */
+  uint8_t *eos;         /* [B] */
+  float *lp_old, *lp_ref, *values, *kl, *rewards, *adv, *ret; /* [B, R] */
+  uint8_t *mask;                                              /* [B, R] */
+  float *score, *raw; /* [B]: the score (or the penalty); the reward model's raw output */
+  uint8_t *gold;      /* [B]: the response equals the prompt's reference (when it has one) */
+  /* scratch for forward passes over rows, micro_batch rows of up to T positions */
+  px_batch batch;
+  float *out, *grad, *row_lp, *row_d; /* [mb, T] x2, [R] x2 */
+} px_ppo;
+
+/* ------------------------------------------------------------------------------------------- */
+
+/* A row for the teacher-forced passes: inputs seq[0 .. P+L-2], the response's tokens as the
+ * targets of positions P-1 .. P+L-2 (the policy's and the value's positions of the response). */
+static void px_ppo_add_row(px_batch *b, const px_ppo *s, int64_t i) {
+  const int32_t *seq = s->seq + (size_t)i * s->T;
+  int P = s->plen[i], L = s->rlen[i], len = P + L - 1;
+  int32_t *tok = b->tokens + (size_t)b->B * b->cap_T, *tgt = b->targets + (size_t)b->B * b->cap_T;
+  float *w = b->weights + (size_t)b->B * b->cap_T;
+  for (int t = 0; t < b->cap_T; t++) {
+    tok[t] = t < len ? seq[t] : PX_TOK_PAD;
+    tgt[t] = t >= P - 1 && t < len ? seq[t + 1] : -1;
+    w[t] = 0;
+  }
+  b->lengths[b->B++] = len;
+  if (len > b->T) b->T = len;
+}
+
+/* Forward over rows idx[0..n) of the rollouts with model m in micro-batches; for the LM head
+ * the response log-probs, for the scalar head the response values, into out rows [n, R] (0
+ * past each response). When grad is given (a [n, R] gradient for those), also the backward. */
+static void px_ppo_pass(px_ppo *s, px_gpt *m, const int64_t *idx, int64_t n, float *out,
+                        const float *grad) {
+  const int mb = (int)s->cfg->ppo_micro_batch, R = s->R;
+  for (int64_t start = 0; start < n; start += mb) {
+    int rows = (int)(n - start < mb ? n - start : mb);
+    px_batch_clear(&s->batch);
+    for (int r = 0; r < rows; r++) px_ppo_add_row(&s->batch, s, idx[start + r]);
+    px_batch_pack(&s->batch);
+    const px_batch *b = &s->batch;
+    px_gpt_forward(m, b->tokens, b->lengths, b->B, b->T);
+    const float *per_pos = m->values;
+    if (m->config.head == PX_GPT_HEAD_LM) {
+      px_gpt_logprobs(m, s->out, b->targets, s->temperature);
+      per_pos = s->out;
+    }
+    for (int r = 0; r < rows; r++) {
+      int64_t i = idx[start + r];
+      int P = s->plen[i], L = s->rlen[i];
+      float *o = out + (size_t)(start + r) * R;
+      for (int j = 0; j < R; j++) o[j] = j < L ? per_pos[(size_t)r * b->T + P - 1 + j] : 0.0f;
+    }
+    if (!grad) continue;
+    memset(s->grad, 0, (size_t)b->B * b->T * sizeof(float));
+    for (int r = 0; r < rows; r++) {
+      int64_t i = idx[start + r];
+      int P = s->plen[i], L = s->rlen[i];
+      const float *g = grad + (size_t)(start + r) * R;
+      for (int j = 0; j < L; j++) s->grad[(size_t)r * b->T + P - 1 + j] = g[j];
+    }
+    px_gpt_backward(m, s->grad);
+  }
+}
+
+/* ------------------------------------------------------------------------------------------- */
+
+static px_status px_ppo_load_model(const char *file_or_dir, const char *group, px_gpt *m,
+                                   px_gpt_head head, int max_B, int trainable, px_error *err) {
+  char path[4300];
+  PX_TRY(px_ckpt_resolve(file_or_dir, path, sizeof path, err));
+  px_gpt_config mc;
+  PX_TRY(px_ckpt_read_config(path, group, &mc, err));
+  if (mc.head != head)
+    return px_error_set(err, PX_EINPUT, "%s: /%s has %s head, expected %s", path, group,
+                        mc.head == PX_GPT_HEAD_LM ? "an lm" : "a scalar",
+                        head == PX_GPT_HEAD_LM ? "lm" : "scalar");
+  px_gpt_build(m, &mc, max_B, mc.max_seq_len, trainable);
+  px_ckpt_model cm = {group, m, 0, 0, 1, 0};
+  px_status st = px_ckpt_read_model(path, &cm, err);
+  if (st != PX_OK) px_gpt_free(m);
+  return st;
+}
+
+static px_status px_ppo_setup(px_ppo *s, px_error *err) {
+  const px_config *cfg = s->cfg;
+  const int mb = (int)cfg->ppo_micro_batch;
+  char rpath[4300];
+  PX_TRY(px_ppo_load_model(cfg->ppo_policy, "policy", &s->policy, PX_GPT_HEAD_LM, mb, 1, err));
+  PX_TRY(px_ppo_load_model(cfg->ppo_policy, "policy", &s->reference, PX_GPT_HEAD_LM, mb, 0, err));
+  PX_TRY(px_rm_load_model(cfg->ppo_reward, &s->reward, mb, &s->gain, &s->bias, err));
+  PX_TRY(px_ckpt_resolve(cfg->ppo_reward, rpath, sizeof rpath, err));
+  const px_gpt_config *pc = &s->policy.config, *rc = &s->reward.config;
+  if (pc->max_seq_len != rc->max_seq_len || pc->vocab_size != rc->vocab_size)
+    return px_error_set(err, PX_EINPUT,
+                        "the policy (T %d, vocab %d) and the reward model (T %d, vocab %d) must "
+                        "read the same sequences",
+                        pc->max_seq_len, pc->vocab_size, rc->max_seq_len, rc->vocab_size);
+  /* The value model: the reward model whole, or the SFT trunk with a fresh head. */
+  px_gpt_config vc = !strcmp(cfg->ppo_value_init, "reward") ? *rc : *pc;
+  vc.head = PX_GPT_HEAD_SCALAR;
+  px_gpt_build(&s->value, &vc, mb, vc.max_seq_len, 1);
+  px_gpt_init(&s->value, (uint64_t)cfg->run_seed);
+  if (!strcmp(cfg->ppo_value_init, "reward")) {
+    px_ckpt_model cm = {"reward", &s->value, 0, 0, 1, 0};
+    PX_TRY(px_ckpt_read_model(rpath, &cm, err));
+  } else {
+    char ppath[4300];
+    PX_TRY(px_ckpt_resolve(cfg->ppo_policy, ppath, sizeof ppath, err));
+    PX_TRY(px_ckpt_read_trunk(ppath, "policy", &s->value, err));
+  }
+  PX_TRY(px_dataset_read(cfg->ppo_prompts, MPI_COMM_SELF, 0, 1, -1, &s->prompts, err));
+  if (s->prompts.kind == PX_DATA_TEXT)
+    return px_error_set(err, PX_EINPUT, "%s holds text records; ppo needs prompts",
+                        cfg->ppo_prompts);
+  if (cfg->ppo_eval_prompts[0])
+    PX_TRY(px_dataset_read(cfg->ppo_eval_prompts, MPI_COMM_SELF, 0, 1, PX_DATA_PROMPTS, &s->eval,
+                           err));
+  s->T = pc->max_seq_len;
+  for (int64_t i = 0; i < s->prompts.n; i++) {
+    int64_t np;
+    px_dataset_row(&s->prompts, 0, i, &np);
+    if (np + 3 > s->T)
+      return px_error_set(err, PX_EINPUT,
+                          "%s: prompt %lld has %lld tokens: with BOS, one response token and "
+                          "EOS it does not fit the model's max_seq_len %d",
+                          cfg->ppo_prompts, (long long)i, (long long)np, s->T);
+  }
+  return PX_OK;
+}
+
+static void px_ppo_alloc(px_ppo *s) {
+  const px_config *cfg = s->cfg;
+  const int mb = (int)cfg->ppo_micro_batch;
+  s->B = (int)cfg->ppo_batch_size;
+  s->R = (int)cfg->sample_max_new_tokens < s->T ? (int)cfg->sample_max_new_tokens : s->T - 2;
+  size_t BR = (size_t)s->B * s->R;
+  s->seq = px_calloc((size_t)s->B * s->T, sizeof *s->seq);
+  s->plen = px_calloc((size_t)s->B, sizeof *s->plen);
+  s->rlen = px_calloc((size_t)s->B, sizeof *s->rlen);
+  s->eos = px_calloc((size_t)s->B, 1);
+  s->gold = px_calloc((size_t)s->B, 1);
+  float **fs[] = {&s->lp_old, &s->lp_ref, &s->values, &s->kl, &s->rewards, &s->adv, &s->ret};
+  for (size_t k = 0; k < sizeof fs / sizeof fs[0]; k++) *fs[k] = px_calloc(BR, sizeof(float));
+  s->mask = px_calloc(BR, 1);
+  s->score = px_calloc((size_t)s->B, sizeof(float));
+  s->raw = px_calloc((size_t)s->B, sizeof(float));
+  px_batch_build(&s->batch, mb, s->T);
+  s->out = px_malloc((size_t)mb * s->T * sizeof(float));
+  s->grad = px_malloc((size_t)mb * s->T * sizeof(float));
+  s->prompt_ids = px_malloc((size_t)s->prompts.n * sizeof(int64_t));
+  for (int64_t i = 0; i < s->prompts.n; i++) s->prompt_ids[i] = i;
+  px_epochs_init(&s->prompt_stream, s->prompt_ids, s->prompts.n, (uint64_t)cfg->run_seed,
+                 PX_STREAM_PPO_PROMPTS);
+  px_sampler_config sampling = px_sample_config(cfg);
+  px_generator_build(&s->gen, &s->policy, &sampling, (uint64_t)cfg->run_seed,
+                     (int)cfg->sample_batch, s->R);
+  s->temperature = px_sampler_logprob_temperature(&s->gen.sampler);
+  s->beta = cfg->ppo_beta;
+  px_adamw_config adamw = {(float)cfg->adam_beta1, (float)cfg->adam_beta2, (float)cfg->adam_eps,
+                           0.0f};
+  int64_t steps = cfg->ppo_iterations * cfg->ppo_epochs *
+                  ((cfg->ppo_batch_size + cfg->ppo_minibatch - 1) / cfg->ppo_minibatch);
+  s->policy_tr =
+      (px_trainer){&s->policy,
+                   adamw,
+                   {cfg->ppo_lr, cfg->ppo_lr, cfg->ppo_warmup_steps, steps, PX_LR_CONSTANT},
+                   cfg->ppo_grad_clip,
+                   "ppo policy",
+                   0,
+                   0};
+  s->value_tr = (px_trainer){
+      &s->value,
+      adamw,
+      {cfg->ppo_value_lr, cfg->ppo_value_lr, cfg->ppo_warmup_steps, steps, PX_LR_CONSTANT},
+      cfg->ppo_grad_clip,
+      "ppo value",
+      0,
+      0};
+}
+
+static void px_ppo_free(px_ppo *s) {
+  free(s->seq), free(s->plen), free(s->rlen), free(s->eos), free(s->gold);
+  free(s->lp_old), free(s->lp_ref), free(s->values), free(s->kl), free(s->rewards);
+  free(s->adv), free(s->ret), free(s->mask), free(s->score), free(s->raw);
+  free(s->out), free(s->grad), free(s->prompt_ids);
+  px_batch_free(&s->batch);
+  px_epochs_free(&s->prompt_stream);
+  if (s->gen.model) px_generator_free(&s->gen);
+  px_gpt *models[] = {&s->policy, &s->reference, &s->value, &s->reward};
+  for (int i = 0; i < 4; i++)
+    if (models[i]->params) px_gpt_free(models[i]);
+  px_dataset_free(&s->prompts);
+  px_dataset_free(&s->eval);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+
+/* Whether response tokens (EOS dropped) spell the reference of record rec of ds (field 1). */
+static int px_is_gold(const px_dataset *ds, int64_t rec, const int32_t *resp, int L, int eos) {
+  if (ds->n_fields < 2 || !eos) return 0;
+  int64_t nref;
+  const int32_t *ref = px_dataset_row(ds, 1, rec, &nref);
+  if (nref != L - 1) return 0;
+  for (int64_t k = 0; k < nref; k++)
+    if (ref[k] != resp[k]) return 0;
+  return 1;
+}
+
+/* Steps 1 and 2 for this rank's share [lo, hi) of the iteration's B prompts. */
+static px_status px_ppo_collect(px_ppo *s, int64_t it, int64_t lo, int64_t hi, double *t_gen,
+                                double *t_score, px_error *err) {
+  const int B = s->B, T = s->T, R = s->R;
+  int64_t n = hi - lo;
+  int64_t *offsets = px_malloc((size_t)(n + 1) * sizeof *offsets),
+          *recs = px_malloc((size_t)(n + 1) * sizeof *recs);
+  int32_t *tokens = px_malloc((size_t)(n * T + 1) * sizeof *tokens);
+  offsets[0] = 0;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t np;
+    recs[i] = px_epochs_item(&s->prompt_stream, it * B + lo + i);
+    const int32_t *p = px_dataset_row(&s->prompts, 0, recs[i], &np);
+    tokens[offsets[i]] = PX_TOK_BOS;
+    memcpy(tokens + offsets[i] + 1, p, (size_t)np * sizeof *tokens);
+    offsets[i + 1] = offsets[i] + np + 1;
+  }
+  double t0 = px_log_elapsed();
+  px_generation g = {0};
+  px_status st = px_generate(&s->gen, tokens, offsets, n, (uint64_t)it, lo, &g, err);
+  *t_gen += px_log_elapsed() - t0;
+  if (st == PX_OK) {
+    t0 = px_log_elapsed();
+    for (int64_t i = 0; i < n; i++) {
+      int64_t row = lo + i;
+      int P = (int)(offsets[i + 1] - offsets[i]), L = g.lengths[i];
+      int32_t *seq = s->seq + (size_t)row * T;
+      memset(seq, 0, (size_t)T * sizeof *seq);
+      memcpy(seq, tokens + offsets[i], (size_t)P * sizeof *seq);
+      memcpy(seq + P, g.tokens + (size_t)i * g.max_new, (size_t)L * sizeof *seq);
+      s->plen[row] = P, s->rlen[row] = L, s->eos[row] = g.eos[i];
+      s->gold[row] = (uint8_t)px_is_gold(&s->prompts, recs[i], seq + P, L, g.eos[i]);
+    }
+    /* Policy and reference log-probs and the values, teacher-forced (the training passes'
+     * kernels, so the first ratio is 1); the reward at EOS. */
+    int64_t *idx = px_malloc((size_t)(n + 1) * sizeof *idx);
+    for (int64_t i = 0; i < n; i++) idx[i] = lo + i;
+    px_ppo_pass(s, &s->policy, idx, n, s->lp_old + (size_t)lo * R, NULL);
+    px_ppo_pass(s, &s->reference, idx, n, s->lp_ref + (size_t)lo * R, NULL);
+    px_ppo_pass(s, &s->value, idx, n, s->values + (size_t)lo * R, NULL);
+    for (int64_t i = 0; i < n; i++) {
+      int64_t row = lo + i;
+      const int32_t *seq = s->seq + (size_t)row * T;
+      int P = s->plen[row], L = s->rlen[row];
+      if (s->eos[row]) {
+        const int32_t *pp = seq + 1, *rr = seq + P;
+        int64_t pl = P - 1, rl = L - 1;
+        px_rm_score(&s->reward, 1, 0, &pp, &pl, &rr, &rl, 1, &s->raw[row]);
+        s->score[row] = s->gain * s->raw[row] + s->bias;
+      } else {
+        s->raw[row] = NAN;
+        s->score[row] = (float)s->cfg->ppo_no_eos_penalty;
+      }
+    }
+    free(idx);
+    *t_score += px_log_elapsed() - t0;
+  }
+  px_generation_free(&g);
+  free(tokens), free(offsets), free(recs);
+  return st;
+}
+
+/* Step 3 on this rank's rows, whitening with global moments; then every rank gets all rows. */
+static void px_ppo_advantages(px_ppo *s, int64_t lo, int64_t hi, double *adv_mean,
+                              double *adv_std) {
+  const int R = s->R;
+  const px_config *cfg = s->cfg;
+  size_t n = (size_t)(hi - lo), off = (size_t)lo * R;
+  int64_t *lens = px_malloc((n + 1) * sizeof *lens);
+  for (size_t i = 0; i < n; i++) lens[i] = s->rlen[lo + (int64_t)i];
+  px_rl_mask_from_lengths(s->mask + off, lens, n, (size_t)R);
+  free(lens);
+  px_rl_kl(s->kl + off, s->lp_old + off, s->lp_ref + off, s->mask + off, n * R,
+           !strcmp(cfg->ppo_kl_estimator, "k3") ? PX_RL_KL_K3 : PX_RL_KL_K1,
+           (float)cfg->ppo_kl_clamp);
+  px_rl_shape_rewards(s->rewards + off, s->kl + off, s->score + lo, s->eos + lo,
+                      (float)cfg->ppo_no_eos_penalty, s->mask + off, n, (size_t)R, (float)s->beta);
+  px_rl_gae(s->adv + off, s->ret + off, s->rewards + off, s->values + off, s->mask + off, n,
+            (size_t)R, (float)cfg->ppo_gamma, (float)cfg->ppo_lambda);
+  double moments[3];
+  px_rl_moments(moments, s->adv + off, s->mask + off, n * R);
+  px_comm_allreduce_sum_f64(moments, 3); /* the one allreduce of the global statistics */
+  px_rl_moments_mean_std(moments, 1e-8, adv_mean, adv_std);
+  px_rl_whiten(s->adv + off, s->adv + off, s->mask + off, n * R, *adv_mean, *adv_std,
+               cfg->ppo_whiten_shift);
+  /* Every rank now takes every row, so minibatches do not depend on the rank count. */
+  px_comm_allgather_share(s->seq, s->B, (size_t)s->T * sizeof *s->seq);
+  px_comm_allgather_share(s->plen, s->B, sizeof *s->plen);
+  px_comm_allgather_share(s->rlen, s->B, sizeof *s->rlen);
+  px_comm_allgather_share(s->eos, s->B, 1);
+  px_comm_allgather_share(s->gold, s->B, 1);
+  px_comm_allgather_share(s->score, s->B, sizeof(float));
+  px_comm_allgather_share(s->raw, s->B, sizeof(float));
+  px_comm_allgather_share(s->mask, s->B, (size_t)R);
+  float *rows[] = {s->lp_old, s->lp_ref, s->values, s->kl, s->rewards, s->adv, s->ret};
+  for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++)
+    px_comm_allgather_share(rows[k], s->B, (size_t)R * sizeof(float));
+}
+
+/* Step 4: E epochs of minibatches; sums for the metrics. */
+typedef struct px_ppo_stats {
+  double policy_loss, value_loss, tokens;
+  px_rl_ppo_sums psums, vsums;
+  double first_max_ratio_dev, first_approx_kl;
+  int64_t updates;
+} px_ppo_stats;
+
+static void px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *st) {
+  const px_config *cfg = s->cfg;
+  const int B = s->B, R = s->R, M = (int)cfg->ppo_minibatch;
+  int64_t *perm = px_malloc((size_t)B * sizeof *perm);
+  float *lp = px_malloc((size_t)M * R * sizeof *lp), *dlp = px_malloc((size_t)M * R * sizeof *dlp);
+  float *old = px_malloc((size_t)M * R * sizeof *old),
+        *adv = px_malloc((size_t)M * R * sizeof *adv);
+  float *vv = px_malloc((size_t)M * R * sizeof *vv), *dv = px_malloc((size_t)M * R * sizeof *dv);
+  float *vold = px_malloc((size_t)M * R * sizeof *vold),
+        *ret = px_malloc((size_t)M * R * sizeof *ret);
+  uint8_t *mask = px_malloc((size_t)M * R);
+  memset(st, 0, sizeof *st);
+  for (int64_t epoch = 0; epoch < cfg->ppo_epochs; epoch++) {
+    px_shuffle(perm, B, (uint64_t)cfg->run_seed, 0x50000000u | (uint32_t)it, (uint32_t)epoch);
+    for (int start = 0; start < B; start += M) {
+      int m = B - start < M ? B - start : M;
+      int64_t lo, hi;
+      px_comm_share(m, px_comm_rank(), px_comm_size(), &lo, &hi);
+      const int64_t *mine = perm + start + lo;
+      int64_t k = hi - lo;
+      double norm = 0; /* the minibatch's response tokens, over all ranks */
+      for (int r = 0; r < m; r++) norm += s->rlen[perm[start + r]];
+      for (int64_t r = 0; r < k; r++) {
+        size_t src = (size_t)mine[r] * R, dst = (size_t)r * R;
+        memcpy(old + dst, s->lp_old + src, (size_t)R * sizeof *old);
+        memcpy(adv + dst, s->adv + src, (size_t)R * sizeof *adv);
+        memcpy(vold + dst, s->values + src, (size_t)R * sizeof *vold);
+        memcpy(ret + dst, s->ret + src, (size_t)R * sizeof *ret);
+        memcpy(mask + dst, s->mask + src, (size_t)R);
+      }
+      size_t nk = (size_t)k * R;
+      /* the policy: forward for the new log-probs, the clipped surrogate, backward */
+      px_gpt_zero_grad(&s->policy);
+      px_ppo_pass(s, &s->policy, mine, k, lp, NULL);
+      px_rl_ppo_sums ps = {0, 0, 0}, vs = {0, 0, 0};
+      double sums[8] = {0};
+      sums[0] = px_rl_policy_loss(dlp, &ps, lp, old, adv, mask, nk, (float)cfg->ppo_clip, norm);
+      if (start == 0 && epoch == 0) { /* the ratio before any update of this iteration */
+        double dev = 0;
+        for (size_t j = 0; j < nk; j++)
+          if (mask[j]) dev = fmax(dev, fabs(exp((double)lp[j] - old[j]) - 1));
+        sums[6] = dev; /* summed over the ranks below: an upper bound of the largest */
+      }
+      px_ppo_pass(s, &s->policy, mine, k, lp, dlp);
+      /* the value model: forward, the clipped value loss, backward */
+      px_gpt_zero_grad(&s->value);
+      px_ppo_pass(s, &s->value, mine, k, vv, NULL);
+      float eps_v = cfg->ppo_value_clip > 0 ? (float)cfg->ppo_value_clip : INFINITY;
+      sums[1] = px_rl_value_loss(dv, &vs, vv, vold, ret, mask, nk, eps_v, norm);
+      px_ppo_pass(s, &s->value, mine, k, vv, dv);
+      sums[2] = ps.count, sums[3] = ps.clipped, sums[4] = ps.approx_kl, sums[5] = vs.clipped;
+      px_comm_allreduce_sum_f64(sums, 8);
+      double lr;
+      px_trainer_step(&s->policy_tr, s->policy_tr.applied + s->policy_tr.skipped, sums[0], &lr);
+      px_trainer_step(&s->value_tr, s->value_tr.applied + s->value_tr.skipped, sums[1], &lr);
+      st->policy_loss += sums[0], st->value_loss += sums[1], st->tokens += sums[2];
+      st->psums.clipped += sums[3], st->psums.approx_kl += sums[4], st->vsums.clipped += sums[5];
+      if (start == 0 && epoch == 0) {
+        st->first_max_ratio_dev = sums[6];
+        st->first_approx_kl = sums[4] / (sums[2] > 0 ? sums[2] : 1);
+      }
+      st->updates++;
+    }
+  }
+  free(perm), free(lp), free(dlp), free(old), free(adv), free(vv), free(dv), free(vold);
+  free(ret), free(mask);
+}
+
+/* Gold exact-match accuracy of sampled answers on the held-out prompts (split over ranks). */
+static double px_ppo_eval_gold(px_ppo *s, px_error *err) {
+  const px_dataset *ev = &s->eval;
+  if (ev->n == 0 || ev->n_fields < 2) return NAN;
+  int64_t lo, hi;
+  px_comm_share(ev->n, px_comm_rank(), px_comm_size(), &lo, &hi);
+  int64_t n = hi - lo;
+  int64_t *offsets = px_malloc((size_t)(n + 1) * sizeof *offsets);
+  int32_t *tokens = px_malloc((size_t)(n * s->T + 1) * sizeof *tokens);
+  offsets[0] = 0;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t np;
+    const int32_t *p = px_dataset_row(ev, 0, lo + i, &np);
+    if (np > s->T - 3) np = s->T - 3;
+    tokens[offsets[i]] = PX_TOK_BOS;
+    memcpy(tokens + offsets[i] + 1, p, (size_t)np * sizeof *tokens);
+    offsets[i + 1] = offsets[i] + np + 1;
+  }
+  px_generation g = {0};
+  double right = 0;
+  px_status st = px_generate(&s->gen, tokens, offsets, n, PX_STREAM_PPO_EVAL_ITER, lo, &g, err);
+  for (int64_t i = 0; st == PX_OK && i < n; i++)
+    right += px_is_gold(ev, lo + i, g.tokens + (size_t)i * g.max_new, g.lengths[i], g.eos[i]);
+  px_generation_free(&g);
+  free(tokens), free(offsets);
+  px_comm_allreduce_sum_f64(&right, 1);
+  return right / (double)ev->n;
+}
+
+px_status px_ppo_run(const px_config *cfg, px_error *err) {
+  if (cfg->ppo_batch_size < px_comm_size())
+    return px_error_set(err, PX_EINPUT, "ppo.batch_size = %lld is less than the %d ranks",
+                        (long long)cfg->ppo_batch_size, px_comm_size());
+  px_run run;
+  PX_TRY(px_run_open(&run, cfg, err));
+  px_ppo s = {.cfg = cfg};
+  px_status st = px_comm_agree(px_ppo_setup(&s, err), err);
+  if (st != PX_OK) goto done;
+  px_ppo_alloc(&s);
+  px_log_info("ppo: %lld prompts, %d per iteration, %lld iterations; policy %d x %d; beta %.4g",
+              (long long)s.prompts.n, s.B, (long long)cfg->ppo_iterations, s.policy.config.n_layer,
+              s.policy.config.n_embd, s.beta);
+  double t_start = px_log_elapsed(), gold0 = NAN;
+  if (s.eval.n > 0) {
+    gold0 = px_ppo_eval_gold(&s, err);
+    px_log_info("ppo: held-out gold accuracy of pi_base (sampled): %.3f", gold0);
+    const char *names[] = {"eval_gold_accuracy"};
+    px_run_metrics(&run, "ppo_eval", 0, 1, names, &gold0);
+  }
+  for (int64_t it = 0; it < cfg->ppo_iterations; it++) {
+    double t_it = px_log_elapsed(), t_gen = 0, t_score = 0, comm0 = px_comm_seconds();
+    int64_t lo, hi;
+    px_comm_share(s.B, px_comm_rank(), px_comm_size(), &lo, &hi);
+    st = px_comm_agree(px_ppo_collect(&s, it, lo, hi, &t_gen, &t_score, err), err);
+    if (st != PX_OK) break;
+    double adv_mean, adv_std, t0 = px_log_elapsed();
+    px_ppo_advantages(&s, lo, hi, &adv_mean, &adv_std);
+    px_ppo_stats ps;
+    px_ppo_update(&s, it, &ps);
+    double t_train = px_log_elapsed() - t0;
+
+    /* Metrics of the iteration: every rank holds every rollout, so these need no reduction. */
+    double kl_sum = 0, score_sum = 0, raw_sum = 0, raw_n = 0, len_sum = 0, eos_n = 0, gold_n = 0;
+    double ent = 0, tok = 0, ev[5];
+    for (int i = 0; i < s.B; i++) {
+      for (int j = 0; j < s.rlen[i]; j++) {
+        kl_sum += s.kl[(size_t)i * s.R + j];
+        ent -= s.lp_old[(size_t)i * s.R + j];
+        tok += 1;
+      }
+      score_sum += s.score[i], len_sum += s.rlen[i], eos_n += s.eos[i], gold_n += s.gold[i];
+      if (s.eos[i]) raw_sum += s.raw[i], raw_n += 1;
+    }
+    px_rl_explained_variance_sums(ev, s.values, s.ret, s.mask, (size_t)s.B * s.R);
+    double kl = kl_sum / s.B;
+    if (cfg->ppo_adaptive_kl)
+      s.beta = px_rl_adaptive_beta(s.beta, kl, cfg->ppo_kl_target, s.B, cfg->ppo_kl_horizon);
+    int do_eval = cfg->ppo_eval_every > 0 &&
+                  ((it + 1) % cfg->ppo_eval_every == 0 || it + 1 == cfg->ppo_iterations);
+    double gold_eval = do_eval ? px_ppo_eval_gold(&s, err) : NAN;
+    double t_all = px_log_elapsed() - t_it, comm = px_comm_seconds() - comm0;
+    double upd = ps.updates > 0 ? (double)ps.updates : 1, toks = ps.tokens > 0 ? ps.tokens : 1;
+    const char *names[] = {"score",
+                           "raw_score",
+                           "kl",
+                           "beta",
+                           "entropy",
+                           "clip_fraction",
+                           "approx_kl",
+                           "policy_loss",
+                           "value_loss",
+                           "value_clip_fraction",
+                           "explained_variance",
+                           "response_length",
+                           "eos_rate",
+                           "gold_accuracy",
+                           "first_ratio_max_dev",
+                           "first_approx_kl",
+                           "adv_mean",
+                           "adv_std",
+                           "eval_gold_accuracy"};
+    double values[] = {score_sum / s.B,
+                       raw_n > 0 ? raw_sum / raw_n : NAN,
+                       kl,
+                       s.beta,
+                       ent / (tok > 0 ? tok : 1),
+                       ps.psums.clipped / toks,
+                       ps.psums.approx_kl / toks,
+                       ps.policy_loss / upd,
+                       ps.value_loss / upd,
+                       ps.vsums.clipped / toks,
+                       px_rl_explained_variance(ev),
+                       len_sum / s.B,
+                       eos_n / s.B,
+                       gold_n / s.B,
+                       ps.first_max_ratio_dev,
+                       ps.first_approx_kl,
+                       adv_mean,
+                       adv_std,
+                       gold_eval};
+    int nm = (int)(sizeof values / sizeof values[0]) - (do_eval ? 0 : 1);
+    px_run_metrics(&run, "ppo", it + 1, nm, names, values);
+    const char *tnames[] = {"seconds_generate", "seconds_score", "seconds_train", "seconds_comm",
+                            "seconds"};
+    double tvalues[] = {t_gen, t_score, t_train, comm, t_all};
+    px_run_timings(&run, "ppo", it + 1, 5, tnames, tvalues);
+    char eta[32], evs[48] = "";
+    px_log_duration(eta, sizeof eta,
+                    (px_log_elapsed() - t_start) / (it + 1) * (cfg->ppo_iterations - it - 1));
+    if (do_eval) snprintf(evs, sizeof evs, " | eval gold %.3f", gold_eval);
+    px_log_info("ppo it %lld/%lld | score %.3f | kl %.3f | beta %.3g | gold %.3f%s | clip %.3f "
+                "| vloss %.4f | len %.1f | %.1fs (gen %.1f score %.1f train %.1f) | ETA %s",
+                (long long)it + 1, (long long)cfg->ppo_iterations, values[0], kl, s.beta,
+                gold_n / s.B, evs, values[5], values[8], values[11], t_all, t_gen, t_score, t_train,
+                eta);
+    if (kl > cfg->ppo_kl_bound)
+      px_log_warn("ppo it %lld: mean KL to pi_base %.3f is over ppo.kl_bound %.3f",
+                  (long long)it + 1, kl, cfg->ppo_kl_bound);
+  }
+  if (st == PX_OK) {
+    px_ckpt_model models[4] = {{"policy", &s.policy, 1, s.policy_tr.applied, 0, 0},
+                               {"reference", &s.reference, 0, 0, 0, 0},
+                               {"value", &s.value, 1, s.value_tr.applied, 0, 0},
+                               {"reward", &s.reward, 0, 0, s.gain, s.bias}};
+    st = px_comm_rank() == 0
+             ? px_ckpt_write(run.ckpt_dir, cfg->ppo_iterations, cfg->ppo_iterations,
+                             run.config_text, models, 4, (int)cfg->run_keep_last, err)
+             : PX_OK;
+    st = px_comm_agree(st, err);
+  }
+  if (st == PX_OK) {
+    char took[32];
+    px_log_info("ppo: done in %s; checkpoint %s/ckpt-%08lld.h5",
+                px_log_duration(took, sizeof took, px_log_elapsed() - t_start), run.ckpt_dir,
+                (long long)cfg->ppo_iterations);
+  }
+done:
+  px_ppo_free(&s);
+  px_run_close(&run);
+  return st;
+}

@@ -1,0 +1,121 @@
+/*
+ * test_ppo_cli.c — `proxima ppo` end to end on small models of the built-in task: the ratio is
+ * exactly 1 before each iteration's first update, the same seed and rank count give the same
+ * metrics.jsonl and final checkpoint bytes, 1 and 2 ranks generate the same first iteration and
+ * agree within the documented tolerance, and bad input is refused.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "test_proc.h"
+#include "test_util.h"
+
+#define SMALL "model.n_layer=2 model.n_embd=64 model.n_head=2 model.max_seq_len=16 "
+#define PPO_ARGS                                                                                   \
+  "ppo --policy ppt-sft --reward ppt-rm --prompts ppt-data/prompts.h5 "                            \
+  "--eval-prompts ppt-data/eval.h5 --iterations 3 ppo.batch_size=16 ppo.minibatch=8 "              \
+  "ppo.micro_batch=4 ppo.eval_every=3 sample.batch=8 sample.max_new_tokens=6 ppo.lr=0.0003 "       \
+  "run.log_level=warn"
+
+/* Every value of key in DIR/metrics.jsonl's records of the phase, in order. */
+static int metric(const char *dir, const char *phase, const char *key, double *out, int cap) {
+  char path[512], line[8192];
+  snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+  FILE *f = fopen(path, "r");
+  int n = 0;
+  while (f && fgets(line, sizeof line, f)) {
+    json_t *o = json_loads(line, 0, NULL), *v = o ? json_object_get(o, key) : NULL;
+    const char *ph = o ? json_string_value(json_object_get(o, "phase")) : NULL;
+    if (ph && !strcmp(ph, phase) && v && json_is_number(v) && n < cap)
+      out[n++] = json_number_value(v);
+    json_decref(o);
+  }
+  if (f) fclose(f);
+  return n;
+}
+
+static void test_make_models(void) {
+  px_proc_forget_singleton_job();
+  CU_ASSERT_EQUAL_FATAL(system("rm -rf ppt-*"), 0);
+  CU_ASSERT_EQUAL_FATAL(px_proc_run("", "data synth --out ppt-data synth.n_sft=2000 "
+                                        "synth.n_prefs=1000 synth.n_prompts=200 synth.n_eval=16 "
+                                        "run.log_level=warn"),
+                        0);
+  CU_ASSERT_EQUAL_FATAL(px_proc_run("", "sft --data ppt-data/sft.h5 --run ppt-sft --steps 40 " SMALL
+                                        "sft.batch_size=32 sft.lr=0.002 sft.warmup_steps=5 "
+                                        "run.log_level=warn"),
+                        0);
+  CU_ASSERT_EQUAL_FATAL(px_proc_run("", "rm --init ppt-sft --data ppt-data/prefs.h5 --run ppt-rm "
+                                        "rm.epochs=0.2 rm.heldout=32 rm.norm_samples=64 "
+                                        "sample.max_new_tokens=6 run.log_level=warn"),
+                        0);
+}
+
+static void test_two_runs_are_identical(void) {
+  const char *launch = getenv("PX_LAUNCH_2");
+  /* the same run directory both times: the checkpoint holds the resolved config, run.dir too */
+  CU_ASSERT_EQUAL_FATAL(px_proc_run(launch, PPO_ARGS " --run ppt-a"), 0);
+  CU_ASSERT_EQUAL_FATAL(system("mv ppt-a ppt-first"), 0);
+  CU_ASSERT_EQUAL_FATAL(px_proc_run(launch, PPO_ARGS " --run ppt-a"), 0);
+  CU_ASSERT_EQUAL(system("cmp -s ppt-a/metrics.jsonl ppt-first/metrics.jsonl"), 0);
+  CU_ASSERT_EQUAL(system("cmp -s ppt-a/checkpoints/ckpt-00000003.h5 "
+                         "ppt-first/checkpoints/ckpt-00000003.h5"),
+                  0);
+}
+
+static void test_ratio_is_one_before_each_first_update(void) {
+  double dev[8], akl[8];
+  int n = metric("ppt-a", "ppo", "first_ratio_max_dev", dev, 8);
+  CU_ASSERT_EQUAL_FATAL(n, 3);
+  CU_ASSERT_EQUAL(metric("ppt-a", "ppo", "first_approx_kl", akl, 8), 3);
+  for (int i = 0; i < n; i++) {
+    CU_ASSERT(dev[i] <= 1e-6);
+    CU_ASSERT(fabs(akl[i]) <= 1e-9);
+  }
+  printf("\n    max |ratio - 1| before the first update of each iteration: %.2e %.2e %.2e\n",
+         dev[0], dev[1], dev[2]);
+}
+
+static void test_one_and_two_ranks(void) {
+  CU_ASSERT_EQUAL_FATAL(px_proc_run("", PPO_ARGS " --run ppt-one"), 0);
+  /* The first iteration's rollouts are the same responses: the same lengths, EOS and gold
+   * counts exactly, the scores and KL up to float rounding of differently grouped rows. */
+  const char *exact[] = {"response_length", "eos_rate", "gold_accuracy"};
+  for (int k = 0; k < 3; k++) {
+    double a[8], b[8];
+    CU_ASSERT_EQUAL_FATAL(metric("ppt-one", "ppo", exact[k], a, 8), 3);
+    CU_ASSERT_EQUAL_FATAL(metric("ppt-a", "ppo", exact[k], b, 8), 3);
+    CU_ASSERT_DOUBLE_EQUAL(a[0], b[0], 0);
+  }
+  const char *close[] = {"score", "kl", "value_loss", "policy_loss"};
+  double worst = 0;
+  for (int k = 0; k < 4; k++) {
+    double a[8], b[8];
+    CU_ASSERT_EQUAL_FATAL(metric("ppt-one", "ppo", close[k], a, 8), 3);
+    CU_ASSERT_EQUAL_FATAL(metric("ppt-a", "ppo", close[k], b, 8), 3);
+    worst = fmax(worst, fabs(a[0] - b[0]) / fmax(1, fabs(b[0])));
+  }
+  printf("\n    first iteration, 1 rank vs 2 ranks: largest relative difference %.2e\n", worst);
+  CU_ASSERT(worst <= 1e-4);
+}
+
+static void test_bad_input(void) {
+  CU_ASSERT_EQUAL(px_proc_run("", PPO_ARGS " --run ppt-bad --reward ppt-sft"), 1);
+  CU_ASSERT(px_test_contains(px_proc_err, "group '/reward' is missing"));
+  CU_ASSERT_EQUAL(px_proc_run("", PPO_ARGS " --run ppt-bad --prompts ppt-nowhere.h5"), 1);
+  CU_ASSERT(px_test_contains(px_proc_err, "ppt-nowhere.h5: no such file"));
+  CU_ASSERT_EQUAL(px_proc_run("", PPO_ARGS " --run ppt-bad ppo.kl_estimator=k2"), 1);
+  CU_ASSERT(px_test_contains(px_proc_err, "expected one of k1|k3"));
+}
+
+void px_test_register(void) {
+  static const CU_TestInfo tests[] = {
+      {"make the models", test_make_models},
+      {"two runs are identical", test_two_runs_are_identical},
+      {"ratio is 1 before each first update", test_ratio_is_one_before_each_first_update},
+      {"1 and 2 ranks", test_one_and_two_ranks},
+      {"bad input", test_bad_input},
+      CU_TEST_INFO_NULL};
+  px_test_suite("ppo end to end", tests);
+}
