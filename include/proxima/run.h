@@ -14,10 +14,11 @@
 
 typedef struct px_run {
   char dir[4096];
-  char ckpt_dir[4200]; /* dir/checkpoints */
-  char *config_text;   /* the resolved config as INI, for config.ini and checkpoints */
-  FILE *metrics;       /* rank 0 only */
-  FILE *timings;       /* rank 0 only */
+  char ckpt_dir[4200];    /* dir/checkpoints */
+  char rollout_dir[4200]; /* dir/rollouts */
+  char *config_text;      /* the resolved config as INI, for config.ini and checkpoints */
+  FILE *metrics;          /* rank 0 only */
+  FILE *timings;          /* rank 0 only */
 } px_run;
 
 /* Creates cfg->run_dir (and checkpoints/), writes config.ini, opens metrics.jsonl and the log

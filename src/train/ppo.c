@@ -29,11 +29,13 @@
 #include "proxima/log.h"
 #include "proxima/rl.h"
 #include "proxima/rm.h"
+#include "proxima/rollout.h"
 #include "proxima/run.h"
 #include "proxima/tokenizer.h"
 #include "proxima/trainer.h"
 
 enum { PX_STREAM_PPO_PROMPTS = 31, PX_STREAM_PPO_EVAL_ITER = 0xFFFFFF00u };
+#define PX_PPO_WHITEN_EPS 1e-8 /* added to the advantages' variance before the square root */
 
 typedef struct px_ppo {
   const px_config *cfg;
@@ -340,7 +342,7 @@ static void px_ppo_advantages(px_ppo *s, int64_t lo, int64_t hi, double *adv_mea
   double moments[3];
   px_rl_moments(moments, s->adv + off, s->mask + off, n * R);
   px_comm_allreduce_sum_f64(moments, 3); /* the one allreduce of the global statistics */
-  px_rl_moments_mean_std(moments, 1e-8, adv_mean, adv_std);
+  px_rl_moments_mean_std(moments, PX_PPO_WHITEN_EPS, adv_mean, adv_std);
   px_rl_whiten(s->adv + off, s->adv + off, s->mask + off, n * R, *adv_mean, *adv_std,
                cfg->ppo_whiten_shift);
   /* Every rank now takes every row, so minibatches do not depend on the rank count. */
@@ -462,6 +464,59 @@ static double px_ppo_eval_gold(px_ppo *s, px_error *err) {
   return right / (double)ev->n;
 }
 
+/* The iteration's rollout buffer, DIR/rollouts-<iteration>.h5: every rank writes its own rows of
+ * the global datasets (io/rollout.c). Collective. */
+static px_status px_ppo_write_rollouts(const px_ppo *s, const char *dir, int64_t it, double beta,
+                                       double adv_mean, double adv_std, px_error *err) {
+  const px_config *cfg = s->cfg;
+  int64_t lo, hi;
+  px_comm_share(s->B, px_comm_rank(), px_comm_size(), &lo, &hi);
+  int P = 1, R = s->R;
+  for (int i = 0; i < s->B; i++) P = s->plen[i] > P ? s->plen[i] : P;
+  int64_t n = hi - lo;
+  int32_t *tokens = px_malloc((size_t)(n > 0 ? n : 1) * (size_t)(P + R) * sizeof *tokens);
+  for (int64_t i = 0; i < n; i++) { /* prompt padded to P, then the response padded to R */
+    const int32_t *seq = s->seq + (size_t)(lo + i) * s->T;
+    int32_t *row = tokens + (size_t)i * (P + R);
+    int pl = s->plen[lo + i], rl = s->rlen[lo + i];
+    for (int t = 0; t < P; t++) row[t] = t < pl ? seq[t] : PX_TOK_PAD;
+    for (int t = 0; t < R; t++) row[P + t] = t < rl ? seq[pl + t] : PX_TOK_PAD;
+  }
+  size_t off = (size_t)lo * R;
+  px_rollout rows = {n,
+                     lo,
+                     s->B,
+                     P,
+                     R,
+                     tokens,
+                     s->plen + lo,
+                     s->rlen + lo,
+                     s->lp_old + off,
+                     s->lp_ref + off,
+                     s->values + off,
+                     s->rewards + off,
+                     s->adv + off,
+                     s->ret + off,
+                     s->mask + off,
+                     s->score + lo};
+  px_rollout_attrs attrs = {it + 1,
+                            beta,
+                            cfg->ppo_gamma,
+                            cfg->ppo_lambda,
+                            !strcmp(cfg->ppo_kl_estimator, "k3") ? PX_RL_KL_K3 : PX_RL_KL_K1,
+                            cfg->ppo_whiten_shift,
+                            cfg->ppo_kl_clamp,
+                            cfg->ppo_no_eos_penalty,
+                            adv_mean,
+                            adv_std,
+                            PX_PPO_WHITEN_EPS};
+  char path[4300];
+  snprintf(path, sizeof path, "%s/rollouts-%08lld.h5", dir, (long long)it + 1);
+  px_status st = px_rollout_write(path, px_comm_mpi(), &rows, &attrs, err);
+  free(tokens);
+  return st;
+}
+
 px_status px_ppo_run(const px_config *cfg, px_error *err) {
   if (cfg->ppo_batch_size < px_comm_size())
     return px_error_set(err, PX_EINPUT, "ppo.batch_size = %lld is less than the %d ranks",
@@ -490,6 +545,10 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
     if (st != PX_OK) break;
     double adv_mean, adv_std, t0 = px_log_elapsed();
     px_ppo_advantages(&s, lo, hi, &adv_mean, &adv_std);
+    if (cfg->ppo_rollout_every > 0 && (it + 1) % cfg->ppo_rollout_every == 0) {
+      st = px_ppo_write_rollouts(&s, run.rollout_dir, it, s.beta, adv_mean, adv_std, err);
+      if (st != PX_OK) break;
+    }
     px_ppo_stats ps;
     px_ppo_update(&s, it, &ps);
     double t_train = px_log_elapsed() - t0;

@@ -16,11 +16,13 @@ px_status px_run_open(px_run *run, const px_config *cfg, px_error *err) {
   memset(run, 0, sizeof *run);
   snprintf(run->dir, sizeof run->dir, "%s", cfg->run_dir);
   snprintf(run->ckpt_dir, sizeof run->ckpt_dir, "%s/checkpoints", run->dir);
+  snprintf(run->rollout_dir, sizeof run->rollout_dir, "%s/rollouts", run->dir);
   run->config_text = px_config_to_text(cfg);
   px_status st = PX_OK;
   if (px_comm_rank() == 0) {
     char path[4300];
     st = px_fs_mkdirs(run->ckpt_dir, err);
+    if (st == PX_OK) st = px_fs_mkdirs(run->rollout_dir, err);
     if (st == PX_OK) {
       snprintf(path, sizeof path, "%s/config.ini", run->dir);
       st = px_fs_write_atomic(path, run->config_text, strlen(run->config_text), err);

@@ -1,0 +1,106 @@
+/*
+ * rollout.h — the rollout buffer file of one PPO iteration (DESIGN.md section 6), written by
+ * every rank at once (each its own contiguous rows of the global datasets) and read back for
+ * tests and for independent checks (tests/rollout_check.py recomputes the shaped rewards,
+ * advantages and returns from it).
+ *
+ * Layout of `rollouts-NNNNNNNN.h5`, N rows (responses), P prompt positions, R response positions:
+ *   tokens        int32   [N, P+R]  columns 0..P-1: the prompt (BOS first) then PAD up to P;
+ *                                   columns P..P+R-1: the response (EOS last when it has one)
+ *                                   then PAD up to R. Row i's response token t is at P+t.
+ *   prompt_len    int32   [N]       prompt tokens, BOS included (0..P)
+ *   response_len  int32   [N]       response tokens, EOS included (0..R)
+ *   logprobs      float32 [N, R]    log pi_theta of the sampled response tokens
+ *   ref_logprobs  float32 [N, R]    log pi_base of the same tokens
+ *   values        float32 [N, R]    V_psi per response position
+ *   rewards       float32 [N, R]    shaped: -beta kl_t, plus score at the last real token
+ *   advantages    float32 [N, R]    GAE, then whitened with whiten_mean / whiten_std
+ *   returns       float32 [N, R]    raw (unwhitened) advantages + values
+ *   mask          uint8   [N, R]    1 at t < response_len, 0 after
+ *   score         float32 [N]       what entered the reward at the last real token: the
+ *                                   normalised RM score, or no_eos_penalty for a response that
+ *                                   reached R without EOS (a response has EOS when its last real
+ *                                   token, tokens[i, P + response_len - 1], is eos_id)
+ * Positions where mask is 0 carry 0 in rewards, advantages and returns; logprobs, ref_logprobs
+ * and values there are whatever the writer passed and mean nothing.
+ * Root attributes: format "proxima-rollouts", format_version 1, n_rows, prompt_positions,
+ * response_positions, iteration, beta, gamma, lambda, kl_estimator ("k1" or "k3"), kl_clamp
+ * (inf for none), no_eos_penalty, whiten_mean, whiten_std, whiten_eps, whiten_shift_mean (0/1),
+ * pad_id, bos_id, eos_id. With them (rl.h has the formulas) everything but the inputs can be
+ * recomputed: kl_t = clamp(k(lp - ref)), GAE(gamma, lambda) on the rewards and values,
+ * advantages = (A - shift_mean * whiten_mean) / whiten_std, returns = A + values, where
+ * whiten_mean and whiten_std = sqrt(var + whiten_eps) are the masked (population) statistics
+ * of the raw advantages A over all N rows.
+ * Datasets are chunked with the Fletcher-32 checksum filter; the file does not depend on the
+ * number of ranks that wrote it (the same rows give the same datasets).
+ */
+#ifndef PROXIMA_ROLLOUT_H
+#define PROXIMA_ROLLOUT_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "proxima/error.h"
+#include "proxima/rl.h"
+
+/* Rows [first, first + n) of a rollout batch of n_global rows; arrays as in the layout above,
+ * row-major, n rows each. px_rollout_write reads them (and keeps no pointer); px_rollout_read
+ * allocates and fills them (free with px_rollout_free). */
+typedef struct px_rollout {
+  int64_t n;             /* rows here */
+  int64_t first;         /* global index of the first row here */
+  int64_t n_global;      /* N */
+  int64_t P, R;          /* prompt and response positions */
+  int32_t *tokens;       /* [n, P+R] */
+  int32_t *prompt_len;   /* [n] */
+  int32_t *response_len; /* [n] */
+  float *logprobs;       /* [n, R] */
+  float *ref_logprobs;   /* [n, R] */
+  float *values;         /* [n, R] */
+  float *rewards;        /* [n, R] */
+  float *advantages;     /* [n, R] */
+  float *returns;        /* [n, R] */
+  uint8_t *mask;         /* [n, R] */
+  float *score;          /* [n] */
+} px_rollout;
+
+/* The settings that produced the rows: what an independent checker needs besides them. */
+typedef struct px_rollout_attrs {
+  int64_t iteration;
+  double beta, gamma, lambda;
+  px_rl_kl_kind kl_kind; /* PX_RL_KL_K1 or PX_RL_KL_K3 */
+  int whiten_shift_mean; /* 1: advantages = (A - mean) / std; 0: A / std */
+  double kl_clamp;       /* INFINITY: no clamp */
+  double no_eos_penalty; /* the score of a response without EOS */
+  double whiten_mean;    /* global masked mean of the raw advantages */
+  double whiten_std;     /* sqrt(global masked variance + whiten_eps) */
+  double whiten_eps;
+} px_rollout_attrs;
+
+/* Writes the rollout file at path. Collective over comm, which is either px_comm_mpi() (every
+ * rank of the run passes its rows: together they must cover [0, n_global) exactly once, with the
+ * same n_global, P, R and attrs everywhere) or MPI_COMM_SELF (one process writes all rows; the
+ * other ranks, if any, do not take part).
+ * The file is written under a temporary name beside path (DIR/.NAME.tmp.PID, rank 0's PID sent
+ * to every rank, so concurrent writers of different runs never share one) and renamed to path by
+ * rank 0 after the collective close, fsynced; every rank returns after the rename. Nothing is
+ * left behind on failure. Rows or attrs that are inconsistent (shapes, lengths out of range, a
+ * mask that is not the prefix of response_len, rows that overlap or leave gaps, ranks that
+ * disagree) give PX_EINPUT, an I/O failure PX_ERUN; every rank returns the same status and the
+ * message of the lowest failing rank. */
+px_status px_rollout_write(const char *path, MPI_Comm comm, const px_rollout *rows,
+                           const px_rollout_attrs *attrs, px_error *err);
+
+/* Reads the rollout file at path: part `part` of `parts` of its rows (px_comm_share), or all of
+ * them with part 0 of 1, into out (and its attributes into attrs, which may be NULL). Collective
+ * over comm (px_comm_mpi() or MPI_COMM_SELF) only in opening and closing the file. The format,
+ * version, attributes, every dataset's type and shape, the lengths and the mask are checked; a
+ * missing, damaged (checksum) or foreign file is PX_EINPUT with a message naming the file and
+ * what is wrong. On failure out holds nothing. */
+px_status px_rollout_read(const char *path, MPI_Comm comm, int part, int parts, px_rollout *out,
+                          px_rollout_attrs *attrs, px_error *err);
+
+/* Frees what px_rollout_read allocated and zeroes *r. */
+void px_rollout_free(px_rollout *r);
+
+#endif
