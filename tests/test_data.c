@@ -41,7 +41,6 @@ static char *px_slurp(const char *path, size_t *len) {
   return data;
 }
 
-
 /* Whether field f of local record i decodes to exactly the len bytes of want. */
 static int px_row_equals(const px_dataset *ds, int f, int64_t i, const char *want, size_t len) {
   int64_t n;

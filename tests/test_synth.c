@@ -75,7 +75,6 @@ static int px_same_file(const char *a, const char *b, const char *name) {
   return same;
 }
 
-
 static const px_synth_opts small = {1, 4000, 4000, 1000, 500, 3, 0.6, 0.1};
 
 /* Smaller still for the byte comparisons, which need three runs. */
