@@ -26,7 +26,11 @@ px sft --data "$run/data/sft.h5" --run "$run/sft"
 echo "== 3/5 rm: the reward model"
 px rm --init "$run/sft" --data "$run/data/prefs.h5" --run "$run/rm"
 
+echo "== 4/5 ppo: the tuned policy"
+px ppo --policy "$run/sft" --reward "$run/rm" --prompts "$run/data/prompts.h5" \
+  --eval-prompts "$run/data/eval.h5" --run "$run/ppo"
+
 echo
-echo "Proxima $(build/proxima --version | head -1 | cut -d' ' -f2): data, sft and rm are done; ppo and eval of the"
-echo "tuned policy are not implemented yet, so the pipeline stops here. Data: $run/data;"
-echo "base policy: $run/sft; reward model: $run/rm"
+echo "Proxima $(build/proxima --version | head -1 | cut -d' ' -f2): data, sft, rm and ppo are done (the"
+echo "held-out gold accuracy is in $run/ppo/metrics.jsonl, eval_gold_accuracy); the final"
+echo "evaluation report and plots are not implemented yet. Runs: $run/{sft,rm,ppo}"

@@ -99,12 +99,12 @@
   X(ppo, prompts, STR, "data/prompts.h5", "", "training prompts: a prompts data set")              \
   X(ppo, eval_prompts, STR, "data/eval.h5", "",                                                    \
     "held-out prompts for the gold accuracy (needs references; empty: none)")                      \
-  X(ppo, iterations, INT, "30", "1..", "collect-then-update iterations")                           \
+  X(ppo, iterations, INT, "60", "1..", "collect-then-update iterations")                           \
   X(ppo, batch_size, INT, "128", "1..", "prompts per iteration, over all ranks")                   \
   X(ppo, epochs, INT, "2", "1..", "passes over each iteration's rollouts")                         \
   X(ppo, minibatch, INT, "64", "1..", "responses per optimizer step, over all ranks")              \
   X(ppo, micro_batch, INT, "32", "1..", "responses per forward/backward on one rank")              \
-  X(ppo, lr, REAL, "3e-05", "0..", "policy learning rate (constant after a short warm-up)")        \
+  X(ppo, lr, REAL, "0.0001", "0..", "policy learning rate (constant after a short warm-up)")        \
   X(ppo, value_lr, REAL, "0.0001", "0..", "value-model learning rate")                             \
   X(ppo, warmup_steps, INT, "5", "0..", "optimizer steps of linear warm-up, both models")          \
   X(ppo, clip, REAL, "0.2", "0..1", "PPO ratio clip epsilon")                                      \
@@ -123,7 +123,7 @@
     "the score of a response that reached the length limit without EOS")                           \
   X(ppo, whiten_shift, BOOL, "true", "", "whitening subtracts the mean of the advantages")         \
   X(ppo, grad_clip, REAL, "1", "0..", "clip each model's global gradient norm (0: no clipping)")   \
-  X(ppo, eval_every, INT, "5", "0..", "gold accuracy on ppo.eval_prompts every N iterations")      \
+  X(ppo, eval_every, INT, "10", "0..", "gold accuracy on ppo.eval_prompts every N iterations")      \
   X(ppo, rollout_every, INT, "0", "0..",                                                           \
     "write a rollout buffer file every N iterations (0: never)")
 

@@ -274,15 +274,13 @@ const char *px_config_format(const px_config *cfg, const px_config_key *k, char 
   case PX_CFG_BOOL: snprintf(buf, n, "%s", *(const int *)f ? "true" : "false"); break;
   default: snprintf(buf, n, "%s", *(char *const *)f ? *(char *const *)f : ""); break;
   }
-  /* %.17g round-trips; show the shortest form that still does */
+  /* %.17g round-trips; show the shortest form that still does ("10", not "1e+01") */
   if (k->type == PX_CFG_REAL) {
+    double v = *(const double *)f;
     for (int prec = 1; prec <= 17; prec++) {
       char tmp[64];
-      snprintf(tmp, sizeof tmp, "%.*g", prec, *(const double *)f);
-      if (strtod(tmp, NULL) == *(const double *)f) {
-        snprintf(buf, n, "%s", tmp);
-        break;
-      }
+      snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+      if (strtod(tmp, NULL) == v && strlen(tmp) < strlen(buf)) snprintf(buf, n, "%s", tmp);
     }
   }
   return buf;
