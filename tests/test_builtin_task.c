@@ -37,22 +37,6 @@ static double exact_match(const char *text, const char *ref) {
   return n ? (double)right / n : 0;
 }
 
-/* The last value of key among DIR/metrics.jsonl's records of the phase. */
-static double last_metric(const char *dir, const char *phase, const char *key) {
-  char path[512], line[4096];
-  snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-  FILE *f = fopen(path, "r");
-  double v = NAN;
-  while (f && fgets(line, sizeof line, f)) {
-    json_t *o = json_loads(line, 0, NULL), *x = o ? json_object_get(o, key) : NULL;
-    const char *ph = o ? json_string_value(json_object_get(o, "phase")) : NULL;
-    if (ph && !strcmp(ph, phase) && x && json_is_number(x)) v = json_number_value(x);
-    json_decref(o);
-  }
-  if (f) fclose(f);
-  return v;
-}
-
 static void test_sft_sampled_answers_match_the_data(void) {
   px_proc_forget_singleton_job();
   CU_ASSERT_EQUAL_FATAL(system("rm -rf task-data task-sft task-rm"), 0);
@@ -86,7 +70,9 @@ static void test_rm_reaches_the_agreement_ceiling(void) {
   px_config_init(&cfg);
   double ceiling = 1 - cfg.synth_flip_rate;
   px_config_free(&cfg);
-  double acc = last_metric("task-rm", "rm", "heldout_accuracy");
+  double accs[64], acc = NAN;
+  int n = px_proc_metric("task-rm", "rm", "heldout_accuracy", accs, 64);
+  if (n > 0) acc = accs[n - 1];
   printf("\n    reward model held-out accuracy %.3f; ceiling %.2f, target %.3f\n", acc, ceiling,
          0.9 * ceiling);
   CU_ASSERT(acc >= 0.9 * ceiling);

@@ -19,23 +19,6 @@
   "ppo.micro_batch=4 ppo.eval_every=3 sample.batch=8 sample.max_new_tokens=6 ppo.lr=0.0003 "       \
   "ppo.rollout_every=1 run.log_level=warn"
 
-/* Every value of key in DIR/metrics.jsonl's records of the phase, in order. */
-static int metric(const char *dir, const char *phase, const char *key, double *out, int cap) {
-  char path[512], line[8192];
-  snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-  FILE *f = fopen(path, "r");
-  int n = 0;
-  while (f && fgets(line, sizeof line, f)) {
-    json_t *o = json_loads(line, 0, NULL), *v = o ? json_object_get(o, key) : NULL;
-    const char *ph = o ? json_string_value(json_object_get(o, "phase")) : NULL;
-    if (ph && !strcmp(ph, phase) && v && json_is_number(v) && n < cap)
-      out[n++] = json_number_value(v);
-    json_decref(o);
-  }
-  if (f) fclose(f);
-  return n;
-}
-
 static void test_make_models(void) {
   px_proc_forget_singleton_job();
   CU_ASSERT_EQUAL_FATAL(system("rm -rf ppt-*"), 0);
@@ -67,9 +50,9 @@ static void test_two_runs_are_identical(void) {
 
 static void test_ratio_is_one_before_each_first_update(void) {
   double dev[8], akl[8];
-  int n = metric("ppt-a", "ppo", "first_ratio_max_dev", dev, 8);
+  int n = px_proc_metric("ppt-a", "ppo", "first_ratio_max_dev", dev, 8);
   CU_ASSERT_EQUAL_FATAL(n, 3);
-  CU_ASSERT_EQUAL(metric("ppt-a", "ppo", "first_approx_kl", akl, 8), 3);
+  CU_ASSERT_EQUAL(px_proc_metric("ppt-a", "ppo", "first_approx_kl", akl, 8), 3);
   for (int i = 0; i < n; i++) {
     CU_ASSERT(dev[i] <= 1e-6);
     CU_ASSERT(fabs(akl[i]) <= 1e-9);
@@ -85,16 +68,16 @@ static void test_one_and_two_ranks(void) {
   const char *exact[] = {"response_length", "eos_rate", "gold_accuracy"};
   for (int k = 0; k < 3; k++) {
     double a[8], b[8];
-    CU_ASSERT_EQUAL_FATAL(metric("ppt-one", "ppo", exact[k], a, 8), 3);
-    CU_ASSERT_EQUAL_FATAL(metric("ppt-a", "ppo", exact[k], b, 8), 3);
+    CU_ASSERT_EQUAL_FATAL(px_proc_metric("ppt-one", "ppo", exact[k], a, 8), 3);
+    CU_ASSERT_EQUAL_FATAL(px_proc_metric("ppt-a", "ppo", exact[k], b, 8), 3);
     CU_ASSERT_DOUBLE_EQUAL(a[0], b[0], 0);
   }
   const char *close[] = {"score", "kl", "value_loss", "policy_loss"};
   double worst = 0;
   for (int k = 0; k < 4; k++) {
     double a[8], b[8];
-    CU_ASSERT_EQUAL_FATAL(metric("ppt-one", "ppo", close[k], a, 8), 3);
-    CU_ASSERT_EQUAL_FATAL(metric("ppt-a", "ppo", close[k], b, 8), 3);
+    CU_ASSERT_EQUAL_FATAL(px_proc_metric("ppt-one", "ppo", close[k], a, 8), 3);
+    CU_ASSERT_EQUAL_FATAL(px_proc_metric("ppt-a", "ppo", close[k], b, 8), 3);
     worst = fmax(worst, fabs(a[0] - b[0]) / fmax(1, fabs(b[0])));
   }
   printf("\n    first iteration, 1 rank vs 2 ranks: largest relative difference %.2e\n", worst);

@@ -8,6 +8,7 @@
 #ifndef PROXIMA_TEST_PROC_H
 #define PROXIMA_TEST_PROC_H
 
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,25 @@ static inline int px_proc_run(const char *launch, const char *fmt, ...) {
   px_proc_slurp("proc.out", px_proc_out, sizeof px_proc_out);
   px_proc_slurp("proc.err", px_proc_err, sizeof px_proc_err);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* The values of key in the records of DIR/metrics.jsonl whose phase is `phase`, in file order,
+ * into out (at most cap); returns how many there were. */
+static inline int px_proc_metric(const char *dir, const char *phase, const char *key, double *out,
+                                 int cap) {
+  char path[512], line[8192];
+  snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+  FILE *f = fopen(path, "r");
+  int n = 0;
+  while (f && fgets(line, sizeof line, f)) {
+    json_t *o = json_loads(line, 0, NULL), *v = o ? json_object_get(o, key) : NULL;
+    const char *ph = o ? json_string_value(json_object_get(o, "phase")) : NULL;
+    if (ph && !strcmp(ph, phase) && v && json_is_number(v) && n < cap)
+      out[n++] = json_number_value(v);
+    json_decref(o);
+  }
+  if (f) fclose(f);
+  return n;
 }
 
 #endif

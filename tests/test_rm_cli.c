@@ -16,23 +16,6 @@
   "rm --init rmt-sft " SMALL "rm.epochs=0.25 rm.heldout=128 rm.eval_every=5 rm.log_every=1 "       \
   "rm.norm_samples=256 sample.batch=64 run.log_level=warn"
 
-/* The value of key in the records of DIR/metrics.jsonl whose phase is `phase`, in order. */
-static int metric(const char *dir, const char *phase, const char *key, double *out, int cap) {
-  char path[512], line[4096];
-  snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-  FILE *f = fopen(path, "r");
-  int n = 0;
-  while (f && fgets(line, sizeof line, f)) {
-    json_t *o = json_loads(line, 0, NULL), *v = o ? json_object_get(o, key) : NULL;
-    const char *ph = o ? json_string_value(json_object_get(o, "phase")) : NULL;
-    if (ph && !strcmp(ph, phase) && v && json_is_number(v) && n < cap)
-      out[n++] = json_number_value(v);
-    json_decref(o);
-  }
-  if (f) fclose(f);
-  return n;
-}
-
 static void test_make_data_and_base(void) {
   px_proc_forget_singleton_job();
   CU_ASSERT_EQUAL_FATAL(system("rm -rf rmt-*"), 0);
@@ -50,11 +33,11 @@ static void test_one_and_two_ranks_agree(void) {
   CU_ASSERT_EQUAL_FATAL(
       px_proc_run(getenv("PX_LAUNCH_2"), RM_ARGS " --data rmt-data/prefs.h5 --run rmt-rm2"), 0);
   double l1[64], l2[64], a1[64], a2[64];
-  int n = metric("rmt-rm1", "rm", "heldout_loss", l1, 64);
+  int n = px_proc_metric("rmt-rm1", "rm", "heldout_loss", l1, 64);
   CU_ASSERT(n >= 3);
-  CU_ASSERT_EQUAL_FATAL(metric("rmt-rm2", "rm", "heldout_loss", l2, 64), n);
-  CU_ASSERT_EQUAL(metric("rmt-rm1", "rm", "heldout_accuracy", a1, 64), n);
-  CU_ASSERT_EQUAL(metric("rmt-rm2", "rm", "heldout_accuracy", a2, 64), n);
+  CU_ASSERT_EQUAL_FATAL(px_proc_metric("rmt-rm2", "rm", "heldout_loss", l2, 64), n);
+  CU_ASSERT_EQUAL(px_proc_metric("rmt-rm1", "rm", "heldout_accuracy", a1, 64), n);
+  CU_ASSERT_EQUAL(px_proc_metric("rmt-rm2", "rm", "heldout_accuracy", a2, 64), n);
   double worst_l = 0, worst_a = 0;
   for (int i = 0; i < n; i++) {
     worst_l = fmax(worst_l, fabs(l1[i] - l2[i]));
@@ -70,9 +53,10 @@ static void test_one_and_two_ranks_agree(void) {
 
 static void test_normalised_scores(void) {
   double mean, sd, eos;
-  CU_ASSERT_EQUAL_FATAL(metric("rmt-rm1", "rm_normalization", "normalized_mean", &mean, 1), 1);
-  CU_ASSERT_EQUAL_FATAL(metric("rmt-rm1", "rm_normalization", "normalized_std", &sd, 1), 1);
-  CU_ASSERT_EQUAL_FATAL(metric("rmt-rm1", "rm_normalization", "eos_rate", &eos, 1), 1);
+  CU_ASSERT_EQUAL_FATAL(px_proc_metric("rmt-rm1", "rm_normalization", "normalized_mean", &mean, 1),
+                        1);
+  CU_ASSERT_EQUAL_FATAL(px_proc_metric("rmt-rm1", "rm_normalization", "normalized_std", &sd, 1), 1);
+  CU_ASSERT_EQUAL_FATAL(px_proc_metric("rmt-rm1", "rm_normalization", "eos_rate", &eos, 1), 1);
   printf("\n    pi_base samples after normalisation: mean %.5f, std %.5f (%.0f%% ended with EOS)\n",
          mean, sd, 100 * eos);
   CU_ASSERT(fabs(mean) <= 0.05);
@@ -85,8 +69,8 @@ static void test_imported_jsonl_gives_the_same_run(void) {
       px_proc_run("", "data import --kind prefs rmt-data/prefs.jsonl rmt-imported.h5"), 0);
   CU_ASSERT_EQUAL_FATAL(px_proc_run("", RM_ARGS " --data rmt-imported.h5 --run rmt-rm3"), 0);
   double l1[64], l3[64];
-  int n = metric("rmt-rm1", "rm", "heldout_loss", l1, 64);
-  CU_ASSERT_EQUAL_FATAL(metric("rmt-rm3", "rm", "heldout_loss", l3, 64), n);
+  int n = px_proc_metric("rmt-rm1", "rm", "heldout_loss", l1, 64);
+  CU_ASSERT_EQUAL_FATAL(px_proc_metric("rmt-rm3", "rm", "heldout_loss", l3, 64), n);
   for (int i = 0; i < n; i++) CU_ASSERT_DOUBLE_EQUAL(l1[i], l3[i], 0);
 }
 

@@ -18,29 +18,6 @@
   "model.max_seq_len=16 sft.batch_size=16 sft.log_every=1 sft.heldout=64 sft.lr=0.002 "            \
   "sft.warmup_steps=10 run.log_level=warn"
 
-/* Reads the "key" values of the sft records of DIR/metrics.jsonl into out (at most cap, indexed
- * by step - 1); returns how many records had it. */
-static int read_metric(const char *dir, const char *key, double *out, int cap) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-  FILE *f = fopen(path, "r");
-  if (!f) return 0;
-  char line[4096];
-  int n = 0;
-  while (fgets(line, sizeof line, f)) {
-    json_t *obj = json_loads(line, 0, NULL);
-    json_t *v = obj ? json_object_get(obj, key) : NULL;
-    int64_t step = obj ? json_integer_value(json_object_get(obj, "step")) : 0;
-    if (v && json_is_number(v) && step >= 1 && step <= cap) {
-      out[step - 1] = json_number_value(v);
-      n++;
-    }
-    json_decref(obj);
-  }
-  fclose(f);
-  return n;
-}
-
 static void test_make_data(void) {
   CU_ASSERT_EQUAL_FATAL(system("rm -rf sft-data sft-1rank sft-2ranks sft-micro sft-heldout"), 0);
   CU_ASSERT_EQUAL_FATAL(px_proc_run("", "data synth --out sft-data synth.n_sft=3000 "
@@ -59,9 +36,9 @@ static void test_rank_count_and_micro_batch_do_not_change_the_curve(void) {
                         0);
   CU_ASSERT_EQUAL_FATAL(
       px_proc_run("", PX_SFT_ARGS " --steps 20 --run sft-micro sft.micro_batch=3"), 0);
-  CU_ASSERT_EQUAL_FATAL(read_metric("sft-1rank", "loss", one, STEPS), STEPS);
-  CU_ASSERT_EQUAL_FATAL(read_metric("sft-2ranks", "loss", two, STEPS), STEPS);
-  CU_ASSERT_EQUAL_FATAL(read_metric("sft-micro", "loss", micro, STEPS), STEPS);
+  CU_ASSERT_EQUAL_FATAL(px_proc_metric("sft-1rank", "sft", "loss", one, STEPS), STEPS);
+  CU_ASSERT_EQUAL_FATAL(px_proc_metric("sft-2ranks", "sft", "loss", two, STEPS), STEPS);
+  CU_ASSERT_EQUAL_FATAL(px_proc_metric("sft-micro", "sft", "loss", micro, STEPS), STEPS);
   double worst = 0, worst_micro = 0;
   for (int i = 0; i < STEPS; i++) {
     worst = fmax(worst, fabs(one[i] - two[i]));
@@ -76,17 +53,16 @@ static void test_rank_count_and_micro_batch_do_not_change_the_curve(void) {
 }
 
 static void test_heldout_loss_goes_down(void) {
-  double held[90];
-  for (int i = 0; i < 90; i++) held[i] = NAN;
+  double held[3] = {NAN, NAN, NAN};
   CU_ASSERT_EQUAL_FATAL(px_proc_run("", PX_SFT_ARGS " --steps 90 --run sft-heldout "
                                                     "sft.eval_every=30 sft.micro_batch=16"),
                         0);
-  CU_ASSERT_EQUAL(read_metric("sft-heldout", "heldout_loss", held, 90), 3);
-  printf("\n    held-out loss at steps 30, 60, 90: %.4f %.4f %.4f (uniform: %.4f)\n", held[29],
-         held[59], held[89], log(259.0));
-  CU_ASSERT(held[29] < log(259.0));
-  CU_ASSERT(held[59] < held[29]);
-  CU_ASSERT(held[89] < held[59]);
+  CU_ASSERT_EQUAL(px_proc_metric("sft-heldout", "sft", "heldout_loss", held, 3), 3);
+  printf("\n    held-out loss at steps 30, 60, 90: %.4f %.4f %.4f (uniform: %.4f)\n", held[0],
+         held[1], held[2], log(259.0));
+  CU_ASSERT(held[0] < log(259.0));
+  CU_ASSERT(held[1] < held[0]);
+  CU_ASSERT(held[2] < held[1]);
 }
 
 static void test_run_directory_is_complete(void) {
