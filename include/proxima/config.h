@@ -28,7 +28,7 @@
     "built-in task: arith = two-digit additions \"37+45=\" answered by the sum")                   \
   X(synth, out, STR, "data", "", "directory that data synth writes its .jsonl and .h5 files to")   \
   X(synth, n_sft, INT, "20000", "1..", "SFT examples (prompt, base-model completion)")             \
-  X(synth, n_prefs, INT, "60000", "1..",                                                           \
+  X(synth, n_prefs, INT, "120000", "1..",                                                           \
     "preference pairs drawn before ties are dropped (two base completions of one prompt)")         \
   X(synth, n_prompts, INT, "4096", "1..", "PPO training prompts")                                  \
   X(synth, n_eval, INT, "500", "1..",                                                              \
@@ -81,8 +81,8 @@
     "passes over the training pairs; the learning rate decays to 0")                               \
   X(rm, batch_size, INT, "32", "1..", "pairs per optimizer step, over all ranks")                  \
   X(rm, micro_batch, INT, "32", "1..", "pairs per forward/backward on one rank")                   \
-  X(rm, lr, REAL, "0.001", "0..", "peak learning rate")                                            \
-  X(rm, warmup_steps, INT, "10", "0..", "steps of linear warm-up")                                 \
+  X(rm, lr, REAL, "0.0005", "0..", "peak learning rate")                                            \
+  X(rm, warmup_steps, INT, "50", "0..", "steps of linear warm-up")                                 \
   X(rm, weight_decay, REAL, "0", "0..", "AdamW decoupled weight decay")                            \
   X(rm, grad_clip, REAL, "1", "0..", "clip the global gradient norm to this (0: no clipping)")     \
   X(rm, heldout, INT, "512", "0..", "pairs held out for the held-out accuracy and loss")           \
@@ -99,7 +99,7 @@
   X(ppo, prompts, STR, "data/prompts.h5", "", "training prompts: a prompts data set")              \
   X(ppo, eval_prompts, STR, "data/eval.h5", "",                                                    \
     "held-out prompts for the gold accuracy (needs references; empty: none)")                      \
-  X(ppo, iterations, INT, "60", "1..", "collect-then-update iterations")                           \
+  X(ppo, iterations, INT, "200", "1..", "collect-then-update iterations")                           \
   X(ppo, batch_size, INT, "128", "1..", "prompts per iteration, over all ranks")                   \
   X(ppo, epochs, INT, "2", "1..", "passes over each iteration's rollouts")                         \
   X(ppo, minibatch, INT, "64", "1..", "responses per optimizer step, over all ranks")              \
@@ -123,7 +123,7 @@
     "the score of a response that reached the length limit without EOS")                           \
   X(ppo, whiten_shift, BOOL, "true", "", "whitening subtracts the mean of the advantages")         \
   X(ppo, grad_clip, REAL, "1", "0..", "clip each model's global gradient norm (0: no clipping)")   \
-  X(ppo, eval_every, INT, "10", "0..", "gold accuracy on ppo.eval_prompts every N iterations")      \
+  X(ppo, eval_every, INT, "20", "0..", "gold accuracy on ppo.eval_prompts every N iterations")      \
   X(ppo, rollout_every, INT, "0", "0..",                                                           \
     "write a rollout buffer file every N iterations (0: never)")
 
