@@ -351,3 +351,26 @@ px_status px_ckpt_read_trunk(const char *path, const char *group, px_gpt *model,
   H5Fclose(f);
   return st;
 }
+
+px_status px_ckpt_load(const char *file_or_dir, const char *group, px_gpt_head head, int max_B,
+                       int max_T, int trainable, px_gpt *model, double *gain, double *bias,
+                       px_error *err) {
+  char path[4300];
+  PX_TRY(px_ckpt_resolve(file_or_dir, path, sizeof path, err));
+  px_gpt_config mc;
+  PX_TRY(px_ckpt_read_config(path, group, &mc, err));
+  if (mc.head != head)
+    return px_error_set(err, PX_EINPUT, "%s: /%s has %s head, expected %s", path, group,
+                        mc.head == PX_GPT_HEAD_LM ? "an lm" : "a scalar",
+                        head == PX_GPT_HEAD_LM ? "lm" : "scalar");
+  px_gpt_build(model, &mc, max_B, max_T > 0 ? max_T : mc.max_seq_len, trainable);
+  px_ckpt_model cm = {group, model, 0, 0, 1, 0};
+  px_status st = px_ckpt_read_model(path, &cm, err);
+  if (st != PX_OK) {
+    px_gpt_free(model);
+    return st;
+  }
+  if (gain) *gain = cm.gain;
+  if (bias) *bias = cm.bias;
+  return PX_OK;
+}

@@ -58,6 +58,14 @@ px_status px_ckpt_read_model(const char *path, px_ckpt_model *m, px_error *err);
  * model starts from the SFT policy. Not collective. */
 px_status px_ckpt_read_trunk(const char *path, const char *group, px_gpt *model, px_error *err);
 
+/* Builds model from group of the checkpoint file_or_dir (px_ckpt_resolve) for batches of max_B
+ * sequences of max_T positions (0: the model's max_seq_len), trainable or not, and reads its
+ * tensors; the group must have the given head. gain and bias (may be NULL) receive a reward
+ * group's normalisation. On failure model is left unbuilt. Not collective. */
+px_status px_ckpt_load(const char *file_or_dir, const char *group, px_gpt_head head, int max_B,
+                       int max_T, int trainable, px_gpt *model, double *gain, double *bias,
+                       px_error *err);
+
 /* The root attributes step and iteration. Not collective. */
 px_status px_ckpt_read_step(const char *path, int64_t *step, int64_t *iteration, px_error *err);
 

@@ -123,20 +123,10 @@ px_status px_generate_run(const px_config *cfg, const char *ckpt, const char *pr
   PX_TRY(px_sampler_config_check(&sc, err));
 
   /* The policy, read by every rank from the same file. */
-  char path[4400];
-  px_gpt_config mc;
   px_gpt model;
   memset(&model, 0, sizeof model);
-  px_status st = px_ckpt_resolve(ckpt, path, sizeof path, err);
-  if (st == PX_OK) st = px_ckpt_read_config(path, "policy", &mc, err);
-  if (st == PX_OK && mc.head != PX_GPT_HEAD_LM)
-    st = px_error_set(err, PX_EINPUT, "%s: the policy group has a scalar head, not an LM head",
-                      path);
-  if (st == PX_OK) {
-    px_gpt_build(&model, &mc, 1, 1, 0); /* generation uses the KV cache, not the arena */
-    px_ckpt_model m = {"policy", &model, 0, 0, 0, 0};
-    st = px_ckpt_read_model(path, &m, err);
-  }
+  /* generation uses the KV cache, not the arena: a 1 x 1 arena */
+  px_status st = px_ckpt_load(ckpt, "policy", PX_GPT_HEAD_LM, 1, 1, 0, &model, NULL, NULL, err);
   st = px_comm_agree(st, err);
   if (st != PX_OK) {
     if (model.params) px_gpt_free(&model);
@@ -155,9 +145,9 @@ px_status px_generate_run(const px_config *cfg, const char *ckpt, const char *pr
     const int batch = (int)(cfg->sample_batch < n ? cfg->sample_batch : n > 0 ? n : 1);
     px_log_info("generate: %s, %lld prompt%s over %d rank%s, %d layers x %d wide, temperature "
                 "%g, top_k %d, top_p %g",
-                path, (long long)n_total, n_total == 1 ? "" : "s", px_comm_size(),
-                px_comm_size() == 1 ? "" : "s", mc.n_layer, mc.n_embd, (double)sc.temperature,
-                sc.top_k, (double)sc.top_p);
+                ckpt, (long long)n_total, n_total == 1 ? "" : "s", px_comm_size(),
+                px_comm_size() == 1 ? "" : "s", model.config.n_layer, model.config.n_embd,
+                (double)sc.temperature, sc.top_k, (double)sc.top_p);
     px_generator_build(&g, &model, &sc, (uint64_t)cfg->run_seed, batch,
                        (int)cfg->sample_max_new_tokens);
     st = px_generate(&g, tokens, offsets, n, 0, first, &gen, err);

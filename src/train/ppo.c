@@ -118,29 +118,14 @@ static void px_ppo_pass(px_ppo *s, px_gpt *m, const int64_t *idx, int64_t n, flo
 
 /* ------------------------------------------------------------------------------------------- */
 
-static px_status px_ppo_load_model(const char *file_or_dir, const char *group, px_gpt *m,
-                                   px_gpt_head head, int max_B, int trainable, px_error *err) {
-  char path[4300];
-  PX_TRY(px_ckpt_resolve(file_or_dir, path, sizeof path, err));
-  px_gpt_config mc;
-  PX_TRY(px_ckpt_read_config(path, group, &mc, err));
-  if (mc.head != head)
-    return px_error_set(err, PX_EINPUT, "%s: /%s has %s head, expected %s", path, group,
-                        mc.head == PX_GPT_HEAD_LM ? "an lm" : "a scalar",
-                        head == PX_GPT_HEAD_LM ? "lm" : "scalar");
-  px_gpt_build(m, &mc, max_B, mc.max_seq_len, trainable);
-  px_ckpt_model cm = {group, m, 0, 0, 1, 0};
-  px_status st = px_ckpt_read_model(path, &cm, err);
-  if (st != PX_OK) px_gpt_free(m);
-  return st;
-}
-
 static px_status px_ppo_setup(px_ppo *s, px_error *err) {
   const px_config *cfg = s->cfg;
   const int mb = (int)cfg->ppo_micro_batch;
   char rpath[4300];
-  PX_TRY(px_ppo_load_model(cfg->ppo_policy, "policy", &s->policy, PX_GPT_HEAD_LM, mb, 1, err));
-  PX_TRY(px_ppo_load_model(cfg->ppo_policy, "policy", &s->reference, PX_GPT_HEAD_LM, mb, 0, err));
+  PX_TRY(px_ckpt_load(cfg->ppo_policy, "policy", PX_GPT_HEAD_LM, mb, 0, 1, &s->policy, NULL, NULL,
+                      err));
+  PX_TRY(px_ckpt_load(cfg->ppo_policy, "policy", PX_GPT_HEAD_LM, mb, 0, 0, &s->reference, NULL,
+                      NULL, err));
   PX_TRY(px_rm_load_model(cfg->ppo_reward, &s->reward, mb, &s->gain, &s->bias, err));
   PX_TRY(px_ckpt_resolve(cfg->ppo_reward, rpath, sizeof rpath, err));
   const px_gpt_config *pc = &s->policy.config, *rc = &s->reward.config;

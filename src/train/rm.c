@@ -32,21 +32,9 @@ void px_rm_scores(const px_gpt *model, const px_batch *b, float gain, float bias
 
 px_status px_rm_load_model(const char *file_or_dir, px_gpt *model, int max_B, float *gain,
                            float *bias, px_error *err) {
-  char path[4300];
-  PX_TRY(px_ckpt_resolve(file_or_dir, path, sizeof path, err));
-  px_gpt_config mc;
-  PX_TRY(px_ckpt_read_config(path, "reward", &mc, err));
-  if (mc.head != PX_GPT_HEAD_SCALAR)
-    return px_error_set(err, PX_EINPUT, "%s: /reward has an lm head, expected a scalar head", path);
-  px_gpt_build(model, &mc, max_B, mc.max_seq_len, 0);
-  px_ckpt_model m = {"reward", model, 0, 0, 1, 0};
-  px_status st = px_ckpt_read_model(path, &m, err);
-  if (st != PX_OK) {
-    px_gpt_free(model);
-    return st;
-  }
-  *gain = (float)m.gain;
-  *bias = (float)m.bias;
+  double g = 1, b = 0;
+  PX_TRY(px_ckpt_load(file_or_dir, "reward", PX_GPT_HEAD_SCALAR, max_B, 0, 0, model, &g, &b, err));
+  *gain = (float)g, *bias = (float)b;
   return PX_OK;
 }
 
@@ -312,19 +300,15 @@ px_status px_rm_normalize(const px_config *cfg, px_gpt *reward, const char *poli
   /* pi_base, the SFT policy, answers the first n training prompts (cycling when there are
    * fewer), each rank its contiguous share. */
   px_gpt policy = {0};
-  px_gpt_config mc;
-  px_status st = px_ckpt_read_config(policy_path, "policy", &mc, err);
   const int gen_batch = (int)cfg->sample_batch;
-  if (st == PX_OK) {
-    px_gpt_build(&policy, &mc, gen_batch, mc.max_seq_len, 0);
-    px_ckpt_model m = {"policy", &policy, 0, 0, 0, 0};
-    st = px_ckpt_read_model(policy_path, &m, err);
-  }
-  st = px_comm_agree(st, err);
+  px_status st = px_comm_agree(px_ckpt_load(policy_path, "policy", PX_GPT_HEAD_LM, gen_batch, 0, 0,
+                                            &policy, NULL, NULL, err),
+                               err);
   if (st != PX_OK) {
     if (policy.params) px_gpt_free(&policy);
     return st;
   }
+  const px_gpt_config mc = policy.config;
   int64_t lo, hi;
   px_comm_share(n, px_comm_rank(), px_comm_size(), &lo, &hi);
   int64_t *offsets = px_malloc((size_t)(hi - lo + 1) * sizeof *offsets);
