@@ -17,7 +17,7 @@ static herr_t px_h5_first(unsigned n, const H5E_error2_t *e, void *data) {
 
 const char *px_h5_reason(char *buf, size_t n) {
   char inner[256] = "";
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, px_h5_first, inner);
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, px_h5_first, inner); /* n == 0: the innermost */
   snprintf(buf, n, "%s", inner);
   return buf;
 }
@@ -216,18 +216,31 @@ herr_t px_h5_read_1d(hid_t dset, hid_t mem_type, hsize_t start, hsize_t count, v
   return rc;
 }
 
-herr_t px_h5_write_f32(hid_t loc, const char *name, int ndim, const hsize_t *dims,
-                       const float *data) {
-  hid_t space = H5Screate_simple(ndim, dims, NULL);
-  hid_t dcpl = px_h5_dcpl_checksummed(ndim, dims, (hsize_t)1 << 20);
-  hid_t dset = space < 0 || dcpl < 0
+herr_t px_h5_write_rows(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, int ndim,
+                        const hsize_t *dims, hsize_t max_chunk, hsize_t first, hsize_t n,
+                        const void *data, hid_t dxpl) {
+  if (ndim < 1 || ndim > 8) return -1;
+  hsize_t mdims[8], off[8] = {0}, cnt[8];
+  for (int i = 0; i < ndim; i++) mdims[i] = cnt[i] = dims[i];
+  mdims[0] = n > 0 ? n : 1, off[0] = first, cnt[0] = n;
+  hid_t fspace = H5Screate_simple(ndim, dims, NULL);
+  hid_t mspace = H5Screate_simple(ndim, mdims, NULL);
+  hid_t dcpl = px_h5_dcpl_checksummed(ndim, dims, max_chunk);
+  hid_t dset = fspace < 0 || dcpl < 0
                    ? H5I_INVALID_HID
-                   : H5Dcreate2(loc, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-  herr_t rc = dset < 0 ? -1 : H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+                   : H5Dcreate2(loc, name, file_type, fspace, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  herr_t rc = dset < 0 || mspace < 0 ? -1 : 0;
+  if (rc == 0 && n == 0)
+    rc = H5Sselect_none(fspace) < 0 || H5Sselect_none(mspace) < 0 ? -1 : 0;
+  else if (rc == 0)
+    rc = H5Sselect_hyperslab(fspace, H5S_SELECT_SET, off, NULL, cnt, NULL);
+  static const char nothing[8]; /* an empty selection still needs a buffer */
+  if (rc >= 0) rc = H5Dwrite(dset, mem_type, mspace, fspace, dxpl, n > 0 ? data : nothing);
   if (dset >= 0 && H5Dclose(dset) < 0) rc = -1;
-  if (dcpl >= 0) H5Pclose(dcpl);
-  if (space >= 0) H5Sclose(space);
-  return rc;
+  if (dcpl >= 0 && H5Pclose(dcpl) < 0) rc = -1;
+  if (mspace >= 0 && H5Sclose(mspace) < 0) rc = -1;
+  if (fspace >= 0 && H5Sclose(fspace) < 0) rc = -1;
+  return rc < 0 ? -1 : 0;
 }
 
 px_status px_h5_read_f32(hid_t loc, const char *name, int ndim, const hsize_t *dims, float *out,

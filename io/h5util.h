@@ -50,10 +50,14 @@ px_status px_h5_attr_read_f64(hid_t loc, const char *name, double *value, const 
 herr_t px_h5_write_1d(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
                       const void *data, hsize_t n);
 
-/* Creates an n-D checksummed float32 dataset of the given shape and writes data into it
- * (serial). */
-herr_t px_h5_write_f32(hid_t loc, const char *name, int ndim, const hsize_t *dims,
-                       const float *data);
+/* Creates an n-D checksummed dataset of the global shape dims (chunks of at most max_chunk
+ * elements) and writes rows [first, first + n) of dim 0 from data, which holds just those rows.
+ * Collective when dxpl is an MPI-IO collective transfer list: every rank passes the same name,
+ * types and shape and its own rows, and a rank with n = 0 takes part with an empty selection.
+ * With H5P_DEFAULT on a serial file, one caller writes all rows. Returns <0 on failure. */
+herr_t px_h5_write_rows(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, int ndim,
+                        const hsize_t *dims, hsize_t max_chunk, hsize_t first, hsize_t n,
+                        const void *data, hid_t dxpl);
 
 /* Reads the float dataset `name` into out, which has the expected shape; PX_EINPUT naming
  * `where` when it is missing, not floating point, of another shape, or fails its checksum. */

@@ -200,31 +200,10 @@ static herr_t px_write_attrs(hid_t file, const px_rollout *r, const px_rollout_a
 /* Creates dataset f of the global shape and writes this rank's rows into it (collective). */
 static herr_t px_write_field(hid_t file, hid_t dxpl, const px_rollout *r, int f) {
   const px_field *fd = &px_fields[f];
-  int ndim = fd->cols == PX_C_ONE ? 1 : 2;
-  hsize_t cols = px_field_cols(fd, r->P, r->R);
-  hsize_t dims[2] = {(hsize_t)r->n_global, cols};
-  hsize_t mdims[2] = {r->n > 0 ? (hsize_t)r->n : 1, cols};
-  hsize_t off[2] = {(hsize_t)r->first, 0}, cnt[2] = {(hsize_t)r->n, cols};
-  hid_t fspace = H5Screate_simple(ndim, dims, NULL);
-  hid_t mspace = H5Screate_simple(ndim, mdims, NULL);
-  hid_t dcpl = px_h5_dcpl_checksummed(ndim, dims, PX_ROLLOUT_CHUNK);
-  hid_t dset = fspace < 0 || dcpl < 0 ? H5I_INVALID_HID
-                                      : H5Dcreate2(file, fd->name, px_elem_file(fd->elem), fspace,
-                                                   H5P_DEFAULT, dcpl, H5P_DEFAULT);
-  herr_t rc = dset < 0 || mspace < 0 ? -1 : 0;
-  if (rc == 0 && r->n == 0)
-    rc = H5Sselect_none(fspace) < 0 || H5Sselect_none(mspace) < 0 ? -1 : 0;
-  else if (rc == 0)
-    rc = H5Sselect_hyperslab(fspace, H5S_SELECT_SET, off, NULL, cnt, NULL);
-  /* A rank without rows still takes part in the collective transfer, with an empty selection. */
-  static const char nothing[8];
-  const void *data = r->n > 0 ? *px_field_ptr((px_rollout *)r, f) : nothing;
-  if (rc >= 0) rc = H5Dwrite(dset, px_elem_mem(fd->elem), mspace, fspace, dxpl, data);
-  if (dset >= 0 && H5Dclose(dset) < 0) rc = -1;
-  if (dcpl >= 0 && H5Pclose(dcpl) < 0) rc = -1;
-  if (mspace >= 0 && H5Sclose(mspace) < 0) rc = -1;
-  if (fspace >= 0 && H5Sclose(fspace) < 0) rc = -1;
-  return rc < 0 ? -1 : 0;
+  hsize_t dims[2] = {(hsize_t)r->n_global, px_field_cols(fd, r->P, r->R)};
+  return px_h5_write_rows(file, fd->name, px_elem_file(fd->elem), px_elem_mem(fd->elem),
+                          fd->cols == PX_C_ONE ? 1 : 2, dims, PX_ROLLOUT_CHUNK, (hsize_t)r->first,
+                          (hsize_t)r->n, r->n > 0 ? *px_field_ptr((px_rollout *)r, f) : NULL, dxpl);
 }
 
 /* Creates the file at tmp over comm and writes everything; collective. */
