@@ -10,10 +10,15 @@
 #include <sys/stat.h>
 
 #include "h5util.h"
+#include "proxima/comm.h"
+#include "proxima/fault.h"
 #include "proxima/fsutil.h"
+#include "proxima/log.h"
 
 #define PX_CKPT_FORMAT "proxima-checkpoint"
 #define PX_CKPT_VERSION 1
+
+#define PX_CKPT_CHUNK ((hsize_t)1 << 20) /* elements per chunk, at most (4 MiB of float) */
 
 static px_status px_ckpt_h5_fail(px_error *err, const char *path, const char *what) {
   char reason[256];
@@ -26,8 +31,21 @@ static void px_tensor_dims(const px_gpt_tensor *t, hsize_t *dims) {
   for (int i = 0; i < t->ndim; i++) dims[i] = (hsize_t)t->shape[i];
 }
 
-/* One model group (and its moments) under file. Returns <0 on an HDF5 failure. */
-static herr_t px_write_model(hid_t file, hid_t gcpl, const px_ckpt_model *m) {
+/* Creates a dataset of the tensor's shape and writes this rank's share of its rows from buf (a
+ * buffer of the model's layout). Collective. */
+static herr_t px_write_tensor(hid_t g, const px_gpt_tensor *t, const float *buf, hid_t dxpl) {
+  hsize_t dims[3];
+  px_tensor_dims(t, dims);
+  int64_t lo, hi;
+  px_comm_share((int64_t)dims[0], px_comm_rank(), px_comm_size(), &lo, &hi);
+  size_t row = t->count / t->shape[0];
+  return px_h5_write_rows(g, t->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, t->ndim, dims,
+                          PX_CKPT_CHUNK, (hsize_t)lo, (hsize_t)(hi - lo),
+                          buf + t->offset + (size_t)lo * row, dxpl);
+}
+
+/* One model group (and its moments) under file. Collective. Returns <0 on an HDF5 failure. */
+static herr_t px_write_model(hid_t file, hid_t gcpl, hid_t dxpl, const px_ckpt_model *m) {
   const px_gpt *model = m->model;
   const px_gpt_config *c = &model->config;
   hid_t g = H5Gcreate2(file, m->group, H5P_DEFAULT, gcpl, H5P_DEFAULT);
@@ -43,22 +61,21 @@ static herr_t px_write_model(hid_t file, hid_t gcpl, const px_ckpt_model *m) {
     rc |= px_h5_attr_write_f64(g, "gain", m->gain);
     rc |= px_h5_attr_write_f64(g, "bias", m->bias);
   }
-  for (int i = 0; i < model->n_tensors && rc >= 0; i++) {
-    const px_gpt_tensor *t = &model->tensors[i];
-    hsize_t dims[3];
-    px_tensor_dims(t, dims);
-    rc |= px_h5_write_f32(g, t->name, t->ndim, dims, model->params + t->offset);
-  }
+  for (int i = 0; i < model->n_tensors && rc >= 0; i++)
+    rc |= px_write_tensor(g, &model->tensors[i], model->params, dxpl);
   if (H5Gclose(g) < 0) rc = -1;
   if (rc < 0 || !m->optim) return rc;
 
   char name[256];
   snprintf(name, sizeof name, "/optim/%s", m->group);
   hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-  if (lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0) return -1;
-  hid_t og = H5Gcreate2(file, name, lcpl, gcpl, H5P_DEFAULT);
-  H5Pclose(lcpl);
-  if (og < 0) return -1;
+  if (lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) < 0) rc = -1;
+  hid_t og = lcpl < 0 ? H5I_INVALID_HID : H5Gcreate2(file, name, lcpl, gcpl, H5P_DEFAULT);
+  if (lcpl >= 0 && H5Pclose(lcpl) < 0) rc = -1;
+  if (rc < 0 || og < 0) {
+    if (og >= 0) H5Gclose(og);
+    return -1;
+  }
   rc |= px_h5_attr_write_i64(og, "step", m->optim_step);
   for (int which = 0; which < 2 && rc >= 0; which++) {
     hid_t mg = H5Gcreate2(og, which ? "v" : "m", H5P_DEFAULT, gcpl, H5P_DEFAULT);
@@ -66,83 +83,120 @@ static herr_t px_write_model(hid_t file, hid_t gcpl, const px_ckpt_model *m) {
       rc = -1;
       break;
     }
-    const float *buf = which ? model->v : model->m;
-    for (int i = 0; i < model->n_tensors && rc >= 0; i++) {
-      const px_gpt_tensor *t = &model->tensors[i];
-      hsize_t dims[3];
-      px_tensor_dims(t, dims);
-      rc |= px_h5_write_f32(mg, t->name, t->ndim, dims, buf + t->offset);
-    }
+    for (int i = 0; i < model->n_tensors && rc >= 0; i++)
+      rc |= px_write_tensor(mg, &model->tensors[i], which ? model->v : model->m, dxpl);
     if (H5Gclose(mg) < 0) rc = -1;
   }
   if (H5Gclose(og) < 0) rc = -1;
   return rc;
 }
 
-/* Keeps the newest keep_last ckpt-*.h5 of dir (by step, from the names). */
+/* /state: one single-element dataset per variable, written by rank 0. Collective. */
+static herr_t px_write_state(hid_t file, hid_t gcpl, hid_t dxpl, const px_ckpt_var *vars, int n) {
+  hid_t g = H5Gcreate2(file, "state", H5P_DEFAULT, gcpl, H5P_DEFAULT);
+  if (g < 0) return -1;
+  herr_t rc = 0;
+  hsize_t one[1] = {1}, mine = px_comm_rank() == 0;
+  for (int i = 0; i < n && rc >= 0; i++) {
+    const px_ckpt_var *v = &vars[i];
+    PX_REQUIRE(!v->i64 != !v->f64, "state variable %s: set exactly one of i64 and f64", v->name);
+    rc = v->i64 ? px_h5_write_rows(g, v->name, H5T_STD_I64LE, H5T_NATIVE_INT64, 1, one, 1, 0, mine,
+                                   v->i64, dxpl)
+                : px_h5_write_rows(g, v->name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, one, 1, 0,
+                                   mine, v->f64, dxpl);
+  }
+  if (H5Gclose(g) < 0) rc = -1;
+  return rc;
+}
+
+/* Creates tmp over the run's communicator and writes everything into it. Collective. */
+static px_status px_write_file(const char *tmp, const char *path, const px_ckpt *ck,
+                               px_error *err) {
+  hid_t fapl = px_h5_fapl_mpio(px_comm_mpi());
+  hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+  hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+  hid_t gcpl = px_h5_gcpl();
+  px_status st = PX_OK;
+  if (fapl < 0 || fcpl < 0 || dxpl < 0 || gcpl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 ||
+      H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) < 0)
+    st = px_ckpt_h5_fail(err, path, "setting up the property lists failed");
+  hid_t file = st == PX_OK ? H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl) : H5I_INVALID_HID;
+  if (st == PX_OK && file < 0) st = px_ckpt_h5_fail(err, path, "cannot create the file");
+  px_fault_point("ckpt.created");
+  if (file >= 0) {
+    herr_t rc = 0;
+    rc |= px_h5_attr_write_str(file, "format", PX_CKPT_FORMAT);
+    rc |= px_h5_attr_write_i64(file, "format_version", PX_CKPT_VERSION);
+    rc |= px_h5_attr_write_i64(file, "step", ck->step);
+    rc |= px_h5_attr_write_i64(file, "iteration", ck->iteration);
+    rc |= px_h5_attr_write_str(file, "config", ck->config_text ? ck->config_text : "");
+    for (int i = 0; i < ck->n_models && rc >= 0; i++)
+      rc |= px_write_model(file, gcpl, dxpl, &ck->models[i]);
+    if (rc >= 0) rc = px_write_state(file, gcpl, dxpl, ck->state, ck->n_state);
+    if (rc < 0) st = px_ckpt_h5_fail(err, path, "writing the datasets failed");
+    px_fault_point("ckpt.written");
+    if (H5Fclose(file) < 0 && st == PX_OK) st = px_ckpt_h5_fail(err, path, "closing failed");
+  }
+  if (gcpl >= 0) H5Pclose(gcpl);
+  if (dxpl >= 0) H5Pclose(dxpl);
+  if (fcpl >= 0) H5Pclose(fcpl);
+  if (fapl >= 0) H5Pclose(fapl);
+  return st;
+}
+
+static int64_t *px_ckpt_list(const char *dir, size_t *n);
+
+/* Keeps the newest keep_last (0: all) ckpt-*.h5 of dir and removes the temporary files that
+ * interrupted writes left behind. */
 static void px_prune(const char *dir, int keep_last) {
-  if (keep_last <= 0) return;
+  size_t n;
+  int64_t *steps = px_ckpt_list(dir, &n);
+  char path[4400];
+  for (size_t i = keep_last > 0 ? (size_t)keep_last : n; i < n; i++) {
+    snprintf(path, sizeof path, "%s/ckpt-%08lld.h5", dir, (long long)steps[i]);
+    remove(path);
+  }
+  free(steps);
   DIR *d = opendir(dir);
   if (!d) return;
-  int64_t *steps = NULL;
-  size_t n = 0, cap = 0;
   for (struct dirent *e; (e = readdir(d));) {
     long long s;
     int used = 0;
-    if (sscanf(e->d_name, "ckpt-%lld.h5%n", &s, &used) == 1 && e->d_name[used] == '\0') {
-      if (n == cap) cap = 2 * cap + 16, steps = px_realloc(steps, cap * sizeof *steps);
-      steps[n++] = s;
-    }
-  }
-  closedir(d);
-  for (size_t i = 0; i < n; i++) { /* remove each that keep_last others outrank */
-    size_t newer = 0;
-    for (size_t j = 0; j < n; j++) newer += steps[j] > steps[i];
-    if (newer >= (size_t)keep_last) {
-      char path[4200];
-      snprintf(path, sizeof path, "%s/ckpt-%08lld.h5", dir, (long long)steps[i]);
+    if (sscanf(e->d_name, ".ckpt-%lld.h5.tmp%n", &s, &used) == 1 && e->d_name[used] == '\0') {
+      snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
       remove(path);
     }
   }
-  free(steps);
+  closedir(d);
 }
 
-px_status px_ckpt_write(const char *dir, int64_t step, int64_t iteration, const char *config_text,
-                        const px_ckpt_model *models, int n_models, int keep_last, px_error *err) {
+px_status px_ckpt_write(const char *dir, const px_ckpt *ck, int keep_last, px_error *err) {
   px_h5_quiet();
-  PX_TRY(px_fs_mkdirs(dir, err));
+  const int root = px_comm_rank() == 0;
+  PX_TRY(px_comm_agree(root ? px_fs_mkdirs(dir, err) : PX_OK, err));
   char path[4200], tmp[4300];
-  snprintf(path, sizeof path, "%s/ckpt-%08lld.h5", dir, (long long)step);
-  px_fs_temp_name(tmp, sizeof tmp, path);
-  hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-  if (fcpl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0)
-    return px_ckpt_h5_fail(err, path, "H5Pcreate");
-  hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
-  H5Pclose(fcpl);
-  if (file < 0) return px_ckpt_h5_fail(err, path, "cannot create the file");
-  herr_t rc = 0;
-  rc |= px_h5_attr_write_str(file, "format", PX_CKPT_FORMAT);
-  rc |= px_h5_attr_write_i64(file, "format_version", PX_CKPT_VERSION);
-  rc |= px_h5_attr_write_i64(file, "step", step);
-  rc |= px_h5_attr_write_i64(file, "iteration", iteration);
-  rc |= px_h5_attr_write_str(file, "config", config_text ? config_text : "");
-  hid_t gcpl = px_h5_gcpl();
-  for (int i = 0; i < n_models && rc >= 0; i++) rc |= px_write_model(file, gcpl, &models[i]);
-  if (gcpl >= 0) H5Pclose(gcpl);
-  px_status st = rc < 0 ? px_ckpt_h5_fail(err, path, "writing the datasets failed") : PX_OK;
-  if (H5Fclose(file) < 0 && st == PX_OK) st = px_ckpt_h5_fail(err, path, "closing failed");
+  snprintf(path, sizeof path, "%s/ckpt-%08lld.h5", dir, (long long)ck->step);
+  snprintf(tmp, sizeof tmp, "%s/.ckpt-%08lld.h5.tmp", dir, (long long)ck->step);
+  px_status st = px_comm_agree(px_write_file(tmp, path, ck, err), err);
+  px_fault_point("ckpt.closed");
   if (st != PX_OK) {
-    remove(tmp);
+    if (root) remove(tmp);
     return st;
   }
-  PX_TRY(px_fs_publish(tmp, path, err));
-  /* LATEST names the file relative to dir, so a run directory can be moved. */
-  char latest[4200], line[300];
-  snprintf(latest, sizeof latest, "%s/LATEST", dir);
-  int len = snprintf(line, sizeof line, "ckpt-%08lld.h5\n", (long long)step);
-  PX_TRY(px_fs_write_atomic(latest, line, (size_t)len, err));
-  px_prune(dir, keep_last);
-  return PX_OK;
+  /* Durable under its final name, then named by LATEST (relative to dir, so that a run
+   * directory can be moved): a crash at any point leaves LATEST naming a complete file. */
+  st = px_comm_agree(root ? px_fs_publish(tmp, path, err) : PX_OK, err);
+  px_fault_point("ckpt.renamed");
+  if (st == PX_OK && root) {
+    char latest[4200], line[300];
+    snprintf(latest, sizeof latest, "%s/LATEST", dir);
+    int len = snprintf(line, sizeof line, "ckpt-%08lld.h5\n", (long long)ck->step);
+    st = px_fs_write_atomic(latest, line, (size_t)len, err);
+  }
+  st = px_comm_agree(st, err);
+  px_fault_point("ckpt.latest");
+  if (st == PX_OK && root) px_prune(dir, keep_last);
+  return st;
 }
 
 px_status px_ckpt_latest(const char *dir, char *path, size_t n, px_error *err) {
@@ -256,6 +310,14 @@ px_status px_ckpt_read_config(const char *path, const char *group, px_gpt_config
       snprintf(inner, sizeof inner, "%s", err->msg);
       st = px_error_set(err, PX_EINPUT, "%s: %s", where, inner);
     }
+    /* A damaged or crafted group must not make us allocate more than the file could hold. */
+    struct stat fs;
+    double bytes = 4.0 * (double)(st == PX_OK ? px_gpt_param_count(config) : 0);
+    if (st == PX_OK && stat(path, &fs) == 0 && bytes > (double)fs.st_size)
+      st = px_error_set(err, PX_EINPUT,
+                        "%s: describes a model of %.0f parameters (%.3g GB), more than the "
+                        "file's %lld bytes hold",
+                        where, bytes / 4, bytes / 1e9, (long long)fs.st_size);
   }
   H5Gclose(g);
   H5Fclose(f);
@@ -373,4 +435,253 @@ px_status px_ckpt_load(const char *file_or_dir, const char *group, px_gpt_head h
   if (gain) *gain = cm.gain;
   if (bias) *bias = cm.bias;
   return PX_OK;
+}
+
+px_status px_ckpt_read_state(const char *path, const px_ckpt_var *vars, int n, px_error *err) {
+  hid_t f, g = H5I_INVALID_HID;
+  PX_TRY(px_ckpt_open(path, &f, err));
+  px_status st = px_open_group(f, path, "state", &g, err);
+  for (int i = 0; i < n && st == PX_OK; i++) {
+    const px_ckpt_var *v = &vars[i];
+    if (H5Lexists(g, v->name, H5P_DEFAULT) <= 0) {
+      st = px_error_set(err, PX_EINPUT, "%s: /state/%s is missing", path, v->name);
+      break;
+    }
+    hid_t d = H5Dopen2(g, v->name, H5P_DEFAULT);
+    hid_t type = d < 0 ? H5I_INVALID_HID : H5Dget_type(d);
+    hid_t space = d < 0 ? H5I_INVALID_HID : H5Dget_space(d);
+    H5T_class_t cls = type < 0 ? H5T_NO_CLASS : H5Tget_class(type);
+    if (cls != (v->i64 ? H5T_INTEGER : H5T_FLOAT) || space < 0 ||
+        H5Sget_simple_extent_npoints(space) != 1) {
+      st = px_error_set(err, PX_EINPUT, "%s: /state/%s is not a single %s", path, v->name,
+                        v->i64 ? "integer" : "floating-point number");
+    } else if (H5Dread(d, v->i64 ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
+                       H5P_DEFAULT, v->i64 ? (void *)v->i64 : (void *)v->f64) < 0) {
+      char reason[256];
+      st = px_error_set(err, PX_EINPUT, "%s: cannot read /state/%s (%s)", path, v->name,
+                        px_h5_reason(reason, sizeof reason));
+    }
+    if (space >= 0) H5Sclose(space);
+    if (type >= 0) H5Tclose(type);
+    if (d >= 0) H5Dclose(d);
+  }
+  if (g >= 0) H5Gclose(g);
+  H5Fclose(f);
+  return st;
+}
+
+/* The steps of dir's ckpt-*.h5 files, newest first; *n of them. The caller frees the array. */
+static int64_t *px_ckpt_list(const char *dir, size_t *n) {
+  *n = 0;
+  int64_t *steps = NULL;
+  size_t cap = 0;
+  DIR *d = opendir(dir);
+  if (!d) return NULL;
+  for (struct dirent *e; (e = readdir(d));) {
+    long long s;
+    int used = 0;
+    if (sscanf(e->d_name, "ckpt-%lld.h5%n", &s, &used) == 1 && e->d_name[used] == '\0') {
+      if (*n == cap) cap = 2 * cap + 16, steps = px_realloc(steps, cap * sizeof *steps);
+      steps[(*n)++] = s;
+    }
+  }
+  closedir(d);
+  for (size_t i = 1; i < *n; i++) /* insertion sort, descending */
+    for (size_t j = i; j > 0 && steps[j] > steps[j - 1]; j--) {
+      int64_t t = steps[j];
+      steps[j] = steps[j - 1], steps[j - 1] = t;
+    }
+  return steps;
+}
+
+/* Rank 0's part of px_ckpt_find_resume with "auto". */
+static px_status px_ckpt_pick(const char *dir, char *path, size_t n, px_error *err) {
+  path[0] = '\0';
+  char named[4300] = "";
+  px_error lerr;
+  long long latest = -1;
+  int used = 0;
+  if (px_ckpt_latest(dir, named, sizeof named, &lerr) == PX_OK) {
+    const char *base = strrchr(named, '/') ? strrchr(named, '/') + 1 : named;
+    if (sscanf(base, "ckpt-%lld.h5%n", &latest, &used) != 1 || base[used] != '\0') latest = -1;
+  }
+  size_t count;
+  int64_t *steps = px_ckpt_list(dir, &count);
+  if (latest < 0 && count > 0)
+    px_log_warn("resume: %s has no usable LATEST; trying its checkpoints, newest first", dir);
+  char first_error[sizeof err->msg] = "";
+  int tried = 0;
+  /* LATEST's file and then the older ones, newest first; a file newer than LATEST's was never
+   * announced, so it is not trusted. */
+  for (size_t i = 0; i < count && !path[0]; i++) {
+    if (latest >= 0 && steps[i] > latest) continue;
+    char cand[4300];
+    snprintf(cand, sizeof cand, "%s/ckpt-%08lld.h5", dir, (long long)steps[i]);
+    tried++;
+    px_error cerr;
+    if (px_ckpt_check(cand, &cerr) == PX_OK) {
+      snprintf(path, n, "%s", cand);
+    } else {
+      px_log_warn("resume: skipping damaged checkpoint %s", cerr.msg);
+      if (!first_error[0]) snprintf(first_error, sizeof first_error, "%s", cerr.msg);
+    }
+  }
+  free(steps);
+  if (!path[0] && tried > 0)
+    return px_error_set(err, PX_EINPUT,
+                        "resume: no intact checkpoint in %s (%d tried; the newest: %s)", dir, tried,
+                        first_error);
+  return PX_OK;
+}
+
+px_status px_ckpt_find_resume(const char *dir, const char *resume, char *path, size_t n,
+                              px_error *err) {
+  char found[4300] = "";
+  px_status st = PX_OK;
+  if (px_comm_rank() == 0) {
+    if (!resume[0]) { /* a fresh start must not overwrite another run's checkpoints */
+      size_t count;
+      free(px_ckpt_list(dir, &count));
+      if (count > 0)
+        st = px_error_set(err, PX_EINPUT,
+                          "%s already holds checkpoints: continue that run with --resume auto "
+                          "(run.resume = auto), or choose another run.dir",
+                          dir);
+    } else if (!strcmp(resume, "auto")) {
+      st = px_ckpt_pick(dir, found, sizeof found, err);
+    } else {
+      st = px_ckpt_resolve(resume, found, sizeof found, err);
+      if (st == PX_OK) st = px_ckpt_check(found, err);
+    }
+  }
+  PX_TRY(px_comm_agree(st, err));
+  px_comm_bcast(found, sizeof found, 0);
+  snprintf(path, n, "%s", found);
+  return PX_OK;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+
+typedef struct px_visit {
+  const char *path;
+  px_error *err;
+  px_status st;
+  int64_t datasets;
+} px_visit;
+
+#define PX_CHECK_PIECE ((size_t)64 << 20) /* bytes read at a time */
+
+/* Reads one dataset whole, in pieces of rows (HDF5 verifies each chunk's Fletcher-32 checksum
+ * on the way); first, that the file stores as many bytes as the dataset declares, so that a
+ * crafted shape cannot make us allocate more than the file holds. */
+static herr_t px_visit_read(hid_t loc, const char *name, px_visit *v) {
+  hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+  hid_t type = d < 0 ? H5I_INVALID_HID : H5Dget_type(d);
+  hid_t mem = type < 0 ? H5I_INVALID_HID : H5Tget_native_type(type, H5T_DIR_ASCEND);
+  hid_t space = d < 0 ? H5I_INVALID_HID : H5Dget_space(d);
+  int nd = space < 0 ? -1 : H5Sget_simple_extent_ndims(space);
+  hsize_t dims[H5S_MAX_RANK] = {0};
+  hssize_t npoints = space < 0 ? -1 : H5Sget_simple_extent_npoints(space);
+  size_t size = mem < 0 ? 0 : H5Tget_size(mem);
+  char reason[256];
+  if (d < 0 || mem < 0 || nd < 0 || npoints < 0 || size == 0 ||
+      H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
+    v->st = px_error_set(v->err, PX_EINPUT, "%s: cannot open dataset /%s (%s)", v->path, name,
+                         px_h5_reason(reason, sizeof reason));
+  } else if (npoints > 0 && (double)H5Dget_storage_size(d) < (double)npoints * (double)size) {
+    v->st = px_error_set(v->err, PX_EINPUT,
+                         "%s: dataset /%s is incomplete: %llu bytes stored of the %.0f its shape "
+                         "needs",
+                         v->path, name, (unsigned long long)H5Dget_storage_size(d),
+                         (double)npoints * (double)size);
+  } else if (npoints > 0) {
+    /* rows of dim 0 at a time (a scalar is one row) */
+    hsize_t rows = nd > 0 ? dims[0] : 1, row_bytes = (hsize_t)npoints / (rows ? rows : 1) * size;
+    hsize_t per = PX_CHECK_PIECE / row_bytes > 0 ? PX_CHECK_PIECE / row_bytes : 1;
+    if (per > rows) per = rows;
+    void *buf = px_malloc((size_t)(per * row_bytes));
+    for (hsize_t r = 0; r < rows && v->st == PX_OK; r += per) {
+      hsize_t n = rows - r < per ? rows - r : per, off[H5S_MAX_RANK] = {0}, cnt[H5S_MAX_RANK];
+      for (int i = 0; i < nd; i++) cnt[i] = dims[i];
+      herr_t rc = 0;
+      hid_t mspace = H5I_INVALID_HID;
+      if (nd > 0) {
+        off[0] = r, cnt[0] = n;
+        mspace = H5Screate_simple(nd, cnt, NULL);
+        rc = mspace < 0 ? -1 : H5Sselect_hyperslab(space, H5S_SELECT_SET, off, NULL, cnt, NULL);
+      }
+      if (rc >= 0)
+        rc = H5Dread(d, mem, nd > 0 ? mspace : H5S_ALL, nd > 0 ? space : H5S_ALL, H5P_DEFAULT, buf);
+      if (mspace >= 0) H5Sclose(mspace);
+      if (rc < 0)
+        v->st = px_error_set(v->err, PX_EINPUT, "%s: dataset /%s is damaged (%s)", v->path, name,
+                             px_h5_reason(reason, sizeof reason));
+    }
+    free(buf);
+  }
+  if (space >= 0) H5Sclose(space);
+  if (mem >= 0) H5Tclose(mem);
+  if (type >= 0) H5Tclose(type);
+  if (d >= 0) H5Dclose(d);
+  v->datasets++;
+  return v->st == PX_OK ? 0 : 1; /* 1 stops the visit */
+}
+
+#if H5_VERSION_GE(1, 12, 0)
+static herr_t px_visit_cb(hid_t loc, const char *name, const H5O_info2_t *info, void *data) {
+#else
+static herr_t px_visit_cb(hid_t loc, const char *name, const H5O_info_t *info, void *data) {
+#endif
+  return info->type == H5O_TYPE_DATASET ? px_visit_read(loc, name, data) : 0;
+}
+
+px_status px_ckpt_check(const char *path, px_error *err) {
+  hid_t f;
+  PX_TRY(px_ckpt_open(path, &f, err));
+  /* Every byte of data: each dataset read whole. */
+  px_visit v = {path, err, PX_OK, 0};
+#if H5_VERSION_GE(1, 12, 0)
+  herr_t rc = H5Ovisit3(f, H5_INDEX_NAME, H5_ITER_INC, px_visit_cb, &v, H5O_INFO_BASIC);
+#else
+  herr_t rc = H5Ovisit2(f, H5_INDEX_NAME, H5_ITER_INC, px_visit_cb, &v, H5O_INFO_BASIC);
+#endif
+  if (v.st == PX_OK && rc < 0) {
+    char reason[256];
+    v.st = px_error_set(err, PX_EINPUT, "%s: cannot walk the file (%s)", path,
+                        px_h5_reason(reason, sizeof reason));
+  }
+  /* The schema: root attributes, /state, and each model group (with its moments) read as the
+   * model its attributes describe. */
+  int64_t step, iteration;
+  px_status st = v.st;
+  if (st == PX_OK) st = px_h5_attr_read_i64(f, "step", &step, path, err);
+  if (st == PX_OK) st = px_h5_attr_read_i64(f, "iteration", &iteration, path, err);
+  if (st == PX_OK && H5Aexists(f, "config") <= 0)
+    st = px_error_set(err, PX_EINPUT, "%s: attribute 'config' is missing", path);
+  if (st == PX_OK && H5Lexists(f, "state", H5P_DEFAULT) <= 0)
+    st = px_error_set(err, PX_EINPUT, "%s: group '/state' is missing", path);
+  static const char *const groups[] = {"policy", "reference", "value", "reward"};
+  int n_models = 0;
+  for (int i = 0; i < 4 && st == PX_OK; i++) {
+    if (H5Lexists(f, groups[i], H5P_DEFAULT) <= 0) continue;
+    n_models++;
+    char optim[64];
+    snprintf(optim, sizeof optim, "optim/%s", groups[i]);
+    int has_optim = H5Lexists(f, "optim", H5P_DEFAULT) > 0 && H5Lexists(f, optim, H5P_DEFAULT) > 0;
+    px_gpt_config mc;
+    st = px_ckpt_read_config(path, groups[i], &mc, err);
+    if (st != PX_OK) break;
+    px_gpt model;
+    px_gpt_build(&model, &mc, 1, 1, has_optim);
+    px_ckpt_model cm = {groups[i], &model, has_optim, 0, 1, 0};
+    st = px_ckpt_read_model(path, &cm, err);
+    px_gpt_free(&model);
+  }
+  if (st == PX_OK && n_models == 0)
+    st = px_error_set(err, PX_EINPUT,
+                      "%s: holds no model group (policy, reference, value or "
+                      "reward)",
+                      path);
+  H5Fclose(f);
+  return st;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: every set-up step, then the demo pipeline on the built-in task with 2 ranks.
 #   scripts/demo.sh [RUN_DIR]        (default runs/demo)
-# Steps: install missing packages, build, data synth -> sft -> rm -> ppo -> eval.
+# Steps: install missing packages, build, data synth -> sft -> rm -> ppo -> eval. Run again
+# after an interruption (Ctrl-C, a time limit), it continues each stage from its checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=${1:-runs/demo}
@@ -21,14 +22,14 @@ echo "== 1/5 data synth: the built-in arith task"
 px data synth --out "$run/data"
 
 echo "== 2/5 sft: the base policy"
-px sft --data "$run/data/sft.h5" --run "$run/sft"
+px sft --data "$run/data/sft.h5" --run "$run/sft" --resume auto
 
 echo "== 3/5 rm: the reward model"
-px rm --init "$run/sft" --data "$run/data/prefs.h5" --run "$run/rm"
+px rm --init "$run/sft" --data "$run/data/prefs.h5" --run "$run/rm" --resume auto
 
 echo "== 4/5 ppo: the tuned policy"
 px ppo --policy "$run/sft" --reward "$run/rm" --prompts "$run/data/prompts.h5" \
-  --eval-prompts "$run/data/eval.h5" --run "$run/ppo"
+  --eval-prompts "$run/data/eval.h5" --run "$run/ppo" --resume auto
 
 echo
 echo "Proxima $(build/proxima --version | head -1 | cut -d' ' -f2): data, sft, rm and ppo are done (the"

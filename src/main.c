@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "proxima/blas.h"
+#include "proxima/checkpoint.h"
 #include "proxima/comm.h"
 #include "proxima/config.h"
 #include "proxima/dataset.h"
@@ -24,6 +25,7 @@
 #include "proxima/ppo.h"
 #include "proxima/rm.h"
 #include "proxima/sft.h"
+#include "proxima/signals.h"
 #include "proxima/synth.h"
 
 #define PX_MAX_ARGS 256
@@ -130,6 +132,19 @@ static px_status px_cmd_score(const px_cli *cli, const px_config *cfg, px_error 
   return px_rm_score_run(cfg, cli->local[0], cli->local[1], cli->local[2] != NULL, err);
 }
 
+/* ckpt info and ckpt verify read on rank 0; the others wait for its verdict. */
+static px_status px_cmd_ckpt_info(const px_cli *cli, const px_config *cfg, px_error *err) {
+  px_status st = PX_OK;
+  if (px_comm_rank() == 0) st = px_ckpt_info(cli->positional[0], stdout, err), fflush(stdout);
+  return px_comm_agree(st, err);
+}
+
+static px_status px_cmd_ckpt_verify(const px_cli *cli, const px_config *cfg, px_error *err) {
+  px_status st = PX_OK;
+  if (px_comm_rank() == 0) st = px_ckpt_verify(cli->positional[0], stdout, err), fflush(stdout);
+  return px_comm_agree(st, err);
+}
+
 static px_status px_cmd_config(const px_cli *cli, const px_config *cfg, px_error *err) {
   if (px_comm_rank() != 0) return PX_OK;
   if (cli->local[0])
@@ -159,13 +174,15 @@ static const px_command px_commands[] = {
      2,
      px_cmd_import},
     {"sft",
-     "[--data FILE.h5] [--run DIR] [--steps N] [--seed S]",
+     "[--data FILE.h5] [--run DIR] [--steps N] [--seed S] [--resume auto|CKPT]",
      "supervised fine-tuning of the policy on an sft or text data set (the base model)",
      "run model sft adam",
      {{"--data", "FILE", "sft.data", "the training data set"},
       {"--run", "DIR", "run.dir", "run directory (config.ini, metrics.jsonl, checkpoints/)"},
       {"--steps", "N", "sft.steps", "optimizer steps"},
-      {"--seed", "S", "run.seed", "seed of the initialisation and the data order"}},
+      {"--seed", "S", "run.seed", "seed of the initialisation and the data order"},
+      {"--resume", "auto|CKPT", "run.resume",
+       "continue from run.dir's newest intact checkpoint (auto) or from CKPT"}},
      0,
      px_cmd_sft},
     {"generate",
@@ -189,17 +206,20 @@ static const px_command px_commands[] = {
      0,
      px_cmd_generate},
     {"rm",
-     "[--init SFT_RUN|CKPT] [--data FILE.h5] [--run DIR] [--seed S]",
+     "[--init SFT_RUN|CKPT] [--data FILE.h5] [--run DIR] [--seed S] [--resume auto|CKPT]",
      "train the reward model on preference pairs (Bradley-Terry), then normalise its score",
      "run model rm adam sample",
      {{"--init", "CKPT", "rm.init", "the SFT checkpoint or run directory its trunk starts from"},
       {"--data", "FILE", "rm.data", "the preference pairs (a prefs data set)"},
       {"--run", "DIR", "run.dir", "run directory (config.ini, metrics.jsonl, checkpoints/)"},
-      {"--seed", "S", "run.seed", "seed of the head's initialisation, the data order, sampling"}},
+      {"--seed", "S", "run.seed", "seed of the head's initialisation, the data order, sampling"},
+      {"--resume", "auto|CKPT", "run.resume",
+       "continue from run.dir's newest intact checkpoint (auto) or from CKPT"}},
      0,
      px_cmd_rm},
     {"ppo",
-     "[--policy SFT_RUN] [--reward RM_RUN] [--prompts FILE.h5] [--run DIR] [--iterations N]",
+     "[--policy SFT_RUN] [--reward RM_RUN] [--prompts FILE.h5] [--run DIR] [--iterations N] "
+     "[--resume auto|CKPT]",
      "fine-tune the policy with PPO: KL-shaped reward, value baseline, clipped updates",
      "run ppo sample adam",
      {{"--policy", "CKPT", "ppo.policy", "the SFT checkpoint or run directory (also pi_base)"},
@@ -208,7 +228,9 @@ static const px_command px_commands[] = {
       {"--eval-prompts", "FILE", "ppo.eval_prompts", "held-out prompts with references"},
       {"--run", "DIR", "run.dir", "run directory (config.ini, metrics.jsonl, checkpoints/)"},
       {"--iterations", "N", "ppo.iterations", "collect-then-update iterations"},
-      {"--seed", "S", "run.seed", "seed of the sampling and the minibatch order"}},
+      {"--seed", "S", "run.seed", "seed of the sampling and the minibatch order"},
+      {"--resume", "auto|CKPT", "run.resume",
+       "continue from run.dir's newest intact checkpoint (auto) or from CKPT"}},
      0,
      px_cmd_ppo},
     {"eval",
@@ -230,6 +252,20 @@ static const px_command px_commands[] = {
       {"--json", NULL, NULL, "print JSONL: index, score, prompt, completion"}},
      0,
      px_cmd_score},
+    {"ckpt info",
+     "FILE|DIR",
+     "summarise a checkpoint (DIR: a run's LATEST): step, models, moments, state, config",
+     "",
+     {{NULL, NULL, NULL, NULL}},
+     1,
+     px_cmd_ckpt_info},
+    {"ckpt verify",
+     "FILE|DIR",
+     "read a checkpoint (DIR: a run's LATEST) whole: every checksum, the schema; exit 1 if bad",
+     "",
+     {{NULL, NULL, NULL, NULL}},
+     1,
+     px_cmd_ckpt_verify},
     {"config",
      "[--ini] [-c FILE] [section.key=value ...]",
      "list every configuration key with its type, default and meaning",
@@ -254,7 +290,9 @@ static void px_print_usage(FILE *out) {
   fprintf(out,
           "\nConfiguration: defaults, then the INI file of -c, then section.key=value arguments\n"
           "(and command options), later ones winning. 'proxima config' lists every key.\n\n"
-          "Exit status: 0 done; 1 bad usage, config or input; 2 a failure while running.\n");
+          "Exit status: 0 done; 1 bad usage, config or input; 2 a failure while running;\n"
+          "3 stopped by SIGTERM or SIGUSR1 after writing a checkpoint (continue with\n"
+          "--resume auto); 128+N ended by a second signal N.\n");
 }
 
 static void px_print_command_help(const px_command *cmd, FILE *out) {
@@ -307,8 +345,15 @@ static const px_command *px_find_command(int argc, char **argv, int *used, px_er
     int d = px_edit_distance(strchr(c->name, ' ') && argc > 1 ? two : argv[0], c->name);
     if (d < best_d) best_d = d, best = c;
   }
-  if (strcmp(argv[0], "data") == 0)
-    px_error_set(err, PX_EINPUT, "'data' needs a subcommand: 'data synth' or 'data import'");
+  /* A command group without (or with a wrong) subcommand: list the group's commands. */
+  char subs[256] = "";
+  size_t len = strlen(argv[0]);
+  for (int i = 0, k = 0; i < px_n_commands; i++)
+    if (!strncmp(px_commands[i].name, argv[0], len) && px_commands[i].name[len] == ' ')
+      k += snprintf(subs + k, sizeof subs - (size_t)k, "%s'%s'", k ? " or " : "",
+                    px_commands[i].name);
+  if (subs[0])
+    px_error_set(err, PX_EINPUT, "'%s' needs a subcommand: %s", argv[0], subs);
   else
     px_error_set(err, PX_EINPUT, "unknown command '%s' (did you mean '%s'?); see 'proxima --help'",
                  argc > 1 && strchr(best->name, ' ') ? two : argv[0], best->name);
@@ -443,6 +488,7 @@ static int px_exit(int status) {
 int main(int argc, char **argv) {
   px_blas_init(); /* before MPI: it may fork to test the kernel set */
   px_comm_init(&argc, &argv);
+  px_signals_install(); /* SIGTERM, SIGUSR1: checkpoint at the next step and exit 3 */
   px_log_init(PX_LOG_INFO);
   const int root = px_comm_rank() == 0;
 
@@ -479,7 +525,10 @@ int main(int argc, char **argv) {
                 omp_get_max_threads() > 1 ? "s" : "", px_blas_describe());
     st = cli.cmd->run(&cli, &cfg, &err);
   }
-  if (st != PX_OK && root) px_log_error("%s", err.msg);
+  if (st == PX_EINTERRUPTED && root)
+    px_log_warn("%s", err.msg);
+  else if (st != PX_OK && root)
+    px_log_error("%s", err.msg);
   px_config_free(&cfg);
   return px_exit((int)st);
 }

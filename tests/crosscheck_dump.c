@@ -172,7 +172,7 @@ int main(int argc, char **argv) {
   px_gpt_init(&model, 1234);
   perturb(&model);
   px_ckpt_model cm = {lm ? "policy" : "value", &model, 0, 0, 0.0, 0.0};
-  if (px_ckpt_write(ckpt_dir, 0, 0, "", &cm, 1, 0, &err) != PX_OK) {
+  if (px_ckpt_write(ckpt_dir, &(px_ckpt){0, 0, "", &cm, 1, NULL, 0}, 0, &err) != PX_OK) {
     fprintf(stderr, "crosscheck_dump: %s\n", err.msg);
     return 2;
   }

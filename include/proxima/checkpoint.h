@@ -19,6 +19,7 @@
 #define PROXIMA_CHECKPOINT_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "proxima/error.h"
 #include "proxima/gpt.h"
@@ -32,10 +33,66 @@ typedef struct px_ckpt_model {
   double gain, bias;  /* reward normalisation; written and read for the reward group */
 } px_ckpt_model;
 
-/* Writes DIR/ckpt-<step>.h5 holding the models, then LATEST, then prunes all but the newest
- * keep_last (0 keeps all). config_text is the resolved INI. Not collective: one rank writes. */
-px_status px_ckpt_write(const char *dir, int64_t step, int64_t iteration, const char *config_text,
-                        const px_ckpt_model *models, int n_models, int keep_last, px_error *err);
+/* One scalar of a run's resumable state, the dataset /state/<name> (int64 or float64, one
+ * element). Exactly one of i64 and f64 points at the run's variable: written from it, read
+ * into it. A stage lists its state once (an X-macro, e.g. PX_PPO_STATE in ppo.h) and uses the
+ * same table to write and to resume, so nothing can be saved and not restored. */
+typedef struct px_ckpt_var {
+  const char *name;
+  int64_t *i64;
+  double *f64;
+} px_ckpt_var;
+
+/* Declares a state struct's field, and its entry of a px_ckpt_var table, from one X-macro row
+ * X(type, name) with type int64_t or double. */
+#define PX_CKPT_FIELD(type, name) type name;
+#define PX_CKPT_VAR_int64_t(p) p, NULL
+#define PX_CKPT_VAR_double(p) NULL, p
+#define PX_CKPT_VAR(type, name) {#name, PX_CKPT_VAR_##type(&px_ckpt_state_->name)},
+
+/* What a checkpoint holds. */
+typedef struct px_ckpt {
+  int64_t step, iteration;
+  const char *config_text; /* the resolved INI */
+  const px_ckpt_model *models;
+  int n_models;
+  const px_ckpt_var *state;
+  int n_state;
+} px_ckpt;
+
+/* Writes DIR/ckpt-<step>.h5 with parallel HDF5 (MPI-IO): every rank holds the same models and
+ * state and writes its contiguous share of each tensor's rows into the global datasets, so the
+ * file does not depend on the rank count. The file is written as DIR/.ckpt-<step>.h5.tmp,
+ * closed, fsynced and renamed; then LATEST is replaced the same way; then all but the newest
+ * keep_last (0: all) are pruned. A failure leaves LATEST and the older checkpoints as they
+ * were. Collective: every rank passes the same. */
+px_status px_ckpt_write(const char *dir, const px_ckpt *ckpt, int keep_last, px_error *err);
+
+/* Reads the state variables vars[0..n) from path's /state; each must be there with its
+ * type. Not collective. */
+px_status px_ckpt_read_state(const char *path, const px_ckpt_var *vars, int n, px_error *err);
+
+/* The checkpoint a run resumes from. resume is "auto" or a checkpoint (file or directory, as
+ * px_ckpt_resolve). With "auto": the file LATEST in dir names, else the newest ckpt-*.h5; one
+ * that fails px_ckpt_check is skipped with a warning naming it and the next older is tried;
+ * *path = "" when dir holds none (start fresh). With a path: a damaged file is an error. With
+ * "" (start fresh): *path = "", and an error if dir already holds checkpoints.
+ * Collective: every rank checks, and the ranks agree. */
+px_status px_ckpt_find_resume(const char *dir, const char *resume, char *path, size_t n,
+                              px_error *err);
+
+/* Reads every dataset of path (so every Fletcher-32 checksum is verified) and checks the
+ * schema: the root attributes, each model group against its own configuration, the moments
+ * against their model, /state. PX_EINPUT naming the first problem. Not collective. */
+px_status px_ckpt_check(const char *path, px_error *err);
+
+/* `proxima ckpt info` and `ckpt verify` on file_or_dir (px_ckpt_resolve), printing to out. info:
+ * a summary from the metadata (size, step, each model's configuration, parameters, moments,
+ * every /state value, the config's length); no tensor data is read. verify: px_ckpt_check, then
+ * "PATH: ok (N datasets, M bytes)" (M the file's size). PX_EINPUT naming the file and the
+ * problem otherwise. Not collective. */
+px_status px_ckpt_info(const char *file_or_dir, FILE *out, px_error *err);
+px_status px_ckpt_verify(const char *file_or_dir, FILE *out, px_error *err);
 
 /* The path of DIR's newest complete checkpoint (from LATEST) into path of n bytes; PX_EINPUT
  * when there is none. Not collective. */

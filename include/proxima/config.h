@@ -28,7 +28,7 @@
     "built-in task: arith = two-digit additions \"37+45=\" answered by the sum")                   \
   X(synth, out, STR, "data", "", "directory that data synth writes its .jsonl and .h5 files to")   \
   X(synth, n_sft, INT, "20000", "1..", "SFT examples (prompt, base-model completion)")             \
-  X(synth, n_prefs, INT, "120000", "1..",                                                           \
+  X(synth, n_prefs, INT, "120000", "1..",                                                          \
     "preference pairs drawn before ties are dropped (two base completions of one prompt)")         \
   X(synth, n_prompts, INT, "4096", "1..", "PPO training prompts")                                  \
   X(synth, n_eval, INT, "500", "1..",                                                              \
@@ -59,7 +59,11 @@
   X(sft, heldout, INT, "512", "0..", "records held out of training for the held-out loss")         \
   X(sft, eval_every, INT, "500", "0..", "held-out loss every N steps (0: only at the end)")        \
   X(sft, log_every, INT, "50", "1..", "progress line and metrics.jsonl record every N steps")      \
+  X(sft, checkpoint_every, INT, "500", "0..", "checkpoint every N steps (0: only at the end)")     \
   X(run, keep_last, INT, "3", "0..", "checkpoints kept in run.dir/checkpoints (0: all)")           \
+  X(run, resume, STR, "", "",                                                                      \
+    "continue: auto (run.dir's newest intact checkpoint; fresh if none) or a checkpoint file or "  \
+    "run directory; empty: start fresh, refused where run.dir holds checkpoints")                  \
   X(sample, temperature, REAL, "1", "0..100",                                                      \
     "sampling temperature: logits are divided by it, and so are they in every log-prob pass "      \
     "(0: greedy, whose log-probs are at temperature 1)")                                           \
@@ -81,13 +85,14 @@
     "passes over the training pairs; the learning rate decays to 0")                               \
   X(rm, batch_size, INT, "32", "1..", "pairs per optimizer step, over all ranks")                  \
   X(rm, micro_batch, INT, "32", "1..", "pairs per forward/backward on one rank")                   \
-  X(rm, lr, REAL, "0.0005", "0..", "peak learning rate")                                            \
+  X(rm, lr, REAL, "0.0005", "0..", "peak learning rate")                                           \
   X(rm, warmup_steps, INT, "50", "0..", "steps of linear warm-up")                                 \
   X(rm, weight_decay, REAL, "0", "0..", "AdamW decoupled weight decay")                            \
   X(rm, grad_clip, REAL, "1", "0..", "clip the global gradient norm to this (0: no clipping)")     \
   X(rm, heldout, INT, "512", "0..", "pairs held out for the held-out accuracy and loss")           \
   X(rm, eval_every, INT, "50", "0..", "held-out accuracy every N steps (0: only at the end)")      \
   X(rm, log_every, INT, "10", "1..", "progress line and metrics.jsonl record every N steps")       \
+  X(rm, checkpoint_every, INT, "500", "0..", "checkpoint every N steps (0: only at the end)")      \
   X(rm, norm_samples, INT, "1024", "0..",                                                          \
     "responses sampled from the SFT policy to set the score's gain and bias (0: none)")            \
   X(ppo, policy, STR, "runs/demo/sft", "",                                                         \
@@ -99,12 +104,12 @@
   X(ppo, prompts, STR, "data/prompts.h5", "", "training prompts: a prompts data set")              \
   X(ppo, eval_prompts, STR, "data/eval.h5", "",                                                    \
     "held-out prompts for the gold accuracy (needs references; empty: none)")                      \
-  X(ppo, iterations, INT, "200", "1..", "collect-then-update iterations")                           \
+  X(ppo, iterations, INT, "200", "1..", "collect-then-update iterations")                          \
   X(ppo, batch_size, INT, "128", "1..", "prompts per iteration, over all ranks")                   \
   X(ppo, epochs, INT, "2", "1..", "passes over each iteration's rollouts")                         \
   X(ppo, minibatch, INT, "64", "1..", "responses per optimizer step, over all ranks")              \
   X(ppo, micro_batch, INT, "32", "1..", "responses per forward/backward on one rank")              \
-  X(ppo, lr, REAL, "0.0001", "0..", "policy learning rate (constant after a short warm-up)")        \
+  X(ppo, lr, REAL, "0.0001", "0..", "policy learning rate (constant after a short warm-up)")       \
   X(ppo, value_lr, REAL, "0.0001", "0..", "value-model learning rate")                             \
   X(ppo, warmup_steps, INT, "5", "0..", "optimizer steps of linear warm-up, both models")          \
   X(ppo, clip, REAL, "0.2", "0..1", "PPO ratio clip epsilon")                                      \
@@ -123,7 +128,8 @@
     "the score of a response that reached the length limit without EOS")                           \
   X(ppo, whiten_shift, BOOL, "true", "", "whitening subtracts the mean of the advantages")         \
   X(ppo, grad_clip, REAL, "1", "0..", "clip each model's global gradient norm (0: no clipping)")   \
-  X(ppo, eval_every, INT, "20", "0..", "gold accuracy on ppo.eval_prompts every N iterations")      \
+  X(ppo, eval_every, INT, "20", "0..", "gold accuracy on ppo.eval_prompts every N iterations")     \
+  X(ppo, checkpoint_every, INT, "20", "0..", "checkpoint every N iterations (0: only at the end)") \
   X(ppo, rollout_every, INT, "0", "0..",                                                           \
     "write a rollout buffer file every N iterations (0: never)")
 

@@ -103,6 +103,10 @@ typedef struct px_gpt {
  * when trainable, the gradients, the Adam moments (zeroed) and the backward's scratch.
  * The configuration must pass px_gpt_config_check. */
 void px_gpt_build(px_gpt *model, const px_gpt_config *config, int max_B, int max_T, int trainable);
+
+/* The number of parameters of a model of this configuration (which must pass
+ * px_gpt_config_check), without building it. Not collective. */
+size_t px_gpt_param_count(const px_gpt_config *config);
 void px_gpt_free(px_gpt *model);
 
 /* GPT-2's initialisation, a pure function of seed: every weight N(0, 0.02) drawn with Philox at

@@ -1,14 +1,34 @@
 /*
  * ppo.h — `proxima ppo`: fine-tunes the SFT policy with PPO against the reward model, with the
  * KL brake toward the SFT policy (pi_base) and a learned value baseline (DESIGN.md section 2).
- * Writes metrics.jsonl (one record per iteration, every metric named) and, at the end, a
- * checkpoint with the policy, reference, value and reward groups.
+ * Writes metrics.jsonl (one record per iteration, every metric named) and checkpoints (every
+ * ppo.checkpoint_every iterations, on a stop signal and at the end) with the policy, reference,
+ * value and reward groups, the policy's and value's Adam moments, and the state below.
  */
 #ifndef PROXIMA_PPO_H
 #define PROXIMA_PPO_H
 
+#include <stdint.h>
+
+#include "proxima/checkpoint.h"
 #include "proxima/config.h"
 #include "proxima/error.h"
+
+/* Everything besides the models and moments that PPO needs to resume exactly, one X(type,
+ * name) per /state dataset (as PX_SFT_STATE): iterations done, the seed (every draw is keyed by
+ * seed, iteration and sample, so no other generator state exists), the position in the stream
+ * of shuffled prompts, the KL coefficient beta (adaptive), the AdamW steps of both optimizers,
+ * metrics.jsonl's size, and pi_base's held-out gold accuracy measured at the start. */
+// clang-format off
+#define PX_PPO_STATE(X)                                                                            \
+  X(int64_t, iteration) X(int64_t, seed) X(int64_t, prompt_cursor) X(double, beta)                 \
+  X(int64_t, policy_adam_applied) X(int64_t, policy_adam_skipped) X(int64_t, value_adam_applied)   \
+  X(int64_t, value_adam_skipped) X(int64_t, metrics_bytes) X(double, base_gold)
+// clang-format on
+
+typedef struct px_ppo_state {
+  PX_PPO_STATE(PX_CKPT_FIELD)
+} px_ppo_state;
 
 /* Runs PPO as configured ([ppo] and [sample] keys). Collective. */
 px_status px_ppo_run(const px_config *cfg, px_error *err);

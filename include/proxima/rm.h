@@ -12,13 +12,28 @@
 #include <stdint.h>
 
 #include "proxima/batch.h"
+#include "proxima/checkpoint.h"
 #include "proxima/config.h"
 #include "proxima/dataset.h"
 #include "proxima/error.h"
 #include "proxima/gpt.h"
 
 /* The iteration number that keys the normalisation's samples (apart from PPO's iterations). */
+// clang-format off
 #define PX_RM_NORM_ITERATION 0xFFFFFFF0u
+// clang-format on
+
+/* Everything besides the model and its Adam moments that `rm` needs to resume exactly, one
+ * X(type, name) per /state dataset (as PX_SFT_STATE), and whether the score is normalised yet:
+ * a checkpoint written before the normalisation has gain 1 and bias 0, and PPO refuses it. */
+#define PX_RM_STATE(X)                                                                             \
+  X(int64_t, step)                                                                                 \
+  X(int64_t, seed) X(int64_t, data_cursor) X(int64_t, adam_applied) X(int64_t, adam_skipped)       \
+      X(int64_t, metrics_bytes) X(int64_t, normalized)
+
+typedef struct px_rm_state {
+  PX_RM_STATE(PX_CKPT_FIELD)
+} px_rm_state;
 
 /* Trains the reward model as configured. Collective. */
 px_status px_rm_run(const px_config *cfg, px_error *err);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "proxima/checkpoint.h"
 #include "proxima/config.h"
 #include "proxima/error.h"
 
@@ -34,5 +35,38 @@ void px_run_metrics(px_run *run, const char *phase, int64_t step, int n, const c
 /* The same into timings.jsonl, for wall-clock figures. Not collective. */
 void px_run_timings(px_run *run, const char *phase, int64_t step, int n, const char *const *names,
                     const double *values);
+
+/* Whether any rank has received a stop signal (SIGTERM, SIGUSR1): the ranks agree, so that
+ * they all checkpoint and stop at the same step boundary. Collective. */
+int px_run_should_stop(void);
+
+/* The checkpoint the run continues from, per run.resume (px_ckpt_find_resume on
+ * run.dir/checkpoints), into path of n bytes; "" to start fresh. Collective. */
+px_status px_run_resume_from(const px_run *run, const px_config *cfg, char *path, size_t n,
+                             px_error *err);
+
+/* The size of metrics.jsonl in bytes, the same on every rank: a checkpoint stores it so that a
+ * resume can drop the records written after it. Collective. */
+int64_t px_run_metrics_bytes(px_run *run);
+
+/* After resuming from ckpt_path: when that checkpoint is one of this run's, cuts
+ * metrics.jsonl back to the bytes it recorded, so that the records of the steps run again are
+ * not there twice. Not collective: rank 0 acts, the others return. */
+void px_run_metrics_rewind(px_run *run, const char *ckpt_path, int64_t bytes);
+
+/* Writes the checkpoint of step (and iteration) into run.dir/checkpoints, keeping
+ * run.keep_last: first *metrics_bytes (a state variable in vars) is set to metrics.jsonl's
+ * size, so that the file records it. Collective. */
+px_status px_run_checkpoint(px_run *run, const px_config *cfg, int64_t step, int64_t iteration,
+                            const px_ckpt_model *models, int n_models, const px_ckpt_var *vars,
+                            int n_vars, int64_t *metrics_bytes, px_error *err);
+
+/* Resumes from the checkpoint at path: reads models[0..n_models) (into models already built to
+ * their configuration) and the state vars on every rank, refuses a checkpoint written with
+ * another run.seed (*seed, read from the state), and rewinds metrics.jsonl to *metrics_bytes.
+ * Collective. */
+px_status px_run_restore(px_run *run, const px_config *cfg, const char *path, px_ckpt_model *models,
+                         int n_models, const px_ckpt_var *vars, int n_vars, const int64_t *seed,
+                         const int64_t *metrics_bytes, px_error *err);
 
 #endif

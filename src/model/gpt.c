@@ -83,6 +83,13 @@ static void px_fill_table(px_gpt *m) {
   }
 }
 
+size_t px_gpt_param_count(const px_gpt_config *config) {
+  px_gpt m;
+  m.config = *config;
+  px_fill_table(&m);
+  return m.n_params;
+}
+
 /* Points the named views at a buffer of the parameter layout (table order = struct order). */
 static void px_point_params(px_gpt_params *v, float *base, const px_gpt *m) {
   float **views[PX_GPT_MAX_TENSORS] = {

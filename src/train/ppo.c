@@ -25,6 +25,7 @@
 #include "proxima/checkpoint.h"
 #include "proxima/comm.h"
 #include "proxima/dataset.h"
+#include "proxima/fault.h"
 #include "proxima/generate.h"
 #include "proxima/log.h"
 #include "proxima/rl.h"
@@ -118,34 +119,41 @@ static void px_ppo_pass(px_ppo *s, px_gpt *m, const int64_t *idx, int64_t n, flo
 
 /* ------------------------------------------------------------------------------------------- */
 
-static px_status px_ppo_setup(px_ppo *s, px_error *err) {
+/* The four models: from the SFT and RM checkpoints for a fresh run, or all from the checkpoint
+ * a run resumes from (resume, "" when fresh; its moments and state are read after). */
+static px_status px_ppo_setup(px_ppo *s, const char *resume, px_error *err) {
   const px_config *cfg = s->cfg;
   const int mb = (int)cfg->ppo_micro_batch;
+  const char *policy = resume[0] ? resume : cfg->ppo_policy;
+  const char *reward = resume[0] ? resume : cfg->ppo_reward;
   char rpath[4300];
-  PX_TRY(px_ckpt_load(cfg->ppo_policy, "policy", PX_GPT_HEAD_LM, mb, 0, 1, &s->policy, NULL, NULL,
-                      err));
-  PX_TRY(px_ckpt_load(cfg->ppo_policy, "policy", PX_GPT_HEAD_LM, mb, 0, 0, &s->reference, NULL,
-                      NULL, err));
-  PX_TRY(px_rm_load_model(cfg->ppo_reward, &s->reward, mb, &s->gain, &s->bias, err));
-  PX_TRY(px_ckpt_resolve(cfg->ppo_reward, rpath, sizeof rpath, err));
+  PX_TRY(px_ckpt_load(policy, "policy", PX_GPT_HEAD_LM, mb, 0, 1, &s->policy, NULL, NULL, err));
+  PX_TRY(px_ckpt_load(policy, resume[0] ? "reference" : "policy", PX_GPT_HEAD_LM, mb, 0, 0,
+                      &s->reference, NULL, NULL, err));
+  PX_TRY(px_rm_load_model(reward, &s->reward, mb, &s->gain, &s->bias, err));
+  if (resume[0])
+    PX_TRY(px_ckpt_load(resume, "value", PX_GPT_HEAD_SCALAR, mb, 0, 1, &s->value, NULL, NULL, err));
+  PX_TRY(px_ckpt_resolve(reward, rpath, sizeof rpath, err));
   const px_gpt_config *pc = &s->policy.config, *rc = &s->reward.config;
   if (pc->max_seq_len != rc->max_seq_len || pc->vocab_size != rc->vocab_size)
     return px_error_set(err, PX_EINPUT,
                         "the policy (T %d, vocab %d) and the reward model (T %d, vocab %d) must "
                         "read the same sequences",
                         pc->max_seq_len, pc->vocab_size, rc->max_seq_len, rc->vocab_size);
-  /* The value model: the reward model whole, or the SFT trunk with a fresh head. */
-  px_gpt_config vc = !strcmp(cfg->ppo_value_init, "reward") ? *rc : *pc;
-  vc.head = PX_GPT_HEAD_SCALAR;
-  px_gpt_build(&s->value, &vc, mb, vc.max_seq_len, 1);
-  px_gpt_init(&s->value, (uint64_t)cfg->run_seed);
-  if (!strcmp(cfg->ppo_value_init, "reward")) {
-    px_ckpt_model cm = {"reward", &s->value, 0, 0, 1, 0};
-    PX_TRY(px_ckpt_read_model(rpath, &cm, err));
-  } else {
-    char ppath[4300];
-    PX_TRY(px_ckpt_resolve(cfg->ppo_policy, ppath, sizeof ppath, err));
-    PX_TRY(px_ckpt_read_trunk(ppath, "policy", &s->value, err));
+  if (!resume[0]) { /* the value model: the reward model whole, or the SFT trunk, new head */
+    int from_reward = !strcmp(cfg->ppo_value_init, "reward");
+    px_gpt_config vc = from_reward ? *rc : *pc;
+    vc.head = PX_GPT_HEAD_SCALAR;
+    px_gpt_build(&s->value, &vc, mb, vc.max_seq_len, 1);
+    px_gpt_init(&s->value, (uint64_t)cfg->run_seed);
+    if (from_reward) {
+      px_ckpt_model cm = {"reward", &s->value, 0, 0, 1, 0};
+      PX_TRY(px_ckpt_read_model(rpath, &cm, err));
+    } else {
+      char ppath[4300];
+      PX_TRY(px_ckpt_resolve(cfg->ppo_policy, ppath, sizeof ppath, err));
+      PX_TRY(px_ckpt_read_trunk(ppath, "policy", &s->value, err));
+    }
   }
   PX_TRY(px_dataset_read(cfg->ppo_prompts, MPI_COMM_SELF, 0, 1, -1, &s->prompts, err));
   if (s->prompts.kind == PX_DATA_TEXT)
@@ -245,10 +253,11 @@ static int px_is_gold(const px_dataset *ds, int64_t rec, const int32_t *resp, in
   return 1;
 }
 
-/* Steps 1 and 2 for this rank's share [lo, hi) of the iteration's B prompts. */
-static px_status px_ppo_collect(px_ppo *s, int64_t it, int64_t lo, int64_t hi, double *t_gen,
-                                double *t_score, px_error *err) {
-  const int B = s->B, T = s->T, R = s->R;
+/* Steps 1 and 2 for this rank's share [lo, hi) of the iteration's B prompts, which are items
+ * cursor .. cursor + B - 1 of the stream of shuffled prompts. */
+static px_status px_ppo_collect(px_ppo *s, int64_t it, int64_t cursor, int64_t lo, int64_t hi,
+                                double *t_gen, double *t_score, px_error *err) {
+  const int T = s->T, R = s->R;
   int64_t n = hi - lo;
   int64_t *offsets = px_malloc((size_t)(n + 1) * sizeof *offsets),
           *recs = px_malloc((size_t)(n + 1) * sizeof *recs);
@@ -256,7 +265,7 @@ static px_status px_ppo_collect(px_ppo *s, int64_t it, int64_t lo, int64_t hi, d
   offsets[0] = 0;
   for (int64_t i = 0; i < n; i++) {
     int64_t np;
-    recs[i] = px_epochs_item(&s->prompt_stream, it * B + lo + i);
+    recs[i] = px_epochs_item(&s->prompt_stream, cursor + lo + i);
     const int32_t *p = px_dataset_row(&s->prompts, 0, recs[i], &np);
     tokens[offsets[i]] = PX_TOK_BOS;
     memcpy(tokens + offsets[i] + 1, p, (size_t)np * sizeof *tokens);
@@ -509,24 +518,45 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
   px_run run;
   PX_TRY(px_run_open(&run, cfg, err));
   px_ppo s = {.cfg = cfg};
-  px_status st = px_comm_agree(px_ppo_setup(&s, err), err);
+  px_ppo_state state = {0, cfg->run_seed, 0, cfg->ppo_beta, 0, 0, 0, 0, 0, NAN},
+               *px_ckpt_state_ = &state;
+  const px_ckpt_var vars[] = {PX_PPO_STATE(PX_CKPT_VAR)};
+  const int n_vars = (int)(sizeof vars / sizeof vars[0]);
+  char resume[4300];
+  px_status st = px_run_resume_from(&run, cfg, resume, sizeof resume, err);
+  if (st == PX_OK) st = px_comm_agree(px_ppo_setup(&s, resume, err), err);
   if (st != PX_OK) goto done;
   px_ppo_alloc(&s);
+  px_ckpt_model models[4] = {{"policy", &s.policy, 1, 0, 0, 0},
+                             {"value", &s.value, 1, 0, 0, 0},
+                             {"reference", &s.reference, 0, 0, 0, 0},
+                             {"reward", &s.reward, 0, 0, s.gain, s.bias}};
+  if (resume[0]) { /* the moments and the state; the models came with px_ppo_setup */
+    st = px_run_restore(&run, cfg, resume, models, 2, vars, n_vars, &state.seed,
+                        &state.metrics_bytes, err);
+    if (st != PX_OK) goto done;
+    px_log_info("ppo: resuming from %s after iteration %lld", resume, (long long)state.iteration);
+  }
+  s.beta = state.beta;
+  s.policy_tr.applied = state.policy_adam_applied, s.policy_tr.skipped = state.policy_adam_skipped;
+  s.value_tr.applied = state.value_adam_applied, s.value_tr.skipped = state.value_adam_skipped;
   px_log_info("ppo: %lld prompts, %d per iteration, %lld iterations; policy %d x %d; beta %.4g",
               (long long)s.prompts.n, s.B, (long long)cfg->ppo_iterations, s.policy.config.n_layer,
               s.policy.config.n_embd, s.beta);
-  double t_start = px_log_elapsed(), gold0 = NAN;
-  if (s.eval.n > 0) {
-    gold0 = px_ppo_eval_gold(&s, err);
-    px_log_info("ppo: held-out gold accuracy of pi_base (sampled): %.3f", gold0);
+  double t_start = px_log_elapsed();
+  const int64_t first = state.iteration;
+  if (s.eval.n > 0 && !resume[0]) {
+    state.base_gold = px_ppo_eval_gold(&s, err);
+    px_log_info("ppo: held-out gold accuracy of pi_base (sampled): %.3f", state.base_gold);
     const char *names[] = {"eval_gold_accuracy"};
-    px_run_metrics(&run, "ppo_eval", 0, 1, names, &gold0);
+    px_run_metrics(&run, "ppo_eval", 0, 1, names, &state.base_gold);
   }
-  for (int64_t it = 0; it < cfg->ppo_iterations; it++) {
+  for (int64_t it = first; it < cfg->ppo_iterations; it++) {
     double t_it = px_log_elapsed(), t_gen = 0, t_score = 0, comm0 = px_comm_seconds();
     int64_t lo, hi;
     px_comm_share(s.B, px_comm_rank(), px_comm_size(), &lo, &hi);
-    st = px_comm_agree(px_ppo_collect(&s, it, lo, hi, &t_gen, &t_score, err), err);
+    st = px_comm_agree(px_ppo_collect(&s, it, state.prompt_cursor, lo, hi, &t_gen, &t_score, err),
+                       err);
     if (st != PX_OK) break;
     double adv_mean, adv_std, t0 = px_log_elapsed();
     px_ppo_advantages(&s, lo, hi, &adv_mean, &adv_std);
@@ -605,7 +635,8 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
     px_run_timings(&run, "ppo", it + 1, 5, tnames, tvalues);
     char eta[32], evs[48] = "";
     px_log_duration(eta, sizeof eta,
-                    (px_log_elapsed() - t_start) / (it + 1) * (cfg->ppo_iterations - it - 1));
+                    (px_log_elapsed() - t_start) / (it + 1 - first) *
+                        (cfg->ppo_iterations - it - 1));
     if (do_eval) snprintf(evs, sizeof evs, " | eval gold %.3f", gold_eval);
     px_log_info("ppo it %lld/%lld | score %.3f | kl %.3f | beta %.3g | gold %.3f%s | clip %.3f "
                 "| vloss %.4f | len %.1f | %.1fs (gen %.1f score %.1f train %.1f) | ETA %s",
@@ -615,17 +646,27 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
     if (kl > cfg->ppo_kl_bound)
       px_log_warn("ppo it %lld: mean KL to pi_base %.3f is over ppo.kl_bound %.3f",
                   (long long)it + 1, kl, cfg->ppo_kl_bound);
-  }
-  if (st == PX_OK) {
-    px_ckpt_model models[4] = {{"policy", &s.policy, 1, s.policy_tr.applied, 0, 0},
-                               {"reference", &s.reference, 0, 0, 0, 0},
-                               {"value", &s.value, 1, s.value_tr.applied, 0, 0},
-                               {"reward", &s.reward, 0, 0, s.gain, s.bias}};
-    st = px_comm_rank() == 0
-             ? px_ckpt_write(run.ckpt_dir, cfg->ppo_iterations, cfg->ppo_iterations,
-                             run.config_text, models, 4, (int)cfg->run_keep_last, err)
-             : PX_OK;
-    st = px_comm_agree(st, err);
+
+    state.iteration = it + 1, state.prompt_cursor += s.B, state.beta = s.beta;
+    state.policy_adam_applied = s.policy_tr.applied,
+    state.policy_adam_skipped = s.policy_tr.skipped;
+    state.value_adam_applied = s.value_tr.applied, state.value_adam_skipped = s.value_tr.skipped;
+    px_fault_point("ppo.iteration");
+    int last = it + 1 == cfg->ppo_iterations, stop = px_run_should_stop();
+    if (last || stop ||
+        (cfg->ppo_checkpoint_every > 0 && (it + 1) % cfg->ppo_checkpoint_every == 0)) {
+      models[0].optim_step = s.policy_tr.applied, models[1].optim_step = s.value_tr.applied;
+      st = px_run_checkpoint(&run, cfg, it + 1, it + 1, models, 4, vars, n_vars,
+                             &state.metrics_bytes, err);
+      if (st != PX_OK) break;
+    }
+    if (stop && !last) {
+      st = px_error_set(err, PX_EINTERRUPTED,
+                        "ppo: stopped by a signal after iteration %lld, checkpoint written; "
+                        "continue with --resume auto",
+                        (long long)it + 1);
+      break;
+    }
   }
   if (st == PX_OK) {
     char took[32];

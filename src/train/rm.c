@@ -15,6 +15,7 @@
 #include "proxima/batch.h"
 #include "proxima/checkpoint.h"
 #include "proxima/comm.h"
+#include "proxima/fault.h"
 #include "proxima/generate.h"
 #include "proxima/log.h"
 #include "proxima/optim.h"
@@ -33,7 +34,19 @@ void px_rm_scores(const px_gpt *model, const px_batch *b, float gain, float bias
 px_status px_rm_load_model(const char *file_or_dir, px_gpt *model, int max_B, float *gain,
                            float *bias, px_error *err) {
   double g = 1, b = 0;
-  PX_TRY(px_ckpt_load(file_or_dir, "reward", PX_GPT_HEAD_SCALAR, max_B, 0, 0, model, &g, &b, err));
+  /* A checkpoint of an unfinished `rm` run (its /state says normalized = 0) is refused: its
+   * score has not been normalised yet. Checkpoints of other stages have no such variable. */
+  char path[4300];
+  int64_t normalized = 1;
+  px_ckpt_var var = {"normalized", &normalized, NULL};
+  px_error ignored;
+  PX_TRY(px_ckpt_resolve(file_or_dir, path, sizeof path, err));
+  if (px_ckpt_read_state(path, &var, 1, &ignored) == PX_OK && !normalized)
+    return px_error_set(err, PX_EINPUT,
+                        "%s is from an unfinished rm run (its score is not normalised yet); "
+                        "finish that run with --resume auto",
+                        path);
+  PX_TRY(px_ckpt_load(path, "reward", PX_GPT_HEAD_SCALAR, max_B, 0, 0, model, &g, &b, err));
   *gain = (float)g, *bias = (float)b;
   return PX_OK;
 }
@@ -205,13 +218,32 @@ px_status px_rm_run(const px_config *cfg, px_error *err) {
                         "rm",
                         0,
                         0};
+  px_rm_state state = {0, cfg->run_seed, 0, 0, 0, 0, 0}, *px_ckpt_state_ = &state;
+  const px_ckpt_var vars[] = {PX_RM_STATE(PX_CKPT_VAR)};
+  const int n_vars = (int)(sizeof vars / sizeof vars[0]);
+  px_ckpt_model reward = {"reward", &s.model, 1, 0, 1, 0};
+  char resume[4300];
+  st = px_run_resume_from(&run, cfg, resume, sizeof resume, err);
+  if (st == PX_OK && resume[0]) {
+    st = px_run_restore(&run, cfg, resume, &reward, 1, vars, n_vars, &state.seed,
+                        &state.metrics_bytes, err);
+    if (st == PX_OK && state.normalized) {
+      px_log_info("rm: %s is the finished reward model; nothing to do", resume);
+      goto done;
+    }
+    if (st == PX_OK)
+      px_log_info("rm: resuming from %s at step %lld", resume, (long long)state.step);
+  }
+  if (st != PX_OK) goto done;
+  trainer.applied = state.adam_applied, trainer.skipped = state.adam_skipped;
+
   int64_t *idx = px_malloc((size_t)B * sizeof *idx);
-  int64_t lo, hi;
+  int64_t lo, hi, first = state.step;
   px_comm_share(B, px_comm_rank(), px_comm_size(), &lo, &hi);
   double t_start = px_log_elapsed(), acc = NAN, held_loss = NAN;
 
-  for (int64_t step = 0; step < steps; step++) {
-    for (int64_t i = 0; i < B; i++) idx[i] = px_epochs_item(&s.epochs, step * B + i);
+  for (int64_t step = first; step < steps; step++) {
+    for (int64_t i = 0; i < B; i++) idx[i] = px_epochs_item(&s.epochs, state.data_cursor + i);
     px_gpt_zero_grad(&s.model);
     double sums[2] = {0, 0};
     int64_t correct = 0;
@@ -220,6 +252,8 @@ px_status px_rm_run(const px_config *cfg, px_error *err) {
     sums[1] = (double)correct;
     px_comm_allreduce_sum_f64(sums, 2);
     double lr, norm = px_trainer_step(&trainer, step, sums[0], &lr);
+    state.step = step + 1, state.data_cursor += B;
+    state.adam_applied = trainer.applied, state.adam_skipped = trainer.skipped;
     int last = step + 1 == steps;
     int do_eval = last || (cfg->rm_eval_every > 0 && (step + 1) % cfg->rm_eval_every == 0);
     if (do_eval && s.n_heldout > 0) {
@@ -231,7 +265,7 @@ px_status px_rm_run(const px_config *cfg, px_error *err) {
     if (last || do_eval || (step + 1) % cfg->rm_log_every == 0) {
       char eta[32], held[80] = "";
       double now = px_log_elapsed();
-      px_log_duration(eta, sizeof eta, (now - t_start) / (step + 1) * (steps - step - 1));
+      px_log_duration(eta, sizeof eta, (now - t_start) / (step + 1 - first) * (steps - step - 1));
       if (do_eval) snprintf(held, sizeof held, " | heldout acc %.3f loss %.4f", acc, held_loss);
       px_log_info("rm step %lld/%lld | loss %.4f | acc %.3f%s | lr %.2e | ETA %s",
                   (long long)step + 1, (long long)steps, sums[0], sums[1] / (double)B, held, lr,
@@ -241,8 +275,26 @@ px_status px_rm_run(const px_config *cfg, px_error *err) {
       double values[] = {sums[0], sums[1] / (double)B, lr, norm, acc, held_loss};
       px_run_metrics(&run, "rm", step + 1, do_eval ? 6 : 4, names, values);
     }
+    /* The last step's checkpoint is the normalised one below. */
+    px_fault_point("rm.step");
+    int stop = px_run_should_stop();
+    if (!last &&
+        (stop || (cfg->rm_checkpoint_every > 0 && (step + 1) % cfg->rm_checkpoint_every == 0))) {
+      reward.optim_step = trainer.applied;
+      st = px_run_checkpoint(&run, cfg, step + 1, 0, &reward, 1, vars, n_vars, &state.metrics_bytes,
+                             err);
+      if (st != PX_OK) break;
+    }
+    if (stop && !last) {
+      st = px_error_set(err, PX_EINTERRUPTED,
+                        "rm: stopped by a signal after step %lld, checkpoint written; continue "
+                        "with --resume auto",
+                        (long long)step + 1);
+      break;
+    }
   }
   free(idx);
+  if (st != PX_OK) goto done;
 
   float gain = 1, bias = 0;
   double norm_stats[5];
@@ -253,11 +305,10 @@ px_status px_rm_run(const px_config *cfg, px_error *err) {
     px_run_metrics(&run, "rm_normalization", steps, 5, names, norm_stats);
   }
   if (st == PX_OK) {
-    px_ckpt_model reward = {"reward", &s.model, 1, trainer.applied, gain, bias};
-    st = px_comm_rank() == 0 ? px_ckpt_write(run.ckpt_dir, steps, 0, run.config_text, &reward, 1,
-                                             (int)cfg->run_keep_last, err)
-                             : PX_OK;
-    st = px_comm_agree(st, err);
+    reward.optim_step = trainer.applied, reward.gain = gain, reward.bias = bias;
+    state.normalized = 1;
+    st =
+        px_run_checkpoint(&run, cfg, steps, 0, &reward, 1, vars, n_vars, &state.metrics_bytes, err);
   }
   if (st == PX_OK)
     px_log_info("rm: done in %.1fs; held-out accuracy %.3f; score gain %.4f bias %.4f; "

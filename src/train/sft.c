@@ -19,6 +19,7 @@
 #include "proxima/checkpoint.h"
 #include "proxima/comm.h"
 #include "proxima/dataset.h"
+#include "proxima/fault.h"
 #include "proxima/gpt.h"
 #include "proxima/log.h"
 #include "proxima/optim.h"
@@ -145,13 +146,28 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
                         0,
                         0};
   const int64_t B = cfg->sft_batch_size, steps = cfg->sft_steps;
+  px_sft_state state = {0, cfg->run_seed, 0, 0, 0, 0}, *px_ckpt_state_ = &state;
+  const px_ckpt_var vars[] = {PX_SFT_STATE(PX_CKPT_VAR)};
+  const int n_vars = (int)(sizeof vars / sizeof vars[0]);
+  px_ckpt_model policy = {"policy", &s.model, 1, 0, 0, 0};
+  char resume[4300];
+  st = px_run_resume_from(&run, cfg, resume, sizeof resume, err);
+  if (st == PX_OK && resume[0]) {
+    st = px_run_restore(&run, cfg, resume, &policy, 1, vars, n_vars, &state.seed,
+                        &state.metrics_bytes, err);
+    if (st == PX_OK)
+      px_log_info("sft: resuming from %s at step %lld", resume, (long long)state.step);
+  }
+  if (st != PX_OK) goto done;
+  trainer.applied = state.adam_applied, trainer.skipped = state.adam_skipped;
+
   int64_t *records = px_malloc((size_t)B * sizeof *records);
-  int64_t lo, hi, tokens_since = 0;
+  int64_t lo, hi, tokens_since = 0, first = state.step;
   px_comm_share(B, px_comm_rank(), px_comm_size(), &lo, &hi);
   double t_start = px_log_elapsed(), t_last = t_start;
 
-  for (int64_t step = 0; step < steps; step++) {
-    for (int64_t i = 0; i < B; i++) records[i] = px_epochs_item(&s.epochs, step * B + i);
+  for (int64_t step = first; step < steps; step++) {
+    for (int64_t i = 0; i < B; i++) records[i] = px_epochs_item(&s.epochs, state.data_cursor + i);
     double total_weight = px_sft_weight(&s, records, B);
     px_gpt_zero_grad(&s.model);
     int64_t tokens = 0;
@@ -162,6 +178,8 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
     loss = sums[0];
     tokens_since += (int64_t)sums[1];
     double lr, norm = px_trainer_step(&trainer, step, loss, &lr);
+    state.step = step + 1, state.data_cursor += B;
+    state.adam_applied = trainer.applied, state.adam_skipped = trainer.skipped;
 
     int last = step + 1 == steps;
     int do_eval = last || (cfg->sft_eval_every > 0 && (step + 1) % cfg->sft_eval_every == 0);
@@ -169,7 +187,7 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
     if (last || (step + 1) % cfg->sft_log_every == 0 || do_eval) {
       double now = px_log_elapsed(), rate = tokens_since / (now - t_last + 1e-9);
       char eta[32], held[48] = "";
-      px_log_duration(eta, sizeof eta, (now - t_start) / (step + 1) * (steps - step - 1));
+      px_log_duration(eta, sizeof eta, (now - t_start) / (step + 1 - first) * (steps - step - 1));
       if (do_eval) snprintf(held, sizeof held, " | heldout %.4f", heldout);
       px_log_info("sft step %lld/%lld | loss %.4f%s | lr %.2e | |g| %.3f | %.0f tok/s | ETA %s",
                   (long long)step + 1, (long long)steps, loss, held, lr, norm, rate, eta);
@@ -182,17 +200,26 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
       tokens_since = 0;
       t_last = now;
     }
+    px_fault_point("sft.step");
+    int stop = px_run_should_stop();
+    if (last || stop ||
+        (cfg->sft_checkpoint_every > 0 && (step + 1) % cfg->sft_checkpoint_every == 0)) {
+      policy.optim_step = trainer.applied;
+      st = px_run_checkpoint(&run, cfg, step + 1, 0, &policy, 1, vars, n_vars, &state.metrics_bytes,
+                             err);
+      if (st != PX_OK) break;
+    }
+    if (stop && !last) {
+      st = px_error_set(err, PX_EINTERRUPTED,
+                        "sft: stopped by a signal after step %lld, checkpoint written; continue "
+                        "with --resume auto",
+                        (long long)step + 1);
+      break;
+    }
   }
   if (s.batch.truncated)
     px_log_warn("sft: sequences longer than model.max_seq_len = %d were cut", T);
   free(records);
-
-  /* The policy, with its optimizer state, in run.dir/checkpoints. */
-  px_ckpt_model policy = {"policy", &s.model, 1, trainer.applied, 0, 0};
-  st = px_comm_rank() == 0 ? px_ckpt_write(run.ckpt_dir, steps, 0, run.config_text, &policy, 1,
-                                           (int)cfg->run_keep_last, err)
-                           : PX_OK;
-  st = px_comm_agree(st, err);
   if (st == PX_OK)
     px_log_info("sft: done in %.1fs; checkpoint %s/ckpt-%08lld.h5", px_log_elapsed() - t_start,
                 run.ckpt_dir, (long long)steps);
