@@ -270,3 +270,11 @@ const char *px_io_library(char *buf, size_t n) {
   );
   return buf;
 }
+
+int px_dataset_is_reference(const px_dataset *ds, int64_t rec, const int32_t *response, int L,
+                            int eos) {
+  if (ds->n_fields < 2 || !eos) return 0;
+  int64_t nref;
+  const int32_t *ref = px_dataset_row(ds, 1, rec, &nref);
+  return nref == L - 1 && (nref == 0 || memcmp(ref, response, (size_t)nref * sizeof *ref) == 0);
+}

@@ -18,20 +18,34 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 px() { "${launch[@]}" build/proxima "$@" -c configs/demo.ini; }
 
+# Each phase's wall time, for the summary (seconds, this invocation's).
+mkdir -p "$run"
+phases=$run/phases.txt
+: >"$phases"
+phase() {
+  local name=$1 start
+  shift
+  start=$(date +%s.%N)
+  "$@"
+  awk -v name="$name" -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%s %.1f\n", name, b - a }' \
+    >>"$phases"
+}
+
 echo "== 1/5 data synth: the built-in arith task"
-px data synth --out "$run/data"
+phase data px data synth --out "$run/data"
 
 echo "== 2/5 sft: the base policy"
-px sft --data "$run/data/sft.h5" --run "$run/sft" --resume auto
+phase sft px sft --data "$run/data/sft.h5" --run "$run/sft" --resume auto
 
 echo "== 3/5 rm: the reward model"
-px rm --init "$run/sft" --data "$run/data/prefs.h5" --run "$run/rm" --resume auto
+phase rm px rm --init "$run/sft" --data "$run/data/prefs.h5" --run "$run/rm" --resume auto
 
 echo "== 4/5 ppo: the tuned policy"
-px ppo --policy "$run/sft" --reward "$run/rm" --prompts "$run/data/prompts.h5" \
+phase ppo px ppo --policy "$run/sft" --reward "$run/rm" --prompts "$run/data/prompts.h5" \
   --eval-prompts "$run/data/eval.h5" --run "$run/ppo" --resume auto
 
+echo "== 5/5 eval: the tuned policy against pi_base on the held-out prompts"
+phase eval px eval --policy "$run/ppo" --prompts "$run/data/eval.h5" --out "$run/eval.json"
+
 echo
-echo "Proxima $(build/proxima --version | head -1 | cut -d' ' -f2): data, sft, rm and ppo are done (the"
-echo "held-out gold accuracy is in $run/ppo/metrics.jsonl, eval_gold_accuracy); the final"
-echo "evaluation report and plots are not implemented yet. Runs: $run/{sft,rm,ppo}"
+/usr/bin/python3 scripts/report.py "$run" --phases "$phases"

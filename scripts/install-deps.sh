@@ -12,6 +12,7 @@ packages=(
   libinih-dev libjansson-dev        # INI configs, JSON Lines
   librandom123-dev                  # Philox counter-based random numbers
   python3-torch python3-h5py python3-numpy   # the PyTorch cross-check and baselines
+  python3-matplotlib                         # the demo's plots of metrics.jsonl
 )
 # The list above, without the comments.
 wanted=$(printf '%s\n' "${packages[@]}")

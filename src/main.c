@@ -18,6 +18,7 @@
 #include "proxima/config.h"
 #include "proxima/dataset.h"
 #include "proxima/error.h"
+#include "proxima/eval.h"
 #include "proxima/fsutil.h"
 #include "proxima/generate.h"
 #include "proxima/jsonl.h"
@@ -117,11 +118,31 @@ static px_status px_cmd_ppo(const px_cli *cli, const px_config *cfg, px_error *e
 }
 
 static px_status px_cmd_eval(const px_cli *cli, const px_config *cfg, px_error *err) {
-  if (!cli->local[0] || !cli->local[1])
+  const char *reward = cli->local[0], *pairs = cli->local[1], *policy = cli->local[2];
+  if (policy) {
+    const char *prompts = cli->local[4] ? cli->local[4] : cfg->ppo_eval_prompts;
+    if (!prompts[0])
+      return px_error_set(err, PX_EINPUT,
+                          "eval --policy needs --prompts FILE (or "
+                          "ppo.eval_prompts)");
+    int examples = 5;
+    if (cli->local[6]) {
+      char *end;
+      long v = strtol(cli->local[6], &end, 10);
+      if (*end || v < 0 || v > 1000)
+        return px_error_set(err, PX_EINPUT, "--examples %s: expected a count from 0 to 1000",
+                            cli->local[6]);
+      examples = (int)v;
+    }
+    px_eval_args args = {policy, cli->local[3], reward, prompts, cli->local[5], examples};
+    return px_eval_policy_run(cfg, &args, err);
+  }
+  if (!reward || !pairs)
     return px_error_set(err, PX_EINPUT,
-                        "eval needs --reward CKPT and --pairs FILE (the reward model's accuracy "
-                        "on preference pairs); see 'proxima eval --help'");
-  return px_rm_eval_run(cfg, cli->local[0], cli->local[1], err);
+                        "eval needs --policy CKPT (a policy against pi_base) or --reward CKPT and "
+                        "--pairs FILE (the reward model on preference pairs); see 'proxima eval "
+                        "--help'");
+  return px_rm_eval_run(cfg, reward, pairs, err);
 }
 
 static px_status px_cmd_score(const px_cli *cli, const px_config *cfg, px_error *err) {
@@ -234,13 +255,21 @@ static const px_command px_commands[] = {
      0,
      px_cmd_ppo},
     {"eval",
+     "--policy CKPT [--prompts FILE.h5] [--base CKPT] [--reward CKPT] [--out FILE.json] | "
      "--reward CKPT --pairs FILE",
-     "the reward model's accuracy and loss on preference pairs (a prefs data set or JSONL)",
-     "rm",
-     {{"--reward", "CKPT", NULL, "reward checkpoint, or its run or checkpoints directory"},
+     "a tuned policy against pi_base (gold accuracy sampled and greedy, reward, KL, examples), "
+     "or the reward model's accuracy on preference pairs",
+     "sample ppo rm",
+     {{"--reward", "CKPT", NULL,
+       "reward checkpoint or run (with --policy: default the policy checkpoint's reward group)"},
       {"--pairs", "FILE", NULL,
-       "preference pairs: a prefs data set, or JSONL of "
-       "{\"prompt\",\"chosen\",\"rejected\"} lines"}},
+       "preference pairs: a prefs data set, or JSONL of {\"prompt\",\"chosen\",\"rejected\"} "
+       "lines"},
+      {"--policy", "CKPT", NULL, "the tuned policy: a checkpoint, or a run directory (LATEST)"},
+      {"--base", "CKPT", NULL, "pi_base (default: the policy checkpoint's reference group)"},
+      {"--prompts", "FILE", NULL, "prompts with references (default: ppo.eval_prompts)"},
+      {"--out", "FILE", NULL, "also write the results as JSON"},
+      {"--examples", "N", NULL, "prompts shown with both answers (default 5)"}},
      0,
      px_cmd_eval},
     {"score",

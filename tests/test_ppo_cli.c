@@ -121,6 +121,90 @@ static void test_rollout_files(void) {
     CU_ASSERT_EQUAL(rc, 0);
 }
 
+/* proxima eval --policy on the PPO run: its sampled gold accuracies are PPO's own held-out
+ * evaluations (the same draws), pi_base's the one before training; 1 and 2 ranks agree. */
+static void test_eval(void) {
+  double ppo_eval[8], base_eval[2];
+  int n = px_proc_metric("ppt-a", "ppo", "eval_gold_accuracy", ppo_eval, 8);
+  CU_ASSERT_EQUAL_FATAL(n, 1);
+  CU_ASSERT_EQUAL_FATAL(px_proc_metric("ppt-a", "ppo_eval", "eval_gold_accuracy", base_eval, 2), 1);
+  double kl[2];
+  for (int ranks = 1; ranks <= 2; ranks++) {
+    char out[64];
+    snprintf(out, sizeof out, "ppt-eval-%d.json", ranks);
+    CU_ASSERT_EQUAL_FATAL(px_proc_run(ranks == 2 ? getenv("PX_LAUNCH_2") : "",
+                                      "eval --policy ppt-a --prompts ppt-data/eval.h5 --out %s "
+                                      "--examples 3 " SMALL
+                                      "sample.batch=8 sample.max_new_tokens=6 run.log_level=warn",
+                                      out),
+                          0);
+    CU_ASSERT(px_test_contains(px_proc_out, "gold accuracy, sampled"));
+    json_error_t jerr;
+    json_t *o = json_load_file(out, 0, &jerr);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+    json_t *tuned = json_object_get(o, "tuned"), *base = json_object_get(o, "pi_base");
+    CU_ASSERT_DOUBLE_EQUAL(json_number_value(json_object_get(tuned, "gold_accuracy_sampled")),
+                           ppo_eval[0], 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(json_number_value(json_object_get(base, "gold_accuracy_sampled")),
+                           base_eval[0], 1e-12);
+    double greedy = json_number_value(json_object_get(tuned, "gold_accuracy_greedy"));
+    CU_ASSERT(greedy >= 0 && greedy <= 1);
+    CU_ASSERT(json_is_number(json_object_get(tuned, "mean_reward")));
+    kl[ranks - 1] = json_number_value(json_object_get(o, "kl_to_base"));
+    CU_ASSERT(isfinite(kl[ranks - 1]));
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(o, "examples")), 3);
+    json_decref(o);
+  }
+  CU_ASSERT_DOUBLE_EQUAL(kl[0], kl[1], 1e-4 * fabs(kl[0]) + 1e-6);
+  CU_ASSERT_EQUAL(px_proc_run("", "eval --policy ppt-nowhere --prompts ppt-data/eval.h5"), 1);
+  CU_ASSERT(px_test_contains(px_proc_err, "ppt-nowhere"));
+  CU_ASSERT_EQUAL(px_proc_run("", "eval --policy ppt-a --prompts ppt-data/prefs.h5"), 1);
+  CU_ASSERT(px_test_contains(px_proc_err, "prefs.h5"));
+}
+
+/* scripts/report.py on the runs: the summary's numbers are eval.json's, and every curve is a
+ * PNG (skipped without matplotlib). */
+static void test_report(void) {
+  CU_ASSERT_EQUAL_FATAL(system("rm -rf ppt-report && mkdir ppt-report && ln -s ../ppt-sft "
+                               "ppt-report/sft && ln -s ../ppt-rm ppt-report/rm && ln -s "
+                               "../ppt-a ppt-report/ppo && cp ppt-eval-2.json "
+                               "ppt-report/eval.json && printf 'sft 1.5\\nppo 2.5\\n' > "
+                               "ppt-report/phases"),
+                        0);
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           "/usr/bin/python3 %s/../scripts/report.py ppt-report --phases "
+           "ppt-report/phases > ppt-report/out.txt 2>&1",
+           getenv("PX_SOURCE_DIR"));
+  CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+  char out[8192];
+  px_proc_slurp("ppt-report/out.txt", out, sizeof out);
+  CU_ASSERT(px_test_contains(out, "gold accuracy, sampled answers"));
+  CU_ASSERT(px_test_contains(out, "reward model held-out pair accuracy"));
+  CU_ASSERT(px_test_contains(out, "\nall ") && px_test_contains(out, " 4s\n"));
+  if (px_test_contains(out, "no matplotlib")) {
+    printf("\n    SKIP the plots: /usr/bin/python3 lacks matplotlib");
+    return;
+  }
+  const char *pngs[] = {"ppo_reward", "ppo_kl_beta", "ppo_gold_accuracy",
+                        "ppo_losses", "ppo_clip",    "ppo_generation_throughput",
+                        "sft_loss",   "rm_accuracy"};
+  for (int i = 0; i < 8; i++) {
+    char path[256];
+    snprintf(path, sizeof path, "ppt-report/plots/%s.png", pngs[i]);
+    FILE *f = fopen(path, "rb");
+    unsigned char magic[8] = {0};
+    CU_ASSERT_PTR_NOT_NULL(f);
+    if (f) {
+      CU_ASSERT_EQUAL(fread(magic, 1, 8, f), 8);
+      CU_ASSERT(magic[1] == 'P' && magic[2] == 'N' && magic[3] == 'G');
+      fseek(f, 0, SEEK_END);
+      CU_ASSERT(ftell(f) > 5000); /* axes, labels and a curve, not an empty canvas */
+      fclose(f);
+    }
+  }
+}
+
 static void test_bad_input(void) {
   CU_ASSERT_EQUAL(px_proc_run("", PPO_ARGS " --run ppt-bad --reward ppt-sft"), 1);
   CU_ASSERT(px_test_contains(px_proc_err, "group '/reward' is missing"));
@@ -137,6 +221,8 @@ void px_test_register(void) {
       {"ratio is 1 before each first update", test_ratio_is_one_before_each_first_update},
       {"1 and 2 ranks", test_one_and_two_ranks},
       {"rollout files", test_rollout_files},
+      {"eval against pi_base", test_eval},
+      {"report: summary and plots", test_report},
       {"bad input", test_bad_input},
       CU_TEST_INFO_NULL};
   px_test_suite("ppo end to end", tests);

@@ -40,6 +40,12 @@ float px_batch_add_lm(px_batch *b, const px_dataset *ds, int64_t i);
 int px_batch_add_scored(px_batch *b, const int32_t *prompt, int64_t np, const int32_t *response,
                         int64_t nr);
 
+/* Appends a row for the teacher-forced log-probs of a response: seq is BOS prompt (P tokens in
+ * all) then the response's L tokens; the inputs are seq[0 .. P+L-2] and the targets of
+ * positions P-1 .. P+L-2 the response tokens (-1 elsewhere), weights 0. P + L - 1 must not
+ * exceed cap_T. Not collective. */
+void px_batch_add_response(px_batch *b, const int32_t *seq, int P, int L);
+
 /* Lays the rows out with stride T (they are added with stride cap_T), ready for the model's
  * [B,T] arrays. Add no row after this until px_batch_clear. */
 void px_batch_pack(px_batch *b);

@@ -80,4 +80,10 @@ void px_dataset_free(px_dataset *ds);
 /* "HDF5 1.10.8 (parallel)", in buf of n bytes, for --version. */
 const char *px_io_library(char *buf, size_t n);
 
+/* Whether a response of L tokens (EOS last when eos) spells record rec's reference, field 1:
+ * the gold exact match of the built-in task. 0 when ds has no references or eos is 0. Not
+ * collective. */
+int px_dataset_is_reference(const px_dataset *ds, int64_t rec, const int32_t *response, int L,
+                            int eos);
+
 #endif

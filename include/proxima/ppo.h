@@ -30,6 +30,10 @@ typedef struct px_ppo_state {
   PX_PPO_STATE(PX_CKPT_FIELD)
 } px_ppo_state;
 
+/* The iteration number that keys the draws of the held-out evaluation (PPO's
+ * eval_gold_accuracy and `proxima eval`), apart from the training iterations. */
+#define PX_PPO_EVAL_ITERATION 0xFFFFFF00u
+
 /* Runs PPO as configured ([ppo] and [sample] keys). Collective. */
 px_status px_ppo_run(const px_config *cfg, px_error *err);
 

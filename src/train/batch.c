@@ -99,6 +99,19 @@ void px_shuffle(int64_t *perm, int64_t n, uint64_t seed, uint32_t stream, uint32
   }
 }
 
+void px_batch_add_response(px_batch *b, const int32_t *seq, int P, int L) {
+  int len = P + L - 1;
+  PX_REQUIRE(b->B < b->cap_B && len <= b->cap_T, "px_batch_add_response: no room for the row");
+  size_t at = (size_t)b->B * b->cap_T;
+  for (int t = 0; t < b->cap_T; t++) {
+    b->tokens[at + t] = t < len ? seq[t] : PX_TOK_PAD;
+    b->targets[at + t] = t >= P - 1 && t < len ? seq[t + 1] : -1;
+    b->weights[at + t] = 0;
+  }
+  b->lengths[b->B++] = len;
+  if (len > b->T) b->T = len;
+}
+
 void px_batch_pack(px_batch *b) {
   /* Row r moves from r*cap_T to r*T; T <= cap_T, so in increasing r nothing is overwritten
    * before it is moved. */

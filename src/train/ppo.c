@@ -35,7 +35,7 @@
 #include "proxima/tokenizer.h"
 #include "proxima/trainer.h"
 
-enum { PX_STREAM_PPO_PROMPTS = 31, PX_STREAM_PPO_EVAL_ITER = 0xFFFFFF00u };
+enum { PX_STREAM_PPO_PROMPTS = 31 };
 #define PX_PPO_WHITEN_EPS 1e-8 /* added to the advantages' variance before the square root */
 
 typedef struct px_ppo {
@@ -65,22 +65,6 @@ typedef struct px_ppo {
 
 /* ------------------------------------------------------------------------------------------- */
 
-/* A row for the teacher-forced passes: inputs seq[0 .. P+L-2], the response's tokens as the
- * targets of positions P-1 .. P+L-2 (the policy's and the value's positions of the response). */
-static void px_ppo_add_row(px_batch *b, const px_ppo *s, int64_t i) {
-  const int32_t *seq = s->seq + (size_t)i * s->T;
-  int P = s->plen[i], L = s->rlen[i], len = P + L - 1;
-  int32_t *tok = b->tokens + (size_t)b->B * b->cap_T, *tgt = b->targets + (size_t)b->B * b->cap_T;
-  float *w = b->weights + (size_t)b->B * b->cap_T;
-  for (int t = 0; t < b->cap_T; t++) {
-    tok[t] = t < len ? seq[t] : PX_TOK_PAD;
-    tgt[t] = t >= P - 1 && t < len ? seq[t + 1] : -1;
-    w[t] = 0;
-  }
-  b->lengths[b->B++] = len;
-  if (len > b->T) b->T = len;
-}
-
 /* Forward over rows idx[0..n) of the rollouts with model m in micro-batches; for the LM head
  * the response log-probs, for the scalar head the response values, into out rows [n, R] (0
  * past each response). When grad is given (a [n, R] gradient for those), also the backward. */
@@ -90,7 +74,10 @@ static void px_ppo_pass(px_ppo *s, px_gpt *m, const int64_t *idx, int64_t n, flo
   for (int64_t start = 0; start < n; start += mb) {
     int rows = (int)(n - start < mb ? n - start : mb);
     px_batch_clear(&s->batch);
-    for (int r = 0; r < rows; r++) px_ppo_add_row(&s->batch, s, idx[start + r]);
+    for (int r = 0; r < rows; r++) {
+      int64_t i = idx[start + r];
+      px_batch_add_response(&s->batch, s->seq + (size_t)i * s->T, s->plen[i], s->rlen[i]);
+    }
     px_batch_pack(&s->batch);
     const px_batch *b = &s->batch;
     px_gpt_forward(m, b->tokens, b->lengths, b->B, b->T);
@@ -242,17 +229,6 @@ static void px_ppo_free(px_ppo *s) {
 
 /* ------------------------------------------------------------------------------------------- */
 
-/* Whether response tokens (EOS dropped) spell the reference of record rec of ds (field 1). */
-static int px_is_gold(const px_dataset *ds, int64_t rec, const int32_t *resp, int L, int eos) {
-  if (ds->n_fields < 2 || !eos) return 0;
-  int64_t nref;
-  const int32_t *ref = px_dataset_row(ds, 1, rec, &nref);
-  if (nref != L - 1) return 0;
-  for (int64_t k = 0; k < nref; k++)
-    if (ref[k] != resp[k]) return 0;
-  return 1;
-}
-
 /* Steps 1 and 2 for this rank's share [lo, hi) of the iteration's B prompts, which are items
  * cursor .. cursor + B - 1 of the stream of shuffled prompts. */
 static px_status px_ppo_collect(px_ppo *s, int64_t it, int64_t cursor, int64_t lo, int64_t hi,
@@ -285,7 +261,7 @@ static px_status px_ppo_collect(px_ppo *s, int64_t it, int64_t cursor, int64_t l
       memcpy(seq, tokens + offsets[i], (size_t)P * sizeof *seq);
       memcpy(seq + P, g.tokens + (size_t)i * g.max_new, (size_t)L * sizeof *seq);
       s->plen[row] = P, s->rlen[row] = L, s->eos[row] = g.eos[i];
-      s->gold[row] = (uint8_t)px_is_gold(&s->prompts, recs[i], seq + P, L, g.eos[i]);
+      s->gold[row] = (uint8_t)px_dataset_is_reference(&s->prompts, recs[i], seq + P, L, g.eos[i]);
     }
     /* Policy and reference log-probs and the values, teacher-forced (the training passes'
      * kernels, so the first ratio is 1); the reward at EOS. */
@@ -449,9 +425,10 @@ static double px_ppo_eval_gold(px_ppo *s, px_error *err) {
   }
   px_generation g = {0};
   double right = 0;
-  px_status st = px_generate(&s->gen, tokens, offsets, n, PX_STREAM_PPO_EVAL_ITER, lo, &g, err);
+  px_status st = px_generate(&s->gen, tokens, offsets, n, PX_PPO_EVAL_ITERATION, lo, &g, err);
   for (int64_t i = 0; st == PX_OK && i < n; i++)
-    right += px_is_gold(ev, lo + i, g.tokens + (size_t)i * g.max_new, g.lengths[i], g.eos[i]);
+    right += px_dataset_is_reference(ev, lo + i, g.tokens + (size_t)i * g.max_new, g.lengths[i],
+                                     g.eos[i]);
   px_generation_free(&g);
   free(tokens), free(offsets);
   px_comm_allreduce_sum_f64(&right, 1);

@@ -1,0 +1,278 @@
+/*
+ * eval_cmd.c — `proxima eval --policy` (eval.h): each rank answers its contiguous share of the
+ * prompts with the tuned policy and pi_base, sampled and greedy, scores the sampled answers
+ * with the reward model and the tuned answers' log-probs under both policies (teacher-forced,
+ * the kernels PPO scores with); the sums are allreduced and rank 0 prints and writes the JSON.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxima/batch.h"
+#include "proxima/checkpoint.h"
+#include "proxima/comm.h"
+#include "proxima/dataset.h"
+#include "proxima/eval.h"
+#include "proxima/fsutil.h"
+#include "proxima/generate.h"
+#include "proxima/log.h"
+#include "proxima/ppo.h"
+#include "proxima/rm.h"
+#include "proxima/tokenizer.h"
+
+/* One policy's answers to this rank's prompts, sampled and greedy. */
+typedef struct px_answers {
+  px_generation sampled, greedy;
+  double gold_sampled, gold_greedy, reward_sum; /* this rank's sums */
+} px_answers;
+
+/* Sampled and greedy answers of model to prompts [lo, lo + n) (tokens/offsets: BOS prompt),
+ * their gold counts and, with a reward model, the sum of the sampled answers' scores. */
+static px_status px_eval_answer(const px_config *cfg, px_gpt *model, px_gpt *reward, float gain,
+                                float bias, const px_dataset *ds, const int32_t *tokens,
+                                const int64_t *offsets, int64_t lo, int64_t n, int max_new,
+                                px_answers *a, px_error *err) {
+  memset(a, 0, sizeof *a);
+  for (int greedy = 0; greedy < 2; greedy++) {
+    px_sampler_config sc = px_sample_config(cfg);
+    if (greedy) sc.greedy = 1, sc.temperature = 0;
+    px_generator gen;
+    px_generator_build(&gen, model, &sc, (uint64_t)cfg->run_seed, (int)cfg->sample_batch, max_new);
+    px_generation *g = greedy ? &a->greedy : &a->sampled;
+    px_status st = px_generate(&gen, tokens, offsets, n, PX_PPO_EVAL_ITERATION, lo, g, err);
+    px_generator_free(&gen);
+    PX_TRY(st);
+    double *gold = greedy ? &a->gold_greedy : &a->gold_sampled;
+    for (int64_t i = 0; i < n; i++)
+      *gold += px_dataset_is_reference(ds, lo + i, g->tokens + (size_t)i * g->max_new,
+                                       g->lengths[i], g->eos[i]);
+  }
+  if (!reward) return PX_OK;
+  const px_generation *g = &a->sampled;
+  for (int64_t i = 0; i < n; i++) {
+    if (!g->eos[i]) {
+      a->reward_sum += cfg->ppo_no_eos_penalty;
+      continue;
+    }
+    const int32_t *p = tokens + offsets[i] + 1, *r = g->tokens + (size_t)i * g->max_new;
+    int64_t pl = offsets[i + 1] - offsets[i] - 1, rl = g->lengths[i] - 1;
+    float score;
+    px_rm_score(reward, gain, bias, &p, &pl, &r, &rl, 1, &score);
+    a->reward_sum += score;
+  }
+  return PX_OK;
+}
+
+/* Sum over responses of sum_t log pi_model(y_t | ...) at temperature T, teacher-forced, into
+ * lp[i] for each of the n generated responses. */
+static void px_eval_logprobs(px_gpt *model, const int32_t *tokens, const int64_t *offsets,
+                             const px_generation *g, float temperature, double *lp) {
+  const int T = model->config.max_seq_len, mb = model->max_B;
+  px_batch b;
+  px_batch_build(&b, mb, T);
+  int32_t *seq = px_malloc((size_t)T * sizeof *seq);
+  float *out = px_malloc((size_t)mb * T * sizeof *out);
+  for (int64_t start = 0; start < g->n; start += mb) {
+    int rows = (int)(g->n - start < mb ? g->n - start : mb);
+    px_batch_clear(&b);
+    for (int r = 0; r < rows; r++) {
+      int64_t i = start + r;
+      int P = (int)(offsets[i + 1] - offsets[i]), L = g->lengths[i];
+      memcpy(seq, tokens + offsets[i], (size_t)P * sizeof *seq);
+      memcpy(seq + P, g->tokens + (size_t)i * g->max_new, (size_t)L * sizeof *seq);
+      px_batch_add_response(&b, seq, P, L);
+    }
+    px_batch_pack(&b);
+    px_gpt_forward(model, b.tokens, b.lengths, b.B, b.T);
+    px_gpt_logprobs(model, out, b.targets, temperature);
+    for (int r = 0; r < rows; r++) {
+      double sum = 0;
+      for (int t = 0; t < b.T; t++)
+        if (b.targets[(size_t)r * b.T + t] >= 0) sum += out[(size_t)r * b.T + t];
+      lp[start + r] = sum;
+    }
+  }
+  free(out), free(seq);
+  px_batch_free(&b);
+}
+
+/* The text of a response (EOS dropped) into buf of n bytes. */
+static const char *px_eval_text(const px_generation *g, int64_t i, char *buf, size_t n) {
+  int L = g->lengths[i] - (g->eos[i] ? 1 : 0);
+  char *tmp = px_malloc((size_t)g->max_new + 1);
+  size_t len = px_tok_decode(tmp, g->tokens + (size_t)i * g->max_new, (size_t)L);
+  snprintf(buf, n, "%.*s", (int)len, tmp);
+  free(tmp);
+  return buf;
+}
+
+static json_t *px_eval_side(double gold_s, double gold_g, double reward, int has_ref,
+                            int has_reward) {
+  json_t *o = json_object();
+  json_object_set_new(o, "gold_accuracy_sampled", has_ref ? json_real(gold_s) : json_null());
+  json_object_set_new(o, "gold_accuracy_greedy", has_ref ? json_real(gold_g) : json_null());
+  json_object_set_new(o, "mean_reward", has_reward ? json_real(reward) : json_null());
+  return o;
+}
+
+px_status px_eval_policy_run(const px_config *cfg, const px_eval_args *args, px_error *err) {
+  char path[4300], base_path[4300] = "", reward_path[4300] = "";
+  px_gpt tuned = {0}, base = {0}, reward = {0};
+  float gain = 1, bias = 0;
+  px_dataset ds = {0};
+  px_status st = px_ckpt_resolve(args->policy, path, sizeof path, err);
+  const int mb = (int)cfg->sample_batch;
+  /* pi_base: --base's policy group, else the policy checkpoint's reference group, if any. */
+  px_gpt_config probe;
+  px_error ignored;
+  const char *base_group = "policy";
+  if (st == PX_OK && args->base) {
+    st = px_ckpt_resolve(args->base, base_path, sizeof base_path, err);
+  } else if (st == PX_OK && px_ckpt_read_config(path, "reference", &probe, &ignored) == PX_OK) {
+    snprintf(base_path, sizeof base_path, "%s", path);
+    base_group = "reference";
+  }
+  if (st == PX_OK && args->reward)
+    st = px_ckpt_resolve(args->reward, reward_path, sizeof reward_path, err);
+  else if (st == PX_OK && px_ckpt_read_config(path, "reward", &probe, &ignored) == PX_OK)
+    snprintf(reward_path, sizeof reward_path, "%s", path);
+  if (st == PX_OK)
+    st = px_ckpt_load(path, "policy", PX_GPT_HEAD_LM, mb, 0, 0, &tuned, NULL, NULL, err);
+  if (st == PX_OK && base_path[0])
+    st = px_ckpt_load(base_path, base_group, PX_GPT_HEAD_LM, mb, 0, 0, &base, NULL, NULL, err);
+  if (st == PX_OK && reward_path[0])
+    st = px_rm_load_model(reward_path, &reward, mb, &gain, &bias, err);
+  if (st == PX_OK)
+    st = px_dataset_read(args->prompts, MPI_COMM_SELF, 0, 1, PX_DATA_PROMPTS, &ds, err);
+  if (st == PX_OK && ds.n == 0)
+    st = px_error_set(err, PX_EINPUT, "%s holds no prompts", args->prompts);
+  st = px_comm_agree(st, err);
+  if (st != PX_OK) goto done;
+
+  /* This rank's prompts, BOS first, cut to leave room for an answer (as PPO's evaluation). */
+  const int T = tuned.config.max_seq_len;
+  const int max_new = (int)cfg->sample_max_new_tokens < T ? (int)cfg->sample_max_new_tokens : T - 2;
+  int64_t lo, hi;
+  px_comm_share(ds.n, px_comm_rank(), px_comm_size(), &lo, &hi);
+  int64_t n = hi - lo;
+  int64_t *offsets = px_malloc((size_t)(n + 1) * sizeof *offsets);
+  int32_t *tokens = px_malloc((size_t)(n * T + 1) * sizeof *tokens);
+  offsets[0] = 0;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t np;
+    const int32_t *p = px_dataset_row(&ds, 0, lo + i, &np);
+    if (np > T - 3) np = T - 3;
+    tokens[offsets[i]] = PX_TOK_BOS;
+    memcpy(tokens + offsets[i] + 1, p, (size_t)np * sizeof *tokens);
+    offsets[i + 1] = offsets[i] + np + 1;
+  }
+  px_log_info("eval: %lld prompts of %s; policy %s%s%s%s%s", (long long)ds.n, args->prompts, path,
+              base_path[0] ? ", pi_base " : " (no pi_base)", base_path,
+              reward_path[0] ? ", reward " : " (no reward model)", reward_path);
+  px_answers at = {0}, ab = {0};
+  double *lp_t = px_calloc((size_t)n + 1, sizeof *lp_t),
+         *lp_b = px_calloc((size_t)n + 1, sizeof *lp_b);
+  px_gpt *rm = reward_path[0] ? &reward : NULL;
+  st = px_eval_answer(cfg, &tuned, rm, gain, bias, &ds, tokens, offsets, lo, n, max_new, &at, err);
+  if (st == PX_OK && base_path[0])
+    st = px_eval_answer(cfg, &base, rm, gain, bias, &ds, tokens, offsets, lo, n, max_new, &ab, err);
+  st = px_comm_agree(st, err);
+  /* sums over the ranks: tuned gold s/g, reward; base gold s/g, reward; KL */
+  double sums[7] = {at.gold_sampled,
+                    at.gold_greedy,
+                    at.reward_sum,
+                    ab.gold_sampled,
+                    ab.gold_greedy,
+                    ab.reward_sum,
+                    0};
+  if (st == PX_OK && base_path[0]) {
+    px_sampler_config sc = px_sample_config(cfg);
+    float temp = sc.greedy || sc.temperature <= 0 ? 1.0f : sc.temperature;
+    px_eval_logprobs(&tuned, tokens, offsets, &at.sampled, temp, lp_t);
+    px_eval_logprobs(&base, tokens, offsets, &at.sampled, temp, lp_b);
+    for (int64_t i = 0; i < n; i++) sums[6] += lp_t[i] - lp_b[i];
+  }
+  if (st == PX_OK) px_comm_allreduce_sum_f64(sums, 7);
+  const double N = (double)ds.n;
+  const int has_ref = ds.n_fields >= 2, has_base = base_path[0] != 0, has_rm = rm != NULL;
+
+  if (st == PX_OK && px_comm_rank() == 0) {
+    json_t *o = json_object();
+    json_object_set_new(o, "policy", json_string(path));
+    json_object_set_new(o, "base", has_base ? json_string(base_path) : json_null());
+    json_object_set_new(o, "reward", has_rm ? json_string(reward_path) : json_null());
+    json_object_set_new(o, "prompts", json_string(args->prompts));
+    json_object_set_new(o, "n_prompts", json_integer((json_int_t)ds.n));
+    json_object_set_new(o, "temperature", json_real(px_sample_config(cfg).temperature));
+    json_object_set_new(o, "tuned",
+                        px_eval_side(sums[0] / N, sums[1] / N, sums[2] / N, has_ref, has_rm));
+    json_object_set_new(o, "pi_base",
+                        has_base
+                            ? px_eval_side(sums[3] / N, sums[4] / N, sums[5] / N, has_ref, has_rm)
+                            : json_null());
+    json_object_set_new(o, "kl_to_base", has_base ? json_real(sums[6] / N) : json_null());
+    printf("%-34s %12s %12s\n", "", "pi_base", "tuned");
+    const char *rows[] = {"gold accuracy, sampled", "gold accuracy, greedy",
+                          "mean normalised reward"};
+    for (int r = 0; r < 3; r++) {
+      int known = r < 2 ? has_ref : has_rm;
+      char b[32] = "-", t[32] = "-";
+      if (known && has_base) snprintf(b, sizeof b, "%.4f", sums[3 + r] / N);
+      if (known) snprintf(t, sizeof t, "%.4f", sums[r] / N);
+      printf("%-34s %12s %12s\n", rows[r], b, t);
+    }
+    if (has_base) printf("%-34s %12s %12.4f\n", "KL(tuned || pi_base) per answer", "", sums[6] / N);
+    printf("(%lld prompts of %s, sampled at temperature %g)\n", (long long)ds.n, args->prompts,
+           px_sample_config(cfg).temperature);
+    /* Examples: the first prompts, which rank 0 holds. */
+    json_t *ex = json_array();
+    int k = args->examples < n ? args->examples : (int)n;
+    if (k > 0) printf("\n%-20s %-12s %-16s %-16s\n", "prompt", "reference", "pi_base", "tuned");
+    for (int i = 0; i < k; i++) {
+      char prompt[256], ref[256] = "", bt[256] = "-", tt[256];
+      int64_t np, nr;
+      const int32_t *p = px_dataset_row(&ds, 0, i, &np);
+      size_t len = px_tok_decode(prompt, p, (size_t)(np < 200 ? np : 200));
+      prompt[len] = '\0';
+      if (has_ref) {
+        const int32_t *r = px_dataset_row(&ds, 1, i, &nr);
+        len = px_tok_decode(ref, r, (size_t)(nr < 200 ? nr : 200));
+        ref[len] = '\0';
+      }
+      if (has_base) px_eval_text(&ab.sampled, i, bt, sizeof bt);
+      px_eval_text(&at.sampled, i, tt, sizeof tt);
+      printf("%-20s %-12s %-16s %-16s\n", prompt, ref, bt, tt);
+      json_t *e = json_object();
+      json_object_set_new(e, "prompt", json_string(prompt));
+      json_object_set_new(e, "reference", has_ref ? json_string(ref) : json_null());
+      json_object_set_new(e, "pi_base", has_base ? json_string(bt) : json_null());
+      json_object_set_new(e, "tuned", json_string(tt));
+      json_array_append_new(ex, e);
+    }
+    json_object_set_new(o, "examples", ex);
+    fflush(stdout);
+    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+    json_decref(o);
+    PX_REQUIRE(text, "json_dumps failed (out of memory)");
+    if (args->out) {
+      size_t tl = strlen(text);
+      text = px_realloc(text, tl + 2);
+      text[tl] = '\n', text[tl + 1] = '\0';
+      st = px_fs_write_atomic(args->out, text, tl + 1, err);
+      if (st == PX_OK) px_log_info("eval: wrote %s", args->out);
+    }
+    free(text);
+  }
+  st = px_comm_agree(st, err);
+  px_generation *gens[] = {&at.sampled, &at.greedy, &ab.sampled, &ab.greedy};
+  for (int i = 0; i < 4; i++) px_generation_free(gens[i]);
+  free(lp_t), free(lp_b), free(tokens), free(offsets);
+done:
+  px_dataset_free(&ds);
+  px_gpt *models[] = {&tuned, &base, &reward};
+  for (int i = 0; i < 3; i++)
+    if (models[i]->params) px_gpt_free(models[i]);
+  return st;
+}
