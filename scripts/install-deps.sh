@@ -13,6 +13,7 @@ packages=(
   librandom123-dev                  # Philox counter-based random numbers
   python3-torch python3-h5py python3-numpy   # the PyTorch cross-check and baselines
   python3-matplotlib                         # the demo's plots of metrics.jsonl
+  munge slurmctld slurmd slurm-client         # a one-node Slurm cluster for the slurm tests (jobs/local/)
 )
 # The list above, without the comments.
 wanted=$(printf '%s\n' "${packages[@]}")
