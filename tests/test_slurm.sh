@@ -298,6 +298,11 @@ csv_ok() {
 }
 check "scaling.csv has its header and 6 points (R*T <= 2 CPUs, strong and weak)" csv_ok
 cat scaling.csv
+if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
+  check "benchmarks/plot_scaling.py turns it into a PNG" \
+    sh -c "/usr/bin/python3 '$src/benchmarks/plot_scaling.py' scaling.csv --out scaling.png >/dev/null &&
+      [ \$(stat -c %s scaling.png) -gt 10000 ]"
+fi
 
 # ---- the end -----------------------------------------------------------------------------------
 log "stopping the cluster"
