@@ -101,7 +101,7 @@ static void test_bad_input(void) {
   CU_ASSERT_EQUAL(px_proc_run("", RM_ARGS " --data rmt-data/sft.h5 --run rmt-bad"), 1);
   CU_ASSERT(px_test_contains(px_proc_err, "holds sft records"));
   CU_ASSERT_EQUAL(px_proc_run("", "eval --reward rmt-rm1"), 1);
-  CU_ASSERT(px_test_contains(px_proc_err, "eval needs --reward CKPT and --pairs FILE"));
+  CU_ASSERT(px_test_contains(px_proc_err, "--reward CKPT and --pairs FILE (the reward model"));
   CU_ASSERT_EQUAL(px_proc_run("", "eval --reward rmt-sft --pairs rmt-data/prefs.h5"), 1);
   CU_ASSERT(px_test_contains(px_proc_err, "group '/reward' is missing"));
 }
