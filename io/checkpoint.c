@@ -425,6 +425,7 @@ px_status px_ckpt_load(const char *file_or_dir, const char *group, px_gpt_head h
     return px_error_set(err, PX_EINPUT, "%s: /%s has %s head, expected %s", path, group,
                         mc.head == PX_GPT_HEAD_LM ? "an lm" : "a scalar",
                         head == PX_GPT_HEAD_LM ? "lm" : "scalar");
+  PX_TRY(px_gpt_check_memory(&mc, max_B, max_T > 0 ? max_T : mc.max_seq_len, trainable, path, err));
   px_gpt_build(model, &mc, max_B, max_T > 0 ? max_T : mc.max_seq_len, trainable);
   px_ckpt_model cm = {group, model, 0, 0, 1, 0};
   px_status st = px_ckpt_read_model(path, &cm, err);

@@ -85,37 +85,14 @@ static const char *px_shortest(char *buf, size_t n, double x) {
  * Opening: a file HDF5 cannot open, in the user's terms
  * ------------------------------------------------------------------------------------------- */
 
-typedef struct px_inner {
-  char desc[256];
-  hid_t minor;
-} px_inner;
-
-/* Walking downward from the API call, the last entry is where the failure was found. */
-static herr_t px_inner_cb(unsigned n, const H5E_error2_t *e, void *data) {
-  px_inner *in = data;
-  snprintf(in->desc, sizeof in->desc, "%s", e->desc ? e->desc : "");
-  in->minor = e->min_num;
-  return 0;
-}
-
-/* PX_EINPUT when path is an HDF5 file that the library cannot open, saying why from the
- * innermost error (px_h5_reason reports the outermost, "unable to open file"); a cut-off file
- * says how much of it is there. Missing and non-HDF5 files pass: px_ckpt_check names those. */
+/* PX_EINPUT when path is an HDF5 file that the library cannot open, saying why
+ * (px_h5_open_failure); missing and non-HDF5 files pass: px_ckpt_check names those. */
 static px_status px_ckpt_openable(const char *path, px_error *err) {
   if (!px_fs_exists(path) || px_h5_is_hdf5(path) <= 0) return PX_OK;
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f >= 0)
     return H5Fclose(f) < 0 ? px_error_set(err, PX_EINPUT, "%s: cannot close", path) : PX_OK;
-  px_inner in = {"", H5I_INVALID_HID};
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, px_inner_cb, &in);
-  const char *stored = strstr(in.desc, "stored_eof = ");
-  if (in.minor == H5E_TRUNCATED && stored)
-    return px_error_set(err, PX_EINPUT,
-                        "%s: the file is truncated: %lld bytes of the %lld its superblock "
-                        "records (an interrupted copy or a full disk?)",
-                        path, px_file_size(path), strtoll(stored + 13, NULL, 10));
-  return px_error_set(err, PX_EINPUT, "%s: cannot open (%s)", path,
-                      in.desc[0] ? in.desc : "unknown HDF5 error");
+  return px_h5_open_failure(path, err);
 }
 
 /* ---------------------------------------------------------------------------------------------

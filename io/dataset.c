@@ -93,6 +93,7 @@ px_status px_dataset_write(const char *path, const px_dataset *ds, px_error *err
   px_h5_quiet();
   char tmp[4200];
   px_fs_temp_name(tmp, sizeof tmp, path);
+  PX_TRY(px_fs_check_parent(path, err));
   hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
   if (fcpl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0) return px_h5_fail(err, path, "H5Pcreate");
   hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
@@ -151,6 +152,14 @@ static px_status px_read_field(hid_t file, const char *path, const char *name, i
   if (st == PX_OK && (int64_t)n_off != n_total + 1)
     st = px_error_set(err, PX_EINPUT, "%s: offsets has %llu entries, expected n_records + 1 = %lld",
                       where, (unsigned long long)n_off, (long long)n_total + 1);
+  /* A crafted shape must not make us allocate more than the file holds: a real tokens dataset
+   * stores at least one byte per element. */
+  if (st == PX_OK && (double)H5Dget_storage_size(dtok) < (double)n_tok)
+    st = px_error_set(err, PX_EINPUT,
+                      "%s: tokens declares %llu elements but the file stores %llu bytes of them "
+                      "(damaged or incomplete)",
+                      where, (unsigned long long)n_tok,
+                      (unsigned long long)H5Dget_storage_size(dtok));
   if (st != PX_OK) goto done;
 
   int64_t n = hi - lo;
@@ -208,11 +217,7 @@ px_status px_dataset_read(const char *path, MPI_Comm comm, int part, int parts, 
   if (fapl < 0) return px_error_set(err, PX_ERUN, "%s: cannot set up MPI-IO", path);
   hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
   H5Pclose(fapl);
-  if (file < 0) {
-    char reason[256];
-    return px_error_set(err, PX_EINPUT, "%s: cannot open (%s)", path,
-                        px_h5_reason(reason, sizeof reason));
-  }
+  if (file < 0) return px_h5_open_failure(path, err);
   char format[64] = "", kind_name[64] = "";
   int64_t version = 0, n_total = 0;
   px_status st = px_h5_attr_read_str(file, "format", format, sizeof format, path, err);

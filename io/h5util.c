@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void px_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
@@ -20,6 +21,40 @@ const char *px_h5_reason(char *buf, size_t n) {
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, px_h5_first, inner); /* n == 0: the innermost */
   snprintf(buf, n, "%s", inner);
   return buf;
+}
+
+typedef struct px_inner {
+  char desc[256];
+  hid_t minor;
+} px_inner;
+
+/* Walking downward from the API call, the last entry is where the failure was found. */
+static herr_t px_inner_cb(unsigned n, const H5E_error2_t *e, void *data) {
+  (void)n;
+  px_inner *in = data;
+  snprintf(in->desc, sizeof in->desc, "%s", e->desc ? e->desc : "");
+  in->minor = e->min_num;
+  return 0;
+}
+
+px_status px_h5_open_failure(const char *path, px_error *err) {
+  px_h5_quiet();
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f >= 0) {
+    H5Fclose(f);
+    return px_error_set(err, PX_EINPUT, "%s: cannot open (it opens alone, not over MPI-IO)", path);
+  }
+  px_inner in = {"", H5I_INVALID_HID};
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, px_inner_cb, &in);
+  const char *stored = strstr(in.desc, "stored_eof = ");
+  struct stat st;
+  if (in.minor == H5E_TRUNCATED && stored && stat(path, &st) == 0)
+    return px_error_set(err, PX_EINPUT,
+                        "%s: the file is truncated: %lld bytes of the %lld its superblock "
+                        "records (an interrupted copy or a full disk?)",
+                        path, (long long)st.st_size, strtoll(stored + 13, NULL, 10));
+  return px_error_set(err, PX_EINPUT, "%s: cannot open (%s)", path,
+                      in.desc[0] ? in.desc : "unknown HDF5 error");
 }
 
 htri_t px_h5_is_hdf5(const char *path) {

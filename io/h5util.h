@@ -19,6 +19,11 @@ void px_h5_quiet(void);
 /* The innermost message of the current HDF5 error stack ("" if none), in buf of n bytes. */
 const char *px_h5_reason(char *buf, size_t n);
 
+/* Why path, an HDF5 file, cannot be opened, as PX_EINPUT in the user's terms: a file cut short
+ * says how many bytes of how many its superblock records; otherwise HDF5's innermost reason.
+ * Opens the file once more on this process alone (with the default driver) to find out. */
+px_status px_h5_open_failure(const char *path, px_error *err);
+
 /* >0 when path is an HDF5 file, 0 when not, <0 when it cannot be read. */
 htri_t px_h5_is_hdf5(const char *path);
 

@@ -704,9 +704,7 @@ static const bad_case cases[] = {
      "data import --kind sft bi-j13.jsonl bi-nodir/out.h5",
      1,
      {"bi-nodir/out.h5"},
-     "bi-nodir/out.h5",
-     "exit 2 (a failure while running) for an output path in a directory that does not exist, "
-     "a user's mistake; the message gives no reason (\"cannot create the file\")"},
+     "bi-nodir/out.h5"},
 
     /* --- HDF5 data sets ------------------------------------------------------------------ */
     {"data set: a text file",
@@ -740,9 +738,7 @@ static const bad_case cases[] = {
      SFT "--data bi-half.h5 --run bi-run-ds3",
      1,
      {"bi-half.h5", "truncated"},
-     "bi-run-ds3",
-     "a data set cut in half gets \"bi-half.h5: cannot open ()\": the reason is empty, nothing "
-     "says the file is truncated (a truncated checkpoint gets \"truncated file: eof = ...\")"},
+     "bi-run-ds3"},
     {"data set: a plain HDF5 file without proxima's attributes",
      NULL,
      NULL,
@@ -885,10 +881,7 @@ static const bad_case cases[] = {
      SFT "--data bi-hollow.h5 --run bi-run-ds20",
      1,
      {"bi-hollow.h5"},
-     "bi-run-ds20",
-     "offsets are checked against the tokens dataset's declared length only, so 2^40 declared "
-     "and never written tokens are allocated: \"dataset.c:179: malloc of 4398046511104 bytes "
-     "failed (out of memory)\", MPI_ABORT, exit 2, instead of exit 1 naming the file"},
+     "bi-run-ds20"},
 
     /* --- checkpoints --------------------------------------------------------------------- */
     {"checkpoint: a data set given to rm --init",
@@ -1017,10 +1010,7 @@ static const bad_case cases[] = {
      "model.n_layer=1024 model.n_head=2 " QUIET,
      1,
      {"model"},
-     "bi-run-huge1",
-     "the model's size is not checked before allocating: calloc aborts (\"gpt.c: calloc of ... "
-     "bytes failed (out of memory)\", MPI_ABORT, exit 2) instead of exit 1 with a message "
-     "naming model.n_embd/model.n_layer"},
+     "bi-run-huge1"},
     {"huge: a micro-batch of 10^9 sequences",
      NULL,
      NULL,
@@ -1029,9 +1019,7 @@ static const bad_case cases[] = {
      "sft.micro_batch=1000000000 " SMALL " " QUIET,
      1,
      {"micro_batch"},
-     "bi-run-huge2",
-     "sft.micro_batch (and batch_size) have no upper limit: 10^9 makes calloc abort (\"gpt.c: "
-     "calloc of ... bytes failed (out of memory)\", MPI_ABORT, exit 2) instead of exit 1"},
+     "bi-run-huge2"},
     {"huge: a max_seq_len beyond the limit",
      NULL,
      NULL,

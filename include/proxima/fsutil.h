@@ -30,6 +30,10 @@ px_status px_fs_publish(const char *tmp, const char *final, px_error *err);
 /* Writes text to path atomically (via px_fs_temp_name and px_fs_publish). */
 px_status px_fs_write_atomic(const char *path, const char *text, size_t len, px_error *err);
 
+/* PX_EINPUT naming the directory when the directory path would be created in does not exist
+ * or is not a directory: an output path's mistake, reported before anything is written. */
+px_status px_fs_check_parent(const char *path, px_error *err);
+
 /* Whether path exists (any type). */
 int px_fs_exists(const char *path);
 

@@ -104,6 +104,17 @@ typedef struct px_gpt {
  * The configuration must pass px_gpt_config_check. */
 void px_gpt_build(px_gpt *model, const px_gpt_config *config, int max_B, int max_T, int trainable);
 
+/* The bytes px_gpt_build allocates for this configuration and batch size: parameters (and,
+ * trainable, gradients and Adam moments), the activation arena and the backward's scratch.
+ * Not collective. */
+double px_gpt_bytes(const px_gpt_config *config, int max_B, int max_T, int trainable);
+
+/* PX_EINPUT, with the estimate and what the machine has, when px_gpt_bytes exceeds this
+ * machine's physical memory: a configuration too large is refused before anything is
+ * allocated. what names the model for the message. Not collective. */
+px_status px_gpt_check_memory(const px_gpt_config *config, int max_B, int max_T, int trainable,
+                              const char *what, px_error *err);
+
 /* The number of parameters of a model of this configuration (which must pass
  * px_gpt_config_check), without building it. Not collective. */
 size_t px_gpt_param_count(const px_gpt_config *config);

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "proxima/kernels.h"
 #include "proxima/rng.h"
@@ -198,6 +199,31 @@ static size_t px_layout_grads(struct px_gpt_acts *a, const px_gpt_config *c, int
 /* ---------------------------------------------------------------------------------------------
  * Build, free, initialise
  * ------------------------------------------------------------------------------------------- */
+
+double px_gpt_bytes(const px_gpt_config *config, int max_B, int max_T, int trainable) {
+  struct px_gpt_acts a;
+  double params = (double)px_gpt_param_count(config) * (trainable ? 4 : 1); /* p, g, m, v */
+  double acts = (double)px_layout_acts(&a, config, max_B, max_T, NULL);
+  double grads = trainable ? (double)px_layout_grads(&a, config, max_B, max_T, NULL) : 0;
+  return 4.0 * (params + acts + grads) + 9.0 * max_B * (double)max_T;
+}
+
+px_status px_gpt_check_memory(const px_gpt_config *config, int max_B, int max_T, int trainable,
+                              const char *what, px_error *err) {
+  double need = px_gpt_bytes(config, max_B, max_T, trainable);
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  double have = pages > 0 && page > 0 ? (double)pages * (double)page : 0;
+  if (have > 0 && need > have)
+    return px_error_set(err, PX_EINPUT,
+                        "%s: a model of %d layers x %d wide (vocab %d, T %d) %s in batches of %d "
+                        "x %d needs about %.3g GiB per rank (parameters%s and activations); this "
+                        "machine has %.3g GiB: use a smaller model or a smaller micro_batch",
+                        what, config->n_layer, config->n_embd, config->vocab_size,
+                        config->max_seq_len, trainable ? "trained" : "run", max_B, max_T,
+                        need / 1073741824.0, trainable ? ", gradients, Adam moments" : "",
+                        have / 1073741824.0);
+  return PX_OK;
+}
 
 void px_gpt_build(px_gpt *model, const px_gpt_config *config, int max_B, int max_T, int trainable) {
   px_error err;

@@ -131,6 +131,7 @@ static px_status px_ppo_setup(px_ppo *s, const char *resume, px_error *err) {
     int from_reward = !strcmp(cfg->ppo_value_init, "reward");
     px_gpt_config vc = from_reward ? *rc : *pc;
     vc.head = PX_GPT_HEAD_SCALAR;
+    PX_TRY(px_gpt_check_memory(&vc, mb, vc.max_seq_len, 1, "ppo value model", err));
     px_gpt_build(&s->value, &vc, mb, vc.max_seq_len, 1);
     px_gpt_init(&s->value, (uint64_t)cfg->run_seed);
     if (from_reward) {

@@ -175,6 +175,7 @@ static px_status px_rm_setup(px_rm *s, px_error *err) {
                    &s->train);
   px_epochs_init(&s->epochs, s->train, s->n_train, (uint64_t)cfg->run_seed, PX_STREAM_RM_EPOCH);
   const int mb = (int)cfg->rm_micro_batch;
+  PX_TRY(px_gpt_check_memory(&mc, 2 * mb, mc.max_seq_len, 1, "rm", err));
   px_gpt_build(&s->model, &mc, 2 * mb, mc.max_seq_len, 1);
   /* head N(0, 1/sqrt(C+1)), bias 0: px_gpt_init's scalar head; then the SFT trunk over it */
   px_gpt_init(&s->model, (uint64_t)cfg->run_seed);

@@ -125,6 +125,8 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
   if (st != PX_OK) goto done;
 
   const int T = (int)cfg->model_max_seq_len, mb = (int)cfg->sft_micro_batch;
+  st = px_comm_agree(px_gpt_check_memory(&mc, mb, T, 1, "sft", err), err);
+  if (st != PX_OK) goto done;
   px_gpt_build(&s.model, &mc, mb, T, 1);
   px_gpt_init(&s.model, (uint64_t)cfg->run_seed);
   px_batch_build(&s.batch, mb, T);

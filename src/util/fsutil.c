@@ -114,3 +114,20 @@ int px_fs_exists(const char *path) {
   struct stat st;
   return stat(path, &st) == 0;
 }
+
+px_status px_fs_check_parent(const char *path, px_error *err) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (!slash) return PX_OK; /* the working directory */
+  if (slash == dir)
+    slash[1] = '\0';
+  else
+    *slash = '\0';
+  struct stat st;
+  if (stat(dir, &st) != 0)
+    return px_error_set(err, PX_EINPUT, "%s: the directory %s does not exist", path, dir);
+  if (!S_ISDIR(st.st_mode))
+    return px_error_set(err, PX_EINPUT, "%s: %s is not a directory", path, dir);
+  return PX_OK;
+}
