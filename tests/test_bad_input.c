@@ -59,31 +59,9 @@ static int write_text(const char *path, const char *text) {
   return px_test_write(path, text, strlen(text));
 }
 
-static long long file_size(const char *path) {
-  struct stat sb;
-  return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
-}
-
-/* Copies the first `bytes` bytes of from (all: -1) to to. */
-static int copy_file(const char *from, const char *to, long long bytes) {
-  FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
-  int ok = in && out;
-  char buf[1 << 16];
-  while (ok && bytes != 0) {
-    size_t want = bytes < 0 || bytes > (long long)sizeof buf ? sizeof buf : (size_t)bytes;
-    size_t got = fread(buf, 1, want, in);
-    if (got == 0) break;
-    ok = fwrite(buf, 1, got, out) == got;
-    if (bytes > 0) bytes -= (long long)got;
-  }
-  if (in) fclose(in);
-  if (out && fclose(out) != 0) ok = 0;
-  return ok ? 0 : -1;
-}
-
 /* A copy of from, opened read-write (H5I_INVALID_HID on failure). */
 static hid_t h5_copy(const char *from, const char *to) {
-  if (copy_file(from, to, -1) != 0) return H5I_INVALID_HID;
+  if (px_test_copy_file(from, to, -1) != 0) return H5I_INVALID_HID;
   return H5Fopen(to, H5F_ACC_RDWR, H5P_DEFAULT);
 }
 
@@ -156,7 +134,9 @@ static int h5_done(hid_t f, int rc) { return H5Fclose(f) < 0 || rc != 0 ? -1 : 0
 
 #define DS "bi-data/sft.h5"
 
-static int ds_truncated(void) { return copy_file(DS, "bi-half.h5", file_size(DS) / 2); }
+static int ds_truncated(void) {
+  return px_test_copy_file(DS, "bi-half.h5", px_test_file_size(DS) / 2);
+}
 
 static int ds_no_group(void) {
   hid_t f = h5_copy(DS, "bi-nogroup.h5");
@@ -307,7 +287,7 @@ static int ck_wrong_dtype(void) {
 
 /* One byte flipped in the middle of /policy/wte's first chunk (the checksum catches it). */
 static int ck_flipped(void) {
-  if (copy_file(CK, "bi-flipped.h5", -1) != 0) return -1;
+  if (px_test_copy_file(CK, "bi-flipped.h5", -1) != 0) return -1;
   hid_t f = H5Fopen("bi-flipped.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
   hid_t d = f < 0 ? H5I_INVALID_HID : H5Dopen2(f, "/policy/wte", H5P_DEFAULT);
   hid_t space = d < 0 ? H5I_INVALID_HID : H5Dget_space(d);
@@ -329,7 +309,9 @@ static int ck_flipped(void) {
   return ok ? 0 : -1;
 }
 
-static int ck_truncated(void) { return copy_file(CK, "bi-ckhalf.h5", file_size(CK) / 2); }
+static int ck_truncated(void) {
+  return px_test_copy_file(CK, "bi-ckhalf.h5", px_test_file_size(CK) / 2);
+}
 
 /* Attributes of a model far larger than the file (1024 layers of width 65536). */
 static int ck_huge_model(void) {

@@ -46,28 +46,6 @@ static void test_write(void) {
   CU_ASSERT_EQUAL_FATAL(access(CKPT, R_OK), 0);
 }
 
-static long long file_size(const char *path) {
-  struct stat sb;
-  return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
-}
-
-/* Copies the first `bytes` bytes of from (all: -1) to to. */
-static int copy_file(const char *from, const char *to, long long bytes) {
-  FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
-  int ok = in && out;
-  char buf[1 << 16];
-  while (ok && bytes != 0) {
-    size_t want = bytes < 0 || bytes > (long long)sizeof buf ? sizeof buf : (size_t)bytes;
-    size_t got = fread(buf, 1, want, in);
-    if (got == 0) break;
-    ok = fwrite(buf, 1, got, out) == got;
-    if (bytes > 0) bytes -= (long long)got;
-  }
-  if (in) fclose(in);
-  if (out && fclose(out) != 0) ok = 0;
-  return ok ? 0 : -1;
-}
-
 /* The file offset and size of the first chunk of dataset name, from HDF5's chunk index. */
 static int chunk_of(const char *path, const char *name, haddr_t *addr, hsize_t *size) {
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -95,7 +73,7 @@ static int flip_byte(const char *path, long long offset) {
 
 /* A copy of the checkpoint opened for writing (the caller closes it). */
 static hid_t open_copy(const char *path) {
-  CU_ASSERT_EQUAL_FATAL(copy_file(CKPT, path, -1), 0);
+  CU_ASSERT_EQUAL_FATAL(px_test_copy_file(CKPT, path, -1), 0);
   hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
   CU_ASSERT_FATAL(f >= 0);
   return f;
@@ -131,7 +109,8 @@ static void test_intact(void) {
   CU_ASSERT_EQUAL(px_ckpt_check(CKPT, &err), PX_OK);
 
   char want[256];
-  snprintf(want, sizeof want, CKPT ": ok (%d datasets, %lld bytes)\n", N_DATASETS, file_size(CKPT));
+  snprintf(want, sizeof want, CKPT ": ok (%d datasets, %lld bytes)\n", N_DATASETS,
+           px_test_file_size(CKPT));
   CU_ASSERT_EQUAL(px_proc_run(NULL, "ckpt verify " CKPT), 0);
   CU_ASSERT_STRING_EQUAL(px_proc_out, want);
   /* a run's checkpoints directory, through its LATEST */
@@ -192,11 +171,11 @@ static void test_intact(void) {
  * ------------------------------------------------------------------------------------------- */
 
 static void test_flipped_byte(void) {
-  CU_ASSERT_EQUAL_FATAL(copy_file(CKPT, "flipped.h5", -1), 0);
+  CU_ASSERT_EQUAL_FATAL(px_test_copy_file(CKPT, "flipped.h5", -1), 0);
   haddr_t addr = HADDR_UNDEF;
   hsize_t size = 0;
   CU_ASSERT_EQUAL_FATAL(chunk_of("flipped.h5", "/policy/wte", &addr, &size), 0);
-  CU_ASSERT_FATAL(size > 8 && (long long)(addr + size) <= file_size("flipped.h5"));
+  CU_ASSERT_FATAL(size > 8 && (long long)(addr + size) <= px_test_file_size("flipped.h5"));
   /* in the middle of the chunk's floats (its last 4 bytes are the checksum itself) */
   CU_ASSERT_EQUAL_FATAL(flip_byte("flipped.h5", (long long)(addr + size / 2)), 0);
   expect_refused("flipped.h5", "/policy/wte", "/policy/wte", 0);
@@ -217,12 +196,12 @@ static void test_not_hdf5(void) {
 }
 
 static void test_truncated(void) {
-  CU_ASSERT_EQUAL_FATAL(copy_file(CKPT, "half.h5", file_size(CKPT) / 2), 0);
-  CU_ASSERT_EQUAL(file_size("half.h5"), file_size(CKPT) / 2);
+  CU_ASSERT_EQUAL_FATAL(px_test_copy_file(CKPT, "half.h5", px_test_file_size(CKPT) / 2), 0);
+  CU_ASSERT_EQUAL(px_test_file_size("half.h5"), px_test_file_size(CKPT) / 2);
   /* px_ckpt_check (resume) names the file; the commands say what is wrong with it */
   char problem[128];
   snprintf(problem, sizeof problem, "half.h5: the file is truncated: %lld bytes of the %lld",
-           file_size(CKPT) / 2, file_size(CKPT));
+           px_test_file_size(CKPT) / 2, px_test_file_size(CKPT));
   expect_refused("half.h5", "half.h5: cannot open", problem, 1);
 }
 

@@ -57,4 +57,28 @@ static inline int px_test_contains(const char *haystack, const char *needle) {
   return 0;
 }
 
+/* The size of path in bytes, -1 when it cannot be stat'ed. */
+static inline long long px_test_file_size(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+}
+
+/* Copies the first `bytes` bytes of from (all: -1) to to (a truncated copy for bad-input
+ * tests). Returns 0, or -1 on failure. */
+static inline int px_test_copy_file(const char *from, const char *to, long long bytes) {
+  FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+  int ok = in && out;
+  char buf[1 << 16];
+  while (ok && bytes != 0) {
+    size_t want = bytes < 0 || bytes > (long long)sizeof buf ? sizeof buf : (size_t)bytes;
+    size_t got = fread(buf, 1, want, in);
+    if (got == 0) break;
+    ok = fwrite(buf, 1, got, out) == got;
+    if (bytes > 0) bytes -= (long long)got;
+  }
+  if (in) fclose(in);
+  if (out && fclose(out) != 0) ok = 0;
+  return ok ? 0 : -1;
+}
+
 #endif
