@@ -575,7 +575,8 @@ typedef struct px_visit {
 /* Reads one dataset whole, in pieces of rows (HDF5 verifies each chunk's Fletcher-32 checksum
  * on the way); first, that the file stores as many bytes as the dataset declares, so that a
  * crafted shape cannot make us allocate more than the file holds. */
-static herr_t px_visit_read(hid_t loc, const char *name, px_visit *v) {
+static herr_t px_visit_read(hid_t loc, const char *name, void *data) {
+  px_visit *v = data;
   hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
   hid_t type = d < 0 ? H5I_INVALID_HID : H5Dget_type(d);
   hid_t mem = type < 0 ? H5I_INVALID_HID : H5Tget_native_type(type, H5T_DIR_ASCEND);
@@ -628,24 +629,12 @@ static herr_t px_visit_read(hid_t loc, const char *name, px_visit *v) {
   return v->st == PX_OK ? 0 : 1; /* 1 stops the visit */
 }
 
-#if H5_VERSION_GE(1, 12, 0)
-static herr_t px_visit_cb(hid_t loc, const char *name, const H5O_info2_t *info, void *data) {
-#else
-static herr_t px_visit_cb(hid_t loc, const char *name, const H5O_info_t *info, void *data) {
-#endif
-  return info->type == H5O_TYPE_DATASET ? px_visit_read(loc, name, data) : 0;
-}
-
 px_status px_ckpt_check(const char *path, px_error *err) {
   hid_t f;
   PX_TRY(px_ckpt_open(path, &f, err));
   /* Every byte of data: each dataset read whole. */
   px_visit v = {path, err, PX_OK, 0};
-#if H5_VERSION_GE(1, 12, 0)
-  herr_t rc = H5Ovisit3(f, H5_INDEX_NAME, H5_ITER_INC, px_visit_cb, &v, H5O_INFO_BASIC);
-#else
-  herr_t rc = H5Ovisit2(f, H5_INDEX_NAME, H5_ITER_INC, px_visit_cb, &v, H5O_INFO_BASIC);
-#endif
+  herr_t rc = px_h5_visit_datasets(f, px_visit_read, &v);
   if (v.st == PX_OK && rc < 0) {
     char reason[256];
     v.st = px_error_set(err, PX_EINPUT, "%s: cannot walk the file (%s)", path,

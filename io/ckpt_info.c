@@ -23,7 +23,8 @@ typedef struct px_totals {
   uint64_t stored; /* H5Dget_storage_size summed: the data's bytes, checksums included */
 } px_totals;
 
-static herr_t px_totals_add(hid_t loc, const char *name, px_totals *t) {
+static herr_t px_totals_add(hid_t loc, const char *name, void *data) {
+  px_totals *t = data;
   hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
   if (d < 0) return -1;
   t->datasets++;
@@ -31,21 +32,9 @@ static herr_t px_totals_add(hid_t loc, const char *name, px_totals *t) {
   return H5Dclose(d);
 }
 
-#if H5_VERSION_GE(1, 12, 0)
-static herr_t px_totals_cb(hid_t loc, const char *name, const H5O_info2_t *info, void *data) {
-#else
-static herr_t px_totals_cb(hid_t loc, const char *name, const H5O_info_t *info, void *data) {
-#endif
-  return info->type == H5O_TYPE_DATASET ? px_totals_add(loc, name, data) : 0;
-}
-
 static px_status px_totals_of(hid_t f, const char *path, px_totals *t, px_error *err) {
   *t = (px_totals){0, 0};
-#if H5_VERSION_GE(1, 12, 0)
-  herr_t rc = H5Ovisit3(f, H5_INDEX_NAME, H5_ITER_INC, px_totals_cb, t, H5O_INFO_BASIC);
-#else
-  herr_t rc = H5Ovisit2(f, H5_INDEX_NAME, H5_ITER_INC, px_totals_cb, t, H5O_INFO_BASIC);
-#endif
+  herr_t rc = px_h5_visit_datasets(f, px_totals_add, t);
   if (rc < 0) {
     char reason[256];
     return px_error_set(err, PX_EINPUT, "%s: cannot walk the file (%s)", path,
@@ -307,11 +296,7 @@ px_status px_ckpt_info(const char *file_or_dir, FILE *out, px_error *err) {
   int64_t step, iteration;
   PX_TRY(px_ckpt_read_step(path, &step, &iteration, err)); /* also: is it a checkpoint */
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) {
-    char reason[256];
-    return px_error_set(err, PX_EINPUT, "%s: cannot open (%s)", path,
-                        px_h5_reason(reason, sizeof reason));
-  }
+  if (f < 0) return px_h5_open_failure(path, err);
   px_totals t;
   px_status st = px_totals_of(f, path, &t, err);
   if (st == PX_OK) {
@@ -347,11 +332,7 @@ px_status px_ckpt_verify(const char *file_or_dir, FILE *out, px_error *err) {
   PX_TRY(px_ckpt_openable(path, err));
   PX_TRY(px_ckpt_check(path, err));
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) {
-    char reason[256];
-    return px_error_set(err, PX_EINPUT, "%s: cannot open (%s)", path,
-                        px_h5_reason(reason, sizeof reason));
-  }
+  if (f < 0) return px_h5_open_failure(path, err);
   px_totals t;
   px_status st = px_totals_of(f, path, &t, err);
   H5Fclose(f);

@@ -57,6 +57,30 @@ px_status px_h5_open_failure(const char *path, px_error *err) {
                       in.desc[0] ? in.desc : "unknown HDF5 error");
 }
 
+typedef struct px_visit_fn {
+  herr_t (*fn)(hid_t, const char *, void *);
+  void *data;
+} px_visit_fn;
+
+#if H5_VERSION_GE(1, 12, 0)
+static herr_t px_visit_cb(hid_t loc, const char *name, const H5O_info2_t *info, void *data) {
+#else
+static herr_t px_visit_cb(hid_t loc, const char *name, const H5O_info_t *info, void *data) {
+#endif
+  const px_visit_fn *v = data;
+  return info->type == H5O_TYPE_DATASET ? v->fn(loc, name, v->data) : 0;
+}
+
+herr_t px_h5_visit_datasets(hid_t loc, herr_t (*fn)(hid_t loc, const char *name, void *data),
+                            void *data) {
+  px_visit_fn v = {fn, data};
+#if H5_VERSION_GE(1, 12, 0)
+  return H5Ovisit3(loc, H5_INDEX_NAME, H5_ITER_INC, px_visit_cb, &v, H5O_INFO_BASIC);
+#else
+  return H5Ovisit2(loc, H5_INDEX_NAME, H5_ITER_INC, px_visit_cb, &v, H5O_INFO_BASIC);
+#endif
+}
+
 htri_t px_h5_is_hdf5(const char *path) {
 #if H5_VERSION_GE(1, 12, 0)
   return H5Fis_accessible(path, H5P_DEFAULT);

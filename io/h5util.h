@@ -24,6 +24,12 @@ const char *px_h5_reason(char *buf, size_t n);
  * Opens the file once more on this process alone (with the default driver) to find out. */
 px_status px_h5_open_failure(const char *path, px_error *err);
 
+/* Calls fn(loc, name, data) for every dataset under loc, recursively, in name order (HDF5's
+ * H5Ovisit, whatever its version's signature); fn returns 0 to go on, >0 to stop, <0 on error.
+ * Returns what H5Ovisit returns. */
+herr_t px_h5_visit_datasets(hid_t loc, herr_t (*fn)(hid_t loc, const char *name, void *data),
+                            void *data);
+
 /* >0 when path is an HDF5 file, 0 when not, <0 when it cannot be read. */
 htri_t px_h5_is_hdf5(const char *path);
 
