@@ -61,7 +61,8 @@ void px_dataset_append(px_dataset *ds, const char *const *texts, const size_t *l
   for (int f = 0; f < ds->n_fields; f++) {
     px_ragged *r = &ds->field[f];
     int64_t used = r->offsets[ds->n], need = used + (int64_t)lens[f];
-    if (need > ds->cap_tokens[f]) {
+    /* tokens is never NULL once a record is in (even an empty one): rows point into it */
+    if (need > ds->cap_tokens[f] || !r->tokens) {
       ds->cap_tokens[f] = need > 2 * ds->cap_tokens[f] + 1024 ? need : 2 * ds->cap_tokens[f] + 1024;
       r->tokens = px_realloc(r->tokens, (size_t)ds->cap_tokens[f] * sizeof(int32_t));
     }
@@ -152,14 +153,18 @@ static px_status px_read_field(hid_t file, const char *path, const char *name, i
   if (st == PX_OK && (int64_t)n_off != n_total + 1)
     st = px_error_set(err, PX_EINPUT, "%s: offsets has %llu entries, expected n_records + 1 = %lld",
                       where, (unsigned long long)n_off, (long long)n_total + 1);
-  /* A crafted shape must not make us allocate more than the file holds: a real tokens dataset
-   * stores at least one byte per element. */
-  if (st == PX_OK && (double)H5Dget_storage_size(dtok) < (double)n_tok)
-    st = px_error_set(err, PX_EINPUT,
-                      "%s: tokens declares %llu elements but the file stores %llu bytes of them "
-                      "(damaged or incomplete)",
-                      where, (unsigned long long)n_tok,
-                      (unsigned long long)H5Dget_storage_size(dtok));
+  /* A crafted shape must not make us allocate more than the file holds: a real offsets or
+   * tokens dataset stores at least one byte per element. */
+  for (int k = 0; k < 2 && st == PX_OK; k++) {
+    hid_t d = k ? dtok : doff;
+    hsize_t declared = k ? n_tok : n_off;
+    if ((double)H5Dget_storage_size(d) < (double)declared)
+      st = px_error_set(err, PX_EINPUT,
+                        "%s: %s declares %llu elements but the file stores %llu bytes of them "
+                        "(damaged or incomplete)",
+                        where, k ? "tokens" : "offsets", (unsigned long long)declared,
+                        (unsigned long long)H5Dget_storage_size(d));
+  }
   if (st != PX_OK) goto done;
 
   int64_t n = hi - lo;

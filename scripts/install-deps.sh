@@ -9,6 +9,8 @@ packages=(
   libblis-dev                       # BLIS (the OpenMP build is used)
   libhdf5-openmpi-dev hdf5-tools    # parallel HDF5, h5dump/h5diff
   libcunit1-dev                     # CUnit test suites
+  clang libclang-rt-dev libomp-dev  # the libFuzzer targets (scripts/fuzz.sh): clang, its
+                                    # fuzzer and sanitizer runtimes, its OpenMP
   libinih-dev libjansson-dev        # INI configs, JSON Lines
   librandom123-dev                  # Philox counter-based random numbers
   python3-torch python3-h5py python3-numpy   # the PyTorch cross-check and baselines

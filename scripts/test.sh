@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every set-up step, then the whole test suite: installs missing packages, builds Proxima
 # (Release, warnings as errors) and runs every CTest test, then builds again with
-# AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit, MPI and CLI suites there.
+# AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit, MPI and CLI suites there,
+# then builds the libFuzzer targets (clang) and fuzzes each for a bounded time (scripts/fuzz.sh;
+# PX_FUZZ_SECONDS per target, default 30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -14,3 +16,6 @@ scripts/build.sh build
 echo "== build with AddressSanitizer + UndefinedBehaviorSanitizer and test"
 scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DPROXIMA_SANITIZE=ON
 (cd build-asan && ctest --output-on-failure -j2 -L 'unit|mpi|cli')
+
+echo "== fuzz (libFuzzer, ASan + UBSan): regression inputs, then ${PX_FUZZ_SECONDS:-30}s per target"
+scripts/fuzz.sh "${PX_FUZZ_SECONDS:-30}"

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Writes the seed recipes of the structure-aware targets (fuzz_dataset, fuzz_ckpt) into
+corpus/dataset/ and corpus/ckpt/: inputs that build valid files (each kind of data set; a policy
+checkpoint, one with Adam moments, a reward checkpoint), from which the fuzzer mutates. Each byte
+below is one draw of the recipe, in the order fuzz_dataset.c, fuzz_ckpt.c and fuzz_h5.h read
+them (px_fuzz_pick(n) takes a byte modulo n); the comments name the choice.
+Run: python3 tests/fuzz/make_seeds.py   (check with PX_FUZZ_VERBOSE=1 fuzz_replay_<target>)"""
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+INTENDED = [0]  # px_fz_attr: the attribute as intended
+USUAL = [7]  # px_fuzz_int / px_fuzz_real: the usual value
+
+
+def dataset_1d(type_, layout):
+    """px_fz_dataset: file type index, shape as intended, layout; a chunked Fletcher-32 layout
+    (2) also draws whether to corrupt a chunk (1: no)."""
+    return [type_, 8, layout] + ([1] if layout == 2 else [])
+
+
+def dataset_seed(kind, fields, records):
+    b = [0, 0, 0]  # parts 1, part 0, any kind
+    b += [len(records)]  # records
+    b += [1] + INTENDED  # format "proxima-dataset"
+    b += USUAL + INTENDED  # format_version 1
+    b += [kind] + INTENDED  # kind
+    b += USUAL + INTENDED  # n_records
+    for name in ["text", "prompt", "completion", "chosen", "rejected", "reference"]:
+        if name not in fields:
+            b += [0]  # no such group
+            continue
+        b += [4]  # a group with offsets and tokens
+        total = 0
+        for rec in records:
+            text = rec[fields.index(name)].encode()
+            b += [len(text)] + list(text)  # at most 8 bytes a record
+            total += len(text)
+        b += [1]  # no offset overwritten
+        if total:
+            b += [1]  # no token overwritten
+        b += dataset_1d(0, 2)  # offsets: int64, chunked with checksums
+        b += dataset_1d(1, 0)  # tokens: int32, contiguous
+    return bytes(b)
+
+
+def ckpt_model(head_lm, optim, reward):
+    b = [1]  # head as the group's name says
+    b += [1, 1, 0, 0, 1]  # n_head 2, vocab 260, max_seq_len 2, n_layer 1, n_embd 4
+    b += (USUAL + INTENDED) * 5  # the five configuration attributes
+    b += [1] + INTENDED  # head
+    if reward:
+        b += USUAL + INTENDED + USUAL + INTENDED  # gain, bias
+    else:
+        b += [1]  # no gain and bias
+    tensor = [8, 5, 1]  # as written, ordinary values, no corrupted chunk
+    n = 16 if head_lm else 18
+    b += tensor * n
+    if optim:
+        b += [1] + USUAL + INTENDED  # moments, step
+        b += ([1] + tensor * n) * 2  # m and v
+    else:
+        b += [0]
+    return b
+
+
+def ckpt_seed(groups, optim):
+    b = [1] + INTENDED  # format "proxima-checkpoint"
+    b += USUAL + INTENDED  # format_version
+    b += USUAL + INTENDED + USUAL + INTENDED  # step, iteration
+    b += INTENDED  # config
+    for m, name in enumerate(["policy", "reference", "value", "reward"]):
+        if name in groups:
+            b += [0] + ckpt_model(m < 2, optim, name == "reward")
+        else:
+            b += [1] + ([0] if m == 0 else [])  # absent
+    b += [1]  # /state
+    ints = [1, 1, 1, 0, 1, 1, 1, 1, 1, 0]  # PX_PPO_STATE: which are int64
+    for is_int in ints:
+        b += [1]  # present
+        b += USUAL + (dataset_1d(0, 0) if is_int else dataset_1d(5, 0))
+    return bytes(b)
+
+
+def write(target, name, data):
+    with open(os.path.join(HERE, "corpus", target, name), "wb") as f:
+        f.write(data)
+
+
+write("dataset", "text", dataset_seed(0, ["text"], [("hello",), ("",), ("37+45=82",)]))
+write("dataset", "sft", dataset_seed(1, ["prompt", "completion"], [("37+45=", "82"), ("1+1=", "2")]))
+write("dataset", "prefs", dataset_seed(2, ["prompt", "chosen", "rejected"], [("9+9=", "18", "17")]))
+write("dataset", "prompts", dataset_seed(3, ["prompt", "reference"], [("2+2=", "4"), ("5+5=", "10")]))
+write("ckpt", "policy", ckpt_seed(["policy"], False))
+write("ckpt", "policy-optim", ckpt_seed(["policy"], True))
+write("ckpt", "policy-reward", ckpt_seed(["policy", "reward"], False))
