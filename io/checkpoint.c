@@ -4,6 +4,7 @@
 #include "proxima/checkpoint.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "proxima/fault.h"
 #include "proxima/fsutil.h"
 #include "proxima/log.h"
+#include "proxima/optim.h"
 
 #define PX_CKPT_FORMAT "proxima-checkpoint"
 #define PX_CKPT_VERSION 1
@@ -29,6 +31,24 @@ static px_status px_ckpt_h5_fail(px_error *err, const char *path, const char *wh
 
 static void px_tensor_dims(const px_gpt_tensor *t, hsize_t *dims) {
   for (int i = 0; i < t->ndim; i++) dims[i] = (hsize_t)t->shape[i];
+}
+
+/* -1 on every rank when rc < 0 on any rank. HDF5 does not agree on failures: a write that fails
+ * on one rank alone (the rank that aggregates a collective write onto a full disk) returns an
+ * error there and success elsewhere, and the ranks that go on would wait for ever in the next
+ * collective call. So every step of a write ends here. Collective. */
+static herr_t px_h5_agree(herr_t rc) {
+  int64_t failed = rc < 0;
+  px_comm_allreduce_sum_i64(&failed, 1);
+  return failed ? -1 : 0;
+}
+
+/* A group created by every rank, or H5I_INVALID_HID on every rank (none left open). */
+static hid_t px_create_group(hid_t parent, const char *name, hid_t lcpl, hid_t gcpl) {
+  hid_t g = H5Gcreate2(parent, name, lcpl, gcpl, H5P_DEFAULT);
+  if (px_h5_agree(g < 0 ? -1 : 0) == 0) return g;
+  if (g >= 0) H5Gclose(g);
+  return H5I_INVALID_HID;
 }
 
 /* Creates a dataset of the tensor's shape and writes this rank's share of its rows from buf (a
@@ -48,7 +68,7 @@ static herr_t px_write_tensor(hid_t g, const px_gpt_tensor *t, const float *buf,
 static herr_t px_write_model(hid_t file, hid_t gcpl, hid_t dxpl, const px_ckpt_model *m) {
   const px_gpt *model = m->model;
   const px_gpt_config *c = &model->config;
-  hid_t g = H5Gcreate2(file, m->group, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+  hid_t g = px_create_group(file, m->group, H5P_DEFAULT, gcpl);
   if (g < 0) return -1;
   herr_t rc = 0;
   rc |= px_h5_attr_write_i64(g, "vocab_size", c->vocab_size);
@@ -61,39 +81,43 @@ static herr_t px_write_model(hid_t file, hid_t gcpl, hid_t dxpl, const px_ckpt_m
     rc |= px_h5_attr_write_f64(g, "gain", m->gain);
     rc |= px_h5_attr_write_f64(g, "bias", m->bias);
   }
+  rc = px_h5_agree(rc);
   for (int i = 0; i < model->n_tensors && rc >= 0; i++)
-    rc |= px_write_tensor(g, &model->tensors[i], model->params, dxpl);
-  if (H5Gclose(g) < 0) rc = -1;
+    rc = px_h5_agree(px_write_tensor(g, &model->tensors[i], model->params, dxpl));
+  rc = px_h5_agree(H5Gclose(g) < 0 ? -1 : rc);
   if (rc < 0 || !m->optim) return rc;
 
   char name[256];
   snprintf(name, sizeof name, "/optim/%s", m->group);
   hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
   if (lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) < 0) rc = -1;
-  hid_t og = lcpl < 0 ? H5I_INVALID_HID : H5Gcreate2(file, name, lcpl, gcpl, H5P_DEFAULT);
-  if (lcpl >= 0 && H5Pclose(lcpl) < 0) rc = -1;
-  if (rc < 0 || og < 0) {
+  if (px_h5_agree(lcpl < 0 ? -1 : rc) < 0) {
+    if (lcpl >= 0) H5Pclose(lcpl);
+    return -1;
+  }
+  hid_t og = px_create_group(file, name, lcpl, gcpl);
+  if (H5Pclose(lcpl) < 0) rc = -1;
+  if (px_h5_agree(og < 0 ? -1 : rc) < 0) {
     if (og >= 0) H5Gclose(og);
     return -1;
   }
-  rc |= px_h5_attr_write_i64(og, "step", m->optim_step);
+  rc = px_h5_agree(px_h5_attr_write_i64(og, "step", m->optim_step));
   for (int which = 0; which < 2 && rc >= 0; which++) {
-    hid_t mg = H5Gcreate2(og, which ? "v" : "m", H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    hid_t mg = px_create_group(og, which ? "v" : "m", H5P_DEFAULT, gcpl);
     if (mg < 0) {
       rc = -1;
       break;
     }
     for (int i = 0; i < model->n_tensors && rc >= 0; i++)
-      rc |= px_write_tensor(mg, &model->tensors[i], which ? model->v : model->m, dxpl);
-    if (H5Gclose(mg) < 0) rc = -1;
+      rc = px_h5_agree(px_write_tensor(mg, &model->tensors[i], which ? model->v : model->m, dxpl));
+    rc = px_h5_agree(H5Gclose(mg) < 0 ? -1 : rc);
   }
-  if (H5Gclose(og) < 0) rc = -1;
-  return rc;
+  return px_h5_agree(H5Gclose(og) < 0 ? -1 : rc);
 }
 
 /* /state: one single-element dataset per variable, written by rank 0. Collective. */
 static herr_t px_write_state(hid_t file, hid_t gcpl, hid_t dxpl, const px_ckpt_var *vars, int n) {
-  hid_t g = H5Gcreate2(file, "state", H5P_DEFAULT, gcpl, H5P_DEFAULT);
+  hid_t g = px_create_group(file, "state", H5P_DEFAULT, gcpl);
   if (g < 0) return -1;
   herr_t rc = 0;
   hsize_t one[1] = {1}, mine = px_comm_rank() == 0;
@@ -104,9 +128,9 @@ static herr_t px_write_state(hid_t file, hid_t gcpl, hid_t dxpl, const px_ckpt_v
                                    v->i64, dxpl)
                 : px_h5_write_rows(g, v->name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, one, 1, 0,
                                    mine, v->f64, dxpl);
+    rc = px_h5_agree(rc);
   }
-  if (H5Gclose(g) < 0) rc = -1;
-  return rc;
+  return px_h5_agree(H5Gclose(g) < 0 ? -1 : rc);
 }
 
 /* Creates tmp over the run's communicator and writes everything into it. Collective. */
@@ -130,10 +154,15 @@ static px_status px_write_file(const char *tmp, const char *path, const px_ckpt 
     rc |= px_h5_attr_write_i64(file, "step", ck->step);
     rc |= px_h5_attr_write_i64(file, "iteration", ck->iteration);
     rc |= px_h5_attr_write_str(file, "config", ck->config_text ? ck->config_text : "");
+    rc = px_h5_agree(rc);
     for (int i = 0; i < ck->n_models && rc >= 0; i++)
       rc |= px_write_model(file, gcpl, dxpl, &ck->models[i]);
     if (rc >= 0) rc = px_write_state(file, gcpl, dxpl, ck->state, ck->n_state);
     if (rc < 0) st = px_ckpt_h5_fail(err, path, "writing the datasets failed");
+    if (st == PX_OK && px_fault_fails("ckpt.write"))
+      st = px_error_set(err, PX_ERUN,
+                        "cannot write checkpoint %s: writing the datasets failed (PROXIMA_FAULT)",
+                        path);
     px_fault_point("ckpt.written");
     if (H5Fclose(file) < 0 && st == PX_OK) st = px_ckpt_h5_fail(err, path, "closing failed");
   }
@@ -142,6 +171,36 @@ static px_status px_write_file(const char *tmp, const char *path, const px_ckpt 
   if (fcpl >= 0) H5Pclose(fcpl);
   if (fapl >= 0) H5Pclose(fapl);
   return st;
+}
+
+/* PX_ERUN naming the first tensor of m's parameters (or moments) in this rank's share of the
+ * flat buffers that holds a NaN or an infinity. One pass, no allocation. Not collective. */
+static px_status px_check_model_finite(const char *path, const px_ckpt_model *m, px_error *err) {
+  const px_gpt *model = m->model;
+  int64_t lo, hi;
+  px_comm_share((int64_t)model->n_params, px_comm_rank(), px_comm_size(), &lo, &hi);
+  const float *bufs[] = {model->params, m->optim ? model->m : NULL, m->optim ? model->v : NULL};
+  const char *what[] = {"", "/optim/%s/m", "/optim/%s/v"};
+  for (int b = 0; b < 3; b++) {
+    if (!bufs[b]) continue;
+    size_t at = (size_t)lo + px_optim_first_nonfinite(bufs[b] + lo, (size_t)(hi - lo));
+    if (at == (size_t)hi) continue;
+    int i = 0;
+    while (i + 1 < model->n_tensors && model->tensors[i + 1].offset <= at) i++;
+    char where[128];
+    snprintf(where, sizeof where, b ? what[b] : "/%s", m->group);
+    return px_error_set(err, PX_ERUN,
+                        "cannot write checkpoint %s: %s/%s holds a non-finite value (%g at "
+                        "element %zu)",
+                        path, where, model->tensors[i].name, (double)bufs[b][at],
+                        at - model->tensors[i].offset);
+  }
+  if (!strcmp(m->group, "reward") && !(isfinite(m->gain) && isfinite(m->bias)))
+    return px_error_set(err, PX_ERUN,
+                        "cannot write checkpoint %s: the reward normalisation (gain %g, bias %g) "
+                        "is not finite",
+                        path, m->gain, m->bias);
+  return PX_OK;
 }
 
 static int64_t *px_ckpt_list(const char *dir, size_t *n);
@@ -170,6 +229,34 @@ static void px_prune(const char *dir, int keep_last) {
   closedir(d);
 }
 
+/* The bytes of a checkpoint's tensors and state: a lower bound of its file's size. */
+static int64_t px_ckpt_data_bytes(const px_ckpt *ck) {
+  int64_t bytes = 8 * (int64_t)ck->n_state;
+  for (int i = 0; i < ck->n_models; i++)
+    bytes += (int64_t)ck->models[i].model->n_params * 4 * (ck->models[i].optim ? 3 : 1);
+  return bytes;
+}
+
+/* Writes the checkpoint under tmp, checked first and its disk space reserved, so that the
+ * likely failures (a non-finite model, a full disk) are refused by every rank together before
+ * parallel HDF5 starts. Collective. */
+static px_status px_ckpt_write_tmp(const char *tmp, const char *path, const px_ckpt *ck,
+                                   px_error *err) {
+  /* Nothing non-finite is written: each rank checks its share of every model. */
+  px_status st = PX_OK;
+  for (int i = 0; i < ck->n_models && st == PX_OK; i++)
+    st = px_check_model_finite(path, &ck->models[i], err);
+  PX_TRY(px_comm_agree(st, err));
+  char what[4300];
+  snprintf(what, sizeof what, "checkpoint %s", path);
+  PX_TRY(px_comm_agree(
+      px_comm_rank() == 0 ? px_fs_reserve(tmp, what, px_ckpt_data_bytes(ck), err) : PX_OK, err));
+  /* A write that fails anyway (another process filled the disk meanwhile) is agreed on after
+   * each dataset (px_h5_agree); one that fails inside an HDF5 call on one rank alone can still
+   * leave the other ranks waiting in that call (README, Reliability). */
+  return px_comm_agree(px_write_file(tmp, path, ck, err), err);
+}
+
 px_status px_ckpt_write(const char *dir, const px_ckpt *ck, int keep_last, px_error *err) {
   px_h5_quiet();
   const int root = px_comm_rank() == 0;
@@ -177,26 +264,29 @@ px_status px_ckpt_write(const char *dir, const px_ckpt *ck, int keep_last, px_er
   char path[4200], tmp[4300];
   snprintf(path, sizeof path, "%s/ckpt-%08lld.h5", dir, (long long)ck->step);
   snprintf(tmp, sizeof tmp, "%s/.ckpt-%08lld.h5.tmp", dir, (long long)ck->step);
-  px_status st = px_comm_agree(px_write_file(tmp, path, ck, err), err);
+  px_status st = px_ckpt_write_tmp(tmp, path, ck, err);
   px_fault_point("ckpt.closed");
+  if (st == PX_OK) {
+    /* Durable under its final name, then named by LATEST (relative to dir, so that a run
+     * directory can be moved): a crash at any point leaves LATEST naming a complete file. */
+    st = px_comm_agree(root ? px_fs_publish(tmp, path, err) : PX_OK, err);
+    px_fault_point("ckpt.renamed");
+    if (st == PX_OK && root) {
+      char latest[4200], line[300];
+      snprintf(latest, sizeof latest, "%s/LATEST", dir);
+      int len = snprintf(line, sizeof line, "ckpt-%08lld.h5\n", (long long)ck->step);
+      st = px_fs_write_atomic(latest, line, (size_t)len, err);
+    }
+    st = px_comm_agree(st, err);
+    px_fault_point("ckpt.latest");
+  }
   if (st != PX_OK) {
     if (root) remove(tmp);
-    return st;
+    px_error inner = *err;
+    return px_error_set(err, st, "%s; LATEST and the older checkpoints are kept", inner.msg);
   }
-  /* Durable under its final name, then named by LATEST (relative to dir, so that a run
-   * directory can be moved): a crash at any point leaves LATEST naming a complete file. */
-  st = px_comm_agree(root ? px_fs_publish(tmp, path, err) : PX_OK, err);
-  px_fault_point("ckpt.renamed");
-  if (st == PX_OK && root) {
-    char latest[4200], line[300];
-    snprintf(latest, sizeof latest, "%s/LATEST", dir);
-    int len = snprintf(line, sizeof line, "ckpt-%08lld.h5\n", (long long)ck->step);
-    st = px_fs_write_atomic(latest, line, (size_t)len, err);
-  }
-  st = px_comm_agree(st, err);
-  px_fault_point("ckpt.latest");
-  if (st == PX_OK && root) px_prune(dir, keep_last);
-  return st;
+  if (root) px_prune(dir, keep_last);
+  return PX_OK;
 }
 
 px_status px_ckpt_latest(const char *dir, char *path, size_t n, px_error *err) {

@@ -65,7 +65,9 @@ typedef struct px_ckpt {
  * file does not depend on the rank count. The file is written as DIR/.ckpt-<step>.h5.tmp,
  * closed, fsynced and renamed; then LATEST is replaced the same way; then all but the newest
  * keep_last (0: all) are pruned. A failure leaves LATEST and the older checkpoints as they
- * were. Collective: every rank passes the same. */
+ * were, and no temporary file. A model whose parameters or moments hold a NaN or an infinity is
+ * refused (PX_ERUN naming the tensor) before any file is created: nothing non-finite is ever
+ * written (each rank checks its share, one pass). Collective: every rank passes the same. */
 px_status px_ckpt_write(const char *dir, const px_ckpt *ckpt, int keep_last, px_error *err);
 
 /* Reads the state variables vars[0..n) from path's /state; each must be there with its

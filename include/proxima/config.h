@@ -64,6 +64,9 @@
   X(run, resume, STR, "", "",                                                                      \
     "continue: auto (run.dir's newest intact checkpoint; fresh if none) or a checkpoint file or "  \
     "run directory; empty: start fresh, refused where run.dir holds checkpoints")                  \
+  X(run, max_nonfinite, INT, "10", "0..",                                                          \
+    "stop (exit 2, writing no checkpoint) after this many optimizer steps in a row skipped for a " \
+    "non-finite loss or gradient in one model (0: never stop)")                                    \
   X(sample, temperature, REAL, "1", "0..100",                                                      \
     "sampling temperature: logits are divided by it, and so are they in every log-prob pass "      \
     "(0: greedy, whose log-probs are at temperature 1)")                                           \

@@ -61,3 +61,9 @@ double px_optim_clip_grad_norm(float *grads, size_t n, double max_norm) {
   }
   return norm;
 }
+
+size_t px_optim_first_nonfinite(const float *x, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(x[i])) return i;
+  return n;
+}

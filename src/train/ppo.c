@@ -13,6 +13,14 @@
  * After scoring, every rank holds every rollout (one allgather per array; a rollout is a few
  * hundred bytes), so a minibatch is the same set of responses whatever the rank count and each
  * rank takes its contiguous share of it. The math is src/rl/rl.c.
+ *
+ * Non-finite rollouts: a response whose log-probs, reference log-probs, values or score are
+ * not all finite is dropped after scoring: its mask is 0 and its numbers 0, so it takes no part
+ * in the whitening, the minibatches (drawn from the kept responses only) or the metrics, and the
+ * iteration counts it (nonfinite_rollouts). Every rank holds every row's flag after the
+ * allgather, so the ranks agree. An iteration that keeps no response updates nothing;
+ * run.max_nonfinite such iterations in a row stop the run, as do that many skipped optimizer
+ * steps in a row of either model (trainer.h).
  */
 #include "proxima/ppo.h"
 
@@ -28,6 +36,7 @@
 #include "proxima/fault.h"
 #include "proxima/generate.h"
 #include "proxima/log.h"
+#include "proxima/optim.h"
 #include "proxima/rl.h"
 #include "proxima/rm.h"
 #include "proxima/rollout.h"
@@ -58,6 +67,7 @@ typedef struct px_ppo {
   uint8_t *mask;                                              /* [B, R] */
   float *score, *raw; /* [B]: the score (or the penalty); the reward model's raw output */
   uint8_t *gold;      /* [B]: the response equals the prompt's reference (when it has one) */
+  uint8_t *dropped;   /* [B]: a non-finite number in the row: left out of everything */
   /* scratch for forward passes over rows, micro_batch rows of up to T positions */
   px_batch batch;
   float *out, *grad, *row_lp, *row_d; /* [mb, T] x2, [R] x2 */
@@ -174,6 +184,7 @@ static void px_ppo_alloc(px_ppo *s) {
   s->rlen = px_calloc((size_t)s->B, sizeof *s->rlen);
   s->eos = px_calloc((size_t)s->B, 1);
   s->gold = px_calloc((size_t)s->B, 1);
+  s->dropped = px_calloc((size_t)s->B, 1);
   float **fs[] = {&s->lp_old, &s->lp_ref, &s->values, &s->kl, &s->rewards, &s->adv, &s->ret};
   for (size_t k = 0; k < sizeof fs / sizeof fs[0]; k++) *fs[k] = px_calloc(BR, sizeof(float));
   s->mask = px_calloc(BR, 1);
@@ -195,26 +206,28 @@ static void px_ppo_alloc(px_ppo *s) {
                            0.0f};
   int64_t steps = cfg->ppo_iterations * cfg->ppo_epochs *
                   ((cfg->ppo_batch_size + cfg->ppo_minibatch - 1) / cfg->ppo_minibatch);
-  s->policy_tr =
-      (px_trainer){&s->policy,
-                   adamw,
-                   {cfg->ppo_lr, cfg->ppo_lr, cfg->ppo_warmup_steps, steps, PX_LR_CONSTANT},
-                   cfg->ppo_grad_clip,
-                   "ppo policy",
-                   0,
-                   0};
-  s->value_tr = (px_trainer){
-      &s->value,
-      adamw,
-      {cfg->ppo_value_lr, cfg->ppo_value_lr, cfg->ppo_warmup_steps, steps, PX_LR_CONSTANT},
-      cfg->ppo_grad_clip,
-      "ppo value",
-      0,
-      0};
+  s->policy_tr = (px_trainer){
+      .model = &s->policy,
+      .adamw = adamw,
+      .schedule = {cfg->ppo_lr, cfg->ppo_lr, cfg->ppo_warmup_steps, steps, PX_LR_CONSTANT},
+      .grad_clip = cfg->ppo_grad_clip,
+      .phase = "ppo policy",
+      .lr_key = "ppo.lr",
+      .fault_point = "ppo.policy.grad",
+      .max_nonfinite = cfg->run_max_nonfinite};
+  s->value_tr = (px_trainer){.model = &s->value,
+                             .adamw = adamw,
+                             .schedule = {cfg->ppo_value_lr, cfg->ppo_value_lr,
+                                          cfg->ppo_warmup_steps, steps, PX_LR_CONSTANT},
+                             .grad_clip = cfg->ppo_grad_clip,
+                             .phase = "ppo value",
+                             .lr_key = "ppo.value_lr",
+                             .fault_point = "ppo.value.grad",
+                             .max_nonfinite = cfg->run_max_nonfinite};
 }
 
 static void px_ppo_free(px_ppo *s) {
-  free(s->seq), free(s->plen), free(s->rlen), free(s->eos), free(s->gold);
+  free(s->seq), free(s->plen), free(s->rlen), free(s->eos), free(s->gold), free(s->dropped);
   free(s->lp_old), free(s->lp_ref), free(s->values), free(s->kl), free(s->rewards);
   free(s->adv), free(s->ret), free(s->mask), free(s->score), free(s->raw);
   free(s->out), free(s->grad), free(s->prompt_ids);
@@ -229,6 +242,21 @@ static void px_ppo_free(px_ppo *s) {
 }
 
 /* ------------------------------------------------------------------------------------------- */
+
+/* Drops rollout row i when its log-probs, reference log-probs, values (over its response) or its
+ * score are not all finite: flagged, and its numbers zeroed so that nothing non-finite travels
+ * on (the mask, from the lengths in px_ppo_advantages, is 0 for it). */
+static void px_ppo_check_row(px_ppo *s, int64_t i) {
+  const size_t R = (size_t)s->R, L = (size_t)s->rlen[i], off = (size_t)i * R;
+  float *rows[] = {s->lp_old + off, s->lp_ref + off, s->values + off};
+  int bad = !isfinite(s->score[i]);
+  for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++)
+    bad |= px_optim_first_nonfinite(rows[k], L) < L;
+  s->dropped[i] = (uint8_t)bad;
+  if (!bad) return;
+  for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) memset(rows[k], 0, R * sizeof(float));
+  s->score[i] = 0, s->raw[i] = NAN;
+}
 
 /* Steps 1 and 2 for this rank's share [lo, hi) of the iteration's B prompts, which are items
  * cursor .. cursor + B - 1 of the stream of shuffled prompts. */
@@ -286,6 +314,8 @@ static px_status px_ppo_collect(px_ppo *s, int64_t it, int64_t cursor, int64_t l
       }
     }
     free(idx);
+    px_fault_poison("ppo.rollout", s->values + (size_t)lo * R, n > 0 ? 1 : 0);
+    for (int64_t row = lo; row < hi; row++) px_ppo_check_row(s, row);
     *t_score += px_log_elapsed() - t0;
   }
   px_generation_free(&g);
@@ -300,7 +330,8 @@ static void px_ppo_advantages(px_ppo *s, int64_t lo, int64_t hi, double *adv_mea
   const px_config *cfg = s->cfg;
   size_t n = (size_t)(hi - lo), off = (size_t)lo * R;
   int64_t *lens = px_malloc((n + 1) * sizeof *lens);
-  for (size_t i = 0; i < n; i++) lens[i] = s->rlen[lo + (int64_t)i];
+  for (size_t i = 0; i < n; i++)
+    lens[i] = s->dropped[lo + (int64_t)i] ? 0 : s->rlen[lo + (int64_t)i];
   px_rl_mask_from_lengths(s->mask + off, lens, n, (size_t)R);
   free(lens);
   px_rl_kl(s->kl + off, s->lp_old + off, s->lp_ref + off, s->mask + off, n * R,
@@ -322,6 +353,7 @@ static void px_ppo_advantages(px_ppo *s, int64_t lo, int64_t hi, double *adv_mea
   px_comm_allgather_share(s->rlen, s->B, sizeof *s->rlen);
   px_comm_allgather_share(s->eos, s->B, 1);
   px_comm_allgather_share(s->gold, s->B, 1);
+  px_comm_allgather_share(s->dropped, s->B, 1);
   px_comm_allgather_share(s->score, s->B, sizeof(float));
   px_comm_allgather_share(s->raw, s->B, sizeof(float));
   px_comm_allgather_share(s->mask, s->B, (size_t)R);
@@ -330,7 +362,9 @@ static void px_ppo_advantages(px_ppo *s, int64_t lo, int64_t hi, double *adv_mea
     px_comm_allgather_share(rows[k], s->B, (size_t)R * sizeof(float));
 }
 
-/* Step 4: E epochs of minibatches; sums for the metrics. */
+/* Step 4: E epochs of minibatches over the kept (not dropped) rollouts; sums for the metrics.
+ * PX_ERUN when either model has skipped run.max_nonfinite optimizer steps in a row (the update
+ * stops there). */
 typedef struct px_ppo_stats {
   double policy_loss, value_loss, tokens;
   px_rl_ppo_sums psums, vsums;
@@ -338,10 +372,10 @@ typedef struct px_ppo_stats {
   int64_t updates;
 } px_ppo_stats;
 
-static void px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *st) {
+static px_status px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *st, px_error *err) {
   const px_config *cfg = s->cfg;
-  const int B = s->B, R = s->R, M = (int)cfg->ppo_minibatch;
-  int64_t *perm = px_malloc((size_t)B * sizeof *perm);
+  const int R = s->R, M = (int)cfg->ppo_minibatch;
+  int64_t *perm = px_malloc((size_t)s->B * sizeof *perm);
   float *lp = px_malloc((size_t)M * R * sizeof *lp), *dlp = px_malloc((size_t)M * R * sizeof *dlp);
   float *old = px_malloc((size_t)M * R * sizeof *old),
         *adv = px_malloc((size_t)M * R * sizeof *adv);
@@ -350,9 +384,13 @@ static void px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *st) {
         *ret = px_malloc((size_t)M * R * sizeof *ret);
   uint8_t *mask = px_malloc((size_t)M * R);
   memset(st, 0, sizeof *st);
-  for (int64_t epoch = 0; epoch < cfg->ppo_epochs; epoch++) {
-    px_shuffle(perm, B, (uint64_t)cfg->run_seed, 0x50000000u | (uint32_t)it, (uint32_t)epoch);
-    for (int start = 0; start < B; start += M) {
+  px_status status = PX_OK;
+  for (int64_t epoch = 0; epoch < cfg->ppo_epochs && status == PX_OK; epoch++) {
+    px_shuffle(perm, s->B, (uint64_t)cfg->run_seed, 0x50000000u | (uint32_t)it, (uint32_t)epoch);
+    int B = 0; /* the kept rollouts, in the permutation's order */
+    for (int i = 0; i < s->B; i++)
+      if (!s->dropped[perm[i]]) perm[B++] = perm[i];
+    for (int start = 0; start < B && status == PX_OK; start += M) {
       int m = B - start < M ? B - start : M;
       int64_t lo, hi;
       px_comm_share(m, px_comm_rank(), px_comm_size(), &lo, &hi);
@@ -391,8 +429,12 @@ static void px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *st) {
       sums[2] = ps.count, sums[3] = ps.clipped, sums[4] = ps.approx_kl, sums[5] = vs.clipped;
       px_comm_allreduce_sum_f64(sums, 8);
       double lr;
-      px_trainer_step(&s->policy_tr, s->policy_tr.applied + s->policy_tr.skipped, sums[0], &lr);
-      px_trainer_step(&s->value_tr, s->value_tr.applied + s->value_tr.skipped, sums[1], &lr);
+      int64_t pstep = s->policy_tr.applied + s->policy_tr.skipped;
+      int64_t vstep = s->value_tr.applied + s->value_tr.skipped;
+      px_trainer_step(&s->policy_tr, pstep, sums[0], &lr);
+      px_trainer_step(&s->value_tr, vstep, sums[1], &lr);
+      status = px_trainer_guard(&s->policy_tr, pstep, err);
+      if (status == PX_OK) status = px_trainer_guard(&s->value_tr, vstep, err);
       st->policy_loss += sums[0], st->value_loss += sums[1], st->tokens += sums[2];
       st->psums.clipped += sums[3], st->psums.approx_kl += sums[4], st->vsums.clipped += sums[5];
       if (start == 0 && epoch == 0) {
@@ -404,7 +446,11 @@ static void px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *st) {
   }
   free(perm), free(lp), free(dlp), free(old), free(adv), free(vv), free(dv), free(vold);
   free(ret), free(mask);
+  return status;
 }
+
+/* sum / n for a metric over the kept rollouts; NaN (null in metrics.jsonl) when none was kept. */
+static double px_ppo_mean(double sum, double n) { return n > 0 ? sum / n : NAN; }
 
 /* Gold exact-match accuracy of sampled answers on the held-out prompts (split over ranks). */
 static double px_ppo_eval_gold(px_ppo *s, px_error *err) {
@@ -437,7 +483,8 @@ static double px_ppo_eval_gold(px_ppo *s, px_error *err) {
 }
 
 /* The iteration's rollout buffer, DIR/rollouts-<iteration>.h5: every rank writes its own rows of
- * the global datasets (io/rollout.c). Collective. */
+ * the global datasets (io/rollout.c); a dropped row is there with response length 0 (its mask is
+ * 0). Collective. */
 static px_status px_ppo_write_rollouts(const px_ppo *s, const char *dir, int64_t it, double beta,
                                        double adv_mean, double adv_std, px_error *err) {
   const px_config *cfg = s->cfg;
@@ -447,10 +494,11 @@ static px_status px_ppo_write_rollouts(const px_ppo *s, const char *dir, int64_t
   for (int i = 0; i < s->B; i++) P = s->plen[i] > P ? s->plen[i] : P;
   int64_t n = hi - lo;
   int32_t *tokens = px_malloc((size_t)(n > 0 ? n : 1) * (size_t)(P + R) * sizeof *tokens);
+  int32_t *rlen = px_malloc((size_t)(n > 0 ? n : 1) * sizeof *rlen);
   for (int64_t i = 0; i < n; i++) { /* prompt padded to P, then the response padded to R */
     const int32_t *seq = s->seq + (size_t)(lo + i) * s->T;
     int32_t *row = tokens + (size_t)i * (P + R);
-    int pl = s->plen[lo + i], rl = s->rlen[lo + i];
+    int pl = s->plen[lo + i], rl = rlen[i] = s->dropped[lo + i] ? 0 : s->rlen[lo + i];
     for (int t = 0; t < P; t++) row[t] = t < pl ? seq[t] : PX_TOK_PAD;
     for (int t = 0; t < R; t++) row[P + t] = t < rl ? seq[pl + t] : PX_TOK_PAD;
   }
@@ -462,7 +510,7 @@ static px_status px_ppo_write_rollouts(const px_ppo *s, const char *dir, int64_t
                      R,
                      tokens,
                      s->plen + lo,
-                     s->rlen + lo,
+                     rlen,
                      s->lp_old + off,
                      s->lp_ref + off,
                      s->values + off,
@@ -485,7 +533,7 @@ static px_status px_ppo_write_rollouts(const px_ppo *s, const char *dir, int64_t
   char path[4300];
   snprintf(path, sizeof path, "%s/rollouts-%08lld.h5", dir, (long long)it + 1);
   px_status st = px_rollout_write(path, px_comm_mpi(), &rows, &attrs, err);
-  free(tokens);
+  free(tokens), free(rlen);
   return st;
 }
 
@@ -523,6 +571,7 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
               s.policy.config.n_embd, s.beta);
   double t_start = px_log_elapsed();
   const int64_t first = state.iteration;
+  int64_t bad_in_a_row = 0; /* iterations whose every rollout was dropped */
   if (s.eval.n > 0 && !resume[0]) {
     state.base_gold = px_ppo_eval_gold(&s, err);
     px_log_info("ppo: held-out gold accuracy of pi_base (sampled): %.3f", state.base_gold);
@@ -542,14 +591,39 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
       st = px_ppo_write_rollouts(&s, run.rollout_dir, it, s.beta, adv_mean, adv_std, err);
       if (st != PX_OK) break;
     }
+    int dropped = 0;
+    for (int i = 0; i < s.B; i++) dropped += s.dropped[i];
+    if (dropped > 0)
+      px_log_warn("ppo it %lld: %d of %d rollouts had a non-finite log-prob, value or reward; "
+                  "left out of the update",
+                  (long long)it + 1, dropped, s.B);
+    bad_in_a_row = dropped == s.B ? bad_in_a_row + 1 : 0;
+    if (cfg->run_max_nonfinite > 0 && bad_in_a_row >= cfg->run_max_nonfinite) {
+      st = px_error_set(err, PX_ERUN,
+                        "ppo: every rollout had a non-finite log-prob, value or reward in %lld "
+                        "iterations in a row, iterations %lld to %lld (run.max_nonfinite = %lld): "
+                        "stopped without writing a checkpoint of this state; LATEST still names "
+                        "the last good checkpoint. Check the reward model (ppo.reward) and the "
+                        "policy, then continue with --resume auto",
+                        (long long)bad_in_a_row, (long long)(it + 2 - bad_in_a_row),
+                        (long long)it + 1, (long long)cfg->run_max_nonfinite);
+      break;
+    }
     px_ppo_stats ps;
-    px_ppo_update(&s, it, &ps);
+    st = px_ppo_update(&s, it, &ps, err);
+    if (st != PX_OK) { /* no checkpoint: LATEST keeps naming the last good one */
+      px_error inner = *err;
+      st = px_error_set(err, st, "ppo iteration %lld: %s", (long long)it + 1, inner.msg);
+      break;
+    }
     double t_train = px_log_elapsed() - t0;
 
-    /* Metrics of the iteration: every rank holds every rollout, so these need no reduction. */
+    /* Metrics of the iteration, over the kept rollouts: every rank holds every rollout, so these
+     * need no reduction. */
     double kl_sum = 0, score_sum = 0, raw_sum = 0, raw_n = 0, len_sum = 0, eos_n = 0, gold_n = 0;
-    double ent = 0, tok = 0, ev[5];
+    double ent = 0, tok = 0, ev[5], kept = s.B - dropped;
     for (int i = 0; i < s.B; i++) {
+      if (s.dropped[i]) continue;
       for (int j = 0; j < s.rlen[i]; j++) {
         kl_sum += s.kl[(size_t)i * s.R + j];
         ent -= s.lp_old[(size_t)i * s.R + j];
@@ -559,9 +633,9 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
       if (s.eos[i]) raw_sum += s.raw[i], raw_n += 1;
     }
     px_rl_explained_variance_sums(ev, s.values, s.ret, s.mask, (size_t)s.B * s.R);
-    double kl = kl_sum / s.B;
-    if (cfg->ppo_adaptive_kl)
-      s.beta = px_rl_adaptive_beta(s.beta, kl, cfg->ppo_kl_target, s.B, cfg->ppo_kl_horizon);
+    double kl = px_ppo_mean(kl_sum, kept);
+    if (cfg->ppo_adaptive_kl && kept > 0)
+      s.beta = px_rl_adaptive_beta(s.beta, kl, cfg->ppo_kl_target, kept, cfg->ppo_kl_horizon);
     int do_eval = cfg->ppo_eval_every > 0 &&
                   ((it + 1) % cfg->ppo_eval_every == 0 || it + 1 == cfg->ppo_iterations);
     double gold_eval = do_eval ? px_ppo_eval_gold(&s, err) : NAN;
@@ -585,8 +659,10 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
                            "first_approx_kl",
                            "adv_mean",
                            "adv_std",
+                           "nonfinite_rollouts",
+                           "nonfinite_steps",
                            "eval_gold_accuracy"};
-    double values[] = {score_sum / s.B,
+    double values[] = {px_ppo_mean(score_sum, kept),
                        raw_n > 0 ? raw_sum / raw_n : NAN,
                        kl,
                        s.beta,
@@ -597,13 +673,15 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
                        ps.value_loss / upd,
                        ps.vsums.clipped / toks,
                        px_rl_explained_variance(ev),
-                       len_sum / s.B,
-                       eos_n / s.B,
-                       gold_n / s.B,
+                       px_ppo_mean(len_sum, kept),
+                       px_ppo_mean(eos_n, kept),
+                       px_ppo_mean(gold_n, kept),
                        ps.first_max_ratio_dev,
                        ps.first_approx_kl,
                        adv_mean,
                        adv_std,
+                       dropped,
+                       (double)(s.policy_tr.skipped + s.value_tr.skipped),
                        gold_eval};
     int nm = (int)(sizeof values / sizeof values[0]) - (do_eval ? 0 : 1);
     px_run_metrics(&run, "ppo", it + 1, nm, names, values);
@@ -619,7 +697,7 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
     px_log_info("ppo it %lld/%lld | score %.3f | kl %.3f | beta %.3g | gold %.3f%s | clip %.3f "
                 "| vloss %.4f | len %.1f | %.1fs (gen %.1f score %.1f train %.1f) | ETA %s",
                 (long long)it + 1, (long long)cfg->ppo_iterations, values[0], kl, s.beta,
-                gold_n / s.B, evs, values[5], values[8], values[11], t_all, t_gen, t_score, t_train,
+                values[13], evs, values[5], values[8], values[11], t_all, t_gen, t_score, t_train,
                 eta);
     if (kl > cfg->ppo_kl_bound)
       px_log_warn("ppo it %lld: mean KL to pi_base %.3f is over ppo.kl_bound %.3f",

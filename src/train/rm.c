@@ -211,14 +211,15 @@ px_status px_rm_run(const px_config *cfg, px_error *err) {
   px_log_info("rm: %lld pairs (%lld held out), trunk from %s, %lld steps of %lld pairs",
               (long long)s.pairs.n, (long long)s.n_heldout, s.init_path, (long long)steps,
               (long long)B);
-  px_trainer trainer = {&s.model,
-                        {(float)cfg->adam_beta1, (float)cfg->adam_beta2, (float)cfg->adam_eps,
-                         (float)cfg->rm_weight_decay},
-                        {cfg->rm_lr, 0.0, cfg->rm_warmup_steps, steps, PX_LR_LINEAR},
-                        cfg->rm_grad_clip,
-                        "rm",
-                        0,
-                        0};
+  px_trainer trainer = {.model = &s.model,
+                        .adamw = {(float)cfg->adam_beta1, (float)cfg->adam_beta2,
+                                  (float)cfg->adam_eps, (float)cfg->rm_weight_decay},
+                        .schedule = {cfg->rm_lr, 0.0, cfg->rm_warmup_steps, steps, PX_LR_LINEAR},
+                        .grad_clip = cfg->rm_grad_clip,
+                        .phase = "rm",
+                        .lr_key = "rm.lr",
+                        .fault_point = "rm.grad",
+                        .max_nonfinite = cfg->run_max_nonfinite};
   px_rm_state state = {0, cfg->run_seed, 0, 0, 0, 0, 0}, *px_ckpt_state_ = &state;
   const px_ckpt_var vars[] = {PX_RM_STATE(PX_CKPT_VAR)};
   const int n_vars = (int)(sizeof vars / sizeof vars[0]);
@@ -253,6 +254,8 @@ px_status px_rm_run(const px_config *cfg, px_error *err) {
     sums[1] = (double)correct;
     px_comm_allreduce_sum_f64(sums, 2);
     double lr, norm = px_trainer_step(&trainer, step, sums[0], &lr);
+    st = px_trainer_guard(&trainer, step, err);
+    if (st != PX_OK) break; /* no checkpoint: LATEST keeps naming the last good one */
     state.step = step + 1, state.data_cursor += B;
     state.adam_applied = trainer.applied, state.adam_skipped = trainer.skipped;
     int last = step + 1 == steps;
@@ -271,10 +274,12 @@ px_status px_rm_run(const px_config *cfg, px_error *err) {
       px_log_info("rm step %lld/%lld | loss %.4f | acc %.3f%s | lr %.2e | ETA %s",
                   (long long)step + 1, (long long)steps, sums[0], sums[1] / (double)B, held, lr,
                   eta);
-      const char *names[] = {"loss",      "accuracy",         "lr",
-                             "grad_norm", "heldout_accuracy", "heldout_loss"};
-      double values[] = {sums[0], sums[1] / (double)B, lr, norm, acc, held_loss};
-      px_run_metrics(&run, "rm", step + 1, do_eval ? 6 : 4, names, values);
+      const char *names[] = {"loss",        "accuracy",        "lr",
+                             "grad_norm",   "nonfinite_steps", "heldout_accuracy",
+                             "heldout_loss"};
+      double values[] = {sums[0],  sums[1] / (double)B, lr, norm, (double)trainer.skipped, acc,
+                         held_loss};
+      px_run_metrics(&run, "rm", step + 1, do_eval ? 7 : 5, names, values);
     }
     /* The last step's checkpoint is the normalised one below. */
     px_fault_point("rm.step");

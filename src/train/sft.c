@@ -136,17 +136,19 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
               (long long)s.data.n, px_data_kind_name(s.data.kind), (long long)s.n_heldout,
               mc.n_layer, mc.n_embd, s.model.n_params);
 
-  px_trainer trainer = {&s.model,
-                        {(float)cfg->adam_beta1, (float)cfg->adam_beta2, (float)cfg->adam_eps,
-                         (float)cfg->sft_weight_decay},
-                        {cfg->sft_lr, cfg->sft_lr_min, cfg->sft_warmup_steps, cfg->sft_steps,
-                         !strcmp(cfg->sft_decay, "cosine")   ? PX_LR_COSINE
-                         : !strcmp(cfg->sft_decay, "linear") ? PX_LR_LINEAR
-                                                             : PX_LR_CONSTANT},
-                        cfg->sft_grad_clip,
-                        "sft",
-                        0,
-                        0};
+  px_trainer trainer = {.model = &s.model,
+                        .adamw = {(float)cfg->adam_beta1, (float)cfg->adam_beta2,
+                                  (float)cfg->adam_eps, (float)cfg->sft_weight_decay},
+                        .schedule = {cfg->sft_lr, cfg->sft_lr_min, cfg->sft_warmup_steps,
+                                     cfg->sft_steps,
+                                     !strcmp(cfg->sft_decay, "cosine")   ? PX_LR_COSINE
+                                     : !strcmp(cfg->sft_decay, "linear") ? PX_LR_LINEAR
+                                                                         : PX_LR_CONSTANT},
+                        .grad_clip = cfg->sft_grad_clip,
+                        .phase = "sft",
+                        .lr_key = "sft.lr",
+                        .fault_point = "sft.grad",
+                        .max_nonfinite = cfg->run_max_nonfinite};
   const int64_t B = cfg->sft_batch_size, steps = cfg->sft_steps;
   px_sft_state state = {0, cfg->run_seed, 0, 0, 0, 0}, *px_ckpt_state_ = &state;
   const px_ckpt_var vars[] = {PX_SFT_STATE(PX_CKPT_VAR)};
@@ -180,6 +182,8 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
     loss = sums[0];
     tokens_since += (int64_t)sums[1];
     double lr, norm = px_trainer_step(&trainer, step, loss, &lr);
+    st = px_trainer_guard(&trainer, step, err);
+    if (st != PX_OK) break; /* no checkpoint: LATEST keeps naming the last good one */
     state.step = step + 1, state.data_cursor += B;
     state.adam_applied = trainer.applied, state.adam_skipped = trainer.skipped;
 
@@ -193,9 +197,9 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
       if (do_eval) snprintf(held, sizeof held, " | heldout %.4f", heldout);
       px_log_info("sft step %lld/%lld | loss %.4f%s | lr %.2e | |g| %.3f | %.0f tok/s | ETA %s",
                   (long long)step + 1, (long long)steps, loss, held, lr, norm, rate, eta);
-      const char *names[] = {"loss", "lr", "grad_norm", "heldout_loss"};
-      double values[] = {loss, lr, norm, heldout};
-      px_run_metrics(&run, "sft", step + 1, do_eval ? 4 : 3, names, values);
+      const char *names[] = {"loss", "lr", "grad_norm", "nonfinite_steps", "heldout_loss"};
+      double values[] = {loss, lr, norm, (double)trainer.skipped, heldout};
+      px_run_metrics(&run, "sft", step + 1, do_eval ? 5 : 4, names, values);
       const char *tnames[] = {"tokens_per_s", "seconds"};
       double tvalues[] = {rate, now - t_start};
       px_run_timings(&run, "sft", step + 1, 2, tnames, tvalues);

@@ -1,24 +1,41 @@
 /*
- * trainer.c — the shared end of a training step; see trainer.h.
+ * trainer.c — the shared end of a training step and its numeric guard; see trainer.h.
  */
 #include "proxima/trainer.h"
 
 #include <math.h>
 
 #include "proxima/comm.h"
+#include "proxima/fault.h"
 #include "proxima/log.h"
 
 double px_trainer_step(px_trainer *t, int64_t step, double loss, double *lr) {
   px_gpt *m = t->model;
+  if (t->fault_point) px_fault_poison(t->fault_point, m->grads, m->n_params);
   px_comm_allreduce_sum_f32(m->grads, m->n_params);
   double norm = px_optim_clip_grad_norm(m->grads, m->n_params, t->grad_clip);
   *lr = px_optim_lr(&t->schedule, step);
   if (isfinite(norm) && isfinite(loss)) {
     px_gpt_update(m, &t->adamw, (float)*lr, ++t->applied);
+    t->skipped_in_a_row = 0;
   } else {
     t->skipped++;
-    px_log_warn("%s step %lld: non-finite loss or gradient, step skipped", t->phase,
-                (long long)step + 1);
+    t->skipped_in_a_row++;
+    px_log_warn("%s step %lld: non-finite %s, step skipped (%lld in a row, %lld in all)", t->phase,
+                (long long)step + 1, isfinite(loss) ? "gradient" : "loss",
+                (long long)t->skipped_in_a_row, (long long)t->skipped);
   }
   return norm;
+}
+
+px_status px_trainer_guard(const px_trainer *t, int64_t step, px_error *err) {
+  if (t->max_nonfinite <= 0 || t->skipped_in_a_row < t->max_nonfinite) return PX_OK;
+  return px_error_set(
+      err, PX_ERUN,
+      "%s: the loss or gradient was not finite (NaN or infinite) at %lld optimizer steps in a "
+      "row, steps %lld to %lld (run.max_nonfinite = %lld): stopped without writing a checkpoint "
+      "of this state; LATEST still names the last good checkpoint. Try a lower %s or a tighter "
+      "grad_clip, check the data, then continue with --resume auto",
+      t->phase, (long long)t->skipped_in_a_row, (long long)(step + 2 - t->skipped_in_a_row),
+      (long long)step + 1, (long long)t->max_nonfinite, t->lr_key);
 }
