@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "proxima/blas.h"
@@ -52,6 +53,22 @@ static double now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* The process's peak resident set in MB (1e6 bytes): VmHWM of /proc/self/status, or getrusage's
+ * ru_maxrss where there is no /proc. Process-wide: benchmarks/run runs one model per process. */
+static double peak_rss_mb(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long kb = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "VmHWM:", 6)) kb = atol(line + 6);
+  if (f) fclose(f);
+  if (kb < 0) {
+    struct rusage ru;
+    kb = getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
+  }
+  return (double)kb * 1024.0 * 1e-6;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -116,6 +133,22 @@ static void bench_train(const bench_model *bm, int warmup, int iters) {
   printf("  %.0f tokens/s, %.1f GFLOP/s effective\n", tok_s, gflop_s);
   printf("result train_%s_tokens_per_s %.1f\n", bm->name, tok_s);
   printf("result train_%s_gflop_per_s %.2f\n", bm->name, gflop_s);
+  printf("result train_%s_params %zu\n", bm->name, model.n_params);
+  printf("result train_%s_tokens_per_step %zu\n", bm->name, BT);
+
+  /* Memory: px_gpt_bytes's estimate in parts (parameters, gradients and the two Adam moments
+   * are n_params floats each; the rest is the activation arena and the backward's scratch)
+   * plus this loop's own [B,T] arrays, against the measured peak of the process. */
+  const double f = sizeof(float), P = (double)model.n_params;
+  const double est = px_gpt_bytes(&cfg, B, T, 1) + (double)BT * 3 * 4 + (double)B * 4;
+  printf("  memory estimate: parameters %.1f MB, gradients %.1f MB, Adam moments %.1f MB, "
+         "activations and scratch %.1f MB, batch arrays %.1f MB: %.1f MB; peak RSS (VmHWM) "
+         "%.1f MB\n",
+         f * P * 1e-6, f * P * 1e-6, 2 * f * P * 1e-6,
+         (px_gpt_bytes(&cfg, B, T, 1) - 4 * f * P) * 1e-6, ((double)BT * 12 + B * 4) * 1e-6,
+         est * 1e-6, peak_rss_mb());
+  printf("result train_%s_mem_estimate_mb %.2f\n", bm->name, est * 1e-6);
+  printf("result train_%s_peak_rss_mb %.2f\n", bm->name, peak_rss_mb());
   fflush(stdout);
 
   free(times);
