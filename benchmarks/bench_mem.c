@@ -32,9 +32,8 @@
 #include "proxima/config.h"
 #include "proxima/error.h"
 #include "proxima/fsutil.h"
+#include "proxima/generate.h"
 #include "proxima/gpt.h"
-
-enum { PREFILL_ROWS = 1024 }; /* src/rollout/generate.c's PX_PREFILL_ROWS */
 
 static void die(const px_error *err) {
   fprintf(stderr, "bench_mem: %s\n", err->msg);
@@ -76,7 +75,7 @@ int main(int argc, char **argv) {
   const double act = (px_gpt_bytes(&pc, mb, T, 1) - 4 * f * Np) +
                      (px_gpt_bytes(&vc, mb, T, 1) - 4 * f * Nv) +
                      (px_gpt_bytes(&pc, mb, T, 0) - f * Np) + (px_gpt_bytes(&vc, mb, T, 0) - f * Nv);
-  const double S = (double)cfg.sample_batch, rows = S > PREFILL_ROWS ? S : PREFILL_ROWS;
+  const double S = (double)cfg.sample_batch, rows = S > PX_PREFILL_ROWS ? S : PX_PREFILL_ROWS;
   const double kv = f * (2.0 * L * S * T * C + 3 * S * V + rows * (12 * C + 2) + S * (2 * C + 2));
   const double B = (double)cfg.ppo_batch_size;
   const double R = cfg.sample_max_new_tokens < T ? (double)cfg.sample_max_new_tokens : T - 2;

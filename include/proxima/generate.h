@@ -41,6 +41,9 @@ typedef struct px_generation {
 
 void px_generation_free(px_generation *g);
 
+/* Rows a prefill call may take at once (at least the batch): bounds the KV cache's scratch. */
+enum { PX_PREFILL_ROWS = 1024 };
+
 typedef struct px_generator {
   const px_gpt *model; /* not owned; LM head */
   px_sampler sampler;

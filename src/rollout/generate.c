@@ -19,9 +19,6 @@
 #include "proxima/log.h"
 #include "proxima/tokenizer.h"
 
-/* Rows a prefill call may take at once (at least batch): bounds the cache's scratch. */
-enum { PX_PREFILL_ROWS = 1024 };
-
 void px_generation_free(px_generation *g) {
   free(g->tokens);
   free(g->logprobs);
