@@ -4,9 +4,10 @@
  *
  * The checkpoint is a PPO-sized one of issue 3's benchmark model (6 layers, 6 heads, width 384,
  * vocab 512, T 256): the policy with its Adam moments and a value model (scalar head) with its
- * moments, about 260 MB. A timed write is one whole px_ckpt_write: create, the collective
- * writes of every rank's rows, close, fsync, rename, fsync of the directory, LATEST. Each trial
- * writes into a fresh subdirectory, removed outside the timing (so no pruning is timed).
+ * moments, about 260 MB. A timed write is one whole px_ckpt_write: create and reserve the space,
+ * rank 0's writes of every chunk with its checksum (the other ranks wait), close, fsync, rename,
+ * fsync of the directory, LATEST. Each trial writes into a fresh subdirectory, removed outside
+ * the timing (so no pruning is timed).
  *
  * The baseline writes as many bytes as the checkpoint file has, with POSIX calls: every rank
  * pwrite()s its contiguous share into one new file in 64 MiB pieces, then fsync()s it — the

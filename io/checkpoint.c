@@ -1,5 +1,14 @@
 /*
  * checkpoint.c — HDF5 checkpoints of the models; the layout is in checkpoint.h.
+ *
+ * Writing. Every rank holds the same models and state (data parallel), so one process, rank 0,
+ * writes the file with HDF5's POSIX (sec2) driver while the others wait without spinning; all
+ * agree on the outcome after each stage. Each tensor's chunks go to the file through
+ * H5Dwrite_chunk with the Fletcher-32 checksum computed in io/h5chunk.c (the bytes HDF5's
+ * filter would write), the finiteness check riding on the same pass over memory, and the
+ * kernel starts writing back while later chunks are summed. Parallel HDF5 1.10 (MPI-IO) with a
+ * filtered dataset allocated and wrote every chunk twice (fill, then data) and spent half its
+ * time creating the datasets: a quarter of a plain write's speed (README, Checkpoints).
  */
 #include "proxima/checkpoint.h"
 
@@ -10,12 +19,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "h5chunk.h"
 #include "h5util.h"
 #include "proxima/comm.h"
 #include "proxima/fault.h"
 #include "proxima/fsutil.h"
 #include "proxima/log.h"
-#include "proxima/optim.h"
 
 #define PX_CKPT_FORMAT "proxima-checkpoint"
 #define PX_CKPT_VERSION 1
@@ -33,43 +42,54 @@ static void px_tensor_dims(const px_gpt_tensor *t, hsize_t *dims) {
   for (int i = 0; i < t->ndim; i++) dims[i] = (hsize_t)t->shape[i];
 }
 
-/* -1 on every rank when rc < 0 on any rank. HDF5 does not agree on failures: a write that fails
- * on one rank alone (the rank that aggregates a collective write onto a full disk) returns an
- * error there and success elsewhere, and the ranks that go on would wait for ever in the next
- * collective call. So every step of a write ends here. Collective. */
-static herr_t px_h5_agree(herr_t rc) {
-  int64_t failed = rc < 0;
-  px_comm_allreduce_sum_i64(&failed, 1);
-  return failed ? -1 : 0;
+/* Rank 0's writing of one file: its chunk writer, and where a refusal is explained. */
+typedef struct px_ckpt_out {
+  px_h5_chunk_writer w;
+  const char *path;
+  px_error *err;
+} px_ckpt_out;
+
+/* The tensors of a model's layout from buf (one of its flat buffers) into group g, whose path
+ * `where` names a non-finite value. <0 on failure; PX_H5_NONFINITE with out->err set. */
+static herr_t px_write_tensors(hid_t g, const char *where, const px_gpt *model, float *buf,
+                               px_ckpt_out *out) {
+  for (int i = 0; i < model->n_tensors; i++) {
+    const px_gpt_tensor *t = &model->tensors[i];
+    hsize_t dims[3];
+    px_tensor_dims(t, dims);
+    herr_t rc = px_h5_write_checksummed(g, t->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, t->ndim, dims,
+                                        PX_CKPT_CHUNK, buf + t->offset,
+                                        (model->n_params - t->offset) * sizeof(float), &out->w);
+    if (rc == PX_H5_NONFINITE) {
+      size_t at = (size_t)out->w.bad_element;
+      px_error_set(out->err, PX_ERUN,
+                   "cannot write checkpoint %s: %s/%s holds a non-finite value (%g at element "
+                   "%zu)",
+                   out->path, where, t->name, (double)buf[t->offset + at], at);
+    }
+    if (rc < 0) return rc;
+  }
+  return 0;
 }
 
-/* A group created by every rank, or H5I_INVALID_HID on every rank (none left open). */
-static hid_t px_create_group(hid_t parent, const char *name, hid_t lcpl, hid_t gcpl) {
-  hid_t g = H5Gcreate2(parent, name, lcpl, gcpl, H5P_DEFAULT);
-  if (px_h5_agree(g < 0 ? -1 : 0) == 0) return g;
-  if (g >= 0) H5Gclose(g);
-  return H5I_INVALID_HID;
+/* A new group under parent into *g (with gcpl; lcpl may make the groups above it). */
+static herr_t px_open_new_group(hid_t parent, const char *name, hid_t lcpl, hid_t gcpl, hid_t *g) {
+  *g = H5Gcreate2(parent, name, lcpl, gcpl, H5P_DEFAULT);
+  return *g < 0 ? -1 : 0;
 }
 
-/* Creates a dataset of the tensor's shape and writes this rank's share of its rows from buf (a
- * buffer of the model's layout). Collective. */
-static herr_t px_write_tensor(hid_t g, const px_gpt_tensor *t, const float *buf, hid_t dxpl) {
-  hsize_t dims[3];
-  px_tensor_dims(t, dims);
-  int64_t lo, hi;
-  px_comm_share((int64_t)dims[0], px_comm_rank(), px_comm_size(), &lo, &hi);
-  size_t row = t->count / t->shape[0];
-  return px_h5_write_rows(g, t->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, t->ndim, dims,
-                          PX_CKPT_CHUNK, (hsize_t)lo, (hsize_t)(hi - lo),
-                          buf + t->offset + (size_t)lo * row, dxpl);
-}
+/* Closes g, keeping the first failure. */
+static herr_t px_close_group(hid_t g, herr_t rc) { return H5Gclose(g) < 0 && rc == 0 ? -1 : rc; }
 
-/* One model group (and its moments) under file. Collective. Returns <0 on an HDF5 failure. */
-static herr_t px_write_model(hid_t file, hid_t gcpl, hid_t dxpl, const px_ckpt_model *m) {
+/* A model group (its configuration and parameters) and, with m->optim, /optim/<model> (the step
+ * attribute, the groups m and v). */
+static herr_t px_write_model(hid_t file, hid_t gcpl, const px_ckpt_model *m, px_ckpt_out *out) {
   const px_gpt *model = m->model;
   const px_gpt_config *c = &model->config;
-  hid_t g = px_create_group(file, m->group, H5P_DEFAULT, gcpl);
-  if (g < 0) return -1;
+  char where[300];
+  snprintf(where, sizeof where, "/%s", m->group);
+  hid_t g;
+  if (px_open_new_group(file, m->group, H5P_DEFAULT, gcpl, &g) < 0) return -1;
   herr_t rc = 0;
   rc |= px_h5_attr_write_i64(g, "vocab_size", c->vocab_size);
   rc |= px_h5_attr_write_i64(g, "max_seq_len", c->max_seq_len);
@@ -81,120 +101,136 @@ static herr_t px_write_model(hid_t file, hid_t gcpl, hid_t dxpl, const px_ckpt_m
     rc |= px_h5_attr_write_f64(g, "gain", m->gain);
     rc |= px_h5_attr_write_f64(g, "bias", m->bias);
   }
-  rc = px_h5_agree(rc);
-  for (int i = 0; i < model->n_tensors && rc >= 0; i++)
-    rc = px_h5_agree(px_write_tensor(g, &model->tensors[i], model->params, dxpl));
-  rc = px_h5_agree(H5Gclose(g) < 0 ? -1 : rc);
+  rc = rc < 0 ? -1 : px_write_tensors(g, where, model, model->params, out);
+  rc = px_close_group(g, rc);
   if (rc < 0 || !m->optim) return rc;
 
-  char name[256];
-  snprintf(name, sizeof name, "/optim/%s", m->group);
-  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-  if (lcpl >= 0 && H5Pset_create_intermediate_group(lcpl, 1) < 0) rc = -1;
-  if (px_h5_agree(lcpl < 0 ? -1 : rc) < 0) {
-    if (lcpl >= 0) H5Pclose(lcpl);
-    return -1;
-  }
-  hid_t og = px_create_group(file, name, lcpl, gcpl);
-  if (H5Pclose(lcpl) < 0) rc = -1;
-  if (px_h5_agree(og < 0 ? -1 : rc) < 0) {
-    if (og >= 0) H5Gclose(og);
-    return -1;
-  }
-  rc = px_h5_agree(px_h5_attr_write_i64(og, "step", m->optim_step));
+  snprintf(where, sizeof where, "/optim/%s", m->group);
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE), og = H5I_INVALID_HID;
+  rc = lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0 ||
+               px_open_new_group(file, where, lcpl, gcpl, &og) < 0
+           ? -1
+           : px_h5_attr_write_i64(og, "step", m->optim_step);
   for (int which = 0; which < 2 && rc >= 0; which++) {
-    hid_t mg = px_create_group(og, which ? "v" : "m", H5P_DEFAULT, gcpl);
-    if (mg < 0) {
+    char moments[320];
+    snprintf(moments, sizeof moments, "%s/%s", where, which ? "v" : "m");
+    if (px_open_new_group(og, which ? "v" : "m", H5P_DEFAULT, gcpl, &g) < 0) {
       rc = -1;
       break;
     }
-    for (int i = 0; i < model->n_tensors && rc >= 0; i++)
-      rc = px_h5_agree(px_write_tensor(mg, &model->tensors[i], which ? model->v : model->m, dxpl));
-    rc = px_h5_agree(H5Gclose(mg) < 0 ? -1 : rc);
+    rc = px_write_tensors(g, moments, model, which ? model->v : model->m, out);
+    rc = px_close_group(g, rc);
   }
-  return px_h5_agree(H5Gclose(og) < 0 ? -1 : rc);
+  if (og >= 0) rc = px_close_group(og, rc);
+  if (lcpl >= 0 && H5Pclose(lcpl) < 0 && rc == 0) rc = -1;
+  return rc;
 }
 
-/* /state: one single-element dataset per variable, written by rank 0. Collective. */
-static herr_t px_write_state(hid_t file, hid_t gcpl, hid_t dxpl, const px_ckpt_var *vars, int n) {
-  hid_t g = px_create_group(file, "state", H5P_DEFAULT, gcpl);
-  if (g < 0) return -1;
+/* /state: one single-element dataset per variable. */
+static herr_t px_write_state(hid_t file, hid_t gcpl, const px_ckpt *ck, px_ckpt_out *out) {
+  hid_t g;
+  if (px_open_new_group(file, "state", H5P_DEFAULT, gcpl, &g) < 0) return -1;
+  hsize_t one[1] = {1};
   herr_t rc = 0;
-  hsize_t one[1] = {1}, mine = px_comm_rank() == 0;
-  for (int i = 0; i < n && rc >= 0; i++) {
-    const px_ckpt_var *v = &vars[i];
+  for (int i = 0; i < ck->n_state && rc >= 0; i++) {
+    const px_ckpt_var *v = &ck->state[i];
     PX_REQUIRE(!v->i64 != !v->f64, "state variable %s: set exactly one of i64 and f64", v->name);
-    rc = v->i64 ? px_h5_write_rows(g, v->name, H5T_STD_I64LE, H5T_NATIVE_INT64, 1, one, 1, 0, mine,
-                                   v->i64, dxpl)
-                : px_h5_write_rows(g, v->name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, one, 1, 0,
-                                   mine, v->f64, dxpl);
-    rc = px_h5_agree(rc);
+    rc = v->i64 ? px_h5_write_checksummed(g, v->name, H5T_STD_I64LE, H5T_NATIVE_INT64, 1, one, 1,
+                                          v->i64, 0, &out->w)
+                : px_h5_write_checksummed(g, v->name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, one, 1,
+                                          v->f64, 0, &out->w);
   }
-  return px_h5_agree(H5Gclose(g) < 0 ? -1 : rc);
+  return px_close_group(g, rc);
 }
 
-/* Creates tmp over the run's communicator and writes everything into it. Collective. */
-static px_status px_write_file(const char *tmp, const char *path, const px_ckpt *ck,
-                               px_error *err) {
-  hid_t fapl = px_h5_fapl_mpio(px_comm_mpi());
+/* Rank 0's part: creates tmp with the POSIX driver into *file and reserves the checkpoint's size
+ * on disk (the bytes of its tensors and state, a lower bound of the file's size) before any
+ * data is written, so a full disk is refused here. On failure no file is open. Not
+ * collective. */
+static px_status px_create_file(const char *tmp, const char *path, int64_t bytes, hid_t *file,
+                                px_error *err) {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-  hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
-  hid_t gcpl = px_h5_gcpl();
   px_status st = PX_OK;
-  if (fapl < 0 || fcpl < 0 || dxpl < 0 || gcpl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 ||
-      H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) < 0)
+  if (fapl < 0 || fcpl < 0 || H5Pset_fapl_sec2(fapl) < 0 || H5Pset_obj_track_times(fcpl, 0) < 0)
     st = px_ckpt_h5_fail(err, path, "setting up the property lists failed");
-  hid_t file = st == PX_OK ? H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl) : H5I_INVALID_HID;
-  if (st == PX_OK && file < 0) st = px_ckpt_h5_fail(err, path, "cannot create the file");
-  px_fault_point("ckpt.created");
-  if (file >= 0) {
-    herr_t rc = 0;
+  *file = st == PX_OK ? H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl) : H5I_INVALID_HID;
+  if (st == PX_OK && *file < 0) st = px_ckpt_h5_fail(err, path, "cannot create the file");
+  if (fcpl >= 0) H5Pclose(fcpl);
+  if (fapl >= 0) H5Pclose(fapl);
+  if (st != PX_OK) return st;
+  int fd = px_h5_file_fd(*file);
+  char what[4300];
+  snprintf(what, sizeof what, "checkpoint %s", path);
+  st = fd < 0 ? px_ckpt_h5_fail(err, path, "the file has no descriptor")
+              : px_fs_reserve_fd(fd, what, bytes, err);
+  if (st != PX_OK) {
+    H5Fclose(*file);
+    *file = H5I_INVALID_HID;
+  }
+  return st;
+}
+
+/* Rank 0's part: the root attributes, the models and /state into file. Not collective. */
+static px_status px_write_contents(hid_t file, const char *path, const px_ckpt *ck, px_error *err) {
+  px_ckpt_out out = {.path = path, .err = err};
+  px_h5_chunk_writer_init(&out.w, file, 1);
+  hid_t gcpl = px_h5_gcpl();
+  herr_t rc = gcpl < 0 ? -1 : 0;
+  if (rc >= 0) {
     rc |= px_h5_attr_write_str(file, "format", PX_CKPT_FORMAT);
     rc |= px_h5_attr_write_i64(file, "format_version", PX_CKPT_VERSION);
     rc |= px_h5_attr_write_i64(file, "step", ck->step);
     rc |= px_h5_attr_write_i64(file, "iteration", ck->iteration);
     rc |= px_h5_attr_write_str(file, "config", ck->config_text ? ck->config_text : "");
-    rc = px_h5_agree(rc);
-    for (int i = 0; i < ck->n_models && rc >= 0; i++)
-      rc |= px_write_model(file, gcpl, dxpl, &ck->models[i]);
-    if (rc >= 0) rc = px_write_state(file, gcpl, dxpl, ck->state, ck->n_state);
-    if (rc < 0) st = px_ckpt_h5_fail(err, path, "writing the datasets failed");
+    rc = rc < 0 ? -1 : 0;
+  }
+  for (int i = 0; i < ck->n_models && rc >= 0; i++)
+    rc = px_write_model(file, gcpl, &ck->models[i], &out);
+  if (rc >= 0) rc = px_write_state(file, gcpl, ck, &out);
+  px_h5_chunk_writer_free(&out.w);
+  if (gcpl >= 0 && H5Pclose(gcpl) < 0 && rc == 0) rc = -1;
+  if (rc == PX_H5_NONFINITE) return PX_ERUN; /* err says which tensor */
+  return rc < 0 ? px_ckpt_h5_fail(err, path, "writing the datasets failed") : PX_OK;
+}
+
+/* The bytes of a checkpoint's tensors and state: a lower bound of its file's size. */
+static int64_t px_ckpt_data_bytes(const px_ckpt *ck) {
+  int64_t bytes = 8 * (int64_t)ck->n_state;
+  for (int i = 0; i < ck->n_models; i++)
+    bytes += (int64_t)ck->models[i].model->n_params * 4 * (ck->models[i].optim ? 3 : 1);
+  return bytes;
+}
+
+/* Rank 0 creates tmp, reserves its space and writes everything into it; the other ranks wait
+ * (without spinning) and every rank agrees on each stage: created, written (ckpt.write can fail
+ * it on any rank), closed. A rank-0 failure inside HDF5 returns there and is told to the others
+ * here: no rank ever waits in an HDF5 call for another. Collective. */
+static px_status px_write_file(const char *tmp, const char *path, const px_ckpt *ck,
+                               px_error *err) {
+  const int root = px_comm_rank() == 0;
+  hid_t file = H5I_INVALID_HID;
+  px_status st = px_comm_agree(
+      root ? px_create_file(tmp, path, px_ckpt_data_bytes(ck), &file, err) : PX_OK, err);
+  px_fault_point("ckpt.created");
+  if (st == PX_OK) {
+    if (root) st = px_write_contents(file, path, ck, err);
     if (st == PX_OK && px_fault_fails("ckpt.write"))
       st = px_error_set(err, PX_ERUN,
                         "cannot write checkpoint %s: writing the datasets failed (PROXIMA_FAULT)",
                         path);
+    px_comm_barrier_idle();
+    st = px_comm_agree(st, err);
     px_fault_point("ckpt.written");
-    if (H5Fclose(file) < 0 && st == PX_OK) st = px_ckpt_h5_fail(err, path, "closing failed");
   }
-  if (gcpl >= 0) H5Pclose(gcpl);
-  if (dxpl >= 0) H5Pclose(dxpl);
-  if (fcpl >= 0) H5Pclose(fcpl);
-  if (fapl >= 0) H5Pclose(fapl);
-  return st;
+  if (file >= 0 && H5Fclose(file) < 0 && st == PX_OK)
+    st = px_ckpt_h5_fail(err, path, "closing failed");
+  return px_comm_agree(st, err);
 }
 
-/* PX_ERUN naming the first tensor of m's parameters (or moments) in this rank's share of the
- * flat buffers that holds a NaN or an infinity. One pass, no allocation. Not collective. */
-static px_status px_check_model_finite(const char *path, const px_ckpt_model *m, px_error *err) {
-  const px_gpt *model = m->model;
-  int64_t lo, hi;
-  px_comm_share((int64_t)model->n_params, px_comm_rank(), px_comm_size(), &lo, &hi);
-  const float *bufs[] = {model->params, m->optim ? model->m : NULL, m->optim ? model->v : NULL};
-  const char *what[] = {"", "/optim/%s/m", "/optim/%s/v"};
-  for (int b = 0; b < 3; b++) {
-    if (!bufs[b]) continue;
-    size_t at = (size_t)lo + px_optim_first_nonfinite(bufs[b] + lo, (size_t)(hi - lo));
-    if (at == (size_t)hi) continue;
-    int i = 0;
-    while (i + 1 < model->n_tensors && model->tensors[i + 1].offset <= at) i++;
-    char where[128];
-    snprintf(where, sizeof where, b ? what[b] : "/%s", m->group);
-    return px_error_set(err, PX_ERUN,
-                        "cannot write checkpoint %s: %s/%s holds a non-finite value (%g at "
-                        "element %zu)",
-                        path, where, model->tensors[i].name, (double)bufs[b][at],
-                        at - model->tensors[i].offset);
-  }
+/* PX_ERUN when the reward normalisation that a reward group stores is not finite (the tensors
+ * are checked as they are written). Not collective. */
+static px_status px_check_gain_finite(const char *path, const px_ckpt_model *m, px_error *err) {
   if (!strcmp(m->group, "reward") && !(isfinite(m->gain) && isfinite(m->bias)))
     return px_error_set(err, PX_ERUN,
                         "cannot write checkpoint %s: the reward normalisation (gain %g, bias %g) "
@@ -229,32 +265,16 @@ static void px_prune(const char *dir, int keep_last) {
   closedir(d);
 }
 
-/* The bytes of a checkpoint's tensors and state: a lower bound of its file's size. */
-static int64_t px_ckpt_data_bytes(const px_ckpt *ck) {
-  int64_t bytes = 8 * (int64_t)ck->n_state;
-  for (int i = 0; i < ck->n_models; i++)
-    bytes += (int64_t)ck->models[i].model->n_params * 4 * (ck->models[i].optim ? 3 : 1);
-  return bytes;
-}
-
-/* Writes the checkpoint under tmp, checked first and its disk space reserved, so that the
- * likely failures (a non-finite model, a full disk) are refused by every rank together before
- * parallel HDF5 starts. Collective. */
+/* Writes the checkpoint under tmp. A non-finite reward normalisation is refused before the file
+ * exists; a full disk when the space is reserved, before any data is written; a NaN or an
+ * infinity in a tensor where the write reaches it (the caller removes tmp). Collective. */
 static px_status px_ckpt_write_tmp(const char *tmp, const char *path, const px_ckpt *ck,
                                    px_error *err) {
-  /* Nothing non-finite is written: each rank checks its share of every model. */
   px_status st = PX_OK;
   for (int i = 0; i < ck->n_models && st == PX_OK; i++)
-    st = px_check_model_finite(path, &ck->models[i], err);
+    st = px_check_gain_finite(path, &ck->models[i], err);
   PX_TRY(px_comm_agree(st, err));
-  char what[4300];
-  snprintf(what, sizeof what, "checkpoint %s", path);
-  PX_TRY(px_comm_agree(
-      px_comm_rank() == 0 ? px_fs_reserve(tmp, what, px_ckpt_data_bytes(ck), err) : PX_OK, err));
-  /* A write that fails anyway (another process filled the disk meanwhile) is agreed on after
-   * each dataset (px_h5_agree); one that fails inside an HDF5 call on one rank alone can still
-   * leave the other ranks waiting in that call (README, Reliability). */
-  return px_comm_agree(px_write_file(tmp, path, ck, err), err);
+  return px_write_file(tmp, path, ck, err);
 }
 
 px_status px_ckpt_write(const char *dir, const px_ckpt *ck, int keep_last, px_error *err) {

@@ -115,6 +115,17 @@ hid_t px_h5_gcpl(void) {
   return gcpl;
 }
 
+int px_h5_file_fd(hid_t file) {
+  hid_t fapl = H5Fget_access_plist(file);
+  void *handle = NULL;
+  int fd = -1;
+  if (fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 &&
+      H5Fget_vfd_handle(file, fapl, &handle) >= 0 && handle)
+    fd = *(const int *)handle;
+  if (fapl >= 0) H5Pclose(fapl);
+  return fd;
+}
+
 hid_t px_h5_fapl_mpio(MPI_Comm comm) {
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   if (fapl >= 0 && H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0) {

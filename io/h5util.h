@@ -41,6 +41,10 @@ hid_t px_h5_dcpl_checksummed(int rank, const hsize_t *dims, hsize_t max_chunk_el
 /* Group creation and file creation lists without modification times. */
 hid_t px_h5_gcpl(void);
 
+/* The POSIX file descriptor of a file open with the sec2 (default) driver; -1 with another
+ * driver or on failure. HDF5 keeps it: never close it. Not collective. */
+int px_h5_file_fd(hid_t file);
+
 /* A file-access list for the MPI-IO driver on comm. */
 hid_t px_h5_fapl_mpio(MPI_Comm comm);
 

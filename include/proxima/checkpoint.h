@@ -7,8 +7,8 @@
  * n_head, n_embd, head ("lm" or "scalar") — the reward group also gain and bias — and one
  * float32 dataset per tensor, named and shaped as the model's tensor table; the Adam moments in
  * /optim/<model>/m/<tensor> and /optim/<model>/v/<tensor> with attribute step. Every dataset is
- * chunked with the Fletcher-32 checksum. A checkpoint is written under a temporary name,
- * fsynced and renamed; DIR/LATEST (one line naming the newest complete checkpoint) is replaced
+ * chunked with the Fletcher-32 checksum (chunks along the first dimension, at most 4 MiB). A
+ * checkpoint is written under a temporary name, fsynced and renamed; DIR/LATEST (one line naming the newest complete checkpoint) is replaced
  * the same way, last; older checkpoints are pruned to keep_last.
  *
  * Reading validates everything against what the caller expects: a file that is not a
@@ -60,14 +60,18 @@ typedef struct px_ckpt {
   int n_state;
 } px_ckpt;
 
-/* Writes DIR/ckpt-<step>.h5 with parallel HDF5 (MPI-IO): every rank holds the same models and
- * state and writes its contiguous share of each tensor's rows into the global datasets, so the
- * file does not depend on the rank count. The file is written as DIR/.ckpt-<step>.h5.tmp,
- * closed, fsynced and renamed; then LATEST is replaced the same way; then all but the newest
- * keep_last (0: all) are pruned. A failure leaves LATEST and the older checkpoints as they
- * were, and no temporary file. A model whose parameters or moments hold a NaN or an infinity is
- * refused (PX_ERUN naming the tensor) before any file is created: nothing non-finite is ever
- * written (each rank checks its share, one pass). Collective: every rank passes the same. */
+/* Writes DIR/ckpt-<step>.h5. Every rank holds the same models and state (data parallel), so
+ * rank 0 writes the file alone (HDF5's POSIX driver; each chunk with its Fletcher-32 checksum
+ * through H5Dwrite_chunk, io/h5chunk.h) while the others wait, and all agree on the outcome; the
+ * file does not depend on the rank count. It is written as DIR/.ckpt-<step>.h5.tmp, its size
+ * reserved on disk before any data, closed, fsynced and renamed; then LATEST is replaced the
+ * same way; then all but the newest keep_last (0: all) are pruned. A failure leaves LATEST and
+ * the older checkpoints as they were, and no temporary file. A model whose parameters or
+ * moments hold a NaN or an infinity is refused (PX_ERUN naming the tensor and element): rank 0
+ * checks each chunk as it writes it, stops at the first, and the temporary file is removed, so
+ * nothing non-finite is ever published. While a chunk is written, the 4 bytes after it in the
+ * model's buffer hold its checksum (given back before the next; the buffers are not otherwise
+ * touched). Collective: every rank passes the same. */
 px_status px_ckpt_write(const char *dir, const px_ckpt *ckpt, int keep_last, px_error *err);
 
 /* Reads the state variables vars[0..n) from path's /state; each must be there with its

@@ -67,6 +67,11 @@ const char *px_comm_library(char *buf, size_t n);
 /* Collective: waits for every rank. */
 void px_comm_barrier(void);
 
+/* px_comm_barrier for ranks that wait on one rank's long task (rank 0 writing a checkpoint):
+ * it sleeps between polls (0.2 ms) instead of spinning on a core as MPI's blocking calls do,
+ * so the waiting ranks leave the CPU to the working one and the kernel's writeback. Collective. */
+void px_comm_barrier_idle(void);
+
 /* The contiguous share [*lo, *hi) of n items that a rank owns when n items are split over size
  * ranks: the first n % size ranks get one more. Not collective (pure arithmetic). */
 void px_comm_share(int64_t n, int rank, int size, int64_t *lo, int64_t *hi);

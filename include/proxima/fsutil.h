@@ -28,11 +28,12 @@ void px_fs_temp_name(char *buf, size_t n, const char *final);
  * rename(tmp, final), fsync(directory). On failure tmp is removed and final is untouched. */
 px_status px_fs_publish(const char *tmp, const char *final, px_error *err);
 
-/* Creates path (truncating it) with `bytes` bytes of disk space allocated (posix_fallocate):
- * whether a file of that size fits on the disk and under the file-size limit, asked before
- * writing it. PX_ERUN naming `what` and the reason (no space, file too large) otherwise, with
- * path removed. Not collective. */
-px_status px_fs_reserve(const char *path, const char *what, int64_t bytes, px_error *err);
+/* Allocates `bytes` bytes of disk space from offset 0 to the file open as fd (posix_fallocate;
+ * its size becomes at least bytes, and writing it out to a larger size uses the space): whether
+ * a file of that size fits on the disk and under the file-size limit, asked before writing its
+ * data, and the space is the file's while it is written. PX_ERUN naming `what` and the reason
+ * (no space, file too large) otherwise; the caller removes the file. Not collective. */
+px_status px_fs_reserve_fd(int fd, const char *what, int64_t bytes, px_error *err);
 
 /* Writes text to path atomically (via px_fs_temp_name and px_fs_publish). */
 px_status px_fs_write_atomic(const char *path, const char *text, size_t len, px_error *err);

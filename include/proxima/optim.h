@@ -64,4 +64,7 @@ double px_optim_clip_grad_norm(float *grads, size_t n, double max_norm);
  * collective. */
 size_t px_optim_first_nonfinite(const float *x, size_t n);
 
+/* The same, one element at a time: the reference for tests. */
+size_t px_optim_first_nonfinite_ref(const float *x, size_t n);
+
 #endif

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static MPI_Comm px_world = MPI_COMM_NULL;
 static int px_rank = 0;
@@ -138,6 +139,16 @@ void px_comm_gather_bytes(const void *send, size_t n, char **recv, size_t *recv_
 }
 
 void px_comm_barrier(void) { PX_MPI(MPI_Barrier(px_world)); }
+
+void px_comm_barrier_idle(void) {
+  MPI_Request req;
+  PX_MPI(MPI_Ibarrier(px_world, &req));
+  for (int done = 0;;) {
+    PX_MPI(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    (void)nanosleep(&(struct timespec){0, 200000}, NULL); /* woken early by a signal: poll */
+  }
+}
 
 void px_comm_share(int64_t n, int rank, int size, int64_t *lo, int64_t *hi) {
   int64_t base = n / size, extra = n % size;

@@ -110,13 +110,9 @@ px_status px_fs_write_atomic(const char *path, const char *text, size_t len, px_
   return px_fs_publish(tmp, path, err);
 }
 
-px_status px_fs_reserve(const char *path, const char *what, int64_t bytes, px_error *err) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-  if (fd < 0) return px_error_set(err, PX_ERUN, "cannot write %s: %s", what, strerror(errno));
+px_status px_fs_reserve_fd(int fd, const char *what, int64_t bytes, px_error *err) {
   int rc = bytes > 0 ? posix_fallocate(fd, 0, (off_t)bytes) : 0;
-  if (close(fd) != 0 && rc == 0) rc = errno;
   if (rc == 0) return PX_OK;
-  unlink(path);
   return px_error_set(err, PX_ERUN, "cannot write %s: no room for its %.1f MB (%s)", what,
                       (double)bytes / 1e6, strerror(rc));
 }
