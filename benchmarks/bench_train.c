@@ -141,14 +141,15 @@ static void bench_train(const bench_model *bm, int warmup, int iters) {
    * plus this loop's own [B,T] arrays, against the measured peak of the process. */
   const double f = sizeof(float), P = (double)model.n_params;
   const double est = px_gpt_bytes(&cfg, B, T, 1) + (double)BT * 3 * 4 + (double)B * 4;
+  const double peak = peak_rss_mb();
   printf("  memory estimate: parameters %.1f MB, gradients %.1f MB, Adam moments %.1f MB, "
          "activations and scratch %.1f MB, batch arrays %.1f MB: %.1f MB; peak RSS (VmHWM) "
          "%.1f MB\n",
          f * P * 1e-6, f * P * 1e-6, 2 * f * P * 1e-6,
          (px_gpt_bytes(&cfg, B, T, 1) - 4 * f * P) * 1e-6, ((double)BT * 12 + B * 4) * 1e-6,
-         est * 1e-6, peak_rss_mb());
+         est * 1e-6, peak);
   printf("result train_%s_mem_estimate_mb %.2f\n", bm->name, est * 1e-6);
-  printf("result train_%s_peak_rss_mb %.2f\n", bm->name, peak_rss_mb());
+  printf("result train_%s_peak_rss_mb %.2f\n", bm->name, peak);
   fflush(stdout);
 
   free(times);

@@ -174,8 +174,8 @@ static void px_writeback(px_h5_chunk_writer *w, size_t bytes) {
 }
 
 /* With w->finite_only: whether x[0..n) holds a NaN or an infinity, noting where in w (the
- * dataset's element first + its index). Called just before x is summed: the pass over memory
- * is the checksum's, the data is read once. */
+ * dataset's element first + its index). Called on each chunk just before it is summed, so the
+ * checksum reads it again from cache, not from memory. */
 static int px_refuse_nonfinite(px_h5_chunk_writer *w, const float *x, size_t n, hsize_t first) {
   if (!w->finite_only) return 0;
   size_t at = px_optim_first_nonfinite(x, n);

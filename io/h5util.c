@@ -90,9 +90,10 @@ htri_t px_h5_is_hdf5(const char *path) {
 }
 
 hid_t px_h5_dcpl_checksummed(int rank, const hsize_t *dims, hsize_t max_chunk_elems) {
+  if (rank < 1 || rank > H5S_MAX_RANK) return H5I_INVALID_HID;
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   if (dcpl < 0) return H5I_INVALID_HID;
-  hsize_t chunk[8];
+  hsize_t chunk[H5S_MAX_RANK];
   hsize_t inner = 1;
   for (int i = 1; i < rank; i++) chunk[i] = dims[i] > 0 ? dims[i] : 1, inner *= chunk[i];
   hsize_t rows = max_chunk_elems / (inner ? inner : 1);

@@ -22,7 +22,7 @@ same command continues from the last checkpoints.
   -h, --help       show this help
 EOF
 }
-config=configs/demo.ini
+config=$(cd "$(dirname "$0")/.." && pwd)/configs/demo.ini
 setup=1
 run=
 while [ $# -gt 0 ]; do

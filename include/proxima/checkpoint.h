@@ -8,8 +8,9 @@
  * float32 dataset per tensor, named and shaped as the model's tensor table; the Adam moments in
  * /optim/<model>/m/<tensor> and /optim/<model>/v/<tensor> with attribute step. Every dataset is
  * chunked with the Fletcher-32 checksum (chunks along the first dimension, at most 4 MiB). A
- * checkpoint is written under a temporary name, fsynced and renamed; DIR/LATEST (one line naming the newest complete checkpoint) is replaced
- * the same way, last; older checkpoints are pruned to keep_last.
+ * checkpoint is written under a temporary name, fsynced and renamed; DIR/LATEST (one line naming
+ * the newest complete checkpoint) is replaced the same way, last; older checkpoints are pruned to
+ * keep_last.
  *
  * Reading validates everything against what the caller expects: a file that is not a
  * checkpoint, a missing group, a tensor of the wrong shape (a checkpoint of another model

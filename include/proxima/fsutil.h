@@ -32,7 +32,9 @@ px_status px_fs_publish(const char *tmp, const char *final, px_error *err);
  * its size becomes at least bytes, and writing it out to a larger size uses the space): whether
  * a file of that size fits on the disk and under the file-size limit, asked before writing its
  * data, and the space is the file's while it is written. PX_ERUN naming `what` and the reason
- * (no space, file too large) otherwise; the caller removes the file. Not collective. */
+ * (no space, file too large) otherwise; the caller removes the file. Interrupted calls are
+ * retried; where the file system cannot reserve (EOPNOTSUPP, ENOSYS, EINVAL) the file is written
+ * without a reservation. Not collective. */
 px_status px_fs_reserve_fd(int fd, const char *what, int64_t bytes, px_error *err);
 
 /* Writes text to path atomically (via px_fs_temp_name and px_fs_publish). */

@@ -314,7 +314,9 @@ static px_status px_ppo_collect(px_ppo *s, int64_t it, int64_t cursor, int64_t l
       }
     }
     free(idx);
-    px_fault_poison("ppo.rollout", s->values + (size_t)lo * R, n > 0 ? 1 : 0);
+    int64_t first = lo; /* the fault poisons the first row with a response, where it is seen */
+    while (first < hi && s->rlen[first] == 0) first++;
+    px_fault_poison("ppo.rollout", s->values + (size_t)first * R, first < hi ? 1 : 0);
     for (int64_t row = lo; row < hi; row++) px_ppo_check_row(s, row);
     *t_score += px_log_elapsed() - t0;
   }

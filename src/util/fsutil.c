@@ -111,8 +111,10 @@ px_status px_fs_write_atomic(const char *path, const char *text, size_t len, px_
 }
 
 px_status px_fs_reserve_fd(int fd, const char *what, int64_t bytes, px_error *err) {
-  int rc = bytes > 0 ? posix_fallocate(fd, 0, (off_t)bytes) : 0;
-  if (rc == 0) return PX_OK;
+  int rc = EINTR;
+  while (rc == EINTR) rc = bytes > 0 ? posix_fallocate(fd, 0, (off_t)bytes) : 0;
+  /* A file system that cannot reserve space (no fallocate) is written without the reservation. */
+  if (rc == 0 || rc == EOPNOTSUPP || rc == ENOSYS || rc == EINVAL) return PX_OK;
   return px_error_set(err, PX_ERUN, "cannot write %s: no room for its %.1f MB (%s)", what,
                       (double)bytes / 1e6, strerror(rc));
 }
