@@ -79,7 +79,7 @@ int main(int argc, char **argv) {
       snprintf(names[n++], len, "%s/%s", argv[i], e->d_name);
     }
     closedir(d);
-    qsort(names, n, sizeof *names, px_by_name);
+    if (n > 0) qsort(names, n, sizeof *names, px_by_name); /* no directory entries: names is NULL */
     for (size_t k = 0; k < n; k++) {
       bad += px_replay_file(names[k]), inputs++;
       free(names[k]);
