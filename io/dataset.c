@@ -150,9 +150,10 @@ static px_status px_read_field(hid_t file, const char *path, const char *name, i
   hsize_t n_off = 0, n_tok = 0;
   px_status st = px_h5_open_int_1d(g, "offsets", &doff, &n_off, where, err);
   if (st == PX_OK) st = px_h5_open_int_1d(g, "tokens", &dtok, &n_tok, where, err);
-  if (st == PX_OK && (int64_t)n_off != n_total + 1)
-    st = px_error_set(err, PX_EINPUT, "%s: offsets has %llu entries, expected n_records + 1 = %lld",
-                      where, (unsigned long long)n_off, (long long)n_total + 1);
+  /* n_off - 1, not n_total + 1: a crafted n_records may be INT64_MAX. */
+  if (st == PX_OK && (n_total < 0 || n_off == 0 || n_off - 1 != (hsize_t)n_total))
+    st = px_error_set(err, PX_EINPUT, "%s: offsets has %llu entries, expected n_records + 1 = %llu",
+                      where, (unsigned long long)n_off, (unsigned long long)n_total + 1);
   /* A crafted shape must not make us allocate more than the file holds: a real offsets or
    * tokens dataset stores at least one byte per element. */
   for (int k = 0; k < 2 && st == PX_OK; k++) {
