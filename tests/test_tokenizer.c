@@ -1,10 +1,12 @@
 /*
- * test_tokenizer.c — the byte tokenizer and the Philox random numbers (util/).
+ * test_tokenizer.c — the byte tokenizer, the text of output (util/text.c) and the Philox random
+ * numbers (util/).
  */
 #include <math.h>
 #include <stdint.h>
 
 #include "proxima/rng.h"
+#include "proxima/text.h"
 #include "proxima/tokenizer.h"
 #include "test_util.h"
 
@@ -96,9 +98,26 @@ static void test_below_is_uniform(void) {
   CU_ASSERT_EQUAL(px_rng_below(5, (px_rng_ctr){{0}}, 1), 0);
 }
 
+/* Model output as text: printable UTF-8 for people, JSON strings for files. The input has a
+ * 2-byte character, a stray 0xFF, a control character and a cut 3-byte character. */
+static void test_output_text(void) {
+  const char in[] = "ok \xC3\xA9 \xFF\x10 \xE4\xBD";
+  px_text t = {0};
+  px_text_printable(&t, in, sizeof in - 1);
+  CU_ASSERT_STRING_EQUAL(t.p, "ok \xC3\xA9 \xEF\xBF\xBD\xEF\xBF\xBD \xEF\xBF\xBD\xEF\xBF\xBD");
+  px_text_free(&t);
+  px_text_printable(&t, "", 0);
+  CU_ASSERT_STRING_EQUAL(t.p, "");
+  px_text_free(&t);
+  px_text_json(&t, in, sizeof in - 1);
+  CU_ASSERT_STRING_EQUAL(t.p, "\"ok \xC3\xA9 \\ufffd\\u0010 \\ufffd\\ufffd\"");
+  px_text_free(&t);
+}
+
 void px_test_register(void) {
   static const CU_TestInfo tokenizer[] = {{"UTF-8 round trip", test_utf8_round_trip},
                                           {"special tokens", test_specials},
+                                          {"output text", test_output_text},
                                           CU_TEST_INFO_NULL};
   static const CU_TestInfo rng[] = {{"Philox known answers", test_philox_known_answer},
                                     {"draws are pure functions", test_draws_are_pure_functions},

@@ -20,6 +20,10 @@ void px_text_free(px_text *t);
 /* The bytes with backslash, newline, tab and CR written \\ \n \t \r. */
 void px_text_escaped(px_text *t, const char *s, size_t n);
 
+/* The bytes as printable UTF-8: valid UTF-8 as it is, each control character and each byte
+ * that is not part of valid UTF-8 as U+FFFD. For text shown to a person (and json_string). */
+void px_text_printable(px_text *t, const char *s, size_t n);
+
 /* A quoted JSON string of the bytes: valid UTF-8 as it is, control characters escaped, and
  * each byte that is not part of valid UTF-8 as U+FFFD. */
 void px_text_json(px_text *t, const char *s, size_t n);

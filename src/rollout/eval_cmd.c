@@ -20,6 +20,7 @@
 #include "proxima/log.h"
 #include "proxima/ppo.h"
 #include "proxima/rm.h"
+#include "proxima/text.h"
 #include "proxima/tokenizer.h"
 
 /* One policy's answers to this rank's prompts, sampled and greedy. */
@@ -98,14 +99,24 @@ static void px_eval_logprobs(px_gpt *model, const int32_t *tokens, const int64_t
   px_batch_free(&b);
 }
 
-/* The text of a response (EOS dropped) into buf of n bytes. */
-static const char *px_eval_text(const px_generation *g, int64_t i, char *buf, size_t n) {
-  int L = g->lengths[i] - (g->eos[i] ? 1 : 0);
-  char *tmp = px_malloc((size_t)g->max_new + 1);
-  size_t len = px_tok_decode(tmp, g->tokens + (size_t)i * g->max_new, (size_t)L);
-  snprintf(buf, n, "%.*s", (int)len, tmp);
+/* The n tokens as printable text (px_text_printable) into buf of cap bytes: at most
+ * (cap - 1) / 3 of them, so that the text (3 bytes a token at most) is never cut inside a
+ * character. */
+static void px_eval_printable(const int32_t *tokens, int64_t n, char *buf, size_t cap) {
+  if (n > (int64_t)((cap - 1) / 3)) n = (int64_t)((cap - 1) / 3);
+  char *tmp = px_malloc((size_t)n + 1);
+  size_t len = px_tok_decode(tmp, tokens, (size_t)n);
+  px_text t = {0};
+  px_text_printable(&t, tmp, len);
+  snprintf(buf, cap, "%s", t.p);
+  px_text_free(&t);
   free(tmp);
-  return buf;
+}
+
+/* The text of a response (EOS dropped) into buf of n bytes. */
+static void px_eval_text(const px_generation *g, int64_t i, char *buf, size_t n) {
+  int L = g->lengths[i] - (g->eos[i] ? 1 : 0);
+  px_eval_printable(g->tokens + (size_t)i * g->max_new, L, buf, n);
 }
 
 static json_t *px_eval_side(double gold_s, double gold_g, double reward, int has_ref,
@@ -226,31 +237,33 @@ px_status px_eval_policy_run(const px_config *cfg, const px_eval_args *args, px_
     if (has_base) printf("%-34s %12s %12.4f\n", "KL(tuned || pi_base) per answer", "", sums[6] / N);
     printf("(%lld prompts of %s, sampled at temperature %g)\n", (long long)ds.n, args->prompts,
            px_sample_config(cfg).temperature);
-    /* Examples: the first prompts, which rank 0 holds. */
+    /* Examples, from the prompts rank 0 holds: first those where the two answers differ (what
+     * tuning changed), then the others, each group in prompt order. */
     json_t *ex = json_array();
-    int k = args->examples < n ? args->examples : (int)n;
+    int k = args->examples < n ? args->examples : (int)n, shown = 0;
     if (k > 0) printf("\n%-20s %-12s %-16s %-16s\n", "prompt", "reference", "pi_base", "tuned");
-    for (int i = 0; i < k; i++) {
-      char prompt[256], ref[256] = "", bt[256] = "-", tt[256];
-      int64_t np, nr;
-      const int32_t *p = px_dataset_row(&ds, 0, i, &np);
-      size_t len = px_tok_decode(prompt, p, (size_t)(np < 200 ? np : 200));
-      prompt[len] = '\0';
-      if (has_ref) {
-        const int32_t *r = px_dataset_row(&ds, 1, i, &nr);
-        len = px_tok_decode(ref, r, (size_t)(nr < 200 ? nr : 200));
-        ref[len] = '\0';
+    for (int pass = 0; pass < 2; pass++)
+      for (int64_t i = 0; i < n && shown < k; i++) {
+        char prompt[256], ref[256] = "", bt[256] = "-", tt[256];
+        if (has_base) px_eval_text(&ab.sampled, i, bt, sizeof bt);
+        px_eval_text(&at.sampled, i, tt, sizeof tt);
+        if ((strcmp(bt, tt) == 0) != pass) continue; /* pass 0: the answers differ; 1: the same */
+        shown++;
+        int64_t np, nr;
+        const int32_t *p = px_dataset_row(&ds, 0, i, &np);
+        px_eval_printable(p, np, prompt, sizeof prompt);
+        if (has_ref) {
+          const int32_t *r = px_dataset_row(&ds, 1, i, &nr);
+          px_eval_printable(r, nr, ref, sizeof ref);
+        }
+        printf("%-20s %-12s %-16s %-16s\n", prompt, ref, bt, tt);
+        json_t *e = json_object();
+        json_object_set_new(e, "prompt", json_string(prompt));
+        json_object_set_new(e, "reference", has_ref ? json_string(ref) : json_null());
+        json_object_set_new(e, "pi_base", has_base ? json_string(bt) : json_null());
+        json_object_set_new(e, "tuned", json_string(tt));
+        json_array_append_new(ex, e);
       }
-      if (has_base) px_eval_text(&ab.sampled, i, bt, sizeof bt);
-      px_eval_text(&at.sampled, i, tt, sizeof tt);
-      printf("%-20s %-12s %-16s %-16s\n", prompt, ref, bt, tt);
-      json_t *e = json_object();
-      json_object_set_new(e, "prompt", json_string(prompt));
-      json_object_set_new(e, "reference", has_ref ? json_string(ref) : json_null());
-      json_object_set_new(e, "pi_base", has_base ? json_string(bt) : json_null());
-      json_object_set_new(e, "tuned", json_string(tt));
-      json_array_append_new(ex, e);
-    }
     json_object_set_new(o, "examples", ex);
     fflush(stdout);
     char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));

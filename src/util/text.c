@@ -56,6 +56,21 @@ static size_t px_utf8_len(const unsigned char *s, size_t n) {
 
 /* A JSON string of the bytes: valid UTF-8 as it is, control characters escaped, and each byte
  * that is not part of valid UTF-8 (a model may produce any byte) as U+FFFD. */
+void px_text_printable(px_text *t, const char *s, size_t n) {
+  px_text_put(t, "", 0);
+  for (size_t i = 0; i < n;) {
+    const unsigned char c = (unsigned char)s[i];
+    size_t len = px_utf8_len((const unsigned char *)s + i, n - i);
+    if (len == 0 || c < 0x20 || c == 0x7F) {
+      px_text_str(t, "\xEF\xBF\xBD"); /* U+FFFD */
+      i++;
+      continue;
+    }
+    px_text_put(t, s + i, len);
+    i += len;
+  }
+}
+
 void px_text_json(px_text *t, const char *s, size_t n) {
   px_text_str(t, "\"");
   for (size_t i = 0; i < n;) {
