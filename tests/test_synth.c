@@ -3,7 +3,8 @@
  * twice and another seed different bytes; the task's stated statistics hold, computed here from
  * the written records by parsing "A+B=" independently of synth.c (the base correctness rate and
  * the preference agreement within a binomial 4-sigma band of their settings, wrong answers off
- * by 1..max_offset, no ties, eval held out and complete, references the true sums); and
+ * by 1..max_offset in the sum or, for errors = digit, in the last digit with the tens kept, no
+ * ties, eval held out and complete, references the true sums); and
  * px_synth_arith_answer on good and bad prompts.
  */
 #include <dirent.h>
@@ -30,6 +31,7 @@ enum { N_DATA_FILES = 8 };
 typedef struct px_synth_opts {
   long seed, n_sft, n_prefs, n_prompts, n_eval, max_offset;
   double base_accuracy, flip_rate;
+  const char *errors; /* synth.errors: "digit" or "offset" */
 } px_synth_opts;
 
 /* Runs px_synth_run with these settings into scratch-synth-PID/name; dir gets the path. */
@@ -49,6 +51,7 @@ static px_status px_synth_into(const char *name, const px_synth_opts *o, char *d
   SET("synth.max_offset", "%ld", o->max_offset);
   SET("synth.base_accuracy", "%.17g", o->base_accuracy);
   SET("synth.flip_rate", "%.17g", o->flip_rate);
+  SET("synth.errors", "%s", o->errors);
 #undef SET
   CU_ASSERT_EQUAL(st, PX_OK);
   if (st == PX_OK) st = px_synth_run(&cfg, &err);
@@ -75,10 +78,10 @@ static int px_same_file(const char *a, const char *b, const char *name) {
   return same;
 }
 
-static const px_synth_opts small = {1, 4000, 4000, 1000, 500, 3, 0.6, 0.1};
+static const px_synth_opts small = {1, 4000, 4000, 1000, 500, 3, 0.6, 0.1, "digit"};
 
 /* Smaller still for the byte comparisons, which need three runs. */
-static const px_synth_opts tiny = {1, 1000, 1000, 300, 200, 3, 0.6, 0.1};
+static const px_synth_opts tiny = {1, 1000, 1000, 300, 200, 3, 0.6, 0.1, "digit"};
 
 static void test_same_seed_same_bytes(void) {
   char a[512], b[512], c[512];
@@ -182,18 +185,45 @@ static void px_load(const char *dir, const char *name, px_data_kind kind, int ch
   px_dataset_free(&js);
 }
 
+/* The offset that makes y from sum: y - sum, or for digit errors the last digit's offset
+ * modulo 10 in -m..m (m <= 4, so that it is unique), with the tens unchanged. 99 if neither. */
+static int px_offset(int y, int sum, int m, int digit) {
+  if (!digit) return y - sum;
+  if (y < 0 || y / 10 != sum / 10) return 99;
+  int d = (y % 10 - sum % 10 + 10) % 10;
+  return d <= m ? d : d - 10;
+}
+
 /* A base completion y of a prompt with this sum: right, or off by 1..m. Counts the offsets
  * (index offset + m of wrong[0 .. 2m]). Returns 1 when right. */
-static int px_base_completion(int y, int sum, int m, int64_t *wrong) {
-  int d = y - sum;
+static int px_base_completion(int y, int sum, int m, int digit, int64_t *wrong) {
+  int d = px_offset(y, sum, m, digit);
   CU_ASSERT(y >= 0 && abs(d) <= m);
   if (y >= 0 && abs(d) <= m) wrong[d + m]++;
   return d == 0;
 }
 
+/* Probability that two wrong completions are equally far from the sum (a tie), for a sum
+ * whose last digit is uniform (it is, over the task's prompts): the 2m offsets are equally
+ * likely, and two tie when |y - sum| is the same. */
+static double px_wrong_tie_rate(int m, int digit) {
+  double p = 0;
+  for (int u = 0; u < 10; u++) {
+    int sum = 50 + u;
+    for (int i = -m; i <= m; i++)
+      for (int j = -m; j <= m; j++) {
+        if (i == 0 || j == 0) continue;
+        int yi = digit ? sum - u + (u + i + 10) % 10 : sum + i;
+        int yj = digit ? sum - u + (u + j + 10) % 10 : sum + j;
+        p += abs(yi - sum) == abs(yj - sum);
+      }
+  }
+  return p / (10.0 * 4 * m * m);
+}
+
 /* Checks the statistics of a synth run with settings o written to dir. */
 static void px_check_task(const char *dir, const px_synth_opts *o, int check_jsonl) {
-  int m = (int)o->max_offset;
+  int m = (int)o->max_offset, digit = strcmp(o->errors, "digit") == 0;
   unsigned char train[100][100] = {{0}}; /* train[a][b]: "a+b=" seen in sft, prefs or prompts */
   char p[64], x[64], y[64];
   int a = 0, b = 0;
@@ -208,7 +238,7 @@ static void px_check_task(const char *dir, const px_synth_opts *o, int check_jso
     size_t pl = px_field(&ds, 0, i, p), cl = px_field(&ds, 1, i, x);
     CU_ASSERT_FATAL(px_parse_prompt(p, pl, &a, &b));
     train[a][b] = 1;
-    right += px_base_completion(px_parse_answer(x, cl), a + b, m, wrong);
+    right += px_base_completion(px_parse_answer(x, cl), a + b, m, digit, wrong);
   }
   CU_ASSERT_EQUAL(wrong[m], right);
   CU_ASSERT(px_within_4sigma((double)right / (double)ds.n, o->base_accuracy, ds.n));
@@ -220,10 +250,11 @@ static void px_check_task(const char *dir, const px_synth_opts *o, int check_jso
 
   /* Prefs: two base completions, never a tie, the chosen one closer to the sum except for a
    * fraction flip_rate. Kept pairs: a pair ties when both are right (acc^2) or both wrong by
-   * the same distance ((1-acc)^2 / m). */
+   * the same distance (for offsets (1-acc)^2 / m). */
   px_load(dir, "prefs", PX_DATA_PREFS, check_jsonl, &ds);
   double acc = o->base_accuracy;
-  double p_tie = acc * acc + (1 - acc) * (1 - acc) / m;
+  double p_tie = acc * acc + (1 - acc) * (1 - acc) * px_wrong_tie_rate(m, digit);
+  if (!digit) CU_ASSERT_DOUBLE_EQUAL(px_wrong_tie_rate(m, 0), 1.0 / m, 1e-12);
   CU_ASSERT(px_within_4sigma((double)ds.n / (double)o->n_prefs, 1 - p_tie, o->n_prefs));
   int64_t agree = 0, ties = 0, wrong2[19] = {0};
   for (int64_t i = 0; i < ds.n; i++) {
@@ -231,8 +262,8 @@ static void px_check_task(const char *dir, const px_synth_opts *o, int check_jso
     CU_ASSERT_FATAL(px_parse_prompt(p, pl, &a, &b));
     train[a][b] = 1;
     int c = px_parse_answer(x, cl), r = px_parse_answer(y, rl), sum = a + b;
-    px_base_completion(c, sum, m, wrong2);
-    px_base_completion(r, sum, m, wrong2);
+    px_base_completion(c, sum, m, digit, wrong2);
+    px_base_completion(r, sum, m, digit, wrong2);
     ties += abs(c - sum) == abs(r - sum);
     agree += abs(c - sum) < abs(r - sum);
   }
@@ -283,7 +314,7 @@ static void test_stats_defaults(void) {
 }
 
 static void test_stats_low_accuracy_no_flips(void) {
-  px_synth_opts o = {7, 4000, 4000, 500, 1000, 5, 0.3, 0.0};
+  px_synth_opts o = {7, 4000, 4000, 500, 1000, 5, 0.3, 0.0, "offset"};
   char dir[512];
   CU_ASSERT_EQUAL_FATAL(px_synth_into("stats-0.3", &o, dir, sizeof dir), PX_OK);
   px_check_task(dir, &o, 0);
@@ -291,7 +322,7 @@ static void test_stats_low_accuracy_no_flips(void) {
 
 /* One training prompt left: everything trains on it and eval holds the other 8099. */
 static void test_one_training_prompt(void) {
-  px_synth_opts o = {3, 200, 400, 50, PX_SYNTH_ARITH_PROMPTS - 1, 2, 0.5, 0.2};
+  px_synth_opts o = {3, 200, 400, 50, PX_SYNTH_ARITH_PROMPTS - 1, 2, 0.5, 0.2, "offset"};
   char dir[512];
   CU_ASSERT_EQUAL_FATAL(px_synth_into("one-train", &o, dir, sizeof dir), PX_OK);
   px_check_task(dir, &o, 0);
@@ -372,8 +403,9 @@ static void test_arith_answer(void) {
 void px_test_register(void) {
   static const CU_TestInfo tests[] = {
       {"one seed, same bytes; another seed, other bytes", test_same_seed_same_bytes},
-      {"statistics: accuracy 0.6, flip 0.1, offset 3", test_stats_defaults},
-      {"statistics: accuracy 0.3, flip 0, offset 5, 1000 eval", test_stats_low_accuracy_no_flips},
+      {"statistics: accuracy 0.6, flip 0.1, digit errors 3", test_stats_defaults},
+      {"statistics: accuracy 0.3, flip 0, offset errors 5, 1000 eval",
+       test_stats_low_accuracy_no_flips},
       {"one training prompt left", test_one_training_prompt},
       {"n_eval >= 8100 refused", test_n_eval_too_large},
       {"px_synth_arith_answer", test_arith_answer},

@@ -35,6 +35,9 @@
     "held-out evaluation prompts, disjoint from every training prompt")                            \
   X(synth, base_accuracy, REAL, "0.6", "0..1",                                                     \
     "probability that a base completion is the right answer (the base model's bad habits)")        \
+  X(synth, errors, CHOICE, "digit", "digit|offset",                                                \
+    "how a wrong completion is wrong: digit = the last digit off by 1..max_offset, wrapping "      \
+    "within its ten (the tens right); offset = the sum off by 1..max_offset (may cross a ten)")    \
   X(synth, max_offset, INT, "3", "1..9",                                                           \
     "a wrong completion is off by a nonzero offset drawn uniformly from -max_offset..max_offset")  \
   X(synth, flip_rate, REAL, "0.1", "0..0.5",                                                       \

@@ -4,7 +4,8 @@
  *
  * Task "arith": prompts are two-digit additions "37+45=" (8100 of them) and the gold answer is
  * the sum. A base completion is right with probability synth.base_accuracy and otherwise off by
- * a nonzero offset of at most synth.max_offset: a base model with bad habits. A preference pair
+ * a nonzero offset of at most synth.max_offset, in its last digit (synth.errors = digit: the tens
+ * stay right) or in the sum (offset): a base model with bad habits. A preference pair
  * is two base completions of one prompt, the one closer to the sum preferred (ties dropped), and
  * a fraction synth.flip_rate of labels flipped, standing in for noisy human raters. The
  * n_eval held-out prompts never appear in sft, prefs or prompts.

@@ -3,6 +3,7 @@
  */
 #include "proxima/synth.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,13 +21,21 @@ typedef struct px_arith {
   uint64_t seed;
   double base_accuracy;
   int max_offset;
+  bool digit_errors; /* synth.errors = digit: the offset moves the last digit only */
 } px_arith;
 
 static int px_arith_a(int p) { return 10 + p / 90; }
 static int px_arith_b(int p) { return 10 + p % 90; }
 
 /* A base-model answer to prompt p: right with probability base_accuracy, else off by a nonzero
- * offset in [-max_offset, max_offset]. Draws (stream, record, draw). */
+ * offset in [-max_offset, max_offset]: added to the sum (errors = offset), or to its last digit
+ * modulo 10 (errors = digit: 80 becomes 81..83 or 87..89, never 79). Draws (stream, record,
+ * draw).
+ *
+ * Why digit is the default: with offsets, the answers that cross a ten (79 for 80) are 8% of the
+ * base's answers at the defaults, yet every preference pair is then explained by the last digit
+ * alone, so a reward model learns nothing about the tens digit and PPO cannot correct it (it
+ * turns 79 into 70). The preference data must contrast every kind of error the base makes. */
 static int px_arith_base_answer(const px_arith *t, int p, uint32_t stream, uint32_t record,
                                 uint32_t draw) {
   int sum = px_arith_a(p) + px_arith_b(p);
@@ -34,7 +43,9 @@ static int px_arith_base_answer(const px_arith *t, int p, uint32_t stream, uint3
   if (px_rng_uniform(t->seed, c) < t->base_accuracy) return sum;
   c.w[3] = 1;
   int k = (int)px_rng_below(t->seed, c, (uint64_t)(2 * t->max_offset));
-  return sum + (k < t->max_offset ? k - t->max_offset : k - t->max_offset + 1);
+  int offset = k < t->max_offset ? k - t->max_offset : k - t->max_offset + 1;
+  if (!t->digit_errors) return sum + offset;
+  return sum - sum % 10 + (sum % 10 + offset + 10) % 10;
 }
 
 static size_t px_arith_prompt(char *buf, size_t n, int p) {
@@ -76,7 +87,8 @@ px_status px_synth_run(const px_config *cfg, px_error *err) {
                         (long long)cfg->synth_n_eval, PX_SYNTH_ARITH_PROMPTS);
   const char *dir = cfg->synth_out;
   PX_TRY(px_fs_mkdirs(dir, err));
-  px_arith t = {(uint64_t)cfg->run_seed, cfg->synth_base_accuracy, (int)cfg->synth_max_offset};
+  px_arith t = {(uint64_t)cfg->run_seed, cfg->synth_base_accuracy, (int)cfg->synth_max_offset,
+                !strcmp(cfg->synth_errors, "digit")};
 
   /* Split the prompts: a seeded Fisher–Yates shuffle; the first n_eval are held out. */
   int order[PX_SYNTH_ARITH_PROMPTS];
