@@ -25,7 +25,7 @@
 
 #include "h5util.h"
 #include "proxima/error.h"
-#include "proxima/optim.h"
+#include "proxima/kernels.h"
 
 enum {
   PX_F32_LANES = 32,
@@ -178,7 +178,7 @@ static void px_writeback(px_h5_chunk_writer *w, size_t bytes) {
  * checksum reads it again from cache, not from memory. */
 static int px_refuse_nonfinite(px_h5_chunk_writer *w, const float *x, size_t n, hsize_t first) {
   if (!w->finite_only) return 0;
-  size_t at = px_optim_first_nonfinite(x, n);
+  size_t at = px_first_nonfinite(x, n);
   if (at == n) return 0;
   w->bad_element = first + at;
   return 1;

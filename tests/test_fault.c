@@ -15,7 +15,7 @@
 #include <time.h>
 
 #include "proxima/checkpoint.h"
-#include "proxima/optim.h"
+#include "proxima/kernels.h"
 #include "test_proc.h"
 #include "test_util.h"
 
@@ -85,9 +85,9 @@ static int checkpoint_finite(const char *path, const char *group, px_gpt_head he
   px_gpt_build(&m, &mc, 1, mc.max_seq_len, optim);
   px_ckpt_model cm = {group, &m, optim, 0, 0, 0};
   int ok = px_ckpt_read_model(path, &cm, &err) == PX_OK;
-  ok = ok && px_optim_first_nonfinite(m.params, m.n_params) == m.n_params;
-  ok = ok && (!optim || (px_optim_first_nonfinite(m.m, m.n_params) == m.n_params &&
-                         px_optim_first_nonfinite(m.v, m.n_params) == m.n_params));
+  ok = ok && px_first_nonfinite(m.params, m.n_params) == m.n_params;
+  ok = ok && (!optim || (px_first_nonfinite(m.m, m.n_params) == m.n_params &&
+                         px_first_nonfinite(m.v, m.n_params) == m.n_params));
   if (optim_step) *optim_step = cm.optim_step;
   px_gpt_free(&m);
   return ok;

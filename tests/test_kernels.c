@@ -4,8 +4,10 @@
  * central finite differences of the reference (in double, so the differences are accurate to
  * ~1e-9 and any disagreement is the backward's). The loss differentiated is L = sum_i w_i out_i
  * with fixed random w, so the backward runs with dout = w. The BLIS matmul agrees with its
- * naive twin. Sizes are tiny: every input element is checked.
+ * naive twin. Sizes are tiny: every input element is checked. The blocked non-finite search
+ * finds what its one-element-at-a-time reference finds.
  */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -530,8 +532,36 @@ static void test_crossentropy(void) {
   }
 }
 
+/* NaN, +-infinity and the largest finite values at every kind of place (block edges, the tail
+ * after the last whole block, two at once): the blocked search finds what the reference finds. */
+static void test_first_nonfinite(void) {
+  enum { N = 3 * 256 + 77 };
+  float *x = malloc(N * sizeof *x);
+  CU_ASSERT_FATAL(x != NULL);
+  const size_t at[] = {0, 1, 255, 256, 257, 511, 512, 767, 768, 800, N - 1};
+  const float bad[] = {NAN, -NAN, INFINITY, -INFINITY};
+  int differ = 0;
+  for (size_t n = 0; n <= N; n += n < 600 ? 1 : 37) {
+    for (size_t i = 0; i < N; i++) x[i] = (i % 3 ? FLT_MAX : -FLT_MAX) * (i % 5 ? 1.0f : 1e-40f);
+    differ += px_first_nonfinite(x, n) != n || px_first_nonfinite_ref(x, n) != n;
+    for (size_t a = 0; a < sizeof at / sizeof at[0]; a++)
+      for (size_t b = 0; b < 4; b++) {
+        x[at[a]] = bad[b];
+        x[N - 1 - at[a] / 2] = bad[3 - b]; /* a second one, later or earlier */
+        differ += px_first_nonfinite(x, n) != px_first_nonfinite_ref(x, n);
+        x[at[a]] = 1.0f, x[N - 1 - at[a] / 2] = 1.0f;
+      }
+  }
+  CU_ASSERT_EQUAL(differ, 0);
+  x[300] = NAN;
+  CU_ASSERT_EQUAL(px_first_nonfinite(x, N), 300);
+  CU_ASSERT_EQUAL(px_first_nonfinite(x, 300), 300);
+  free(x);
+}
+
 void px_test_register(void) {
   static CU_TestInfo tests[] = {{"encoder forward and backward", test_encoder},
+                                {"first non-finite element", test_first_nonfinite},
                                 {"layernorm forward and backward", test_layernorm},
                                 {"matmul (BLIS) forward and backward", test_matmul},
                                 {"matmul (naive) forward and backward", test_matmul_naive},

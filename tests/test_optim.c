@@ -1,9 +1,7 @@
 /*
  * test_optim.c — AdamW against values computed by hand and against the formulas stepped in
- * double, the learning-rate schedule at its landmarks, global-norm clipping, and the blocked
- * non-finite search against the one-element-at-a-time reference.
+ * double, the learning-rate schedule at its landmarks, and global-norm clipping.
  */
-#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -122,39 +120,11 @@ static void test_clip(void) {
   free(big);
 }
 
-/* NaN, +-infinity and the largest finite values at every kind of place (block edges, the tail
- * after the last whole block, two at once): the blocked search finds what the reference finds. */
-static void test_first_nonfinite(void) {
-  enum { N = 3 * 256 + 77 };
-  float *x = malloc(N * sizeof *x);
-  CU_ASSERT_FATAL(x != NULL);
-  const size_t at[] = {0, 1, 255, 256, 257, 511, 512, 767, 768, 800, N - 1};
-  const float bad[] = {NAN, -NAN, INFINITY, -INFINITY};
-  int differ = 0;
-  for (size_t n = 0; n <= N; n += n < 600 ? 1 : 37) {
-    for (size_t i = 0; i < N; i++) x[i] = (i % 3 ? FLT_MAX : -FLT_MAX) * (i % 5 ? 1.0f : 1e-40f);
-    differ += px_optim_first_nonfinite(x, n) != n || px_optim_first_nonfinite_ref(x, n) != n;
-    for (size_t a = 0; a < sizeof at / sizeof at[0]; a++)
-      for (size_t b = 0; b < 4; b++) {
-        x[at[a]] = bad[b];
-        x[N - 1 - at[a] / 2] = bad[3 - b]; /* a second one, later or earlier */
-        differ += px_optim_first_nonfinite(x, n) != px_optim_first_nonfinite_ref(x, n);
-        x[at[a]] = 1.0f, x[N - 1 - at[a] / 2] = 1.0f;
-      }
-  }
-  CU_ASSERT_EQUAL(differ, 0);
-  x[300] = NAN;
-  CU_ASSERT_EQUAL(px_optim_first_nonfinite(x, N), 300);
-  CU_ASSERT_EQUAL(px_optim_first_nonfinite(x, 300), 300);
-  free(x);
-}
-
 void px_test_register(void) {
   static CU_TestInfo tests[] = {{"adamw by hand", test_adamw_by_hand},
                                 {"adamw five steps against double", test_adamw_steps},
                                 {"learning-rate schedule", test_schedule},
                                 {"global-norm clipping", test_clip},
-                                {"first non-finite element", test_first_nonfinite},
                                 CU_TEST_INFO_NULL};
   px_test_suite("optim", tests);
 }

@@ -59,12 +59,4 @@ double px_optim_grad_norm(const float *grads, size_t n);
  * gradients are left alone, for the caller to skip the step. Not collective. */
 double px_optim_clip_grad_norm(float *grads, size_t n, double max_norm);
 
-/* The index of the first element of x[0..n) that is NaN or infinite; n when all are finite.
- * One pass, no allocation: the guard before a checkpoint and on collected rollouts. Not
- * collective. */
-size_t px_optim_first_nonfinite(const float *x, size_t n);
-
-/* The same, one element at a time: the reference for tests. */
-size_t px_optim_first_nonfinite_ref(const float *x, size_t n);
-
 #endif

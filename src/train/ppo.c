@@ -35,6 +35,7 @@
 #include "proxima/dataset.h"
 #include "proxima/fault.h"
 #include "proxima/generate.h"
+#include "proxima/kernels.h"
 #include "proxima/log.h"
 #include "proxima/optim.h"
 #include "proxima/rl.h"
@@ -251,7 +252,7 @@ static void px_ppo_check_row(px_ppo *s, int64_t i) {
   float *rows[] = {s->lp_old + off, s->lp_ref + off, s->values + off};
   int bad = !isfinite(s->score[i]);
   for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++)
-    bad |= px_optim_first_nonfinite(rows[k], L) < L;
+    bad |= px_first_nonfinite(rows[k], L) < L;
   s->dropped[i] = (uint8_t)bad;
   if (!bad) return;
   for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) memset(rows[k], 0, R * sizeof(float));
