@@ -27,15 +27,6 @@ static int count(const char *haystack, const char *needle) {
   return n;
 }
 
-static int same_file(const char *a, const char *b) {
-  static char x[1 << 20], y[1 << 20];
-  FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-  size_t na = fa ? fread(x, 1, sizeof x, fa) : 0, nb = fb ? fread(y, 1, sizeof y, fb) : 0;
-  if (fa) fclose(fa);
-  if (fb) fclose(fb);
-  return fa && fb && na == nb && memcmp(x, y, na) == 0;
-}
-
 /* Files named like the writers' temporaries (".NAME.tmp.PID") in the working directory. */
 static int temp_files_left(void) {
   int n = 0;
@@ -160,7 +151,7 @@ static void test_import_good_and_bad(void) {
                                        "expected a string"));
   CU_ASSERT_EQUAL(access("cli-bad.h5", F_OK), -1);
   CU_ASSERT_EQUAL(run("data import --kind sft bad.jsonl cli-sft.h5"), 1);
-  CU_ASSERT(same_file("cli-sft.h5", "cli-sft.h5.orig"));
+  CU_ASSERT(px_proc_same_file("cli-sft.h5", "cli-sft.h5.orig"));
   /* The wrong kind for the file's records. */
   CU_ASSERT_EQUAL(run("data import --kind prefs good.jsonl cli-bad.h5"), 1);
   CU_ASSERT(px_test_contains(err_text, "good.jsonl:1: field \"chosen\" is missing"));

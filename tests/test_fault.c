@@ -33,29 +33,13 @@
   "ppo.checkpoint_every=2 sample.batch=8 sample.max_new_tokens=6 run.keep_last=0 "                 \
   "run.log_level=warn"
 
-static const char *launch2(void) { return getenv("PX_LAUNCH_2"); }
-
-/* Runs the 2-rank launch with PROXIMA_FAULT=fault (none when NULL). */
-static int run_with_fault(const char *fault, const char *args, const char *dir) {
-  if (fault) setenv("PROXIMA_FAULT", fault, 1);
-  int rc = px_proc_run(launch2(), "%s --run %s", args, dir);
-  unsetenv("PROXIMA_FAULT");
-  return rc;
-}
-
-static int same_file(const char *a, const char *b) {
-  char cmd[1024];
-  snprintf(cmd, sizeof cmd, "cmp -s %s %s", a, b);
-  return system(cmd) == 0;
-}
-
 /* SFT stopped by SIGTERM after step 4 in dir: LATEST names ckpt-00000004.h5. Copies of both
  * go to dir.saved/ to compare with after a failure. */
 static void stopped_at_step_4(const char *dir) {
   char cmd[512];
   snprintf(cmd, sizeof cmd, "rm -rf %s %s.saved", dir, dir);
   CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
-  CU_ASSERT_EQUAL_FATAL(run_with_fault("sft.step:4:TERM", SFT_ARGS, dir), 3);
+  CU_ASSERT_EQUAL_FATAL(px_proc_run2_fault("sft.step:4:TERM", SFT_ARGS, dir), 3);
   snprintf(cmd, sizeof cmd, "cp -r %s/checkpoints %s.saved", dir, dir);
   CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
 }
@@ -70,7 +54,7 @@ static void checkpoints_as_saved(const char *dir) {
   for (int i = 0; i < 2; i++) {
     snprintf(a, sizeof a, "%s/checkpoints/%s", dir, files[i]);
     snprintf(b, sizeof b, "%s.saved/%s", dir, files[i]);
-    CU_ASSERT(same_file(a, b));
+    CU_ASSERT(px_proc_same_file(a, b));
   }
 }
 
@@ -109,15 +93,15 @@ static void test_make_inputs(void) {
                                         "run.log_level=warn"),
                         0);
   /* the uninterrupted runs the tests compare with, and PPO's inputs */
-  CU_ASSERT_EQUAL_FATAL(run_with_fault(NULL, SFT_ARGS, "ft-sft"), 0);
-  CU_ASSERT_EQUAL_FATAL(run_with_fault(NULL, RM_ARGS, "ft-rm"), 0);
+  CU_ASSERT_EQUAL_FATAL(px_proc_run2_fault(NULL, SFT_ARGS, "ft-sft"), 0);
+  CU_ASSERT_EQUAL_FATAL(px_proc_run2_fault(NULL, RM_ARGS, "ft-rm"), 0);
 }
 
 /* One NaN in rank 1's gradient at step 6: the allreduce gives it to both ranks, which skip the
  * step together; it is warned about, counted in metrics.jsonl, and the run finishes with a
  * finite checkpoint that took the other 11 steps. */
 static void test_nan_once(void) {
-  CU_ASSERT_EQUAL(run_with_fault("sft.grad:6:NAN@1", SFT_ARGS, "ft-nan1"), 0);
+  CU_ASSERT_EQUAL(px_proc_run2_fault("sft.grad:6:NAN@1", SFT_ARGS, "ft-nan1"), 0);
   CU_ASSERT(px_test_contains(px_proc_err, "sft step 6: non-finite gradient, step skipped"));
   char log[1 << 16];
   px_proc_slurp("ft-nan1/proxima.log", log, sizeof log);
@@ -141,9 +125,9 @@ static void test_nan_once(void) {
  * and LATEST are byte for byte as before, and nothing else was written. */
 static void test_nan_for_good(void) {
   stopped_at_step_4("ft-div");
-  CU_ASSERT_EQUAL(
-      run_with_fault("sft.grad:1+:NAN", SFT_ARGS " run.max_nonfinite=3 --resume auto", "ft-div"),
-      2);
+  CU_ASSERT_EQUAL(px_proc_run2_fault("sft.grad:1+:NAN",
+                                     SFT_ARGS " run.max_nonfinite=3 --resume auto", "ft-div"),
+                  2);
   CU_ASSERT(px_test_contains(px_proc_err, "not finite (NaN or infinite) at 3 optimizer steps in "
                                           "a row, steps 5 to 7 (run.max_nonfinite = 3)"));
   CU_ASSERT(px_test_contains(px_proc_err, "Try a lower sft.lr"));
@@ -162,7 +146,7 @@ static void test_disk_full(void) {
   stopped_at_step_4("ft-full");
   char launch[1024];
   snprintf(launch, sizeof launch, "%s sh -c 'ulimit -f 1200; trap \"\" XFSZ; exec \"$@\"' sh",
-           launch2());
+           getenv("PX_LAUNCH_2"));
   setenv("OMPI_MCA_btl", "self,tcp", 1);
   int rc = px_proc_run(launch, SFT_ARGS " --run ft-full --resume auto");
   unsetenv("OMPI_MCA_btl");
@@ -171,14 +155,14 @@ static void test_disk_full(void) {
                                           "ft-full/checkpoints/ckpt-00000008.h5: no room"));
   CU_ASSERT(px_test_contains(px_proc_err, "LATEST and the older checkpoints are kept"));
   checkpoints_as_saved("ft-full");
-  CU_ASSERT_EQUAL(run_with_fault(NULL, SFT_ARGS " --resume auto", "ft-full"), 0);
-  CU_ASSERT(same_file("ft-sft/metrics.jsonl", "ft-full/metrics.jsonl"));
+  CU_ASSERT_EQUAL(px_proc_run2_fault(NULL, SFT_ARGS " --resume auto", "ft-full"), 0);
+  CU_ASSERT(px_proc_same_file("ft-sft/metrics.jsonl", "ft-full/metrics.jsonl"));
 }
 
 /* A write that fails on rank 1 alone (the ckpt.write fault): every rank stops with exit 2, the
  * message names the file, and the checkpoint directory holds nothing. */
 static void test_failed_write_on_one_rank(void) {
-  CU_ASSERT_EQUAL(run_with_fault("ckpt.write:1:FAIL@1", SFT_ARGS, "ft-fail"), 2);
+  CU_ASSERT_EQUAL(px_proc_run2_fault("ckpt.write:1:FAIL@1", SFT_ARGS, "ft-fail"), 2);
   CU_ASSERT(px_test_contains(px_proc_err, "cannot write checkpoint "
                                           "ft-fail/checkpoints/ckpt-00000004.h5"));
   CU_ASSERT_EQUAL(px_count_entries("ft-fail/checkpoints"), 0);
@@ -188,7 +172,7 @@ static void test_failed_write_on_one_rank(void) {
  * naming the path, before any step. */
 static void test_unusable_run_dir(void) {
   CU_ASSERT_EQUAL_FATAL(px_test_write("ft-file", "x", 1), 0);
-  CU_ASSERT_EQUAL(run_with_fault(NULL, SFT_ARGS, "ft-file/run"), 1);
+  CU_ASSERT_EQUAL(px_proc_run2_fault(NULL, SFT_ARGS, "ft-file/run"), 1);
   CU_ASSERT(px_test_contains(px_proc_err, "ft-file exists and is not a directory"));
 }
 
@@ -197,7 +181,7 @@ static void test_unusable_run_dir(void) {
  * an intact checkpoint. */
 static void kill_rank_1(const char *fault, const char *args, const char *dir) {
   double t0 = seconds_now();
-  int rc = run_with_fault(fault, args, dir);
+  int rc = px_proc_run2_fault(fault, args, dir);
   double took = seconds_now() - t0;
   printf("\n    %s: exit %d after %.1f s", fault, rc, took);
   CU_ASSERT_NOT_EQUAL(rc, 0);
@@ -221,7 +205,7 @@ static void test_rank_killed(void) {
 /* A NaN in one collected rollout (rank 1's first response, iteration 2): that response is left
  * out of the update and counted; the run finishes with finite models. */
 static void test_ppo_nan_rollout(void) {
-  CU_ASSERT_EQUAL(run_with_fault("ppo.rollout:2:NAN@1", PPO_ARGS, "ft-ppo"), 0);
+  CU_ASSERT_EQUAL(px_proc_run2_fault("ppo.rollout:2:NAN@1", PPO_ARGS, "ft-ppo"), 0);
   CU_ASSERT(px_test_contains(px_proc_err, "ppo it 2: 1 of 16 rollouts had a non-finite"));
   double dropped[8], skipped[8];
   CU_ASSERT_EQUAL_FATAL(px_proc_metric("ft-ppo", "ppo", "nonfinite_rollouts", dropped, 8), 4);
@@ -237,7 +221,7 @@ static void test_ppo_nan_rollout(void) {
 
 /* A NaN in a PPO gradient: the step of that model is skipped and counted. */
 static void test_ppo_nan_gradient(void) {
-  CU_ASSERT_EQUAL(run_with_fault("ppo.value.grad:3:NAN", PPO_ARGS, "ft-ppo-grad"), 0);
+  CU_ASSERT_EQUAL(px_proc_run2_fault("ppo.value.grad:3:NAN", PPO_ARGS, "ft-ppo-grad"), 0);
   CU_ASSERT(px_test_contains(px_proc_err, "ppo value step 3: non-finite gradient"));
   double skipped[8];
   CU_ASSERT_EQUAL_FATAL(px_proc_metric("ft-ppo-grad", "ppo", "nonfinite_steps", skipped, 8), 4);
@@ -270,8 +254,8 @@ static void test_checkpoint_refuses_nonfinite(void) {
                   PX_ERUN);
   CU_ASSERT(px_test_contains(err.msg, "/optim/policy/v/"));
   CU_ASSERT_EQUAL(px_count_entries("ft-nonfinite"), 2);
-  CU_ASSERT(same_file("LATEST", "ft-nonfinite/LATEST"));
-  CU_ASSERT(same_file("ckpt-00000001.h5", "ft-nonfinite/ckpt-00000001.h5"));
+  CU_ASSERT(px_proc_same_file("LATEST", "ft-nonfinite/LATEST"));
+  CU_ASSERT(px_proc_same_file("ckpt-00000001.h5", "ft-nonfinite/ckpt-00000001.h5"));
   remove("LATEST"), remove("ckpt-00000001.h5");
   px_gpt_free(&m);
 }

@@ -68,6 +68,22 @@ static inline int px_proc_run(const char *launch, const char *fmt, ...) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* Runs `$PX_LAUNCH_2 $PX_PROXIMA ARGS --run DIR` (2 ranks) with PROXIMA_FAULT=fault, or with
+ * no fault when it is NULL; as px_proc_run. */
+static inline int px_proc_run2_fault(const char *fault, const char *args, const char *dir) {
+  if (fault) setenv("PROXIMA_FAULT", fault, 1);
+  int rc = px_proc_run(getenv("PX_LAUNCH_2"), "%s --run %s", args, dir);
+  unsetenv("PROXIMA_FAULT");
+  return rc;
+}
+
+/* 1 when files a and b both exist and hold the same bytes. */
+static inline int px_proc_same_file(const char *a, const char *b) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
+  return system(cmd) == 0;
+}
+
 /* The values of key in the records of DIR/metrics.jsonl whose phase is `phase`, in file order,
  * into out (at most cap); returns how many there were. */
 static inline int px_proc_metric(const char *dir, const char *phase, const char *key, double *out,

@@ -54,12 +54,6 @@ static int same_groups(const char *a, const char *b, const char *groups) {
   return system(cmd) == 0;
 }
 
-static int same_file(const char *a, const char *b) {
-  char cmd[1024];
-  snprintf(cmd, sizeof cmd, "cmp %s %s", a, b);
-  return system(cmd) == 0;
-}
-
 /* The file LATEST names in dir/checkpoints ("" if none). */
 static const char *latest_of(const char *dir) {
   static char name[256];
@@ -117,17 +111,14 @@ static void test_state_tables(void) {
 /* Stopped by SIGTERM after a step, resumed: the same files as the uninterrupted run. */
 static void stop_and_resume(const char *args, const char *full, const char *dir, const char *fault,
                             const char *stop_ckpt, const char *final_ckpt, const char *groups) {
-  setenv("PROXIMA_FAULT", fault, 1);
-  int rc = px_proc_run(launch2(), "%s --run %s", args, dir);
-  unsetenv("PROXIMA_FAULT");
-  CU_ASSERT_EQUAL(rc, 3);
+  CU_ASSERT_EQUAL(px_proc_run2_fault(fault, args, dir), 3);
   CU_ASSERT(px_test_contains(px_proc_err, "stopped by a signal"));
   CU_ASSERT_STRING_EQUAL(latest_of(dir), stop_ckpt);
   CU_ASSERT_EQUAL(px_proc_run(launch2(), "%s --run %s --resume auto", args, dir), 0);
   char a[512], b[512];
   snprintf(a, sizeof a, "%s/metrics.jsonl", full);
   snprintf(b, sizeof b, "%s/metrics.jsonl", dir);
-  CU_ASSERT(same_file(a, b));
+  CU_ASSERT(px_proc_same_file(a, b));
   snprintf(a, sizeof a, "%s/checkpoints/%s", full, final_ckpt);
   snprintf(b, sizeof b, "%s/checkpoints/%s", dir, final_ckpt);
   CU_ASSERT(same_groups(a, b, groups));
@@ -192,7 +183,7 @@ static void test_kill_during_checkpoint(void) {
     CU_ASSERT_EQUAL(px_proc_run(launch2(), SFT_ARGS " --run %s --resume auto", dir), 0);
     char a[512];
     snprintf(a, sizeof a, "%s/metrics.jsonl", dir);
-    CU_ASSERT(same_file("rs-sft/metrics.jsonl", a));
+    CU_ASSERT(px_proc_same_file("rs-sft/metrics.jsonl", a));
     snprintf(a, sizeof a, "%s/checkpoints/ckpt-00000012.h5", dir);
     CU_ASSERT(same_groups("rs-sft/checkpoints/ckpt-00000012.h5", a, "policy optim state"));
     snprintf(a, sizeof a, "ls -a %s/checkpoints | grep -q tmp", dir);
@@ -237,7 +228,7 @@ static void test_damaged_checkpoint(void) {
   CU_ASSERT_EQUAL(px_proc_run(launch2(), SFT_ARGS " --run rs-dmg --resume auto"), 0);
   CU_ASSERT(px_test_contains(px_proc_err, "skipping damaged checkpoint"));
   CU_ASSERT(px_test_contains(px_proc_err, "ckpt-00000012.h5"));
-  CU_ASSERT(same_file("rs-sft/metrics.jsonl", "rs-dmg/metrics.jsonl"));
+  CU_ASSERT(px_proc_same_file("rs-sft/metrics.jsonl", "rs-dmg/metrics.jsonl"));
   CU_ASSERT(same_groups("rs-sft/checkpoints/ckpt-00000012.h5",
                         "rs-dmg/checkpoints/ckpt-00000012.h5", "policy optim state"));
 }
@@ -301,7 +292,7 @@ static void test_signal_to_mpiexec(void) {
   CU_ASSERT_EQUAL(run_to_exit(pid), 3);
   CU_ASSERT_NOT_EQUAL(latest_of("rs-long-stop")[0], '\0');
   CU_ASSERT_EQUAL(px_proc_run(launch2(), LONG_SFT " --run rs-long-stop --resume auto"), 0);
-  CU_ASSERT(same_file("rs-long/metrics.jsonl", "rs-long-stop/metrics.jsonl"));
+  CU_ASSERT(px_proc_same_file("rs-long/metrics.jsonl", "rs-long-stop/metrics.jsonl"));
   CU_ASSERT(same_groups("rs-long/checkpoints/ckpt-00000600.h5",
                         "rs-long-stop/checkpoints/ckpt-00000600.h5", "policy optim state"));
 }
