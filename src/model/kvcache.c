@@ -4,8 +4,9 @@
  * through the blocks at once. It is px_gpt_forward restricted to the new rows: the same kernels
  * in the same order (encoder, then per block ln1, qkv, attention, attproj, residual, ln2, fc,
  * GELU, fcproj, residual; then lnf and the tied head), with the attention reading its keys and
- * values from the cache. Each matmul is one BLIS GEMM over all the call's rows, so a decode step
- * of M sequences costs one GEMM of M rows per matrix, not M GEMVs.
+ * values from the cache (in plain loops, see px_attention_kv_forward). Each matmul is one BLIS
+ * GEMM over all the call's rows, so a decode step of M sequences costs one GEMM of M rows per
+ * matrix, not M GEMVs.
  */
 #include <float.h>
 #include <math.h>
@@ -13,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxima/blas.h"
 #include "proxima/gpt.h"
 #include "proxima/kernels.h"
 
@@ -73,11 +73,29 @@ void px_gpt_kv_reset(px_gpt_kv *kv, int slot) {
   kv->pos[slot] = 0;
 }
 
+/* dot(a, b) over n floats in a fixed order: 16 running sums (lane l takes the elements l, l+16,
+ * ...), then a fixed tree. The same bits at any vector width the compiler picks, so a row's
+ * result never depends on the machine's SIMD level or on which other rows share the call. */
+static float px_kv_dot(const float *a, const float *b, int n) {
+  float lane[16] = {0};
+  int i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; l++) lane[l] += a[i + l] * b[i + l];
+  for (int l = 0; i < n; i++, l++) lane[l] += a[i] * b[i];
+  for (int w = 8; w >= 1; w /= 2)
+    for (int l = 0; l < w; l++) lane[l] += lane[l + w];
+  return lane[0];
+}
+
 /* Attention of the call's rows over their sequences' cached keys (this call's included):
- * for entry j with n new rows at positions p0..p0+n-1 and nk = p0 + n keys, per head,
- * S = Q K^T / sqrt(hs) (n x nk), the causal softmax of each row (row i sees keys 0..p0+i),
- * O = P V: px_attention_forward's two products and softmax, with the keys taken from the
- * cache. out (R,C); qkv (R,3C) of the rows; kcache, vcache (S,max_T,C) of this layer. */
+ * for entry j with n new rows at positions p0..p0+n-1, per head, row i's scores
+ * S[t] = q_i . k_t / sqrt(hs) for the keys t = 0..p0+i it may see, their softmax P, and
+ * o_i = sum_t P[t] v_t: px_attention_forward's arithmetic with the keys and values taken from
+ * the cache. Plain loops, not BLIS: a decode step has one row per (sequence, head), and two BLIS
+ * calls on such slivers cost more in overhead than the products (64 sequences x 6 heads x 2 per
+ * layer made the attention most of a batch-64 step). Each row is computed alone, so the result
+ * does not depend on how a prompt is split over calls or batched with others. out (R,C); qkv
+ * (R,3C) of the rows; kcache, vcache (S,max_T,C) of this layer. */
 static void px_attention_kv_forward(float *out, const float *qkv, const float *kcache,
                                     const float *vcache, const int *slots, const int32_t *n_new,
                                     const int32_t *first_row, const int32_t *pos, int M, int max_T,
@@ -85,24 +103,26 @@ static void px_attention_kv_forward(float *out, const float *qkv, const float *k
   const int hs = C / NH;
   const size_t C3 = (size_t)C * 3;
   const float scale = 1.0f / sqrtf((float)hs);
-  size_t most = 1;
-  for (int j = 0; j < M; j++) {
-    size_t need = (size_t)n_new[j] * (size_t)(pos[slots[j]] + n_new[j]);
-    if (need > most) most = need;
-  }
-  float *scratch = px_malloc((size_t)omp_get_max_threads() * most * sizeof(float));
+  float *scratch = px_malloc((size_t)omp_get_max_threads() * (size_t)max_T * sizeof(float));
 #pragma omp parallel for collapse(2) schedule(dynamic)
   for (int j = 0; j < M; j++) {
     for (int h = 0; h < NH; h++) {
-      const int n = n_new[j], p0 = pos[slots[j]], nk = p0 + n;
-      float *P = scratch + (size_t)omp_get_thread_num() * most;
-      const float *Q = qkv + (size_t)first_row[j] * C3 + (size_t)h * hs;
+      const int n = n_new[j], p0 = pos[slots[j]];
+      float *P = scratch + (size_t)omp_get_thread_num() * max_T;
       const float *K = kcache + (size_t)slots[j] * max_T * C + (size_t)h * hs;
       const float *V = vcache + (size_t)slots[j] * max_T * C + (size_t)h * hs;
-      float *O = out + (size_t)first_row[j] * C + (size_t)h * hs;
-      px_blas_sgemm_serial(n, nk, hs, scale, Q, C3, 1, K, 1, C, 0.0f, P, nk, 1);
-      for (int i = 0; i < n; i++) px_softmax_causal_row(P + (size_t)i * nk, p0 + i, nk);
-      px_blas_sgemm_serial(n, hs, nk, 1.0f, P, nk, 1, V, C, 1, 0.0f, O, C, 1);
+      for (int i = 0; i < n; i++) {
+        const float *q = qkv + (size_t)(first_row[j] + i) * C3 + (size_t)h * hs;
+        float *o = out + (size_t)(first_row[j] + i) * C + (size_t)h * hs;
+        const int upto = p0 + i;
+        for (int t = 0; t <= upto; t++) P[t] = scale * px_kv_dot(q, K + (size_t)t * C, hs);
+        px_softmax_causal_row(P, upto, upto + 1);
+        for (int d = 0; d < hs; d++) o[d] = 0.0f;
+        for (int t = 0; t <= upto; t++) {
+          const float w = P[t], *v = V + (size_t)t * C;
+          for (int d = 0; d < hs; d++) o[d] += w * v[d];
+        }
+      }
     }
   }
   free(scratch);
