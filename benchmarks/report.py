@@ -116,7 +116,7 @@ def main():
     bl = get(px, "allreduce_np2_gpt6x384_blocking_s")
     if ex is not None or bl is not None:
         row("allreduce_np2_exposed_fraction", ex, bl, 0.20, "<=",
-            note="T4; exposed (final wait, overlap on) / blocking allreduce (off), gpt6x384")
+            note="T4; after the last rank's backward: exposed (on) / blocking allreduce (off)")
     on = get(px, "allreduce_np2_gpt6x384_step_on_s")
     off = get(px, "allreduce_np2_gpt6x384_step_off_s")
     if on is not None and off:
