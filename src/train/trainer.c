@@ -16,7 +16,9 @@ void px_trainer_begin(px_trainer *t, int64_t n_global) {
 }
 
 /* The hook of the last backward: starts the sum of each span as it becomes final (in place,
- * one request per span: a layer's dozen), and lets the pending ones move on. */
+ * one request per span: a layer's dozen), and lets the pending ones move on. The buckets are
+ * the half layers; packing their small spans (LayerNorms and biases: 48 of gpt6x384's 76
+ * requests, 0.1% of its bytes) into one request each was measured and changed nothing. */
 static void px_trainer_ready(void *ctx, const px_gpt_span *spans, int n, int last) {
   px_trainer *t = ctx;
   px_gpt *m = t->model;
