@@ -16,12 +16,14 @@
  *
  * Output: a human-readable report, and for benchmarks/run one "result <figure> <value>" line per
  * figure. Threads: OpenMP's and BLIS's from the environment (OMP_NUM_THREADS,
- * BLIS_NUM_THREADS); one process, no MPI.
+ * BLIS_NUM_THREADS); one process, no MPI (but --allreduce).
  *
- * Usage: bench_train [--warmup N] [--iters N] [--gen-iters N] [--only NAME]
+ * Usage: bench_train [--warmup N] [--iters N] [--gen-iters N] [--only NAME] [--allreduce]
  * NAME is a model (gpt6x384) or a generation case (gen_gpt6x384_b1). A generation run is a whole
  * px_generate call, seconds at batch 64: --gen-iters of them (default 3) after min(--warmup, 1)
  * warm-up runs (one touches the KV cache's pages; more add nothing).
+ * --allreduce (under mpiexec -n 2) measures instead the models' gradient allreduce with and
+ * without the overlap of the backward pass (issue 9, T4; see its section below).
  */
 #include <omp.h>
 #include <stdint.h>
@@ -32,12 +34,14 @@
 #include <time.h>
 
 #include "proxima/blas.h"
+#include "proxima/comm.h"
 #include "proxima/error.h"
 #include "proxima/generate.h"
 #include "proxima/gpt.h"
 #include "proxima/optim.h"
 #include "proxima/sampler.h"
 #include "proxima/tokenizer.h"
+#include "proxima/trainer.h"
 
 typedef struct bench_model {
   const char *name; /* the figure's prefix */
@@ -153,6 +157,129 @@ static void bench_train(const bench_model *bm, int warmup, int iters) {
   fflush(stdout);
 
   free(times);
+  free(tokens);
+  free(targets);
+  free(lengths);
+  free(dlogprobs);
+  px_gpt_free(&model);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The gradient allreduce, overlapped or not (issue 9, T4): under mpiexec -n 2
+ *
+ * Each rank runs gpt6x384's training step on its own batch through the trainer as `proxima sft`
+ * does with one micro-batch per step: px_trainer_begin, forward, cross-entropy,
+ * px_trainer_backward, px_trainer_step (allreduce, clip, AdamW). The steps alternate between
+ * run.overlap_allreduce off (one blocking allreduce after the backward) and on (each layer's
+ * gradient summed with non-blocking requests as the backward finishes it, px_trainer_step
+ * waiting for the rest), so that load from elsewhere hits both alike; a barrier starts every
+ * step on both ranks together.
+ *
+ * On a shared machine the ranks finish their backward at different times, and a rank's wait
+ * for the other is load imbalance, not communication. So the figures count the reduction from
+ * the moment the LAST rank finished its backward (both ranks' times on the node's monotonic
+ * clock) to the end of this rank's allreduce (off) or final wait (on): blocking and exposed.
+ * The time inside the calls, waiting included, is printed too, and so is the time spent
+ * starting and progressing requests during the backward (on; Open MPI moves the data inside
+ * those calls, on the computing thread). Each figure is the median over steps of the mean over
+ * ranks. Exposed fraction = exposed / blocking.
+ * ------------------------------------------------------------------------------------------- */
+
+static double median_of(double *x, int n) {
+  qsort(x, (size_t)n, sizeof(double), cmp_double);
+  return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+static void bench_allreduce(const bench_model *bm, int warmup, int iters) {
+  px_gpt_config cfg = {bm->V, bm->T, bm->L, bm->NH, bm->C, PX_GPT_HEAD_LM};
+  const int B = bm->B, T = bm->T, size = px_comm_size(), rank = px_comm_rank();
+  px_gpt model;
+  px_gpt_build(&model, &cfg, B, T, 1);
+  px_gpt_init(&model, 42);
+  const size_t BT = (size_t)B * T;
+  int32_t *tokens = px_malloc(BT * sizeof(int32_t)), *targets = px_malloc(BT * sizeof(int32_t));
+  int32_t *lengths = px_malloc((size_t)B * sizeof(int32_t));
+  float *dlogprobs = px_malloc(BT * sizeof(float));
+  for (int b = 0; b < B; b++) { /* each rank its own rows */
+    lengths[b] = T;
+    for (int t = 0; t < T; t++)
+      tokens[b * T + t] = (int32_t)(((b + rank * B) * 977 + t * 131 + 7) % bm->V);
+    for (int t = 0; t < T; t++)
+      targets[b * T + t] = t + 1 < T ? tokens[b * T + t + 1] : (int32_t)(b % bm->V);
+  }
+  px_trainer tr = {.model = &model,
+                   .adamw = {0.9f, 0.95f, 1e-8f, 0.1f},
+                   .schedule = {1e-4, 1e-4, 0, 1 << 30, PX_LR_CONSTANT},
+                   .grad_clip = 1.0,
+                   .phase = "bench",
+                   .lr_key = "bench.lr"};
+  /* [mode][step], mode 0 off, 1 on: means over the ranks */
+  double *step_s[2], *tail_s[2], *net_s[2], *busy_s = px_malloc((size_t)iters * sizeof(double));
+  for (int o = 0; o < 2; o++) {
+    step_s[o] = px_malloc((size_t)iters * sizeof(double));
+    tail_s[o] = px_malloc((size_t)iters * sizeof(double));
+    net_s[o] = px_malloc((size_t)iters * sizeof(double));
+  }
+  double *ends = px_malloc((size_t)2 * size * sizeof(double));
+  for (int it = 0; it < 2 * (warmup + iters); it++) {
+    const int on = it % 2, k = it / 2 - warmup;
+    tr.overlap = on;
+    px_comm_barrier();
+    double c0 = px_comm_seconds(), t0 = now(), lr;
+    px_trainer_begin(&tr, (int64_t)size * B);
+    px_gpt_forward(&model, tokens, lengths, B, T);
+    float loss = px_gpt_crossentropy(&model, dlogprobs, targets, NULL);
+    px_trainer_backward(&tr, dlogprobs, 1);
+    double t_bwd = now(), c1 = px_comm_seconds();
+    px_trainer_step(&tr, it, loss, &lr); /* first the allreduce or the wait, then local work */
+    double t_end = now(), tail = px_comm_seconds() - c1;
+    /* Every rank's end of backward and end of reduction (CLOCK_MONOTONIC: one node's clock),
+     * summed into place, outside the timed part. */
+    for (int r = 0; r < 2 * size; r++) ends[r] = 0;
+    ends[2 * rank] = t_bwd, ends[2 * rank + 1] = t_bwd + tail;
+    px_comm_allreduce_sum_f64(ends, (size_t)2 * size);
+    double last_bwd = 0, net = 0;
+    for (int r = 0; r < size; r++) last_bwd = ends[2 * r] > last_bwd ? ends[2 * r] : last_bwd;
+    for (int r = 0; r < size; r++)
+      net += ends[2 * r + 1] > last_bwd ? ends[2 * r + 1] - last_bwd : 0;
+    double x[3] = {t_end - t0, tail, c1 - c0};
+    px_comm_allreduce_sum_f64(x, 3);
+    if (k < 0) continue;
+    step_s[on][k] = x[0] / size;
+    tail_s[on][k] = x[1] / size;
+    net_s[on][k] = net / size;
+    if (on) busy_s[k] = x[2] / size;
+  }
+  double step_off = median_of(step_s[0], iters), step_on = median_of(step_s[1], iters);
+  double blocking = median_of(net_s[0], iters), exposed = median_of(net_s[1], iters);
+  double blocking_raw = median_of(tail_s[0], iters), exposed_raw = median_of(tail_s[1], iters);
+  double busy = median_of(busy_s, iters);
+  if (rank == 0) {
+    printf("allreduce %s: %d ranks, %.1f MB of gradient per step, one micro-batch of B=%d T=%d "
+           "per rank, %d steps each way after %d warm-up, alternating\n",
+           bm->name, size, 4e-6 * (double)model.n_params, B, T, iters, warmup);
+    printf("  overlap off: step %.2f ms; blocking allreduce %.2f ms after the last rank's "
+           "backward (%.2f ms in the call, waiting for the other rank included)\n",
+           step_off * 1e3, blocking * 1e3, blocking_raw * 1e3);
+    printf("  overlap on:  step %.2f ms; exposed %.2f ms after the last rank's backward (%.2f ms "
+           "in the final wait); %.2f ms starting and progressing requests during the backward\n",
+           step_on * 1e3, exposed * 1e3, exposed_raw * 1e3, busy * 1e3);
+    printf("  exposed fraction %.3f (exposed / blocking allreduce, both after the last "
+           "backward; %.3f in the calls); step time on / off %.3f\n",
+           blocking > 0 ? exposed / blocking : 0.0,
+           blocking_raw > 0 ? exposed_raw / blocking_raw : 0.0, step_on / step_off);
+    printf("result allreduce_np%d_%s_blocking_s %.6f\n", size, bm->name, blocking);
+    printf("result allreduce_np%d_%s_exposed_s %.6f\n", size, bm->name, exposed);
+    printf("result allreduce_np%d_%s_blocking_call_s %.6f\n", size, bm->name, blocking_raw);
+    printf("result allreduce_np%d_%s_wait_call_s %.6f\n", size, bm->name, exposed_raw);
+    printf("result allreduce_np%d_%s_progress_s %.6f\n", size, bm->name, busy);
+    printf("result allreduce_np%d_%s_step_off_s %.6f\n", size, bm->name, step_off);
+    printf("result allreduce_np%d_%s_step_on_s %.6f\n", size, bm->name, step_on);
+    fflush(stdout);
+  }
+  for (int o = 0; o < 2; o++) free(step_s[o]), free(tail_s[o]), free(net_s[o]);
+  free(busy_s);
+  free(ends);
   free(tokens);
   free(targets);
   free(lengths);
@@ -287,10 +414,12 @@ static void bench_generate(const bench_gen *bg, int warmup, int iters) {
  * ------------------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
-  int warmup = 3, iters = 10, gen_iters = 3;
+  int warmup = 3, iters = 10, gen_iters = 3, allreduce = 0;
   const char *only = NULL;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--warmup") && i + 1 < argc)
+    if (!strcmp(argv[i], "--allreduce"))
+      allreduce = 1;
+    else if (!strcmp(argv[i], "--warmup") && i + 1 < argc)
       warmup = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--iters") && i + 1 < argc)
       iters = atoi(argv[++i]);
@@ -302,7 +431,7 @@ int main(int argc, char **argv) {
       fprintf(
           stderr,
           "usage: bench_train [--warmup N] [--iters N] [--gen-iters N] [--only gpt6x384|gpt4x128|"
-          "gen_gpt6x384_b1|gen_gpt6x384_b64]\n");
+          "gen_gpt6x384_b1|gen_gpt6x384_b64] [--allreduce]\n");
       return 1;
     }
   }
@@ -311,6 +440,13 @@ int main(int argc, char **argv) {
     return 1;
   }
   px_blas_init();
+  if (allreduce) { /* under mpiexec: the models' gradient allreduce, overlapped or not */
+    px_comm_init(&argc, &argv);
+    for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++)
+      if (!only || !strcmp(only, MODELS[i].name)) bench_allreduce(&MODELS[i], warmup, iters);
+    px_comm_finalize();
+    return 0;
+  }
   const char *blis_threads = getenv("BLIS_NUM_THREADS");
   printf("bench_train: %s; OpenMP threads %d, BLIS_NUM_THREADS %s\n", px_blas_describe(),
          omp_get_max_threads(), blis_threads ? blis_threads : "(unset)");

@@ -110,8 +110,18 @@ def main():
             row("ppo_%s_s (np2 | np1)" % ph, t2, t1, ratio=ratio, note="ratio t1/t2")
     c2, i2 = get(px, "ppo_np2_comm_s"), get(px, "ppo_np2_iteration_s")
     if c2 is not None and i2:
-        row("ppo_np2_exposed_comm_fraction", c2, i2,
-            note="T4 (overlap) not this work: all MPI time is exposed")
+        row("ppo_np2_comm_fraction", c2, i2, note="MPI seconds / iteration seconds, 2 ranks")
+    # T4: gradient allreduce overlapped with the backward (bench_train --allreduce, 2 ranks)
+    ex = get(px, "allreduce_np2_gpt6x384_exposed_s")
+    bl = get(px, "allreduce_np2_gpt6x384_blocking_s")
+    if ex is not None or bl is not None:
+        row("allreduce_np2_exposed_fraction", ex, bl, 0.20, "<=",
+            note="T4; after the last rank's backward: exposed (on) / blocking allreduce (off)")
+    on = get(px, "allreduce_np2_gpt6x384_step_on_s")
+    off = get(px, "allreduce_np2_gpt6x384_step_off_s")
+    if on is not None and off:
+        row("allreduce_np2_step_s (on | off)", on, off, ratio=off / on if on else None,
+            note="training step, overlap on | off; ratio off/on (> 1: faster)")
     k = "train_gpt6x384_peak_rss_mb"
     if k in px:
         row("mem_train_gpt6x384_mb", px[k], get(px, "train_gpt6x384_mem_estimate_mb"), 1.5, "<=",

@@ -2,7 +2,8 @@
  * test_gpt.c — the whole model: its parameter table, GPT-2's initialisation, finite-difference
  * gradient checks of every tensor with the LM head and with the scalar head, padding that
  * leaves the real positions' outputs unchanged, log-probs at a temperature against
- * log_softmax(logits / temperature), the masked cross-entropy, and a few AdamW steps.
+ * log_softmax(logits / temperature), the masked cross-entropy, a few AdamW steps, and the
+ * backward's hook (each gradient element handed over once, when final).
  *
  * The model runs in float, so the gradient checks are directional: for each tensor a direction
  * d, and L(theta + eps d) - L(theta - eps d) against the analytic g . (the actual float
@@ -452,6 +453,74 @@ static void test_training_steps(void) {
   px_gpt_free(&m);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The backward's hook (px_gpt_backward_ex), what the overlapped allreduce relies on
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct hook_seen {
+  const px_gpt *m;
+  float *snapshot;  /* each span's gradient at the moment it was handed over */
+  int *times;       /* how often each element was handed over */
+  int calls, lasts; /* calls, and calls with last set */
+  int last_was_final;
+} hook_seen;
+
+static void hook_record(void *ctx, const px_gpt_span *spans, int n, int last) {
+  hook_seen *h = ctx;
+  h->calls++;
+  h->lasts += last;
+  h->last_was_final = last;
+  for (int i = 0; i < n; i++)
+    for (size_t k = spans[i].offset; k < spans[i].offset + spans[i].count; k++) {
+      h->times[k]++;
+      h->snapshot[k] = h->m->grads[k];
+    }
+}
+
+/* Every gradient element is handed over exactly once, already holding its final value, the
+ * last call says so, and the gradient is bitwise px_gpt_backward's. */
+static void check_hook(px_gpt_head head) {
+  px_gpt_config cfg = tiny(head);
+  px_gpt m;
+  px_gpt_build(&m, &cfg, TB, TT, 1);
+  px_gpt_init(&m, 9);
+  perturb(&m, 3, 0.1);
+  int32_t tokens[TB * TT], lengths[TB], targets[TB * TT];
+  float weights[TB * TT], d[TB * TT];
+  batch(tokens, lengths, targets, weights);
+  for (int i = 0; i < TB * TT; i++) d[i] = (float)unif(6, i) - 0.5f;
+  px_gpt_forward(&m, tokens, lengths, TB, TT);
+  if (head == PX_GPT_HEAD_LM) px_gpt_logprobs(&m, NULL, targets, 1.0f);
+  px_gpt_zero_grad(&m);
+  px_gpt_backward(&m, d);
+  float *plain = px_malloc(m.n_params * sizeof(float));
+  memcpy(plain, m.grads, m.n_params * sizeof(float));
+
+  hook_seen h = {&m, px_calloc(m.n_params, sizeof(float)), px_calloc(m.n_params, sizeof(int)), 0, 0,
+                 0};
+  const px_gpt_grad_hook hook = {hook_record, &h};
+  px_gpt_zero_grad(&m);
+  px_gpt_backward_ex(&m, d, &hook);
+  size_t once = 0, final = 0;
+  for (size_t k = 0; k < m.n_params; k++) {
+    once += h.times[k] == 1;
+    final += memcmp(&h.snapshot[k], &m.grads[k], sizeof(float)) == 0;
+  }
+  CU_ASSERT_EQUAL(once, m.n_params);
+  CU_ASSERT_EQUAL(final, m.n_params);
+  CU_ASSERT_EQUAL(h.calls, 2 * cfg.n_layer + 1);
+  CU_ASSERT_EQUAL(h.lasts, 1);
+  CU_ASSERT(h.last_was_final);
+  CU_ASSERT(memcmp(plain, m.grads, m.n_params * sizeof(float)) == 0);
+  free(plain);
+  free(h.snapshot);
+  free(h.times);
+  px_gpt_free(&m);
+}
+
+static void test_hook_lm(void) { check_hook(PX_GPT_HEAD_LM); }
+static void test_hook_scalar(void) { check_hook(PX_GPT_HEAD_SCALAR); }
+
 void px_test_register(void) {
   static CU_TestInfo tests[] = {{"parameter table", test_table},
                                 {"GPT-2 initialisation", test_init},
@@ -462,6 +531,8 @@ void px_test_register(void) {
                                 {"log-probs at a temperature", test_temperature},
                                 {"masked cross-entropy", test_crossentropy},
                                 {"AdamW steps lower the loss", test_training_steps},
+                                {"backward hook, LM head", test_hook_lm},
+                                {"backward hook, scalar head", test_hook_scalar},
                                 CU_TEST_INFO_NULL};
   px_test_suite("gpt", tests);
 }

@@ -47,6 +47,27 @@ void px_comm_allreduce_sum_f64(double *buf, size_t n);
 void px_comm_allreduce_sum_f32(float *buf, size_t n);
 void px_comm_allreduce_sum_i64(int64_t *buf, size_t n);
 
+/* Non-blocking sums, for the gradient reduction that overlaps the backward pass (trainer.c).
+ * px_comm_iallreduce_sum_f32 starts an in-place element-wise sum of buf over all ranks and adds
+ * it to this process's pending set; buf must not be touched until px_comm_wait_all returns.
+ * Every rank must start the same reductions (same n) in the same order, placed the same way
+ * among the blocking collectives. Open MPI has no progress thread: a pending reduction moves
+ * only inside MPI calls, so a caller that computes meanwhile calls px_comm_progress between
+ * pieces of work. On 2 ranks the result is bitwise that of px_comm_allreduce_sum_f32 (a + b is
+ * commutative); on more, the same up to the order of the sum. With 1 rank all three do nothing.
+ * Starting is collective (non-blocking); progress and wait are not. */
+void px_comm_iallreduce_sum_f32(float *buf, size_t n);
+void px_comm_progress(void);
+void px_comm_wait_all(void);
+
+/* Reductions started and not yet completed by px_comm_wait_all. Not collective. */
+int px_comm_pending(void);
+
+/* Seconds this process has spent blocked in px_comm_wait_all: the part of the non-blocking
+ * reductions that compute did not hide (also counted in px_comm_seconds, with the time spent
+ * starting and progressing them). Not collective. */
+double px_comm_wait_seconds(void);
+
 /* Collective: gathers every rank's n bytes at send to rank 0, end to end in rank order. On rank
  * 0, *recv is a new buffer of *recv_n bytes plus a NUL (the caller frees it); on the other ranks
  * *recv is NULL and *recv_n 0. The total must stay below 2 GiB (MPI's int counts). */

@@ -17,7 +17,9 @@
  * Points, in the order a run reaches them:
  *   sft.grad, rm.grad, ppo.policy.grad, ppo.value.grad
  *                   this rank's gradient of an optimizer step, before the allreduce (NAN;
- *                   a signal here stops a rank in the middle of a step);
+ *                   a signal here stops a rank in the middle of a step). With the sum
+ *                   overlapped (run.overlap_allreduce), it comes at the end of the last
+ *                   micro-batch's backward, before the embeddings' part (buf[0]) is summed;
  *   ppo.rollout     this rank's collected rollouts of an iteration, before advantages (NAN:
  *                   the value of its first response's first token);
  *   sft.step, rm.step, ppo.iteration

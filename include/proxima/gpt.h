@@ -155,6 +155,28 @@ void px_gpt_zero_grad(px_gpt *model);
  * padded positions are ignored. Trainable models only. */
 void px_gpt_backward(px_gpt *model, const float *dout);
 
+/* A contiguous piece of the gradient buffer: count floats from offset. */
+typedef struct px_gpt_span {
+  size_t offset, count;
+} px_gpt_span;
+
+/* What px_gpt_backward_ex calls as parts of the gradient become final, so that a caller can
+ * start reducing them while the backward goes on (trainer.c overlaps the allreduce this way).
+ * ready(ctx, spans, n, last) hands over n spans of model->grads that this backward will not
+ * write again: per block, top down, first the MLP half (ln2, fc, fcproj of that layer), then
+ * the attention half (ln1, qkv, attproj); last (last = 1) the embeddings wte and wpe, lnf, and
+ * the scalar head. Every element of the gradient is in exactly one span of one call. The
+ * callback runs on the calling thread, outside any parallel region; it must not write the
+ * spans' gradients, nor any part of the model. */
+typedef struct px_gpt_grad_hook {
+  void (*ready)(void *ctx, const px_gpt_span *spans, int n, int last);
+  void *ctx;
+} px_gpt_grad_hook;
+
+/* px_gpt_backward, calling hook (may be NULL) as the gradient becomes final. The arithmetic is
+ * px_gpt_backward's: the same gradients, bit for bit. */
+void px_gpt_backward_ex(px_gpt *model, const float *dout, const px_gpt_grad_hook *hook);
+
 /* One AdamW step on every tensor (weight decay on those with decay set); t = 1, 2, ... the
  * number of steps including this one. Trainable models only. */
 void px_gpt_update(px_gpt *model, const px_adamw_config *cfg, float lr, int64_t t);

@@ -15,6 +15,10 @@ static MPI_Comm px_world = MPI_COMM_NULL;
 static int px_rank = 0;
 static int px_size = 1;
 static double px_comm_time = 0; /* seconds spent in collectives that move data */
+/* The pending set of non-blocking reductions: requests in the order they were started. */
+static MPI_Request *px_pending = NULL;
+static int px_n_pending = 0, px_cap_pending = 0;
+static double px_wait_time = 0; /* seconds blocked in px_comm_wait_all */
 
 static void px_mpi_check(int rc, const char *what, const char *file, int line) {
   if (rc == MPI_SUCCESS) return;
@@ -46,6 +50,9 @@ int px_comm_is_up(void) {
 }
 
 void px_comm_finalize(void) {
+  free(px_pending);
+  px_pending = NULL;
+  px_n_pending = px_cap_pending = 0;
   if (!px_comm_is_up()) return;
   if (px_world != MPI_COMM_NULL) PX_MPI(MPI_Comm_free(&px_world));
   PX_MPI(MPI_Finalize());
@@ -106,6 +113,46 @@ void px_comm_allreduce_sum_f32(float *buf, size_t n) {
 void px_comm_allreduce_sum_i64(int64_t *buf, size_t n) {
   px_allreduce_sum(buf, n, sizeof *buf, MPI_INT64_T);
 }
+
+void px_comm_iallreduce_sum_f32(float *buf, size_t n) {
+  if (px_size == 1) return;
+  double t0 = MPI_Wtime();
+  while (n > 0) {
+    int piece = n > (size_t)INT_MAX ? INT_MAX : (int)n;
+    if (px_n_pending == px_cap_pending) {
+      px_cap_pending = px_cap_pending ? 2 * px_cap_pending : 64;
+      px_pending = px_realloc(px_pending, (size_t)px_cap_pending * sizeof *px_pending);
+    }
+    PX_MPI(MPI_Iallreduce(MPI_IN_PLACE, buf, piece, MPI_FLOAT, MPI_SUM, px_world,
+                          &px_pending[px_n_pending++]));
+    buf += piece;
+    n -= (size_t)piece;
+  }
+  px_comm_time += MPI_Wtime() - t0;
+}
+
+void px_comm_progress(void) {
+  if (px_n_pending == 0) return;
+  double t0 = MPI_Wtime();
+  int done = 0; /* MPI_Testall completes all or none, but advances every request either way */
+  PX_MPI(MPI_Testall(px_n_pending, px_pending, &done, MPI_STATUSES_IGNORE));
+  if (done) px_n_pending = 0;
+  px_comm_time += MPI_Wtime() - t0;
+}
+
+void px_comm_wait_all(void) {
+  if (px_n_pending == 0) return;
+  double t0 = MPI_Wtime();
+  PX_MPI(MPI_Waitall(px_n_pending, px_pending, MPI_STATUSES_IGNORE));
+  px_n_pending = 0;
+  double dt = MPI_Wtime() - t0;
+  px_wait_time += dt;
+  px_comm_time += dt;
+}
+
+int px_comm_pending(void) { return px_n_pending; }
+
+double px_comm_wait_seconds(void) { return px_wait_time; }
 
 void px_comm_gather_bytes(const void *send, size_t n, char **recv, size_t *recv_n) {
   /* The counts first (as int64), then one MPI_Gatherv with int counts and displacements. */

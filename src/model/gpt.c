@@ -424,7 +424,34 @@ void px_gpt_zero_grad(px_gpt *model) {
   memset(model->grads, 0, model->n_params * sizeof(float));
 }
 
-void px_gpt_backward(px_gpt *model, const float *dout) {
+/* Hands the hook layer l's slices of the per-layer tensors [L, ...] that are the table's
+ * entries first..last. */
+static void px_grad_ready(const px_gpt *m, const px_gpt_grad_hook *hook, int l, int first,
+                          int last) {
+  if (!hook || !hook->ready) return;
+  px_gpt_span spans[PX_GPT_MAX_TENSORS];
+  int n = 0;
+  for (int i = first; i <= last; i++) {
+    size_t per = m->tensors[i].count / (size_t)m->config.n_layer;
+    spans[n++] = (px_gpt_span){m->tensors[i].offset + (size_t)l * per, per};
+  }
+  hook->ready(hook->ctx, spans, n, 0);
+}
+
+/* Entries of the table (px_fill_table's order) by what makes them final in the backward. */
+enum {
+  PX_T_WTE = 0,
+  PX_T_WPE = 1,
+  PX_T_ATTN_FIRST = 2,
+  PX_T_ATTN_LAST = 7, /* ln1_w .. attproj_b */
+  PX_T_MLP_FIRST = 8,
+  PX_T_MLP_LAST = 13, /* ln2_w .. fcproj_b */
+  PX_T_TOP_FIRST = 14 /* lnf_w, lnf_b, head_w, head_b */
+};
+
+void px_gpt_backward(px_gpt *model, const float *dout) { px_gpt_backward_ex(model, dout, NULL); }
+
+void px_gpt_backward_ex(px_gpt *model, const float *dout, const px_gpt_grad_hook *hook) {
   const px_gpt_config *c = &model->config;
   struct px_gpt_acts *a = model->acts;
   const int lm = c->head == PX_GPT_HEAD_LM;
@@ -472,6 +499,7 @@ void px_gpt_backward(px_gpt *model, const float *dout) {
                        p->fc_w + 4 * lC * C, N, C, 4 * C);
     px_layernorm_backward(a->dres, g->ln2_w + lC, g->ln2_b + lC, a->dln, residual2, p->ln2_w + lC,
                           a->ln2_mean + lN, a->ln2_rstd + lN, N, C);
+    px_grad_ready(model, hook, l, PX_T_MLP_FIRST, PX_T_MLP_LAST);
 
     /* residual2 = residual + attproj(attention(qkv(ln1(residual)))) */
     memset(a->datty, 0, NC * sizeof(float));
@@ -484,8 +512,19 @@ void px_gpt_backward(px_gpt *model, const float *dout) {
                        p->qkv_w + 3 * lC * C, N, C, 3 * C);
     px_layernorm_backward(a->dres, g->ln1_w + lC, g->ln1_b + lC, a->dln, residual, p->ln1_w + lC,
                           a->ln1_mean + lN, a->ln1_rstd + lN, N, C);
+    px_grad_ready(model, hook, l, PX_T_ATTN_FIRST, PX_T_ATTN_LAST);
   }
+  /* wte is the tied head's matrix too: final only now. */
   px_encoder_backward(g->wte, g->wpe, a->dres, a->tokens, a->lengths, B, T, C);
+  if (hook && hook->ready) {
+    px_gpt_span rest[PX_GPT_MAX_TENSORS];
+    int n = 0;
+    for (int i = PX_T_WTE; i <= PX_T_WPE; i++)
+      rest[n++] = (px_gpt_span){model->tensors[i].offset, model->tensors[i].count};
+    for (int i = PX_T_TOP_FIRST; i < model->n_tensors; i++)
+      rest[n++] = (px_gpt_span){model->tensors[i].offset, model->tensors[i].count};
+    hook->ready(hook->ctx, rest, n, 1);
+  }
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -78,9 +78,10 @@ typedef struct px_ppo {
 
 /* Forward over rows idx[0..n) of the rollouts with model m in micro-batches; for the LM head
  * the response log-probs, for the scalar head the response values, into out rows [n, R] (0
- * past each response). When grad is given (a [n, R] gradient for those), also the backward. */
+ * past each response). When grad is given (a [n, R] gradient for those), also the backward,
+ * through tr (m's trainer). */
 static void px_ppo_pass(px_ppo *s, px_gpt *m, const int64_t *idx, int64_t n, float *out,
-                        const float *grad) {
+                        const float *grad, px_trainer *tr) {
   const int mb = (int)s->cfg->ppo_micro_batch, R = s->R;
   for (int64_t start = 0; start < n; start += mb) {
     int rows = (int)(n - start < mb ? n - start : mb);
@@ -111,7 +112,7 @@ static void px_ppo_pass(px_ppo *s, px_gpt *m, const int64_t *idx, int64_t n, flo
       const float *g = grad + (size_t)(start + r) * R;
       for (int j = 0; j < L; j++) s->grad[(size_t)r * b->T + P - 1 + j] = g[j];
     }
-    px_gpt_backward(m, s->grad);
+    px_trainer_backward(tr, s->grad, start + mb >= n);
   }
 }
 
@@ -215,7 +216,8 @@ static void px_ppo_alloc(px_ppo *s) {
       .phase = "ppo policy",
       .lr_key = "ppo.lr",
       .fault_point = "ppo.policy.grad",
-      .max_nonfinite = cfg->run_max_nonfinite};
+      .max_nonfinite = cfg->run_max_nonfinite,
+      .overlap = cfg->run_overlap_allreduce};
   s->value_tr = (px_trainer){.model = &s->value,
                              .adamw = adamw,
                              .schedule = {cfg->ppo_value_lr, cfg->ppo_value_lr,
@@ -224,7 +226,8 @@ static void px_ppo_alloc(px_ppo *s) {
                              .phase = "ppo value",
                              .lr_key = "ppo.value_lr",
                              .fault_point = "ppo.value.grad",
-                             .max_nonfinite = cfg->run_max_nonfinite};
+                             .max_nonfinite = cfg->run_max_nonfinite,
+                             .overlap = cfg->run_overlap_allreduce};
 }
 
 static void px_ppo_free(px_ppo *s) {
@@ -297,9 +300,9 @@ static px_status px_ppo_collect(px_ppo *s, int64_t it, int64_t cursor, int64_t l
      * kernels, so the first ratio is 1); the reward at EOS. */
     int64_t *idx = px_malloc((size_t)(n + 1) * sizeof *idx);
     for (int64_t i = 0; i < n; i++) idx[i] = lo + i;
-    px_ppo_pass(s, &s->policy, idx, n, s->lp_old + (size_t)lo * R, NULL);
-    px_ppo_pass(s, &s->reference, idx, n, s->lp_ref + (size_t)lo * R, NULL);
-    px_ppo_pass(s, &s->value, idx, n, s->values + (size_t)lo * R, NULL);
+    px_ppo_pass(s, &s->policy, idx, n, s->lp_old + (size_t)lo * R, NULL, NULL);
+    px_ppo_pass(s, &s->reference, idx, n, s->lp_ref + (size_t)lo * R, NULL, NULL);
+    px_ppo_pass(s, &s->value, idx, n, s->values + (size_t)lo * R, NULL, NULL);
     for (int64_t i = 0; i < n; i++) {
       int64_t row = lo + i;
       const int32_t *seq = s->seq + (size_t)row * T;
@@ -411,8 +414,8 @@ static px_status px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *st, px_error
       }
       size_t nk = (size_t)k * R;
       /* the policy: forward for the new log-probs, the clipped surrogate, backward */
-      px_gpt_zero_grad(&s->policy);
-      px_ppo_pass(s, &s->policy, mine, k, lp, NULL);
+      px_trainer_begin(&s->policy_tr, m);
+      px_ppo_pass(s, &s->policy, mine, k, lp, NULL, NULL);
       px_rl_ppo_sums ps = {0, 0, 0}, vs = {0, 0, 0};
       double sums[8] = {0};
       sums[0] = px_rl_policy_loss(dlp, &ps, lp, old, adv, mask, nk, (float)cfg->ppo_clip, norm);
@@ -422,13 +425,13 @@ static px_status px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *st, px_error
           if (mask[j]) dev = fmax(dev, fabs(exp((double)lp[j] - old[j]) - 1));
         sums[6] = dev; /* summed over the ranks below: an upper bound of the largest */
       }
-      px_ppo_pass(s, &s->policy, mine, k, lp, dlp);
+      px_ppo_pass(s, &s->policy, mine, k, lp, dlp, &s->policy_tr);
       /* the value model: forward, the clipped value loss, backward */
-      px_gpt_zero_grad(&s->value);
-      px_ppo_pass(s, &s->value, mine, k, vv, NULL);
+      px_trainer_begin(&s->value_tr, m);
+      px_ppo_pass(s, &s->value, mine, k, vv, NULL, NULL);
       float eps_v = cfg->ppo_value_clip > 0 ? (float)cfg->ppo_value_clip : INFINITY;
       sums[1] = px_rl_value_loss(dv, &vs, vv, vold, ret, mask, nk, eps_v, norm);
-      px_ppo_pass(s, &s->value, mine, k, vv, dv);
+      px_ppo_pass(s, &s->value, mine, k, vv, dv, &s->value_tr);
       sums[2] = ps.count, sums[3] = ps.clipped, sums[4] = ps.approx_kl, sums[5] = vs.clipped;
       px_comm_allreduce_sum_f64(sums, 8);
       double lr;

@@ -89,11 +89,11 @@ static void px_rm_work_free(px_rm_work *w) {
   free(w->scores), free(w->rp), free(w->rn), free(w->dp), free(w->dn), free(w->dvalues);
 }
 
-/* Forward (and, when train, backward) over pairs idx[0..n) in micro-batches of mb pairs: adds
- * sum of the pairs' losses / norm to *loss and the pairs scored the right way round to
- * *correct. */
+/* Forward (and, when tr is given, backward through it) over pairs idx[0..n) in micro-batches
+ * of mb pairs: adds sum of the pairs' losses / norm to *loss and the pairs scored the right way
+ * round to *correct. */
 static void px_rm_pass(px_gpt *model, const px_dataset *pairs, const int64_t *idx, int64_t n,
-                       int mb, double norm, int train, double *loss, int64_t *correct,
+                       int mb, double norm, px_trainer *tr, double *loss, int64_t *correct,
                        px_batch *batch, px_rm_work *w) {
   for (int64_t start = 0; start < n; start += mb) {
     int rows = (int)(n - start < mb ? n - start : mb);
@@ -116,13 +116,13 @@ static void px_rm_pass(px_gpt *model, const px_dataset *pairs, const int64_t *id
       *correct += w->rp[r] > w->rn[r];
     }
     *loss += px_rl_pairwise_loss(w->dp, w->dn, w->rp, w->rn, (size_t)rows, norm);
-    if (!train) continue;
+    if (!tr) continue;
     memset(w->dvalues, 0, (size_t)batch->B * batch->T * sizeof(float));
     for (int r = 0; r < rows; r++) {
       w->dvalues[(size_t)(2 * r) * batch->T + batch->lengths[2 * r] - 1] = w->dp[r];
       w->dvalues[(size_t)(2 * r + 1) * batch->T + batch->lengths[2 * r + 1] - 1] = w->dn[r];
     }
-    px_gpt_backward(model, w->dvalues);
+    px_trainer_backward(tr, w->dvalues, start + mb >= n);
   }
 }
 
@@ -134,8 +134,8 @@ px_status px_rm_evaluate(px_gpt *model, const px_dataset *pairs, const int64_t *
   px_rm_work_build(&w, mb, model->max_T);
   int64_t correct = 0;
   double sums[2] = {0, 0};
-  px_rm_pass(model, pairs, idx, n, mb, n_global > 0 ? (double)n_global : 1, 0, &sums[0], &correct,
-             &batch, &w);
+  px_rm_pass(model, pairs, idx, n, mb, n_global > 0 ? (double)n_global : 1, NULL, &sums[0],
+             &correct, &batch, &w);
   sums[1] = (double)correct;
   px_comm_allreduce_sum_f64(sums, 2);
   *loss = sums[0];
@@ -219,7 +219,8 @@ px_status px_rm_run(const px_config *cfg, px_error *err) {
                         .phase = "rm",
                         .lr_key = "rm.lr",
                         .fault_point = "rm.grad",
-                        .max_nonfinite = cfg->run_max_nonfinite};
+                        .max_nonfinite = cfg->run_max_nonfinite,
+                        .overlap = cfg->run_overlap_allreduce};
   px_rm_state state = {0, cfg->run_seed, 0, 0, 0, 0, 0}, *px_ckpt_state_ = &state;
   const px_ckpt_var vars[] = {PX_RM_STATE(PX_CKPT_VAR)};
   const int n_vars = (int)(sizeof vars / sizeof vars[0]);
@@ -246,10 +247,10 @@ px_status px_rm_run(const px_config *cfg, px_error *err) {
 
   for (int64_t step = first; step < steps; step++) {
     for (int64_t i = 0; i < B; i++) idx[i] = px_epochs_item(&s.epochs, state.data_cursor + i);
-    px_gpt_zero_grad(&s.model);
+    px_trainer_begin(&trainer, B);
     double sums[2] = {0, 0};
     int64_t correct = 0;
-    px_rm_pass(&s.model, &s.pairs, idx + lo, hi - lo, mb, (double)B, 1, &sums[0], &correct,
+    px_rm_pass(&s.model, &s.pairs, idx + lo, hi - lo, mb, (double)B, &trainer, &sums[0], &correct,
                &s.batch, &s.work);
     sums[1] = (double)correct;
     px_comm_allreduce_sum_f64(sums, 2);

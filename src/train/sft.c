@@ -46,10 +46,10 @@ px_status px_sft_model_config(const px_config *cfg, px_gpt_config *mc, px_error 
   return px_gpt_config_check(mc, err);
 }
 
-/* Forward (and, when train, backward) over records[0..n) in micro-batches; each row's loss
- * weights are divided by total_weight. Returns sum of -w log p / total_weight. */
+/* Forward (and, when tr is given, backward through it) over records[0..n) in micro-batches;
+ * each row's loss weights are divided by total_weight. Returns sum of -w log p / total_weight. */
 static double px_sft_pass(px_sft *s, const int64_t *records, int64_t n, double total_weight,
-                          int train, int64_t *tokens) {
+                          px_trainer *tr, int64_t *tokens) {
   const int mb = (int)s->cfg->sft_micro_batch;
   double loss = 0;
   for (int64_t start = 0; start < n; start += mb) {
@@ -65,7 +65,7 @@ static double px_sft_pass(px_sft *s, const int64_t *records, int64_t n, double t
       s->dlogprobs[i] = (float)(-b->weights[i] / total_weight);
     }
     for (int r = 0; r < b->B; r++) *tokens += b->lengths[r];
-    if (train) px_gpt_backward(&s->model, s->dlogprobs);
+    if (tr) px_trainer_backward(tr, s->dlogprobs, start + mb >= n);
   }
   return loss;
 }
@@ -87,7 +87,7 @@ static double px_sft_heldout_loss(px_sft *s) {
   double w = px_sft_weight(s, s->heldout, s->n_heldout);
   int64_t lo, hi, tokens = 0;
   px_comm_share(s->n_heldout, px_comm_rank(), px_comm_size(), &lo, &hi);
-  double loss = px_sft_pass(s, s->heldout + lo, hi - lo, w, 0, &tokens);
+  double loss = px_sft_pass(s, s->heldout + lo, hi - lo, w, NULL, &tokens);
   px_comm_allreduce_sum_f64(&loss, 1);
   return loss;
 }
@@ -148,7 +148,8 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
                         .phase = "sft",
                         .lr_key = "sft.lr",
                         .fault_point = "sft.grad",
-                        .max_nonfinite = cfg->run_max_nonfinite};
+                        .max_nonfinite = cfg->run_max_nonfinite,
+                        .overlap = cfg->run_overlap_allreduce};
   const int64_t B = cfg->sft_batch_size, steps = cfg->sft_steps;
   px_sft_state state = {0, cfg->run_seed, 0, 0, 0, 0}, *px_ckpt_state_ = &state;
   const px_ckpt_var vars[] = {PX_SFT_STATE(PX_CKPT_VAR)};
@@ -173,10 +174,10 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
   for (int64_t step = first; step < steps; step++) {
     for (int64_t i = 0; i < B; i++) records[i] = px_epochs_item(&s.epochs, state.data_cursor + i);
     double total_weight = px_sft_weight(&s, records, B);
-    px_gpt_zero_grad(&s.model);
+    px_trainer_begin(&trainer, B);
     int64_t tokens = 0;
-    double loss =
-        px_sft_pass(&s, records + lo, hi - lo, total_weight > 0 ? total_weight : 1, 1, &tokens);
+    double loss = px_sft_pass(&s, records + lo, hi - lo, total_weight > 0 ? total_weight : 1,
+                              &trainer, &tokens);
     double sums[2] = {loss, (double)tokens}; /* the loss and the token count, over the ranks */
     px_comm_allreduce_sum_f64(sums, 2);
     loss = sums[0];
