@@ -125,7 +125,7 @@
   X(ppo, value_clip, REAL, "0.2", "0..", "value clip around the rollout's values (0: none)")       \
   X(ppo, gamma, REAL, "1", "0..1", "GAE discount")                                                 \
   X(ppo, lambda, REAL, "0.95", "0..1", "GAE lambda")                                               \
-  X(ppo, beta, REAL, "0.05", "0..", "KL coefficient (the start value when adaptive)")              \
+  X(ppo, beta, REAL, "0.1", "0..", "KL coefficient (the start value when adaptive)")               \
   X(ppo, adaptive_kl, BOOL, "false", "", "adapt beta towards ppo.kl_target")                       \
   X(ppo, kl_target, REAL, "1", "0..", "target KL per response for the adaptive beta")              \
   X(ppo, kl_horizon, REAL, "10000", "1..", "horizon of the adaptive beta, in responses")           \
