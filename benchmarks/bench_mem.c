@@ -11,9 +11,8 @@
  *   Adam moments 2 trainable models x 2 x N floats
  *   activations  each model's activation arena (and, trainable, the backward's scratch):
  *                px_gpt_bytes less its parameter, gradient and moment buffers
- *   KV cache     the generator's: keys and values [L, sample.batch, max_seq_len, C], the logits
- *                and sampler rows [sample.batch, V] (x3), the step's scratch rows
- *                (max(sample.batch, 1024 prefill rows) x (12 C + 2) floats)
+ *   KV cache     the generator's, px_generator_bytes: keys and values [L, sample.batch,
+ *                max_seq_len, C], logits and sampler rows, the step's scratch rows
  *   rollouts     the iteration's buffers: tokens [B, T], 7 floats and a mask byte per response
  *                token [B, R], the micro-batch's in/out rows, the minibatch's temporaries
  * The reward model's configuration is the policy's here (the reward model is trained from the
@@ -65,18 +64,17 @@ int main(int argc, char **argv) {
   px_gpt_config vc = pc;
   vc.head = PX_GPT_HEAD_SCALAR;
   if (px_gpt_config_check(&pc, &err) != PX_OK) die(&err);
-  const int mb = (int)cfg.ppo_micro_batch, T = pc.max_seq_len, L = pc.n_layer;
-  const double C = pc.n_embd, V = pc.vocab_size, f = sizeof(float);
+  const int mb = (int)cfg.ppo_micro_batch, T = pc.max_seq_len;
+  const double f = sizeof(float);
   const double Np = (double)px_gpt_param_count(&pc), Nv = (double)px_gpt_param_count(&vc);
 
   /* Parameters of all four; gradients and two moments of the trainable two. */
   const double params = f * (2 * Np + 2 * Nv), grads = f * (Np + Nv), moments = 2 * grads;
   /* The arenas: px_gpt_bytes less the buffers counted above. */
-  const double act = (px_gpt_bytes(&pc, mb, T, 1) - 4 * f * Np) +
-                     (px_gpt_bytes(&vc, mb, T, 1) - 4 * f * Nv) +
-                     (px_gpt_bytes(&pc, mb, T, 0) - f * Np) + (px_gpt_bytes(&vc, mb, T, 0) - f * Nv);
-  const double S = (double)cfg.sample_batch, rows = S > PX_PREFILL_ROWS ? S : PX_PREFILL_ROWS;
-  const double kv = f * (2.0 * L * S * T * C + 3 * S * V + rows * (12 * C + 2) + S * (2 * C + 2));
+  const double act =
+      (px_gpt_bytes(&pc, mb, T, 1) - 4 * f * Np) + (px_gpt_bytes(&vc, mb, T, 1) - 4 * f * Nv) +
+      (px_gpt_bytes(&pc, mb, T, 0) - f * Np) + (px_gpt_bytes(&vc, mb, T, 0) - f * Nv);
+  const double S = (double)cfg.sample_batch, kv = px_generator_bytes(&pc, (int)cfg.sample_batch);
   const double B = (double)cfg.ppo_batch_size;
   const double R = cfg.sample_max_new_tokens < T ? (double)cfg.sample_max_new_tokens : T - 2;
   const double M = (double)cfg.ppo_minibatch;
@@ -85,7 +83,7 @@ int main(int argc, char **argv) {
 
   printf("bench_mem: ppo per rank, model L=%d NH=%d C=%d V=%d T=%d (%.3fM parameters; value "
          "and reward models %.3fM), micro_batch %d, sample.batch %.0f, ppo.batch_size %.0f\n",
-         L, pc.n_head, pc.n_embd, pc.vocab_size, T, Np * 1e-6, Nv * 1e-6, mb, S, B);
+         pc.n_layer, pc.n_head, pc.n_embd, pc.vocab_size, T, Np * 1e-6, Nv * 1e-6, mb, S, B);
   const char *names[] = {"parameters", "gradients", "adam_moments", "activations",
                          "kv_cache",   "rollouts",  "total"};
   const double parts[] = {params, grads, moments, act, kv, roll, total};

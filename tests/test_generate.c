@@ -13,6 +13,7 @@
  *    their set, PAD, BOS and ids >= 259 of a 320-token vocabulary are never drawn however large
  *    their logits, EOS stops a sequence, and max_new_tokens and max_seq_len cut it.
  */
+#include <malloc.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -414,6 +415,35 @@ static void test_ranks(void) {
   px_gpt_free(&m);
 }
 
+/* glibc's count of the bytes in use on the heap, chunk headers and mmap rounding included. */
+static double px_heap_bytes(void) {
+  struct mallinfo2 mi = mallinfo2();
+  return (double)mi.uordblks + (double)mi.hblkhd;
+}
+
+/* px_generator_bytes (and px_gpt_kv_bytes in it) against what px_generator_build takes from the
+ * heap, at two batch sizes: within 1% plus 32 KB of allocator overhead. */
+static void test_generator_bytes(void) {
+#ifdef __SANITIZE_ADDRESS__
+  printf("\n    SKIP: under AddressSanitizer the heap is not glibc's");
+  return;
+#endif
+  px_gpt m;
+  px_gpt_config c = {PX_TOK_COUNT, 64, 2, 2, 32, PX_GPT_HEAD_LM};
+  px_gpt_build(&m, &c, 1, 64, 0);
+  const px_sampler_config sc = {1.0f, 0, 1.0f, 0};
+  for (int batch = 1; batch <= 1600; batch += 1599) {
+    const double before = px_heap_bytes();
+    px_generator g;
+    px_generator_build(&g, &m, &sc, 1, batch, 8);
+    const double used = px_heap_bytes() - before, est = px_generator_bytes(&c, batch);
+    px_generator_free(&g);
+    printf("\n    batch %d: estimate %.0f bytes, heap grew %.0f", batch, est, used);
+    CU_ASSERT(fabs(used - est) <= 0.01 * est + 32768);
+  }
+  px_gpt_free(&m);
+}
+
 void px_test_register(void) {
   static CU_TestInfo tests[] = {
       {"log-probs equal a teacher-forced forward", test_logprobs_teacher_forced},
@@ -423,6 +453,7 @@ void px_test_register(void) {
       {"EOS, max_new_tokens and max_seq_len stop", test_stops},
       {"prefill split over calls", test_kv_chunks},
       {"ranks generate their shares", test_ranks},
+      {"px_generator_bytes is what the build allocates", test_generator_bytes},
       CU_TEST_INFO_NULL};
   px_test_suite("generate", tests);
 }

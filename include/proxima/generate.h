@@ -67,6 +67,10 @@ void px_generator_build(px_generator *g, const px_gpt *model, const px_sampler_c
                         uint64_t seed, int batch, int max_new_tokens);
 void px_generator_free(px_generator *g);
 
+/* The bytes px_generator_build allocates for a model of this configuration and batch, its KV
+ * cache and sampler included: what generation needs beyond the model, for sizing a run. */
+double px_generator_bytes(const px_gpt_config *config, int batch);
+
 /* Generates a response to each of n prompts: prompt i is tokens[offsets[i] .. offsets[i+1]),
  * the model's input as it is (BOS first, as batch.h builds sequences), and its global sample
  * index is first_index + i. Fills out (allocated here; free with px_generation_free). A prompt

@@ -216,6 +216,9 @@ typedef struct px_gpt_kv {
 void px_gpt_kv_build(px_gpt_kv *kv, const px_gpt *model, int n_slots, int max_T, int max_rows);
 void px_gpt_kv_free(px_gpt_kv *kv);
 
+/* The bytes px_gpt_kv_build allocates for a model of this configuration and these sizes. */
+double px_gpt_kv_bytes(const px_gpt_config *config, int n_slots, int max_T, int max_rows);
+
 /* Empties a slot (its next token goes to position 0). */
 void px_gpt_kv_reset(px_gpt_kv *kv, int slot);
 

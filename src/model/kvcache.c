@@ -55,6 +55,16 @@ void px_gpt_kv_build(px_gpt_kv *kv, const px_gpt *model, int n_slots, int max_T,
   kv->used = px_calloc(S, sizeof(uint8_t));
 }
 
+double px_gpt_kv_bytes(const px_gpt_config *config, int n_slots, int max_T, int max_rows) {
+  /* px_gpt_kv_build's arrays, in its order: keys and values; pos; logits; x, ln, qkv, atty,
+   * proj, fch, fch_gelu (15 C per row), mean, rstd; last, last_ln, last_mean, last_rstd;
+   * row_tok, row_pos, first_row; used. */
+  const double L = config->n_layer, C = config->n_embd, V = config->vocab_size;
+  const double S = n_slots, T = max_T, R = max_rows, f = sizeof(float), i = sizeof(int32_t);
+  return f * 2 * L * S * T * C + i * S + f * S * V + f * R * (15 * C + 2) + f * S * (2 * C + 2) +
+         i * (2 * R + S + 1) + S;
+}
+
 void px_gpt_kv_free(px_gpt_kv *kv) {
   float *floats[] = {kv->k,    kv->v,       kv->logits,    kv->x,        kv->ln,   kv->qkv,
                      kv->atty, kv->proj,    kv->fch,       kv->fch_gelu, kv->mean, kv->rstd,

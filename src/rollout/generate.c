@@ -51,6 +51,17 @@ void px_generator_build(px_generator *g, const px_gpt *model, const px_sampler_c
   g->coins = px_calloc((size_t)batch, sizeof(double));
 }
 
+double px_generator_bytes(const px_gpt_config *config, int batch) {
+  /* px_generator_build's: the sampler's scratch, the cache, then rows, probs, losses, next,
+   * n_new, feed, active, entry, final, coins. */
+  const int rows = batch > PX_PREFILL_ROWS ? batch : PX_PREFILL_ROWS;
+  const double B = batch, V = config->vocab_size;
+  return B * PX_TOK_COUNT * sizeof(px_sampler_candidate) +
+         px_gpt_kv_bytes(config, batch, config->max_seq_len, rows) + 2 * B * V * sizeof(float) +
+         B * (sizeof(float) + 2 * sizeof(int32_t) + 2 * sizeof(int) + 1 + sizeof(double)) +
+         (double)rows * sizeof(int32_t);
+}
+
 void px_generator_free(px_generator *g) {
   px_sampler_free(&g->sampler);
   px_gpt_kv_free(&g->kv);
