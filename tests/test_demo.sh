@@ -37,51 +37,13 @@ check() { # check DESCRIPTION COMMAND...
   if "$@"; then ok "$what"; else fail "$what"; fi
 }
 
-# tests/test_resume.c's model sizes; PPO long enough (a few seconds even on an idle machine) that
-# a Ctrl-C sent at its first checkpoint stops it well before its end: mpiexec takes a moment to
-# pass the stop on to the ranks.
-cat >small.ini <<'EOF'
-[run]
-seed = 1
-keep_last = 3
-log_level = info
-[synth]
-n_sft = 2000
-n_prefs = 1000
-n_prompts = 200
-n_eval = 16
-[model]
-n_layer = 2
-n_embd = 64
-n_head = 2
-max_seq_len = 16
-[sample]
-batch = 8
-max_new_tokens = 6
-[sft]
-steps = 12
-batch_size = 16
-micro_batch = 8
-lr = 0.002
-warmup_steps = 2
-eval_every = 4
-checkpoint_every = 4
-heldout = 32
-[rm]
-epochs = 0.4
-heldout = 32
-norm_samples = 64
-eval_every = 3
-checkpoint_every = 3
-[ppo]
-iterations = 300
-batch_size = 16
-minibatch = 8
-micro_batch = 4
-eval_every = 100
-checkpoint_every = 10
-lr = 0.0003
-EOF
+# The small pipeline (tests/small.ini), with PPO long enough (a few seconds even on an idle
+# machine) that a Ctrl-C sent at its first checkpoint stops it well before its end: mpiexec takes
+# a moment to pass the stop on to the ranks.
+{
+  cat "$src/tests/small.ini"
+  printf '[run]\nlog_level = info\n[ppo]\niterations = 300\neval_every = 100\n'
+} >small.ini
 
 demo() { "$src/scripts/demo.sh" --no-setup --config small.ini "$@"; }
 # The summary's numbers: from its table header to the held-out line (no run path, no wall times).

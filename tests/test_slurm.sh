@@ -122,52 +122,12 @@ same_run() { # same_run DIR_A DIR_B GROUP...: metrics.jsonl and the final checkp
   same_groups "$(final_ckpt "$a")" "$(final_ckpt "$b")" "$@"
 }
 
-# The small config: 2-layer 64-wide models, a few steps (tests/test_resume.c's sizes).
-cat >small.ini <<'EOF'
-[run]
-seed = 1
-keep_last = 3
-log_level = warn
-[synth]
-n_sft = 2000
-n_prefs = 1000
-n_prompts = 200
-n_eval = 16
-[model]
-n_layer = 2
-n_embd = 64
-n_head = 2
-max_seq_len = 16
-[sample]
-batch = 8
-max_new_tokens = 6
-[sft]
-steps = 12
-batch_size = 16
-micro_batch = 8
-lr = 0.002
-warmup_steps = 2
-log_every = 1
-eval_every = 4
-checkpoint_every = 4
-heldout = 32
-[rm]
-epochs = 0.4
-heldout = 32
-norm_samples = 64
-log_every = 1
-eval_every = 3
-checkpoint_every = 3
-[ppo]
-iterations = 30
-batch_size = 16
-minibatch = 8
-micro_batch = 4
-eval_every = 10
-checkpoint_every = 10
-lr = 0.0003
-adaptive_kl = 1
-EOF
+# The small pipeline (tests/small.ini: 2-layer 64-wide models, a few steps), logging every step.
+{
+  cat "$src/tests/small.ini"
+  printf '[run]\nlog_level = warn\n[sft]\nlog_every = 1\n[rm]\nlog_every = 1\n'
+  printf '[ppo]\niterations = 30\neval_every = 10\nadaptive_kl = 1\n'
+} >small.ini
 
 # ---- a. the pipeline, and the same run directly ------------------------------------------------
 log "a. jobs/pipeline.sh on the small config"
