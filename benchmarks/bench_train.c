@@ -91,59 +91,87 @@ static double step_flops(const px_gpt *m, int B, int T) {
  * Training step
  * ------------------------------------------------------------------------------------------- */
 
-static void bench_train(const bench_model *bm, int warmup, int iters) {
-  px_gpt_config cfg = {bm->V, bm->T, bm->L, bm->NH, bm->C, PX_GPT_HEAD_LM};
-  const int B = bm->B, T = bm->T;
+/* A trainable build of model bm and its batch: B full-length sequences of a fixed pattern,
+ * numbered from row `first` (so that ranks hold different rows); the targets are the next
+ * tokens. */
+typedef struct bench_batch {
+  px_gpt_config cfg;
   px_gpt model;
-  px_gpt_build(&model, &cfg, B, T, 1);
-  px_gpt_init(&model, 42);
+  int32_t *tokens, *targets, *lengths;
+  float *dlogprobs;
+} bench_batch;
 
-  /* Full-length sequences of a fixed pattern; the targets are the next tokens. */
+static void bench_batch_build(bench_batch *x, const bench_model *bm, int first) {
+  const int B = bm->B, T = bm->T;
   const size_t BT = (size_t)B * T;
-  int32_t *tokens = px_malloc(BT * sizeof(int32_t)), *targets = px_malloc(BT * sizeof(int32_t));
-  int32_t *lengths = px_malloc((size_t)B * sizeof(int32_t));
-  float *dlogprobs = px_malloc(BT * sizeof(float));
+  x->cfg = (px_gpt_config){bm->V, bm->T, bm->L, bm->NH, bm->C, PX_GPT_HEAD_LM};
+  px_gpt_build(&x->model, &x->cfg, B, T, 1);
+  px_gpt_init(&x->model, 42);
+  x->tokens = px_malloc(BT * sizeof(int32_t));
+  x->targets = px_malloc(BT * sizeof(int32_t));
+  x->lengths = px_malloc((size_t)B * sizeof(int32_t));
+  x->dlogprobs = px_malloc(BT * sizeof(float));
   for (int b = 0; b < B; b++) {
-    lengths[b] = T;
-    for (int t = 0; t < T; t++) tokens[b * T + t] = (int32_t)((b * 977 + t * 131 + 7) % bm->V);
+    x->lengths[b] = T;
     for (int t = 0; t < T; t++)
-      targets[b * T + t] = t + 1 < T ? tokens[b * T + t + 1] : (int32_t)(b % bm->V);
+      x->tokens[b * T + t] = (int32_t)(((b + first) * 977 + t * 131 + 7) % bm->V);
+    for (int t = 0; t < T; t++)
+      x->targets[b * T + t] = t + 1 < T ? x->tokens[b * T + t + 1] : (int32_t)(b % bm->V);
   }
+}
+
+static void bench_batch_free(bench_batch *x) {
+  free(x->tokens);
+  free(x->targets);
+  free(x->lengths);
+  free(x->dlogprobs);
+  px_gpt_free(&x->model);
+}
+
+static void bench_train(const bench_model *bm, int warmup, int iters) {
+  const int B = bm->B, T = bm->T;
+  const size_t BT = (size_t)B * T;
+  bench_batch bb;
+  bench_batch_build(&bb, bm, 0);
+  const px_gpt_config cfg = bb.cfg;
+  px_gpt *model = &bb.model;
+  const int32_t *tokens = bb.tokens, *targets = bb.targets, *lengths = bb.lengths;
+  float *dlogprobs = bb.dlogprobs;
   const px_adamw_config adamw = {0.9f, 0.95f, 1e-8f, 0.1f};
 
   double *times = px_malloc((size_t)iters * sizeof(double));
   float loss = 0.0f;
   for (int it = 0; it < warmup + iters; it++) {
     double t0 = now();
-    px_gpt_forward(&model, tokens, lengths, B, T);
-    loss = px_gpt_crossentropy(&model, dlogprobs, targets, NULL);
-    px_gpt_zero_grad(&model);
-    px_gpt_backward(&model, dlogprobs);
-    px_gpt_update(&model, &adamw, 1e-4f, it + 1);
+    px_gpt_forward(model, tokens, lengths, B, T);
+    loss = px_gpt_crossentropy(model, dlogprobs, targets, NULL);
+    px_gpt_zero_grad(model);
+    px_gpt_backward(model, dlogprobs);
+    px_gpt_update(model, &adamw, 1e-4f, it + 1);
     double dt = now() - t0;
     if (it >= warmup) times[it - warmup] = dt;
   }
   qsort(times, (size_t)iters, sizeof(double), cmp_double);
   const double median =
       iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
-  const double flops = step_flops(&model, B, T);
+  const double flops = step_flops(model, B, T);
   const double tok_s = (double)BT / median, gflop_s = flops / median * 1e-9;
 
   printf("train %s: L=%d NH=%d C=%d V=%d T=%d B=%d, %.2fM parameters, %.1f GFLOP per step\n",
-         bm->name, bm->L, bm->NH, bm->C, bm->V, T, B, (double)model.n_params * 1e-6, flops * 1e-9);
+         bm->name, bm->L, bm->NH, bm->C, bm->V, T, B, (double)model->n_params * 1e-6, flops * 1e-9);
   printf("  step (fwd + xent + bwd + AdamW): median %.2f ms (min %.2f, max %.2f over %d steps "
          "after %d warm-up), loss %.4f\n",
          median * 1e3, times[0] * 1e3, times[iters - 1] * 1e3, iters, warmup, (double)loss);
   printf("  %.0f tokens/s, %.1f GFLOP/s effective\n", tok_s, gflop_s);
   printf("result train_%s_tokens_per_s %.1f\n", bm->name, tok_s);
   printf("result train_%s_gflop_per_s %.2f\n", bm->name, gflop_s);
-  printf("result train_%s_params %zu\n", bm->name, model.n_params);
+  printf("result train_%s_params %zu\n", bm->name, model->n_params);
   printf("result train_%s_tokens_per_step %zu\n", bm->name, BT);
 
   /* Memory: px_gpt_bytes's estimate in parts (parameters, gradients and the two Adam moments
    * are n_params floats each; the rest is the activation arena and the backward's scratch)
    * plus this loop's own [B,T] arrays, against the measured peak of the process. */
-  const double f = sizeof(float), P = (double)model.n_params;
+  const double f = sizeof(float), P = (double)model->n_params;
   const double est = px_gpt_bytes(&cfg, B, T, 1) + (double)BT * 3 * 4 + (double)B * 4;
   const double peak = peak_rss_mb();
   printf("  memory estimate: parameters %.1f MB, gradients %.1f MB, Adam moments %.1f MB, "
@@ -157,11 +185,7 @@ static void bench_train(const bench_model *bm, int warmup, int iters) {
   fflush(stdout);
 
   free(times);
-  free(tokens);
-  free(targets);
-  free(lengths);
-  free(dlogprobs);
-  px_gpt_free(&model);
+  bench_batch_free(&bb);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -191,23 +215,13 @@ static double median_of(double *x, int n) {
 }
 
 static void bench_allreduce(const bench_model *bm, int warmup, int iters) {
-  px_gpt_config cfg = {bm->V, bm->T, bm->L, bm->NH, bm->C, PX_GPT_HEAD_LM};
   const int B = bm->B, T = bm->T, size = px_comm_size(), rank = px_comm_rank();
-  px_gpt model;
-  px_gpt_build(&model, &cfg, B, T, 1);
-  px_gpt_init(&model, 42);
-  const size_t BT = (size_t)B * T;
-  int32_t *tokens = px_malloc(BT * sizeof(int32_t)), *targets = px_malloc(BT * sizeof(int32_t));
-  int32_t *lengths = px_malloc((size_t)B * sizeof(int32_t));
-  float *dlogprobs = px_malloc(BT * sizeof(float));
-  for (int b = 0; b < B; b++) { /* each rank its own rows */
-    lengths[b] = T;
-    for (int t = 0; t < T; t++)
-      tokens[b * T + t] = (int32_t)(((b + rank * B) * 977 + t * 131 + 7) % bm->V);
-    for (int t = 0; t < T; t++)
-      targets[b * T + t] = t + 1 < T ? tokens[b * T + t + 1] : (int32_t)(b % bm->V);
-  }
-  px_trainer tr = {.model = &model,
+  bench_batch bb;
+  bench_batch_build(&bb, bm, rank * B); /* each rank its own rows */
+  px_gpt *model = &bb.model;
+  const int32_t *tokens = bb.tokens, *targets = bb.targets, *lengths = bb.lengths;
+  float *dlogprobs = bb.dlogprobs;
+  px_trainer tr = {.model = model,
                    .adamw = {0.9f, 0.95f, 1e-8f, 0.1f},
                    .schedule = {1e-4, 1e-4, 0, 1 << 30, PX_LR_CONSTANT},
                    .grad_clip = 1.0,
@@ -227,8 +241,8 @@ static void bench_allreduce(const bench_model *bm, int warmup, int iters) {
     px_comm_barrier();
     double c0 = px_comm_seconds(), t0 = now(), lr;
     px_trainer_begin(&tr, (int64_t)size * B);
-    px_gpt_forward(&model, tokens, lengths, B, T);
-    float loss = px_gpt_crossentropy(&model, dlogprobs, targets, NULL);
+    px_gpt_forward(model, tokens, lengths, B, T);
+    float loss = px_gpt_crossentropy(model, dlogprobs, targets, NULL);
     px_trainer_backward(&tr, dlogprobs, 1);
     double t_bwd = now(), c1 = px_comm_seconds();
     px_trainer_step(&tr, it, loss, &lr); /* first the allreduce or the wait, then local work */
@@ -257,7 +271,7 @@ static void bench_allreduce(const bench_model *bm, int warmup, int iters) {
   if (rank == 0) {
     printf("allreduce %s: %d ranks, %.1f MB of gradient per step, one micro-batch of B=%d T=%d "
            "per rank, %d steps each way after %d warm-up, alternating\n",
-           bm->name, size, 4e-6 * (double)model.n_params, B, T, iters, warmup);
+           bm->name, size, 4e-6 * (double)model->n_params, B, T, iters, warmup);
     printf("  overlap off: step %.2f ms; blocking allreduce %.2f ms after the last rank's "
            "backward (%.2f ms in the call, waiting for the other rank included)\n",
            step_off * 1e3, blocking * 1e3, blocking_raw * 1e3);
@@ -280,11 +294,7 @@ static void bench_allreduce(const bench_model *bm, int warmup, int iters) {
   for (int o = 0; o < 2; o++) free(step_s[o]), free(tail_s[o]), free(net_s[o]);
   free(busy_s);
   free(ends);
-  free(tokens);
-  free(targets);
-  free(lengths);
-  free(dlogprobs);
-  px_gpt_free(&model);
+  bench_batch_free(&bb);
 }
 
 /* ---------------------------------------------------------------------------------------------
