@@ -41,6 +41,16 @@ static void perturb(px_gpt *m, uint32_t tag, double std) {
   }
 }
 
+/* A tiny model of this head built for the test batch (with gradients when trainable),
+ * initialised from init_seed and, when std > 0, perturbed with tag. */
+static void tiny_model(px_gpt *m, px_gpt_head head, int trainable, uint64_t init_seed, uint32_t tag,
+                       double std) {
+  px_gpt_config cfg = tiny(head);
+  px_gpt_build(m, &cfg, TB, TT, trainable);
+  px_gpt_init(m, init_seed);
+  if (std > 0) perturb(m, tag, std);
+}
+
 /* A batch of TB sequences with lengths 8, 5 and 3: random tokens, garbage in the padding. */
 static void batch(int32_t *tokens, int32_t *lengths, int32_t *targets, float *weights) {
   const int32_t len[TB] = {8, 5, 3};
@@ -249,11 +259,8 @@ static int check_model_grads(const char *what, model_loss *s) {
 }
 
 static void test_grad_lm(void) {
-  px_gpt_config cfg = tiny(PX_GPT_HEAD_LM);
   px_gpt m;
-  px_gpt_build(&m, &cfg, TB, TT, 1);
-  px_gpt_init(&m, 7);
-  perturb(&m, 1, 0.15);
+  tiny_model(&m, PX_GPT_HEAD_LM, 1, 7, 1, 0.15);
   int32_t tokens[TB * TT], lengths[TB], targets[TB * TT];
   float weights[TB * TT], coef[TB * TT], out[TB * TT];
   batch(tokens, lengths, targets, weights);
@@ -266,11 +273,8 @@ static void test_grad_lm(void) {
 }
 
 static void test_grad_scalar(void) {
-  px_gpt_config cfg = tiny(PX_GPT_HEAD_SCALAR);
   px_gpt m;
-  px_gpt_build(&m, &cfg, TB, TT, 1);
-  px_gpt_init(&m, 8);
-  perturb(&m, 2, 0.15);
+  tiny_model(&m, PX_GPT_HEAD_SCALAR, 1, 8, 2, 0.15);
   int32_t tokens[TB * TT], lengths[TB], targets[TB * TT];
   float weights[TB * TT], coef[TB * TT], out[TB * TT];
   batch(tokens, lengths, targets, weights);
@@ -292,15 +296,12 @@ static void test_grad_scalar(void) {
  * sequence in the padded batch of three with longer ones: the same values at its real
  * positions, bit for bit; garbage in the padding changes nothing. */
 static void check_padding(px_gpt_head head) {
-  px_gpt_config cfg = tiny(head);
   px_gpt m;
-  px_gpt_build(&m, &cfg, TB, TT, 1);
-  px_gpt_init(&m, 9);
-  perturb(&m, 3, 0.1);
+  tiny_model(&m, head, 1, 9, 3, 0.1);
   int32_t tokens[TB * TT], lengths[TB], targets[TB * TT];
   float weights[TB * TT];
   batch(tokens, lengths, targets, weights);
-  const int len = lengths[1], V = cfg.vocab_size;
+  const int len = lengths[1], V = m.config.vocab_size;
   const int OC = head == PX_GPT_HEAD_LM ? V : 1;
   float *batched = px_malloc((size_t)TB * TT * OC * sizeof(float));
   float lp_batched[TB * TT], lp_alone[TT], d[TB * TT];
@@ -358,16 +359,13 @@ static void test_padding_lm(void) { check_padding(PX_GPT_HEAD_LM); }
 static void test_padding_scalar(void) { check_padding(PX_GPT_HEAD_SCALAR); }
 
 static void test_temperature(void) {
-  px_gpt_config cfg = tiny(PX_GPT_HEAD_LM);
   px_gpt m;
-  px_gpt_build(&m, &cfg, TB, TT, 0);
-  px_gpt_init(&m, 10);
-  perturb(&m, 4, 0.2);
+  tiny_model(&m, PX_GPT_HEAD_LM, 0, 10, 4, 0.2);
   int32_t tokens[TB * TT], lengths[TB], targets[TB * TT];
   float weights[TB * TT], lp[TB * TT];
   batch(tokens, lengths, targets, weights);
   px_gpt_forward(&m, tokens, lengths, TB, TT);
-  const int V = cfg.vocab_size;
+  const int V = m.config.vocab_size;
   const float temps[] = {1.0f, 0.7f, 1.6f, 0.05f};
   for (size_t k = 0; k < sizeof temps / sizeof temps[0]; k++) {
     px_gpt_logprobs(&m, lp, targets, temps[k]);
@@ -397,10 +395,8 @@ static void test_temperature(void) {
 }
 
 static void test_crossentropy(void) {
-  px_gpt_config cfg = tiny(PX_GPT_HEAD_LM);
   px_gpt m;
-  px_gpt_build(&m, &cfg, TB, TT, 0);
-  px_gpt_init(&m, 11);
+  tiny_model(&m, PX_GPT_HEAD_LM, 0, 11, 0, 0);
   int32_t tokens[TB * TT], lengths[TB], targets[TB * TT];
   float weights[TB * TT], lp[TB * TT], d[TB * TT];
   batch(tokens, lengths, targets, weights);
@@ -432,10 +428,8 @@ static void test_crossentropy(void) {
 
 /* A few AdamW steps on one batch drive its loss down: forward, backward and update fit. */
 static void test_training_steps(void) {
-  px_gpt_config cfg = tiny(PX_GPT_HEAD_LM);
   px_gpt m;
-  px_gpt_build(&m, &cfg, TB, TT, 1);
-  px_gpt_init(&m, 12);
+  tiny_model(&m, PX_GPT_HEAD_LM, 1, 12, 0, 0);
   int32_t tokens[TB * TT], lengths[TB], targets[TB * TT];
   float weights[TB * TT], d[TB * TT];
   batch(tokens, lengths, targets, weights);
@@ -480,11 +474,8 @@ static void hook_record(void *ctx, const px_gpt_span *spans, int n, int last) {
 /* Every gradient element is handed over exactly once, already holding its final value, the
  * last call says so, and the gradient is bitwise px_gpt_backward's. */
 static void check_hook(px_gpt_head head) {
-  px_gpt_config cfg = tiny(head);
   px_gpt m;
-  px_gpt_build(&m, &cfg, TB, TT, 1);
-  px_gpt_init(&m, 9);
-  perturb(&m, 3, 0.1);
+  tiny_model(&m, head, 1, 9, 3, 0.1);
   int32_t tokens[TB * TT], lengths[TB], targets[TB * TT];
   float weights[TB * TT], d[TB * TT];
   batch(tokens, lengths, targets, weights);
@@ -508,7 +499,7 @@ static void check_hook(px_gpt_head head) {
   }
   CU_ASSERT_EQUAL(once, m.n_params);
   CU_ASSERT_EQUAL(final, m.n_params);
-  CU_ASSERT_EQUAL(h.calls, 2 * cfg.n_layer + 1);
+  CU_ASSERT_EQUAL(h.calls, 2 * m.config.n_layer + 1);
   CU_ASSERT_EQUAL(h.lasts, 1);
   CU_ASSERT(h.last_was_final);
   CU_ASSERT(memcmp(plain, m.grads, m.n_params * sizeof(float)) == 0);
