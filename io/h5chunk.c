@@ -26,6 +26,7 @@
 #include "h5util.h"
 #include "proxima/error.h"
 #include "proxima/kernels.h"
+#include "proxima/simd.h"
 
 enum {
   PX_F32_LANES = 32,
@@ -39,18 +40,8 @@ typedef struct px_f32_sums {
   uint64_t a, b, total;
 } px_f32_sums;
 
-/* AVX2 doubles the speed where the CPU has it (GCC and clang pick the clone at load time). */
-#if defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define PX_F32_CLONES __attribute__((target_clones("avx2", "default")))
-#endif
-#endif
-#ifndef PX_F32_CLONES
-#define PX_F32_CLONES
-#endif
-
 /* One block of PX_F32_BLOCK words at p: *s the sum of its words, *w their weighted sum. */
-PX_F32_CLONES static void px_f32_block(const unsigned char *p, uint64_t *s, uint64_t *w) {
+PX_SIMD_CLONES static void px_f32_block(const unsigned char *p, uint64_t *s, uint64_t *w) {
   uint32_t s1[PX_F32_LANES] = {0}, s2[PX_F32_LANES] = {0};
   for (int k = 0; k < PX_F32_ROUNDS; k++, p += 2 * PX_F32_LANES)
     for (int l = 0; l < PX_F32_LANES; l++) {

@@ -387,8 +387,10 @@ static void test_attention_naive(void) { check_attention(1); }
 /* The BLIS attention against the loops on a larger padded batch, gradients accumulated onto
  * non-zero values. */
 static void test_attention_fast_vs_naive(void) {
-  enum { B = 3, T = 37, C = 48, NH = 3 };
-  const int32_t lengths[B] = {37, 20, 1};
+  /* Lengths across the query blocks of the fast version (128 rows): several blocks and a short
+   * last one, one row past a block, exactly one block, a single row. */
+  enum { B = 4, T = 290, C = 48, NH = 3 };
+  const int32_t lengths[B] = {290, 129, 128, 1};
   const size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, na = (size_t)B * NH * T * T;
   float *qkv = px_malloc(nq * sizeof(float)), *dout = px_malloc(no * sizeof(float));
   float *o1 = px_malloc(no * sizeof(float)), *o2 = px_malloc(no * sizeof(float));
@@ -406,6 +408,71 @@ static void test_attention_fast_vs_naive(void) {
   CU_ASSERT(close_to("attention fast vs naive dqkv", d1, r_d, nq, 1e-4, 1e-5));
   free(r_o), free(r_a), free(r_d);
   free(qkv), free(dout), free(o1), free(o2), free(a1), free(a2), free(d1), free(d2);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The vectorisable exp, sum and maximum
+ * ------------------------------------------------------------------------------------------- */
+
+/* Distance in units in the last place between two finite floats of the same sign. */
+static int64_t ulps(float a, float b) {
+  int32_t ia, ib;
+  memcpy(&ia, &a, sizeof ia), memcpy(&ib, &b, sizeof ib);
+  return llabs((int64_t)ia - (int64_t)ib);
+}
+
+static void test_expf(void) {
+  /* Every 61st float from -87 to 88 (about 37 million, every exponent and mantissa pattern
+   * mixed): within 2 ulp of glibc's expf, whose results are normal floats throughout. */
+  int64_t worst = 0;
+  float worst_x = 0.0f;
+  uint32_t lo, hi;
+  const float from = -87.0f, to = 88.0f;
+  memcpy(&lo, &from, sizeof lo), memcpy(&hi, &to, sizeof hi);
+  for (uint32_t b = lo; b >= 0x80000000u; b -= 61) { /* negative floats: bits fall toward -0 */
+    float x;
+    memcpy(&x, &b, sizeof x);
+    int64_t u = ulps(px_expf(x), expf(x));
+    if (u > worst) worst = u, worst_x = x;
+  }
+  for (uint32_t b = 0; b <= hi; b += 61) {
+    float x;
+    memcpy(&x, &b, sizeof x);
+    int64_t u = ulps(px_expf(x), expf(x));
+    if (u > worst) worst = u, worst_x = x;
+  }
+  printf("\n      px_expf: worst %lld ulp from expf, at x = %.9g\n", (long long)worst,
+         (double)worst_x);
+  CU_ASSERT(worst <= 2);
+  /* The ends of the range and the special values, as IEEE arithmetic has them. */
+  CU_ASSERT(px_expf(0.0f) == 1.0f && px_expf(-0.0f) == 1.0f);
+  CU_ASSERT(isinf(px_expf(88.73f)) && isinf(px_expf(1e30f)) && isinf(px_expf(INFINITY)));
+  CU_ASSERT(px_expf(-1e30f) == 0.0f && px_expf(-INFINITY) == 0.0f && px_expf(-104.0f) == 0.0f);
+  CU_ASSERT(isnan(px_expf(NAN)));
+  CU_ASSERT(px_expf(88.72f) == expf(88.72f) || ulps(px_expf(88.72f), expf(88.72f)) <= 2);
+  float sub = px_expf(-100.0f); /* subnormal: 2^-144.27, within one subnormal step */
+  CU_ASSERT(sub > 0.0f && fabsf(sub - expf(-100.0f)) <= 1.5e-45f);
+}
+
+static void test_sum16_max16(void) {
+  /* Integers: every partial sum is exact in float, so any order gives n (n + 1) / 2. */
+  float x[100];
+  for (int n = 0; n <= 100; n++) {
+    for (int i = 0; i < n; i++) x[i] = (float)(i + 1);
+    CU_ASSERT_EQUAL(px_sum16(x, n), (float)(n * (n + 1) / 2));
+  }
+  /* The fixed order: lane l sums elements l, l+16, ...; then lanes l and l+8, l+4, ... A sum
+   * whose rounding depends on the order shows it: 1, then 2^-24 twice, all in lane 0, where each
+   * addition rounds back to 1 (a tie, to even); the small ones added first would give 1 + 2^-23. */
+  float y[33] = {0};
+  for (int i = 0; i < 33; i += 16) y[i] = i == 0 ? 1.0f : 0x1p-24f;
+  CU_ASSERT_EQUAL(px_sum16(y, 33), 1.0f); /* lane 0: (1 + 2^-24) + 2^-24, each rounding to 1 */
+  fill(x, 100, 70, 5.0f);
+  for (int n = 1; n <= 100; n++) {
+    float m = x[0];
+    for (int i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    CU_ASSERT_EQUAL(px_max16(x, n), m);
+  }
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -569,6 +636,8 @@ void px_test_register(void) {
                                 {"attention (BLIS) over a padded batch", test_attention},
                                 {"attention (naive) over a padded batch", test_attention_naive},
                                 {"attention BLIS agrees with naive", test_attention_fast_vs_naive},
+                                {"px_expf within 2 ulp of expf", test_expf},
+                                {"px_sum16 and px_max16", test_sum16_max16},
                                 {"gelu forward and backward", test_gelu},
                                 {"residual forward and backward", test_residual},
                                 {"softmax cross-entropy at temperatures", test_crossentropy},

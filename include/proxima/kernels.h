@@ -21,6 +21,79 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "proxima/simd.h"
+
+/* exp(x) in float that a loop over arrays compiles to SIMD code (glibc's expf is a call per
+ * element, which kept GELU and every softmax scalar). Cephes' expf: x = n ln2 + r with
+ * |r| <= ln2/2 (ln2 in two parts, so n ln2 is exact), exp(r) by its degree-7 polynomial, then
+ * times 2^n as two powers of two, so that results near the ends of the range come out as the
+ * IEEE multiplications round them: subnormal below exp(-87.3), inf above 88.72. Within 2 ulp of
+ * expf wherever the result is normal (test_kernels checks every float in [-87, 88] sampled
+ * densely); NaN stays NaN. The rounding to n takes its integer from the float's bits, with no
+ * float-to-int conversion, so no input is undefined behaviour. */
+static inline float px_expf(float x) {
+  const float lo = -104.0f, hi = 89.0f; /* exp is 0 below, inf above, in float */
+  x = x < lo ? lo : x > hi ? hi : x;    /* NaN falls through both */
+  const float round = 12582912.0f;      /* 1.5 * 2^23: adding it rounds to an integer */
+  float t = x * 1.44269504088896341f + round;
+  float n = t - round;
+  uint32_t tb;
+  memcpy(&tb, &t, sizeof tb);
+  uint32_t nb = tb - 0x4b400000u + 256u; /* n + 256, in [106, 385] for the clamped range */
+  uint32_t e1 = nb >> 1, e2 = nb - e1;   /* floor(n/2) + 128 and ceil(n/2) + 128 */
+  uint32_t s1b = (e1 - 1u) << 23, s2b = (e2 - 1u) << 23; /* 2^(e - 128) as floats */
+  float s1, s2;
+  memcpy(&s1, &s1b, sizeof s1);
+  memcpy(&s2, &s2b, sizeof s2);
+  float r = x - n * 0.693359375f - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  return p * s1 * s2;
+}
+
+/* Sum, dot product and maximum over [0..n) in a fixed order: 16 running lanes (lane l takes
+ * elements l, l+16, ...), then a fixed tree. The compiler vectorises them (a plain running sum it may not
+ * reorder), and the bits are the same at any vector width, thread count or batch. */
+static inline float px_sum16(const float *x, int n) {
+  float lane[16] = {0};
+  int i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; l++) lane[l] += x[i + l];
+  for (int l = 0; i < n; i++, l++) lane[l] += x[i];
+  for (int w = 8; w >= 1; w /= 2)
+    for (int l = 0; l < w; l++) lane[l] += lane[l + w];
+  return lane[0];
+}
+
+static inline float px_dot16(const float *a, const float *b, int n) {
+  float lane[16] = {0};
+  int i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; l++) lane[l] += a[i + l] * b[i + l];
+  for (int l = 0; i < n; i++, l++) lane[l] += a[i] * b[i];
+  for (int w = 8; w >= 1; w /= 2)
+    for (int l = 0; l < w; l++) lane[l] += lane[l + w];
+  return lane[0];
+}
+
+static inline float px_max16(const float *x, int n) {
+  float lane[16];
+  for (int l = 0; l < 16; l++) lane[l] = -3.402823466e38f;
+  int i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; l++) lane[l] = x[i + l] > lane[l] ? x[i + l] : lane[l];
+  for (int l = 0; i < n; i++, l++) lane[l] = x[i] > lane[l] ? x[i] : lane[l];
+  for (int w = 8; w >= 1; w /= 2)
+    for (int l = 0; l < w; l++) lane[l] = lane[l + w] > lane[l] ? lane[l + w] : lane[l];
+  return lane[0];
+}
 
 /* Token + learned position embedding: out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:] for real
  * positions, 0 for padding. out [B,T,C], tokens [B,T], lengths [B], wte [V,C], wpe [>=T,C]. */

@@ -29,6 +29,7 @@ enum { PX_CHANNEL_BLOCK = 32 };
  * Encoder: token and position embeddings
  * ------------------------------------------------------------------------------------------- */
 
+PX_SIMD_CLONES
 void px_encoder_forward(float *out, const int32_t *tokens, const int32_t *lengths, const float *wte,
                         const float *wpe, int B, int T, int C) {
   // out is (B,T,C); tokens (B,T); wte (V,C); wpe (maxT,C). Positions count from each
@@ -48,6 +49,7 @@ void px_encoder_forward(float *out, const int32_t *tokens, const int32_t *length
   }
 }
 
+PX_SIMD_CLONES
 void px_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
                          const int32_t *lengths, int B, int T, int C) {
   // dwte (V,C), dwpe (maxT,C), dout (B,T,C). Two positions may hold the same token, so
@@ -73,49 +75,56 @@ void px_encoder_backward(float *dwte, float *dwpe, const float *dout, const int3
  * LayerNorm
  * ------------------------------------------------------------------------------------------- */
 
+PX_SIMD_CLONES
 void px_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                           const float *weight, const float *bias, int N, int C) {
   // out and inp are (N,C); mean and rstd (N); weight and bias (C). PyTorch's LayerNorm with
-  // the biased variance and eps 1e-5.
+  // the biased variance and eps 1e-5. The row sums in px_sum16's fixed order (vectorised).
   const float eps = 1e-5f;
 #pragma omp parallel for
   for (int n = 0; n < N; n++) {
     const float *x = inp + (size_t)n * C;
-    float m = 0.0f;
-    for (int i = 0; i < C; i++) m += x[i];
-    m /= C;
-    float v = 0.0f;
-    for (int i = 0; i < C; i++) v += (x[i] - m) * (x[i] - m);
-    v /= C;
-    float s = 1.0f / sqrtf(v + eps);
     float *o = out + (size_t)n * C;
-    for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * weight[i] + bias[i];
+    const float m = px_sum16(x, C) / C;
+    for (int i = 0; i < C; i++) o[i] = x[i] - m;
+    const float s = 1.0f / sqrtf(px_dot16(o, o, C) / C + eps);
+    for (int i = 0; i < C; i++) o[i] = o[i] * s * weight[i] + bias[i];
     mean[n] = m;
     rstd[n] = s;
   }
 }
 
+PX_SIMD_CLONES
 void px_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                            const float *inp, const float *weight, const float *mean,
                            const float *rstd, int N, int C) {
   // dinp, dout, inp (N,C); dweight, dbias (C). With xhat = (x - mean) rstd and g = weight dout:
-  // dx = rstd (g - mean(g) - xhat mean(g xhat)).
+  // dx = rstd (g - mean(g) - xhat mean(g xhat)). The two row sums run in 16 fixed lanes, as
+  // px_sum16 does.
 #pragma omp parallel for
   for (int n = 0; n < N; n++) {
     const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
-    float m = mean[n], s = rstd[n];
-    float g_mean = 0.0f, gx_mean = 0.0f;
-    for (int i = 0; i < C; i++) {
+    const float m = mean[n], s = rstd[n];
+    float lg[16] = {0}, lgx[16] = {0};
+    int i = 0;
+    for (; i + 16 <= C; i += 16)
+      for (int l = 0; l < 16; l++) {
+        float g = weight[i + l] * dy[i + l];
+        lg[l] += g;
+        lgx[l] += g * (x[i + l] - m) * s;
+      }
+    for (int l = 0; i < C; i++, l++) {
       float g = weight[i] * dy[i];
-      g_mean += g;
-      gx_mean += g * (x[i] - m) * s;
+      lg[l] += g;
+      lgx[l] += g * (x[i] - m) * s;
     }
-    g_mean /= C;
-    gx_mean /= C;
+    for (int w = 8; w >= 1; w /= 2)
+      for (int l = 0; l < w; l++) lg[l] += lg[l + w], lgx[l] += lgx[l + w];
+    const float g_mean = lg[0] / C, gx_mean = lgx[0] / C;
     float *dx = dinp + (size_t)n * C;
-    for (int i = 0; i < C; i++) {
-      float xhat = (x[i] - m) * s;
-      dx[i] += s * (weight[i] * dy[i] - g_mean - xhat * gx_mean);
+    for (int k = 0; k < C; k++) {
+      float xhat = (x[k] - m) * s;
+      dx[k] += s * (weight[k] * dy[k] - g_mean - xhat * gx_mean);
     }
   }
 #pragma omp parallel for
@@ -136,6 +145,7 @@ void px_layernorm_backward(float *dinp, float *dweight, float *dbias, const floa
  * ------------------------------------------------------------------------------------------- */
 
 /* dbias[o] += sum_n dout[n,o], split by output channel. */
+PX_SIMD_CLONES
 static void px_bias_backward(float *dbias, const float *dout, int N, int OC) {
 #pragma omp parallel for
   for (int o0 = 0; o0 < OC; o0 += PX_CHANNEL_BLOCK) {
@@ -307,22 +317,24 @@ void px_attention_backward_naive(float *dqkv, const float *dout, const float *qk
   free(scratch);
 }
 
+PX_SIMD_CLONES
 void px_softmax_causal_row(float *row, int upto, int n) {
-  float maxval = -FLT_MAX, sum = 0.0f;
-  for (int t = 0; t <= upto; t++) maxval = row[t] > maxval ? row[t] : maxval;
-  for (int t = 0; t <= upto; t++) {
-    row[t] = expf(row[t] - maxval);
-    sum += row[t];
-  }
-  float inv = 1.0f / sum;
+  const float maxval = px_max16(row, upto + 1);
+  for (int t = 0; t <= upto; t++) row[t] = px_expf(row[t] - maxval);
+  const float inv = 1.0f / px_sum16(row, upto + 1);
   for (int t = 0; t <= upto; t++) row[t] *= inv;
   for (int t = upto + 1; t < n; t++) row[t] = 0.0f; /* the future: masked */
 }
 
 /* The same attention as products of matrices: per (sequence, head), with n = its length,
- * S = Q K^T / sqrt(hs) (n x n), P = causal softmax of S by rows, O = P V, each product one
- * single-threaded BLIS call inside the OpenMP loop over (b, h). The upper triangle is computed
- * and thrown away, which still beats the dot products of the naive loops several times over. */
+ * S = Q K^T / sqrt(hs) (n x n), P = causal softmax of S by rows, O = P V, each product a
+ * single-threaded BLIS call inside the OpenMP loop over (b, h). The query rows go in blocks of
+ * PX_ATT_BLOCK: a block's rows see only the keys up to its last row, so the products skip the
+ * upper triangle's blocks (5/8 of the full products' work at n = 256); what they do compute
+ * above the diagonal is overwritten with zeros by the softmax. */
+enum { PX_ATT_BLOCK = 128 };
+
+PX_SIMD_CLONES
 void px_attention_forward(float *out, float *att, const float *qkv, const int32_t *lengths, int B,
                           int T, int C, int NH) {
   const int hs = C / NH;
@@ -335,19 +347,25 @@ void px_attention_forward(float *out, float *att, const float *qkv, const int32_
       float *P = att + ((size_t)b * NH + h) * T * T;
       const float *Q = qkv + (size_t)b * T * C3 + (size_t)h * hs, *K = Q + C, *V = Q + 2 * C;
       float *O = out + (size_t)b * T * C + (size_t)h * hs;
-      memset(P, 0, (size_t)T * T * sizeof(float));
+      memset(P + (size_t)n * T, 0, (size_t)(T - n) * T * sizeof(float)); /* padded queries */
       for (int t = n; t < T; t++) memset(O + (size_t)t * C, 0, (size_t)hs * sizeof(float));
-      px_blas_sgemm_serial(n, n, hs, scale, Q, C3, 1, K, 1, C3, 0.0f, P, T, 1);
-      for (int t = 0; t < n; t++) px_softmax_causal_row(P + (size_t)t * T, t, n);
-      px_blas_sgemm_serial(n, hs, n, 1.0f, P, T, 1, V, C3, 1, 0.0f, O, C, 1);
+      for (int i0 = 0; i0 < n; i0 += PX_ATT_BLOCK) {
+        const int rows = n - i0 < PX_ATT_BLOCK ? n - i0 : PX_ATT_BLOCK, keys = i0 + rows;
+        float *Pi = P + (size_t)i0 * T;
+        px_blas_sgemm_serial(rows, keys, hs, scale, Q + i0 * C3, C3, 1, K, 1, C3, 0.0f, Pi, T, 1);
+        for (int t = 0; t < rows; t++) px_softmax_causal_row(Pi + (size_t)t * T, i0 + t, T);
+        px_blas_sgemm_serial(rows, hs, keys, 1.0f, Pi, T, 1, V, C3, 1, 0.0f, O + i0 * C, C, 1);
+      }
     }
   }
 }
 
+PX_SIMD_CLONES
 void px_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
                            const int32_t *lengths, int B, int T, int C, int NH) {
-  // Per (b, h), n = length: dP = dO V^T; dV += P^T dO; dS = P (dP - rowsum(P dP)) / sqrt(hs);
-  // dQ += dS K; dK += dS^T Q. dS lives in a per-thread n x n scratch.
+  // Per (b, h), n = length, by blocks of query rows i with keys 0..k_i (as the forward):
+  // dP_i = dO_i V^T; dV += P_i^T dO_i; dS_i = P_i (dP_i - rowsum(P_i dP_i)) / sqrt(hs);
+  // dQ_i += dS_i K; dK += dS_i^T Q_i. dS lives in a per-thread n x n scratch.
   const int hs = C / NH;
   const size_t C3 = (size_t)C * 3;
   const float scale = 1.0f / sqrtf((float)hs);
@@ -361,17 +379,24 @@ void px_attention_backward(float *dqkv, const float *dout, const float *qkv, con
       const float *dO = dout + (size_t)b * T * C + (size_t)h * hs;
       float *dQ = dqkv + (size_t)b * T * C3 + (size_t)h * hs, *dK = dQ + C, *dV = dQ + 2 * C;
       float *dS = scratch + (size_t)omp_get_thread_num() * T * T;
-      px_blas_sgemm_serial(n, n, hs, 1.0f, dO, C, 1, V, 1, C3, 0.0f, dS, n, 1);
-      px_blas_sgemm_serial(n, hs, n, 1.0f, P, 1, T, dO, C, 1, 1.0f, dV, C3, 1);
-      for (int t = 0; t < n; t++) {
-        const float *p = P + (size_t)t * T;
-        float *d = dS + (size_t)t * n, dot_sum = 0.0f;
-        for (int t2 = 0; t2 <= t; t2++) dot_sum += p[t2] * d[t2];
-        for (int t2 = 0; t2 <= t; t2++) d[t2] = p[t2] * (d[t2] - dot_sum) * scale;
-        for (int t2 = t + 1; t2 < n; t2++) d[t2] = 0.0f;
+      for (int i0 = 0; i0 < n; i0 += PX_ATT_BLOCK) {
+        const int rows = n - i0 < PX_ATT_BLOCK ? n - i0 : PX_ATT_BLOCK, keys = i0 + rows;
+        const float *Pi = P + (size_t)i0 * T, *dOi = dO + i0 * C;
+        float *dSi = dS + (size_t)i0 * T;
+        px_blas_sgemm_serial(rows, keys, hs, 1.0f, dOi, C, 1, V, 1, C3, 0.0f, dSi, T, 1);
+        px_blas_sgemm_serial(keys, hs, rows, 1.0f, Pi, 1, T, dOi, C, 1, 1.0f, dV, C3, 1);
+        for (int t = 0; t < rows; t++) {
+          const float *p = Pi + (size_t)t * T;
+          float *d = dSi + (size_t)t * T;
+          const int upto = i0 + t;
+          for (int t2 = 0; t2 <= upto; t2++) d[t2] *= p[t2];
+          const float dot_sum = px_sum16(d, upto + 1); /* sum_t2 P dP */
+          for (int t2 = 0; t2 <= upto; t2++) d[t2] = (d[t2] - p[t2] * dot_sum) * scale;
+          for (int t2 = upto + 1; t2 < keys; t2++) d[t2] = 0.0f;
+        }
+        px_blas_sgemm_serial(rows, hs, keys, 1.0f, dSi, T, 1, K, C3, 1, 1.0f, dQ + i0 * C3, C3, 1);
+        px_blas_sgemm_serial(keys, hs, rows, 1.0f, dSi, 1, T, Q + i0 * C3, C3, 1, 1.0f, dK, C3, 1);
       }
-      px_blas_sgemm_serial(n, hs, n, 1.0f, dS, n, 1, K, C3, 1, 1.0f, dQ, C3, 1);
-      px_blas_sgemm_serial(n, hs, n, 1.0f, dS, 1, n, Q, C3, 1, 1.0f, dK, C3, 1);
     }
   }
   free(scratch);
@@ -384,18 +409,21 @@ void px_attention_backward(float *dqkv, const float *dout, const float *qkv, con
 #define PX_GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
 
 /* With u = sqrt(2/pi) (x + 0.044715 x^3), GELU's 0.5 x (1 + tanh u) is exactly x sigmoid(2u):
- * one expf instead of glibc's tanhf (which took a third of a training step), and no
- * cancellation in 1 + tanh u on the negative tail. expf overflowing to inf gives 0 there. */
+ * one exp instead of glibc's tanhf (which took a third of a training step), and no
+ * cancellation in 1 + tanh u on the negative tail. exp overflowing to inf gives 0 there.
+ * px_expf, not expf, so that the loops run in SIMD registers (about 10x faster). */
+PX_SIMD_CLONES
 void px_gelu_forward(float *out, const float *inp, long N) {
   // out and inp are (N).
 #pragma omp parallel for
   for (long i = 0; i < N; i++) {
     float x = inp[i];
     float u = PX_GELU_SCALE * (x + 0.044715f * x * x * x);
-    out[i] = x / (1.0f + expf(-2.0f * u));
+    out[i] = x / (1.0f + px_expf(-2.0f * u));
   }
 }
 
+PX_SIMD_CLONES
 void px_gelu_backward(float *dinp, const float *inp, const float *dout, long N) {
   // d/dx x s(2u) = s + 2 x s (1 - s) du/dx with s = sigmoid(2u) = (1 + tanh u) / 2, the
   // tanh form's 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx written through s.
@@ -404,16 +432,18 @@ void px_gelu_backward(float *dinp, const float *inp, const float *dout, long N) 
     float x = inp[i];
     float u = PX_GELU_SCALE * (x + 0.044715f * x * x * x);
     float du = PX_GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-    float s = 1.0f / (1.0f + expf(-2.0f * u));
+    float s = 1.0f / (1.0f + px_expf(-2.0f * u));
     dinp[i] += (s + 2.0f * x * s * (1.0f - s) * du) * dout[i];
   }
 }
 
+PX_SIMD_CLONES
 void px_residual_forward(float *out, const float *a, const float *b, long N) {
 #pragma omp parallel for
   for (long i = 0; i < N; i++) out[i] = a[i] + b[i];
 }
 
+PX_SIMD_CLONES
 void px_residual_backward(float *da, float *db, const float *dout, long N) {
 #pragma omp parallel for
   for (long i = 0; i < N; i++) {
@@ -426,6 +456,7 @@ void px_residual_backward(float *da, float *db, const float *dout, long N) {
  * Softmax at a temperature and cross-entropy
  * ------------------------------------------------------------------------------------------- */
 
+PX_SIMD_CLONES
 void px_crossentropy_forward(float *losses, float *probs, const float *logits,
                              const int32_t *targets, float temperature, int N, int V) {
   // logits, probs (N,V); losses, targets (N). With z = logits / temperature:
@@ -441,20 +472,16 @@ void px_crossentropy_forward(float *losses, float *probs, const float *logits,
     }
     const float *z = logits + (size_t)n * V;
     float *p = probs + (size_t)n * V;
-    float maxval = -FLT_MAX;
-    for (int v = 0; v < V; v++)
-      if (z[v] * inv_temp > maxval) maxval = z[v] * inv_temp;
-    float sum = 0.0f;
-    for (int v = 0; v < V; v++) {
-      p[v] = expf(z[v] * inv_temp - maxval);
-      sum += p[v];
-    }
-    float inv = 1.0f / sum;
+    /* max(z / temperature) = max(z) / temperature: dividing is monotonic */
+    const float maxval = px_max16(z, V) * inv_temp;
+    for (int v = 0; v < V; v++) p[v] = px_expf(z[v] * inv_temp - maxval);
+    const float sum = px_sum16(p, V), inv = 1.0f / sum;
     for (int v = 0; v < V; v++) p[v] *= inv;
     losses[n] = logf(sum) + maxval - z[targets[n]] * inv_temp;
   }
 }
 
+PX_SIMD_CLONES
 void px_crossentropy_backward(float *dlogits, const float *dlosses, const float *probs,
                               const int32_t *targets, float temperature, int N, int V) {
   // dlogits, probs (N,V); dlosses, targets (N). d loss / d z = probs - onehot(target), and

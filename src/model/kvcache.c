@@ -83,20 +83,6 @@ void px_gpt_kv_reset(px_gpt_kv *kv, int slot) {
   kv->pos[slot] = 0;
 }
 
-/* dot(a, b) over n floats in a fixed order: 16 running sums (lane l takes the elements l, l+16,
- * ...), then a fixed tree. The same bits at any vector width the compiler picks, so a row's
- * result never depends on the machine's SIMD level or on which other rows share the call. */
-static float px_kv_dot(const float *a, const float *b, int n) {
-  float lane[16] = {0};
-  int i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int l = 0; l < 16; l++) lane[l] += a[i + l] * b[i + l];
-  for (int l = 0; i < n; i++, l++) lane[l] += a[i] * b[i];
-  for (int w = 8; w >= 1; w /= 2)
-    for (int l = 0; l < w; l++) lane[l] += lane[l + w];
-  return lane[0];
-}
-
 /* Attention of the call's rows over their sequences' cached keys (this call's included):
  * for entry j with n new rows at positions p0..p0+n-1, per head, row i's scores
  * S[t] = q_i . k_t / sqrt(hs) for the keys t = 0..p0+i it may see, their softmax P, and
@@ -106,6 +92,7 @@ static float px_kv_dot(const float *a, const float *b, int n) {
  * layer made the attention most of a batch-64 step). Each row is computed alone, so the result
  * does not depend on how a prompt is split over calls or batched with others. out (R,C); qkv
  * (R,3C) of the rows; kcache, vcache (S,max_T,C) of this layer. */
+PX_SIMD_CLONES
 static void px_attention_kv_forward(float *out, const float *qkv, const float *kcache,
                                     const float *vcache, const int *slots, const int32_t *n_new,
                                     const int32_t *first_row, const int32_t *pos, int M, int max_T,
@@ -125,7 +112,7 @@ static void px_attention_kv_forward(float *out, const float *qkv, const float *k
         const float *q = qkv + (size_t)(first_row[j] + i) * C3 + (size_t)h * hs;
         float *o = out + (size_t)(first_row[j] + i) * C + (size_t)h * hs;
         const int upto = p0 + i;
-        for (int t = 0; t <= upto; t++) P[t] = scale * px_kv_dot(q, K + (size_t)t * C, hs);
+        for (int t = 0; t <= upto; t++) P[t] = scale * px_dot16(q, K + (size_t)t * C, hs);
         px_softmax_causal_row(P, upto, upto + 1);
         for (int d = 0; d < hs; d++) o[d] = 0.0f;
         for (int t = 0; t <= upto; t++) {

@@ -2,9 +2,11 @@
  * optim.c — AdamW, the learning-rate schedule and global-norm clipping (see optim.h).
  */
 #include "proxima/optim.h"
+#include "proxima/kernels.h"
 
 #include <math.h>
 
+PX_SIMD_CLONES
 void px_optim_adamw_step(float *params, float *m, float *v, const float *grads, size_t n,
                          const px_adamw_config *cfg, float lr, int decay, int64_t t) {
   // params, m, v, grads are (n). Bias corrections in double: b^t for large t underflows
