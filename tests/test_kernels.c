@@ -410,6 +410,28 @@ static void test_attention_fast_vs_naive(void) {
   free(qkv), free(dout), free(o1), free(o2), free(a1), free(a2), free(d1), free(d2);
 }
 
+/* The _set variants write dinp whole, whatever it held (NaN included), with the bits the
+ * accumulating versions give on a zeroed dinp; dweight and dbias accumulate as before. */
+static void test_backward_set(void) {
+  enum { N = 7, C = 20, OC = 33 };
+  float inp[N * C], weight[OC * C], dout[N * OC], big_in[N * OC];
+  fill(inp, N * C, 80, 1.0f), fill(weight, OC * C, 81, 1.0f), fill(dout, N * OC, 82, 1.0f);
+  fill(big_in, N * OC, 83, 4.0f);
+  float dx1[N * C] = {0}, dx2[N * C], dw1[OC * C], dw2[OC * C], db1[OC], db2[OC];
+  fill(dw1, OC * C, 84, 1.0f), fill(db1, OC, 85, 1.0f);
+  memcpy(dw2, dw1, sizeof dw1), memcpy(db2, db1, sizeof db1);
+  for (int i = 0; i < N * C; i++) dx2[i] = i % 3 ? NAN : 1e30f;
+  px_matmul_backward(dx1, dw1, db1, dout, inp, weight, N, C, OC);
+  px_matmul_backward_set(dx2, dw2, db2, dout, inp, weight, N, C, OC);
+  CU_ASSERT(memcmp(dx1, dx2, sizeof dx1) == 0);
+  CU_ASSERT(memcmp(dw1, dw2, sizeof dw1) == 0 && memcmp(db1, db2, sizeof db1) == 0);
+  float g1[N * OC] = {0}, g2[N * OC];
+  for (int i = 0; i < N * OC; i++) g2[i] = NAN;
+  px_gelu_backward(g1, big_in, dout, N * OC);
+  px_gelu_backward_set(g2, big_in, dout, N * OC);
+  CU_ASSERT(memcmp(g1, g2, sizeof g1) == 0);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * The vectorisable exp, sum and maximum
  * ------------------------------------------------------------------------------------------- */
@@ -636,6 +658,7 @@ void px_test_register(void) {
                                 {"attention (BLIS) over a padded batch", test_attention},
                                 {"attention (naive) over a padded batch", test_attention_naive},
                                 {"attention BLIS agrees with naive", test_attention_fast_vs_naive},
+                                {"backward _set variants overwrite dinp", test_backward_set},
                                 {"px_expf within 2 ulp of expf", test_expf},
                                 {"px_sum16 and px_max16", test_sum16_max16},
                                 {"gelu forward and backward", test_gelu},

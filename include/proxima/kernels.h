@@ -9,7 +9,7 @@
  * position ever attends.
  *
  * Every backward ACCUMULATES (+=) into its gradient outputs, so a caller zeroes them first and
- * gradients of several microbatches simply add up.
+ * gradients of several microbatches simply add up; the two _set variants overwrite their dinp.
  *
  * Threads: element-wise kernels and attention run `#pragma omp parallel for` (the attention's
  * products as single-threaded BLIS calls inside it); the matmul runs on BLIS's threads
@@ -59,8 +59,8 @@ static inline float px_expf(float x) {
 }
 
 /* Sum, dot product and maximum over [0..n) in a fixed order: 16 running lanes (lane l takes
- * elements l, l+16, ...), then a fixed tree. The compiler vectorises them (a plain running sum it may not
- * reorder), and the bits are the same at any vector width, thread count or batch. */
+ * elements l, l+16, ...), then a fixed tree. The compiler vectorises them (a plain running sum it
+ * may not reorder), and the bits are the same at any vector width, thread count or batch. */
 static inline float px_sum16(const float *x, int n) {
   float lane[16] = {0};
   int i = 0;
@@ -117,6 +117,10 @@ void px_matmul_forward(float *out, const float *inp, const float *weight, const 
                        int C, int OC);
 void px_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, int N, int C, int OC);
+/* The same with dinp overwritten (=), not accumulated (dweight and dbias still accumulate): for
+ * a caller whose dinp holds nothing yet, which then need not zero it first. */
+void px_matmul_backward_set(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *weight, int N, int C, int OC);
 void px_matmul_forward_naive(float *out, const float *inp, const float *weight, const float *bias,
                              int N, int C, int OC);
 void px_matmul_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -145,6 +149,8 @@ void px_attention_backward_naive(float *dqkv, const float *dout, const float *qk
 /* GELU, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). out, inp [N]. */
 void px_gelu_forward(float *out, const float *inp, long N);
 void px_gelu_backward(float *dinp, const float *inp, const float *dout, long N);
+/* The same with dinp overwritten (=), as px_matmul_backward_set. */
+void px_gelu_backward_set(float *dinp, const float *inp, const float *dout, long N);
 
 /* Residual connection: out = a + b. All [N]. */
 void px_residual_forward(float *out, const float *a, const float *b, long N);

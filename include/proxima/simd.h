@@ -13,8 +13,7 @@
 
 #if defined(__x86_64__) && defined(__has_attribute) && !defined(PX_NO_SIMD_CLONES)
 #if __has_attribute(target_clones)
-#define PX_SIMD_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define PX_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
 #endif
 #ifndef PX_SIMD_CLONES

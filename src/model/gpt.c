@@ -463,7 +463,11 @@ void px_gpt_backward_ex(px_gpt *model, const float *dout, const px_gpt_grad_hook
   const size_t NC = (size_t)N * C, NC3 = 3 * NC, NC4 = 4 * NC, NHTT = (size_t)B * NH * T * T;
   const px_gpt_params *p = &model->p, *g = &model->g;
   const size_t grad_count = px_layout_grads(a, c, B, T, a->grad_arena);
-  memset(a->grad_arena, 0, grad_count * sizeof(float));
+  /* Zeroed: what the head and the top LayerNorm add into (dres, and dlnf to the end). The
+   * per-layer scratch gradients are written whole, or zeroed, where the loop reaches them. */
+  const size_t top_at = (size_t)(a->dlnf - a->grad_arena);
+  memset(a->dres, 0, NC * sizeof(float));
+  memset(a->dlnf, 0, (grad_count - top_at) * sizeof(float));
 
   /* The head, from dL/d(log-prob) = -dL/d(loss) or dL/d(value); padding contributes nothing. */
   if (lm) {
@@ -489,27 +493,23 @@ void px_gpt_backward_ex(px_gpt *model, const float *dout, const px_gpt_grad_hook
     const float *fch_gelu = a->fch_gelu + l * NC4;
 
     /* residual3 = residual2 + mlp(ln2(residual2)) */
-    memset(a->dfch_gelu, 0, NC4 * sizeof(float));
-    memset(a->dfch, 0, NC4 * sizeof(float));
-    memset(a->dln, 0, NC * sizeof(float));
-    px_matmul_backward(a->dfch_gelu, g->fcproj_w + 4 * lC * C, g->fcproj_b + lC, a->dres, fch_gelu,
-                       p->fcproj_w + 4 * lC * C, N, 4 * C, C);
-    px_gelu_backward(a->dfch, fch, a->dfch_gelu, (long)NC4);
-    px_matmul_backward(a->dln, g->fc_w + 4 * lC * C, g->fc_b + 4 * lC, a->dfch, ln2,
-                       p->fc_w + 4 * lC * C, N, C, 4 * C);
+    /* The _set kernels write the layer's scratch gradients whole: no zeroing first. */
+    px_matmul_backward_set(a->dfch_gelu, g->fcproj_w + 4 * lC * C, g->fcproj_b + lC, a->dres,
+                           fch_gelu, p->fcproj_w + 4 * lC * C, N, 4 * C, C);
+    px_gelu_backward_set(a->dfch, fch, a->dfch_gelu, (long)NC4);
+    px_matmul_backward_set(a->dln, g->fc_w + 4 * lC * C, g->fc_b + 4 * lC, a->dfch, ln2,
+                           p->fc_w + 4 * lC * C, N, C, 4 * C);
     px_layernorm_backward(a->dres, g->ln2_w + lC, g->ln2_b + lC, a->dln, residual2, p->ln2_w + lC,
                           a->ln2_mean + lN, a->ln2_rstd + lN, N, C);
     px_grad_ready(model, hook, l, PX_T_MLP_FIRST, PX_T_MLP_LAST);
 
     /* residual2 = residual + attproj(attention(qkv(ln1(residual)))) */
-    memset(a->datty, 0, NC * sizeof(float));
-    memset(a->dqkv, 0, NC3 * sizeof(float));
-    memset(a->dln, 0, NC * sizeof(float));
-    px_matmul_backward(a->datty, g->attproj_w + lC * C, g->attproj_b + lC, a->dres, atty,
-                       p->attproj_w + lC * C, N, C, C);
+    memset(a->dqkv, 0, NC3 * sizeof(float)); /* the attention's blocks add into it */
+    px_matmul_backward_set(a->datty, g->attproj_w + lC * C, g->attproj_b + lC, a->dres, atty,
+                           p->attproj_w + lC * C, N, C, C);
     px_attention_backward(a->dqkv, a->datty, qkv, att, a->lengths, B, T, C, NH);
-    px_matmul_backward(a->dln, g->qkv_w + 3 * lC * C, g->qkv_b + 3 * lC, a->dqkv, ln1,
-                       p->qkv_w + 3 * lC * C, N, C, 3 * C);
+    px_matmul_backward_set(a->dln, g->qkv_w + 3 * lC * C, g->qkv_b + 3 * lC, a->dqkv, ln1,
+                           p->qkv_w + 3 * lC * C, N, C, 3 * C);
     px_layernorm_backward(a->dres, g->ln1_w + lC, g->ln1_b + lC, a->dln, residual, p->ln1_w + lC,
                           a->ln1_mean + lN, a->ln1_rstd + lN, N, C);
     px_grad_ready(model, hook, l, PX_T_ATTN_FIRST, PX_T_ATTN_LAST);

@@ -174,13 +174,25 @@ void px_matmul_forward(float *out, const float *inp, const float *weight, const 
   px_blas_sgemm(N, OC, C, 1.0f, inp, C, 1, weight, 1, C, beta, out, OC, 1);
 }
 
-void px_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *weight, int N, int C, int OC) {
+/* keep_dinp 1: dinp accumulates; 0: it is overwritten (BLIS's beta). */
+static void px_matmul_backward_beta(float *dinp, float *dweight, float *dbias, const float *dout,
+                                    const float *inp, const float *weight, int N, int C, int OC,
+                                    float keep_dinp) {
   // dinp (N,C) += dout (N,OC) . weight (OC,C); dweight (OC,C) += dout^T (OC,N) . inp (N,C);
   // dbias (OC) += column sums of dout. Any of the three may be NULL.
-  if (dinp) px_blas_sgemm(N, C, OC, 1.0f, dout, OC, 1, weight, C, 1, 1.0f, dinp, C, 1);
+  if (dinp) px_blas_sgemm(N, C, OC, 1.0f, dout, OC, 1, weight, C, 1, keep_dinp, dinp, C, 1);
   if (dweight) px_blas_sgemm(OC, C, N, 1.0f, dout, 1, OC, inp, C, 1, 1.0f, dweight, C, 1);
   if (dbias) px_bias_backward(dbias, dout, N, OC);
+}
+
+void px_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, int N, int C, int OC) {
+  px_matmul_backward_beta(dinp, dweight, dbias, dout, inp, weight, N, C, OC, 1.0f);
+}
+
+void px_matmul_backward_set(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *weight, int N, int C, int OC) {
+  px_matmul_backward_beta(dinp, dweight, dbias, dout, inp, weight, N, C, OC, 0.0f);
 }
 
 void px_matmul_forward_naive(float *out, const float *inp, const float *weight, const float *bias,
@@ -428,18 +440,25 @@ void px_gelu_forward(float *out, const float *inp, long N) {
   }
 }
 
+/* d/dx x s(2u) = s + 2 x s (1 - s) du/dx with s = sigmoid(2u) = (1 + tanh u) / 2, the tanh
+ * form's 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx written through s. */
+static inline float px_gelu_grad(float x) {
+  float u = PX_GELU_SCALE * (x + 0.044715f * x * x * x);
+  float du = PX_GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+  float s = 1.0f / (1.0f + px_expf(-2.0f * u));
+  return s + 2.0f * x * s * (1.0f - s) * du;
+}
+
 PX_SIMD_CLONES
 void px_gelu_backward(float *dinp, const float *inp, const float *dout, long N) {
-  // d/dx x s(2u) = s + 2 x s (1 - s) du/dx with s = sigmoid(2u) = (1 + tanh u) / 2, the
-  // tanh form's 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx written through s.
 #pragma omp parallel for
-  for (long i = 0; i < N; i++) {
-    float x = inp[i];
-    float u = PX_GELU_SCALE * (x + 0.044715f * x * x * x);
-    float du = PX_GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-    float s = 1.0f / (1.0f + px_expf(-2.0f * u));
-    dinp[i] += (s + 2.0f * x * s * (1.0f - s) * du) * dout[i];
-  }
+  for (long i = 0; i < N; i++) dinp[i] += px_gelu_grad(inp[i]) * dout[i];
+}
+
+PX_SIMD_CLONES
+void px_gelu_backward_set(float *dinp, const float *inp, const float *dout, long N) {
+#pragma omp parallel for
+  for (long i = 0; i < N; i++) dinp[i] = px_gelu_grad(inp[i]) * dout[i];
 }
 
 PX_SIMD_CLONES
