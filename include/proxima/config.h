@@ -90,7 +90,7 @@
   X(rm, init, STR, "runs/demo/sft", "",                                                            \
     "SFT checkpoint the reward model's trunk starts from (a file, or a run directory: LATEST)")    \
   X(rm, data, STR, "data/prefs.h5", "", "preference pairs: a prefs data set (data import)")        \
-  X(rm, epochs, REAL, "1", "0.001..",                                                              \
+  X(rm, epochs, REAL, "2", "0.001..",                                                              \
     "passes over the training pairs; the learning rate decays to 0")                               \
   X(rm, batch_size, INT, "32", "1..", "pairs per optimizer step, over all ranks")                  \
   X(rm, micro_batch, INT, "32", "1..", "pairs per forward/backward on one rank")                   \

@@ -79,16 +79,20 @@ PX_SIMD_CLONES
 void px_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                           const float *weight, const float *bias, int N, int C) {
   // out and inp are (N,C); mean and rstd (N); weight and bias (C). PyTorch's LayerNorm with
-  // the biased variance and eps 1e-5. The row sums in px_sum16's fixed order (vectorised).
+  // the biased variance and eps 1e-5.
   const float eps = 1e-5f;
 #pragma omp parallel for
   for (int n = 0; n < N; n++) {
     const float *x = inp + (size_t)n * C;
+    float m = 0.0f;
+    for (int i = 0; i < C; i++) m += x[i];
+    m /= C;
+    float v = 0.0f;
+    for (int i = 0; i < C; i++) v += (x[i] - m) * (x[i] - m);
+    v /= C;
+    float s = 1.0f / sqrtf(v + eps);
     float *o = out + (size_t)n * C;
-    const float m = px_sum16(x, C) / C;
-    for (int i = 0; i < C; i++) o[i] = x[i] - m;
-    const float s = 1.0f / sqrtf(px_dot16(o, o, C) / C + eps);
-    for (int i = 0; i < C; i++) o[i] = o[i] * s * weight[i] + bias[i];
+    for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * weight[i] + bias[i];
     mean[n] = m;
     rstd[n] = s;
   }
@@ -99,32 +103,23 @@ void px_layernorm_backward(float *dinp, float *dweight, float *dbias, const floa
                            const float *inp, const float *weight, const float *mean,
                            const float *rstd, int N, int C) {
   // dinp, dout, inp (N,C); dweight, dbias (C). With xhat = (x - mean) rstd and g = weight dout:
-  // dx = rstd (g - mean(g) - xhat mean(g xhat)). The two row sums run in 16 fixed lanes, as
-  // px_sum16 does.
+  // dx = rstd (g - mean(g) - xhat mean(g xhat)).
 #pragma omp parallel for
   for (int n = 0; n < N; n++) {
     const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
-    const float m = mean[n], s = rstd[n];
-    float lg[16] = {0}, lgx[16] = {0};
-    int i = 0;
-    for (; i + 16 <= C; i += 16)
-      for (int l = 0; l < 16; l++) {
-        float g = weight[i + l] * dy[i + l];
-        lg[l] += g;
-        lgx[l] += g * (x[i + l] - m) * s;
-      }
-    for (int l = 0; i < C; i++, l++) {
+    float m = mean[n], s = rstd[n];
+    float g_mean = 0.0f, gx_mean = 0.0f;
+    for (int i = 0; i < C; i++) {
       float g = weight[i] * dy[i];
-      lg[l] += g;
-      lgx[l] += g * (x[i] - m) * s;
+      g_mean += g;
+      gx_mean += g * (x[i] - m) * s;
     }
-    for (int w = 8; w >= 1; w /= 2)
-      for (int l = 0; l < w; l++) lg[l] += lg[l + w], lgx[l] += lgx[l + w];
-    const float g_mean = lg[0] / C, gx_mean = lgx[0] / C;
+    g_mean /= C;
+    gx_mean /= C;
     float *dx = dinp + (size_t)n * C;
-    for (int k = 0; k < C; k++) {
-      float xhat = (x[k] - m) * s;
-      dx[k] += s * (weight[k] * dy[k] - g_mean - xhat * gx_mean);
+    for (int i = 0; i < C; i++) {
+      float xhat = (x[i] - m) * s;
+      dx[i] += s * (weight[i] * dy[i] - g_mean - xhat * gx_mean);
     }
   }
 #pragma omp parallel for
