@@ -1,7 +1,7 @@
 /*
  * simd.h — one binary, every CPU's vector width. PX_SIMD_CLONES on a function definition compiles
  * it three times: for AVX-512 (x86-64-v4), for AVX2 + FMA (x86-64-v3) and for baseline x86-64
- * (SSE2); the loader picks the best the CPU has (GCC's and clang's target_clones, an ifunc). The
+ * (SSE2); the loader picks the best the CPU has (GCC's target_clones, an ifunc). The
  * element-wise loops of the kernels and the checkpoint checksum use it: GCC vectorises them for
  * the CPU that runs them, not for the oldest one the binary must start on (GELU: about 5x over
  * SSE2 on an AVX-512 CPU). The choice is the same for every call on a machine; ranks on CPUs of

@@ -342,7 +342,7 @@ void px_softmax_causal_row(float *row, int upto, int n) {
  * S = Q K^T / sqrt(hs) (n x n), P = causal softmax of S by rows, O = P V, each product a
  * single-threaded BLIS call inside the OpenMP loop over (b, h). The query rows go in blocks of
  * PX_ATT_BLOCK: a block's rows see only the keys up to its last row, so the products skip the
- * upper triangle's blocks (5/8 of the full products' work at n = 256); what they do compute
+ * upper triangle's blocks (3/4 of the full products' work at n = 256); what they do compute
  * above the diagonal is overwritten with zeros by the softmax. */
 enum { PX_ATT_BLOCK = 128 };
 

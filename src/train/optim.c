@@ -2,7 +2,7 @@
  * optim.c — AdamW, the learning-rate schedule and global-norm clipping (see optim.h).
  */
 #include "proxima/optim.h"
-#include "proxima/kernels.h"
+#include "proxima/simd.h"
 
 #include <math.h>
 
