@@ -15,12 +15,15 @@
  * rows), each y = x W^T with W [out, in] row-major, through px_blas_sgemm (Proxima's own BLIS
  * wrapper, so the same kernel selection applies) with the transposed operand as strides, as
  * src/model/gpt.c calls it: qkv 384 -> 1152, attproj 384 -> 384, fc 384 -> 1536,
- * fcproj 1536 -> 384, and the tied vocabulary head 384 -> 512. Each is timed as the best of
- * --trials rounds of enough calls for about --seconds / 4; 2 M N K FLOPs per call.
+ * fcproj 1536 -> 384, and the tied vocabulary head 384 -> 512; and, for each, the backward's
+ * two products as px_matmul_backward calls them: dx = dy W and dW += dy^T x. Each is timed as
+ * the best of --trials rounds of enough calls for about --seconds / 4; 2 M N K FLOPs per call.
  *
  * Output: a report, and "result <figure> <value>" lines for benchmarks/run:
- *   fma_peak_gflop_per_s, sgemm_<shape>_gflop_per_s, sgemm_model_mix_gflop_per_s (all five
- *   shapes in the proportions one forward has them: total FLOPs / total best times).
+ *   fma_peak_gflop_per_s, sgemm_<shape>[_dinp|_dweight]_gflop_per_s,
+ *   sgemm_model_mix_gflop_per_s (the five forward products in the proportions one forward has
+ *   them: total FLOPs / total best times) and sgemm_step_mix_gflop_per_s (all fifteen, as one
+ *   training step has them).
  * Threads: OMP_NUM_THREADS for the probe, BLIS_NUM_THREADS for the GEMMs (benchmarks/run sets
  * both to the same count).
  *
@@ -181,46 +184,90 @@ static void fill(float *a, size_t n, unsigned seed) {
   for (size_t i = 0; i < n; i++) a[i] = (float)((i * 2654435761u + seed) % 1000) * 1e-3f - 0.5f;
 }
 
+/* The three products of a linear layer as src/model/kernels.c calls them (px_matmul_forward
+ * and px_matmul_backward): the forward y = x W^T, the input gradient dx = dy W and the weight
+ * gradient dW += dy^T x (beta 1: gradients accumulate). */
+enum { PRODUCT_FORWARD, PRODUCT_DINP, PRODUCT_DWEIGHT, PRODUCTS };
+static const char *const PRODUCT_NAMES[PRODUCTS] = {"", "_dinp", "_dweight"};
+static const char *const PRODUCT_WORDS[PRODUCTS] = {"y = x W^T", "dx = dy W", "dW += dy^T x"};
+
+typedef struct gemm_operands {
+  int M, n, k;
+  float *x, *w, *y, *dy, *dx, *dw;
+} gemm_operands;
+
+static void product(const gemm_operands *o, int which) {
+  const int M = o->M, n = o->n, k = o->k;
+  /* W^T as strides: element (p, j) of the k x n operand is w[j*k + p] (rsb 1, csb k). */
+  if (which == PRODUCT_FORWARD)
+    px_blas_sgemm(M, n, k, 1.0f, o->x, k, 1, o->w, 1, k, 0.0f, o->y, n, 1);
+  else if (which == PRODUCT_DINP)
+    px_blas_sgemm(M, k, n, 1.0f, o->dy, n, 1, o->w, k, 1, 0.0f, o->dx, k, 1);
+  else
+    px_blas_sgemm(n, k, M, 1.0f, o->dy, 1, n, o->x, k, 1, 1.0f, o->dw, k, 1);
+}
+
+/* Best seconds per call of one product over trials rounds of about seconds / 4 each. */
+static double time_product(const gemm_operands *o, int which, double seconds, int trials,
+                           int *calls_out) {
+  product(o, which); /* warm-up: packing buffers, threads */
+  double t0 = now();
+  product(o, which);
+  double one = now() - t0;
+  int calls = (int)(0.25 * seconds / (one > 1e-6 ? one : 1e-6));
+  if (calls < 3) calls = 3;
+  double best = 1e30;
+  for (int t = 0; t < trials; t++) {
+    t0 = now();
+    for (int c = 0; c < calls; c++) product(o, which);
+    double dt = (now() - t0) / calls;
+    if (dt < best) best = dt;
+  }
+  *calls_out = calls;
+  return best;
+}
+
 static void bench_sgemm(double seconds, int trials, double peak) {
   const int M = MODEL_M;
-  double mix_flops = 0, mix_time = 0;
+  double mix_flops[PRODUCTS] = {0}, mix_time[PRODUCTS] = {0};
   for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
     const int n = SHAPES[s].n, k = SHAPES[s].k;
-    float *x = px_malloc((size_t)M * k * sizeof(float)), *w = px_malloc((size_t)n * k * sizeof(float));
-    float *y = px_malloc((size_t)M * n * sizeof(float));
-    fill(x, (size_t)M * k, 1);
-    fill(w, (size_t)n * k, 2);
+    gemm_operands o = {M,
+                       n,
+                       k,
+                       px_malloc((size_t)M * k * sizeof(float)),
+                       px_malloc((size_t)n * k * sizeof(float)),
+                       px_malloc((size_t)M * n * sizeof(float)),
+                       px_malloc((size_t)M * n * sizeof(float)),
+                       px_malloc((size_t)M * k * sizeof(float)),
+                       px_malloc((size_t)n * k * sizeof(float))};
+    fill(o.x, (size_t)M * k, 1);
+    fill(o.w, (size_t)n * k, 2);
+    fill(o.dy, (size_t)M * n, 3);
+    fill(o.dw, (size_t)n * k, 4);
     const double flops = 2.0 * M * (double)n * k;
-    /* W^T as strides: element (p, j) of the k x n operand is w[j*k + p] (rsb 1, csb k). */
-#define CALL() px_blas_sgemm(M, n, k, 1.0f, x, k, 1, w, 1, k, 0.0f, y, n, 1)
-    CALL(); /* warm-up: packing buffers, threads */
-    double t0 = now();
-    CALL();
-    double one = now() - t0;
-    int calls = (int)(0.25 * seconds / (one > 1e-6 ? one : 1e-6));
-    if (calls < 3) calls = 3;
-    double best = 1e30;
-    for (int t = 0; t < trials; t++) {
-      t0 = now();
-      for (int c = 0; c < calls; c++) CALL();
-      double dt = (now() - t0) / calls;
-      if (dt < best) best = dt;
+    for (int p = 0; p < PRODUCTS; p++) {
+      int calls;
+      const double best = time_product(&o, p, seconds, trials, &calls);
+      const double gf = flops / best * 1e-9;
+      printf("sgemm %-10s M=%d N=%d K=%d (%s): %.1f GFLOP/s, %.0f%% of the FMA peak "
+             "(best of %d x %d calls)\n",
+             SHAPES[s].name, M, n, k, PRODUCT_WORDS[p], gf, 100.0 * gf * 1e9 / peak, trials, calls);
+      printf("result sgemm_%s%s_gflop_per_s %.2f\n", SHAPES[s].name, PRODUCT_NAMES[p], gf);
+      mix_flops[p] += flops;
+      mix_time[p] += best;
     }
-#undef CALL
-    const double gf = flops / best * 1e-9;
-    printf("sgemm %-10s M=%d N=%d K=%d (y = x W^T): %.1f GFLOP/s, %.0f%% of the FMA peak "
-           "(best of %d x %d calls)\n",
-           SHAPES[s].name, M, n, k, gf, 100.0 * gf * 1e9 / peak, trials, calls);
-    printf("result sgemm_%s_gflop_per_s %.2f\n", SHAPES[s].name, gf);
-    mix_flops += flops;
-    mix_time += best;
-    free(x);
-    free(w);
-    free(y);
+    free(o.x), free(o.w), free(o.y), free(o.dy), free(o.dx), free(o.dw);
   }
   printf("sgemm model mix (one forward's products): %.1f GFLOP/s, %.0f%% of the FMA peak\n",
-         mix_flops / mix_time * 1e-9, 100.0 * mix_flops / mix_time / peak);
-  printf("result sgemm_model_mix_gflop_per_s %.2f\n", mix_flops / mix_time * 1e-9);
+         mix_flops[0] / mix_time[0] * 1e-9, 100.0 * mix_flops[0] / mix_time[0] / peak);
+  printf("result sgemm_model_mix_gflop_per_s %.2f\n", mix_flops[0] / mix_time[0] * 1e-9);
+  double step_flops = 0, step_time = 0;
+  for (int p = 0; p < PRODUCTS; p++) step_flops += mix_flops[p], step_time += mix_time[p];
+  printf("sgemm step mix (one training step's products, forward and backward): %.1f GFLOP/s, "
+         "%.0f%% of the FMA peak\n",
+         step_flops / step_time * 1e-9, 100.0 * step_flops / step_time / peak);
+  printf("result sgemm_step_mix_gflop_per_s %.2f\n", step_flops / step_time * 1e-9);
   fflush(stdout);
 }
 

@@ -80,11 +80,57 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* The index of the median of n times (the lower middle for even n): the run whose profile is
+ * printed. */
+static int median_index(const double *times, int n) {
+  int *order = px_malloc((size_t)n * sizeof(int));
+  for (int i = 0; i < n; i++) order[i] = i;
+  for (int i = 1; i < n; i++) /* insertion sort: n is a handful of runs */
+    for (int j = i; j > 0 && times[order[j]] < times[order[j - 1]]; j--) {
+      int t = order[j];
+      order[j] = order[j - 1];
+      order[j - 1] = t;
+    }
+  int m = order[(n - 1) / 2];
+  free(order);
+  return m;
+}
+
+/* Prints where one timed run's wall seconds went (px_gpt_profile, gpt.h), per unit (a step, or
+ * a generated token: per = the tokens), and its result lines <prefix>_<part>_ms. rest_what says
+ * what the remainder holds. */
+static void print_profile(const char *prefix, const char *unit, const px_gpt_profile *prof,
+                          double wall, double per, const char *rest_what) {
+  static const char *const names[PX_GPT_PARTS] = {"matmul", "attention", "optimizer"};
+  static const char *const words[PX_GPT_PARTS] = {"matmul (BLIS)", "attention", "AdamW"};
+  double rest = wall;
+  printf("  where the median %s went, per %s:", per > 1 ? "run's time" : "step", unit);
+  for (int i = 0; i < PX_GPT_PARTS; i++) {
+    rest -= prof->seconds[i];
+    if (prof->calls[i])
+      printf(" %s %.3f ms (%.0f%%),", words[i], prof->seconds[i] / per * 1e3,
+             100.0 * prof->seconds[i] / wall);
+  }
+  printf(" the rest %.3f ms (%.0f%%: %s)\n", rest / per * 1e3, 100.0 * rest / wall, rest_what);
+  for (int i = 0; i < PX_GPT_PARTS; i++)
+    if (prof->calls[i])
+      printf("result %s_%s_ms %.4f\n", prefix, names[i], prof->seconds[i] / per * 1e3);
+  printf("result %s_rest_ms %.4f\n", prefix, rest / per * 1e3);
+}
+
 /* The effective FLOPs of one training step (see the top of the file). */
 static double step_flops(const px_gpt *m, int B, int T) {
   const px_gpt_config *c = &m->config;
   double N = (double)m->n_params - (double)c->max_seq_len * c->n_embd; /* all but wpe */
   return (double)B * T * (6.0 * N + 12.0 * c->n_layer * (double)T * c->n_embd);
+}
+
+/* The FLOPs of a step's weight products alone (PX_GPT_MATMUL): per token 2 (forward) + 4
+ * (backward) per weight of qkv, attproj, fc, fcproj and the tied head; biases left out. */
+static double matmul_flops(const px_gpt *m, int B, int T) {
+  const px_gpt_config *c = &m->config;
+  const double C = c->n_embd, per_layer = 12.0 * C * C;
+  return 6.0 * B * T * (c->n_layer * per_layer + (double)c->vocab_size * C);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -140,8 +186,11 @@ static void bench_train(const bench_model *bm, int warmup, int iters) {
   const px_adamw_config adamw = {0.9f, 0.95f, 1e-8f, 0.1f};
 
   double *times = px_malloc((size_t)iters * sizeof(double));
+  px_gpt_profile *profs = px_malloc((size_t)iters * sizeof(px_gpt_profile));
   float loss = 0.0f;
   for (int it = 0; it < warmup + iters; it++) {
+    px_gpt_profile prof = {{0}, {0}};
+    model->profile = &prof;
     double t0 = now();
     px_gpt_forward(model, tokens, lengths, B, T);
     loss = px_gpt_crossentropy(model, dlogprobs, targets, NULL);
@@ -149,8 +198,13 @@ static void bench_train(const bench_model *bm, int warmup, int iters) {
     px_gpt_backward(model, dlogprobs);
     px_gpt_update(model, &adamw, 1e-4f, it + 1);
     double dt = now() - t0;
-    if (it >= warmup) times[it - warmup] = dt;
+    model->profile = NULL;
+    if (it >= warmup) times[it - warmup] = dt, profs[it - warmup] = prof;
   }
+  const int mid = median_index(times, iters);
+  const double mid_time = times[mid];
+  const px_gpt_profile mid_prof = profs[mid];
+  free(profs);
   qsort(times, (size_t)iters, sizeof(double), cmp_double);
   const double median =
       iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
@@ -167,6 +221,15 @@ static void bench_train(const bench_model *bm, int warmup, int iters) {
   printf("result train_%s_gflop_per_s %.2f\n", bm->name, gflop_s);
   printf("result train_%s_params %zu\n", bm->name, model->n_params);
   printf("result train_%s_tokens_per_step %zu\n", bm->name, BT);
+  char prefix[64];
+  snprintf(prefix, sizeof prefix, "train_%s", bm->name);
+  print_profile(prefix, "step", &mid_prof, mid_time, 1.0,
+                "LayerNorm, GELU, residuals, embeddings, loss, zeroing");
+  const double mm_flops = matmul_flops(model, B, T);
+  printf("  the weight products: %.1f GFLOP per step at %.1f GFLOP/s\n", mm_flops * 1e-9,
+         mm_flops / mid_prof.seconds[PX_GPT_MATMUL] * 1e-9);
+  printf("result train_%s_matmul_gflop_per_s %.2f\n", bm->name,
+         mm_flops / mid_prof.seconds[PX_GPT_MATMUL] * 1e-9);
 
   /* Memory: px_gpt_bytes's estimate in parts (parameters, gradients and the two Adam moments
    * are n_params floats each; the rest is the activation arena and the backward's scratch)
@@ -373,17 +436,22 @@ static void bench_generate(const bench_gen *bg, int warmup, int iters) {
   px_generator_build(&gen, &model, &sampling, 1234, B, G);
 
   double *times = px_malloc((size_t)iters * sizeof(double));
+  px_gpt_profile *profs = px_malloc((size_t)iters * sizeof(px_gpt_profile));
   double logprob = 0.0;
   for (int it = 0; it < warmup + iters; it++) {
     px_generation out;
     px_error err;
     const int64_t before = gen.tokens_out;
+    px_gpt_profile prof = {{0}, {0}};
+    model.profile = &prof;
     double t0 = now();
     if (px_generate(&gen, tokens, offsets, B, (uint64_t)it, 0, &out, &err) != PX_OK) {
       fprintf(stderr, "bench_train: %s: %s\n", bg->name, err.msg);
       exit(1);
     }
     double dt = now() - t0;
+    model.profile = NULL;
+    if (it >= warmup) profs[it - warmup] = prof;
     if (gen.tokens_out - before != (int64_t)B * G) {
       fprintf(stderr, "bench_train: %s: %lld tokens generated, not %d\n", bg->name,
               (long long)(gen.tokens_out - before), B * G);
@@ -394,6 +462,10 @@ static void bench_generate(const bench_gen *bg, int warmup, int iters) {
     px_generation_free(&out);
     if (it >= warmup) times[it - warmup] = dt;
   }
+  const int mid = median_index(times, iters);
+  const double mid_time = times[mid];
+  const px_gpt_profile mid_prof = profs[mid];
+  free(profs);
   qsort(times, (size_t)iters, sizeof(double), cmp_double);
   const double median =
       iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
@@ -410,6 +482,8 @@ static void bench_generate(const bench_gen *bg, int warmup, int iters) {
   printf("  %.0f tokens/s, %.1f GFLOP/s effective\n", tok_s, gflop_s);
   printf("result %s_tokens_per_s %.1f\n", bg->name, tok_s);
   printf("result %s_gflop_per_s %.2f\n", bg->name, gflop_s);
+  print_profile(bg->name, "generated token", &mid_prof, mid_time, (double)B * G,
+                "sampler, LayerNorm, GELU, residuals, embeddings, the cache's copies");
   fflush(stdout);
 
   free(times);

@@ -69,7 +69,9 @@ def main():
 
     peak = get(px, "fma_peak_gflop_per_s")
     row("fma_peak_gflop_per_s", peak, None, note="FP32 FMA probe, this run (bench_peak)")
-    for s in ("qkv", "attproj", "fc", "fcproj", "vocab_head", "model_mix"):
+    shapes = [sh + pr for sh in ("qkv", "attproj", "fc", "fcproj", "vocab_head")
+              for pr in ("", "_dinp", "_dweight")]
+    for s in shapes + ["model_mix", "step_mix"]:
         k = "sgemm_%s_gflop_per_s" % s
         if k in px:
             row(k, px[k], peak, note="BLIS via px_blas_sgemm; baseline: FMA peak")
@@ -83,10 +85,44 @@ def main():
         row(k, px[k], peak, 0.60, note="T2; baseline: FMA peak")
         if k in base:
             row("torch_" + k, base[k], peak, note="PyTorch's own fraction of the FMA peak")
+    # Where the step goes (bench_train's profile of its median step): each part against the
+    # step; then what T1 and T2 would be if the weight products (BLIS) were all of the step.
+    tok, per = get(px, "train_gpt6x384_tokens_per_s"), get(px, "train_gpt6x384_tokens_per_step")
+    step_ms = 1e3 * per / tok if tok and per else None
+    for part, what in (("matmul", "BLIS weight products with their bias"),
+                       ("attention", "attention, forward and backward"),
+                       ("optimizer", "AdamW"),
+                       ("rest", "LayerNorm, GELU, residuals, embeddings, loss, zeroing")):
+        k = "train_gpt6x384_%s_ms" % part
+        if k in px and step_ms:
+            row(k, px[k], step_ms, note="profile: %s; baseline: the step (ms)" % what)
+    k = "train_gpt6x384_matmul_gflop_per_s"
+    if k in px:
+        row(k, px[k], peak, note="the weight products inside the step; baseline: FMA peak")
+        if "sgemm_step_mix_gflop_per_s" in px:
+            row("matmul_in_step (GFLOP/s | alone)", px[k], px["sgemm_step_mix_gflop_per_s"],
+                note="the same products inside the step / repeated alone (sgemm_step_mix)")
+    mm = get(px, "train_gpt6x384_matmul_ms")
+    torch_tok = get(base, "train_gpt6x384_tokens_per_s")
+    if mm and torch_tok and per:
+        row("t1_bound (torch step | matmul)", 1e3 * per / torch_tok, mm,
+            note="T1 if all but the products took no time: PyTorch's step / Proxima's products")
+    if mm and peak and tok and per:
+        gflop = get(px, "train_gpt6x384_gflop_per_s") * per / tok  # effective GFLOP per step
+        row("t2_bound (GFLOP/s | peak)", gflop / (mm * 1e-3), peak,
+            note="T2 if all but the products took no time")
     b1, b64 = get(px, "gen_gpt6x384_b1_tokens_per_s"), get(px, "gen_gpt6x384_b64_tokens_per_s")
     if b1 is not None:
         row("gen_gpt6x384_b1_tokens_per_s", b1, get(base, "gen_gpt6x384_b1_tokens_per_s"), 2.0,
             note="T3b; baseline: PyTorch KV-cache loop")
+        torch_b1 = get(base, "gen_gpt6x384_b1_tokens_per_s")
+        for part in ("matmul", "attention", "rest"):
+            k = "gen_gpt6x384_b1_%s_ms" % part
+            if k in px and torch_b1:
+                row(k, px[k], 1e3 / torch_b1,
+                    note="profile per token; baseline: PyTorch's whole token (ms); "
+                         "T3b needs the sum <= 0.5" if part == "matmul" else
+                         "profile per token; baseline: PyTorch's whole token (ms)")
     if b64 is not None:
         row("gen_gpt6x384_b64_tokens_per_s", b64, b1, 15.0, note="T3a; baseline: Proxima batch 1")
         row("gen_gpt6x384_b64_vs_torch", b64, get(base, "gen_gpt6x384_b64_tokens_per_s"),

@@ -2,8 +2,9 @@
  * test_gpt.c — the whole model: its parameter table, GPT-2's initialisation, finite-difference
  * gradient checks of every tensor with the LM head and with the scalar head, padding that
  * leaves the real positions' outputs unchanged, log-probs at a temperature against
- * log_softmax(logits / temperature), the masked cross-entropy, a few AdamW steps, and the
- * backward's hook (each gradient element handed over once, when final).
+ * log_softmax(logits / temperature), the masked cross-entropy, a few AdamW steps, the
+ * backward's hook (each gradient element handed over once, when final), and the benchmarks'
+ * profile (each part's calls counted, the arithmetic unchanged).
  *
  * The model runs in float, so the gradient checks are directional: for each tensor a direction
  * d, and L(theta + eps d) - L(theta - eps d) against the analytic g . (the actual float
@@ -512,6 +513,61 @@ static void check_hook(px_gpt_head head) {
 static void test_hook_lm(void) { check_hook(PX_GPT_HEAD_LM); }
 static void test_hook_scalar(void) { check_hook(PX_GPT_HEAD_SCALAR); }
 
+/* ---------------------------------------------------------------------------------------------
+ * The benchmarks' timers (px_gpt_profile)
+ * ------------------------------------------------------------------------------------------- */
+
+/* One training step (forward, log-probs, backward, AdamW) on the tiny LM; returns the loss. */
+static float profiled_step(px_gpt *m) {
+  int32_t tokens[TB * TT], lengths[TB], targets[TB * TT];
+  float weights[TB * TT], d[TB * TT];
+  batch(tokens, lengths, targets, weights);
+  const px_adamw_config adam = {0.9f, 0.95f, 1e-8f, 0.1f};
+  px_gpt_forward(m, tokens, lengths, TB, TT);
+  float loss = px_gpt_crossentropy(m, d, targets, weights);
+  px_gpt_zero_grad(m);
+  px_gpt_backward(m, d);
+  px_gpt_update(m, &adam, 1e-2f, 1);
+  return loss;
+}
+
+/* With a profile set, each part counts its calls (the forward's and the backward's products,
+ * the attention of every layer both ways, AdamW per tensor, and a KV-cache extend's), its
+ * seconds are finite and not negative, and the arithmetic is the same bit for bit. */
+static void test_profile(void) {
+  px_gpt plain, timed;
+  tiny_model(&plain, PX_GPT_HEAD_LM, 1, 14, 5, 0.1);
+  tiny_model(&timed, PX_GPT_HEAD_LM, 1, 14, 5, 0.1);
+  CU_ASSERT_PTR_NULL(plain.profile); /* px_gpt_build's default: nothing timed */
+  px_gpt_profile prof = {{0}, {0}};
+  timed.profile = &prof;
+  const float loss_plain = profiled_step(&plain), loss_timed = profiled_step(&timed);
+  CU_ASSERT(memcmp(&loss_plain, &loss_timed, sizeof(float)) == 0);
+  CU_ASSERT(memcmp(plain.params, timed.params, plain.n_params * sizeof(float)) == 0);
+  CU_ASSERT(memcmp(plain.grads, timed.grads, plain.n_params * sizeof(float)) == 0);
+  const int L = timed.config.n_layer;
+  CU_ASSERT_EQUAL(prof.calls[PX_GPT_MATMUL], 2 * (4 * L + 1)); /* 4 per block and the head */
+  CU_ASSERT_EQUAL(prof.calls[PX_GPT_ATTENTION], 2 * L);
+  CU_ASSERT_EQUAL(prof.calls[PX_GPT_OPTIMIZER], timed.n_tensors);
+  for (int i = 0; i < PX_GPT_PARTS; i++)
+    CU_ASSERT(isfinite(prof.seconds[i]) && prof.seconds[i] >= 0.0);
+
+  px_gpt_kv kv;
+  px_gpt_kv_build(&kv, &timed, 1, TT, TT);
+  const int slot = 0;
+  const int32_t n_new = 3, prompt[3] = {PX_TOK_BOS, 'h', 'i'};
+  px_gpt_profile kv_prof = {{0}, {0}};
+  timed.profile = &kv_prof;
+  px_gpt_kv_extend(&timed, &kv, 1, &slot, &n_new, prompt);
+  CU_ASSERT_EQUAL(kv_prof.calls[PX_GPT_MATMUL], 4 * L + 1);
+  CU_ASSERT_EQUAL(kv_prof.calls[PX_GPT_ATTENTION], L);
+  CU_ASSERT_EQUAL(kv_prof.calls[PX_GPT_OPTIMIZER], 0);
+  timed.profile = NULL;
+  px_gpt_kv_free(&kv);
+  px_gpt_free(&plain);
+  px_gpt_free(&timed);
+}
+
 void px_test_register(void) {
   static CU_TestInfo tests[] = {{"parameter table", test_table},
                                 {"GPT-2 initialisation", test_init},
@@ -524,6 +580,7 @@ void px_test_register(void) {
                                 {"AdamW steps lower the loss", test_training_steps},
                                 {"backward hook, LM head", test_hook_lm},
                                 {"backward hook, scalar head", test_hook_scalar},
+                                {"profile: parts counted, bits unchanged", test_profile},
                                 CU_TEST_INFO_NULL};
   px_test_suite("gpt", tests);
 }

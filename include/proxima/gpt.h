@@ -79,6 +79,20 @@ typedef struct px_gpt_params {
 
 struct px_gpt_acts; /* the activation arena, private to gpt.c */
 
+/* Where a model's time goes, for the benchmarks (bench_train): wall seconds and calls summed
+ * per part of px_gpt_forward, px_gpt_backward_ex, px_gpt_update and px_gpt_kv_extend while
+ * model->profile points to one. PX_GPT_MATMUL: the weight products (BLIS, with their bias add
+ * and bias gradient); PX_GPT_ATTENTION: the attention, forward or backward, training or KV
+ * cache (its own BLIS products and softmax); PX_GPT_OPTIMIZER: AdamW. Whatever else a step
+ * takes (LayerNorm, GELU, residuals, embeddings, the loss, memory clearing) is its wall time
+ * less these. The caller zeroes it; NULL, the default, times nothing. */
+typedef enum { PX_GPT_MATMUL, PX_GPT_ATTENTION, PX_GPT_OPTIMIZER, PX_GPT_PARTS } px_gpt_part;
+
+typedef struct px_gpt_profile {
+  double seconds[PX_GPT_PARTS];
+  long calls[PX_GPT_PARTS];
+} px_gpt_profile;
+
 typedef struct px_gpt {
   px_gpt_config config;
   int n_tensors;                             /* 16 (LM head) or 18 (scalar head) */
@@ -96,6 +110,7 @@ typedef struct px_gpt {
   const float *logits;
   const float *values;
   struct px_gpt_acts *acts;
+  px_gpt_profile *profile; /* NULL (px_gpt_build's default) or the caller's timers, above */
 } px_gpt;
 
 /* Allocates the model for batches of up to max_B sequences of up to max_T positions
@@ -190,10 +205,11 @@ void px_gpt_update(px_gpt *model, const px_adamw_config *cfg, float lr, int64_t 
  * decode step that adds one token to each of M active sequences is one GEMM of M rows per
  * matrix, and a prefill is the same call with each prompt's tokens. The arithmetic is the
  * training forward's: the same kernels for the embeddings, LayerNorm, matmuls, GELU and
- * residuals, and the attention of each (entry, head) as the same two BLIS products and row
- * softmax as px_attention_forward, over the cached keys. Only the rounding of the GEMMs (rows
- * are grouped differently) separates the logits from those of px_gpt_forward over the same
- * tokens. LM head only.
+ * residuals, and the attention of each (entry, head) as px_attention_forward's scores, row
+ * softmax and weighted sum, over the cached keys (as plain loops: one row per head is too thin
+ * for BLIS). Only rounding separates the logits from those of px_gpt_forward over the same
+ * tokens: the GEMMs group rows differently, and the attention sums in another order. LM head
+ * only.
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct px_gpt_kv {

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "profile.h"
 #include "proxima/kernels.h"
 #include "proxima/rng.h"
 #include "proxima/tokenizer.h"
@@ -340,15 +341,23 @@ void px_gpt_forward(px_gpt *model, const int32_t *tokens, const int32_t *lengths
 
     px_layernorm_forward(ln1, a->ln1_mean + lN, a->ln1_rstd + lN, residual, p->ln1_w + lC,
                          p->ln1_b + lC, N, C);
-    px_matmul_forward(qkv, ln1, p->qkv_w + 3 * lC * C, p->qkv_b + 3 * lC, N, C, 3 * C);
-    px_attention_forward(atty, att, qkv, a->lengths, B, T, C, NH);
-    px_matmul_forward(attproj, atty, p->attproj_w + lC * C, p->attproj_b + lC, N, C, C);
+    PX_GPT_TIMED(
+        model, PX_GPT_MATMUL,
+        px_matmul_forward(qkv, ln1, p->qkv_w + 3 * lC * C, p->qkv_b + 3 * lC, N, C, 3 * C));
+    PX_GPT_TIMED(model, PX_GPT_ATTENTION,
+                 px_attention_forward(atty, att, qkv, a->lengths, B, T, C, NH));
+    PX_GPT_TIMED(
+        model, PX_GPT_MATMUL,
+        px_matmul_forward(attproj, atty, p->attproj_w + lC * C, p->attproj_b + lC, N, C, C));
     px_residual_forward(residual2, residual, attproj, (long)NC);
     px_layernorm_forward(ln2, a->ln2_mean + lN, a->ln2_rstd + lN, residual2, p->ln2_w + lC,
                          p->ln2_b + lC, N, C);
-    px_matmul_forward(fch, ln2, p->fc_w + 4 * lC * C, p->fc_b + 4 * lC, N, C, 4 * C);
+    PX_GPT_TIMED(model, PX_GPT_MATMUL,
+                 px_matmul_forward(fch, ln2, p->fc_w + 4 * lC * C, p->fc_b + 4 * lC, N, C, 4 * C));
     px_gelu_forward(fch_gelu, fch, (long)NC4);
-    px_matmul_forward(fcproj, fch_gelu, p->fcproj_w + 4 * lC * C, p->fcproj_b + lC, N, 4 * C, C);
+    PX_GPT_TIMED(model, PX_GPT_MATMUL,
+                 px_matmul_forward(fcproj, fch_gelu, p->fcproj_w + 4 * lC * C, p->fcproj_b + lC, N,
+                                   4 * C, C));
     px_residual_forward(residual3, residual2, fcproj, (long)NC);
     residual = residual3;
   }
@@ -358,9 +367,12 @@ void px_gpt_forward(px_gpt *model, const int32_t *tokens, const int32_t *lengths
   const int lm = c->head == PX_GPT_HEAD_LM;
   const int OC = lm ? V : 1;
   if (lm)
-    px_matmul_forward(a->out, a->lnf, p->wte, NULL, N, C, V); /* tied: logits = x wte^T */
+    PX_GPT_TIMED(
+        model, PX_GPT_MATMUL,
+        px_matmul_forward(a->out, a->lnf, p->wte, NULL, N, C, V)); /* tied: logits = x wte^T */
   else
-    px_matmul_forward(a->out, a->lnf, p->head_w, p->head_b, N, C, 1);
+    PX_GPT_TIMED(model, PX_GPT_MATMUL,
+                 px_matmul_forward(a->out, a->lnf, p->head_w, p->head_b, N, C, 1));
   for (int b = 0; b < B; b++)
     memset(a->out + ((size_t)b * T + lengths[b]) * OC, 0,
            (size_t)(T - lengths[b]) * OC * sizeof(float));
@@ -473,11 +485,14 @@ void px_gpt_backward_ex(px_gpt *model, const float *dout, const px_gpt_grad_hook
   if (lm) {
     for (int i = 0; i < N; i++) a->dlosses[i] = a->targets[i] >= 0 ? -dout[i] : 0.0f;
     px_crossentropy_backward(a->dhead, a->dlosses, a->probs, a->targets, a->temperature, N, V);
-    px_matmul_backward(a->dlnf, g->wte, NULL, a->dhead, a->lnf, p->wte, N, C, V);
+    PX_GPT_TIMED(model, PX_GPT_MATMUL,
+                 px_matmul_backward(a->dlnf, g->wte, NULL, a->dhead, a->lnf, p->wte, N, C, V));
   } else {
     for (int b = 0; b < B; b++)
       for (int t = 0; t < a->lengths[b]; t++) a->dhead[b * T + t] = dout[b * T + t];
-    px_matmul_backward(a->dlnf, g->head_w, g->head_b, a->dhead, a->lnf, p->head_w, N, C, 1);
+    PX_GPT_TIMED(
+        model, PX_GPT_MATMUL,
+        px_matmul_backward(a->dlnf, g->head_w, g->head_b, a->dhead, a->lnf, p->head_w, N, C, 1));
   }
   const float *top = L > 0 ? a->residual3 + (size_t)(L - 1) * NC : a->encoded;
   px_layernorm_backward(a->dres, g->lnf_w, g->lnf_b, a->dlnf, top, p->lnf_w, a->lnf_mean,
@@ -494,22 +509,27 @@ void px_gpt_backward_ex(px_gpt *model, const float *dout, const px_gpt_grad_hook
 
     /* residual3 = residual2 + mlp(ln2(residual2)) */
     /* The _set kernels write the layer's scratch gradients whole: no zeroing first. */
-    px_matmul_backward_set(a->dfch_gelu, g->fcproj_w + 4 * lC * C, g->fcproj_b + lC, a->dres,
-                           fch_gelu, p->fcproj_w + 4 * lC * C, N, 4 * C, C);
+    PX_GPT_TIMED(model, PX_GPT_MATMUL,
+                 px_matmul_backward_set(a->dfch_gelu, g->fcproj_w + 4 * lC * C, g->fcproj_b + lC,
+                                        a->dres, fch_gelu, p->fcproj_w + 4 * lC * C, N, 4 * C, C));
     px_gelu_backward_set(a->dfch, fch, a->dfch_gelu, (long)NC4);
-    px_matmul_backward_set(a->dln, g->fc_w + 4 * lC * C, g->fc_b + 4 * lC, a->dfch, ln2,
-                           p->fc_w + 4 * lC * C, N, C, 4 * C);
+    PX_GPT_TIMED(model, PX_GPT_MATMUL,
+                 px_matmul_backward_set(a->dln, g->fc_w + 4 * lC * C, g->fc_b + 4 * lC, a->dfch,
+                                        ln2, p->fc_w + 4 * lC * C, N, C, 4 * C));
     px_layernorm_backward(a->dres, g->ln2_w + lC, g->ln2_b + lC, a->dln, residual2, p->ln2_w + lC,
                           a->ln2_mean + lN, a->ln2_rstd + lN, N, C);
     px_grad_ready(model, hook, l, PX_T_MLP_FIRST, PX_T_MLP_LAST);
 
     /* residual2 = residual + attproj(attention(qkv(ln1(residual)))) */
     memset(a->dqkv, 0, NC3 * sizeof(float)); /* the attention's blocks add into it */
-    px_matmul_backward_set(a->datty, g->attproj_w + lC * C, g->attproj_b + lC, a->dres, atty,
-                           p->attproj_w + lC * C, N, C, C);
-    px_attention_backward(a->dqkv, a->datty, qkv, att, a->lengths, B, T, C, NH);
-    px_matmul_backward_set(a->dln, g->qkv_w + 3 * lC * C, g->qkv_b + 3 * lC, a->dqkv, ln1,
-                           p->qkv_w + 3 * lC * C, N, C, 3 * C);
+    PX_GPT_TIMED(model, PX_GPT_MATMUL,
+                 px_matmul_backward_set(a->datty, g->attproj_w + lC * C, g->attproj_b + lC, a->dres,
+                                        atty, p->attproj_w + lC * C, N, C, C));
+    PX_GPT_TIMED(model, PX_GPT_ATTENTION,
+                 px_attention_backward(a->dqkv, a->datty, qkv, att, a->lengths, B, T, C, NH));
+    PX_GPT_TIMED(model, PX_GPT_MATMUL,
+                 px_matmul_backward_set(a->dln, g->qkv_w + 3 * lC * C, g->qkv_b + 3 * lC, a->dqkv,
+                                        ln1, p->qkv_w + 3 * lC * C, N, C, 3 * C));
     px_layernorm_backward(a->dres, g->ln1_w + lC, g->ln1_b + lC, a->dln, residual, p->ln1_w + lC,
                           a->ln1_mean + lN, a->ln1_rstd + lN, N, C);
     px_grad_ready(model, hook, l, PX_T_ATTN_FIRST, PX_T_ATTN_LAST);
@@ -535,7 +555,9 @@ void px_gpt_update(px_gpt *model, const px_adamw_config *cfg, float lr, int64_t 
   PX_REQUIRE(model->grads, "px_gpt_update: the model was built without gradients");
   for (int i = 0; i < model->n_tensors; i++) {
     const px_gpt_tensor *x = &model->tensors[i];
-    px_optim_adamw_step(model->params + x->offset, model->m + x->offset, model->v + x->offset,
-                        model->grads + x->offset, x->count, cfg, lr, x->decay, t);
+    PX_GPT_TIMED(model, PX_GPT_OPTIMIZER,
+                 px_optim_adamw_step(model->params + x->offset, model->m + x->offset,
+                                     model->v + x->offset, model->grads + x->offset, x->count, cfg,
+                                     lr, x->decay, t));
   }
 }

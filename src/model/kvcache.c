@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "profile.h"
 #include "proxima/gpt.h"
 #include "proxima/kernels.h"
 
@@ -173,7 +174,9 @@ void px_gpt_kv_extend(const px_gpt *model, px_gpt_kv *kv, int M, const int *slot
     const size_t lC = (size_t)l * C;
     float *kc = kv->k + l * lstride, *vc = kv->v + l * lstride;
     px_layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, p->ln1_w + lC, p->ln1_b + lC, R, C);
-    px_matmul_forward(kv->qkv, kv->ln, p->qkv_w + 3 * lC * C, p->qkv_b + 3 * lC, R, C, 3 * C);
+    PX_GPT_TIMED(
+        model, PX_GPT_MATMUL,
+        px_matmul_forward(kv->qkv, kv->ln, p->qkv_w + 3 * lC * C, p->qkv_b + 3 * lC, R, C, 3 * C));
     /* This call's keys and values join the cache before the attention reads it. */
 #pragma omp parallel for
     for (int j = 0; j < M; j++)
@@ -183,15 +186,21 @@ void px_gpt_kv_extend(const px_gpt *model, px_gpt_kv *kv, int M, const int *slot
         memcpy(kc + at, qkv_r + C, (size_t)C * sizeof(float));
         memcpy(vc + at, qkv_r + 2 * C, (size_t)C * sizeof(float));
       }
-    px_attention_kv_forward(kv->atty, kv->qkv, kc, vc, slots, n_new, kv->first_row, kv->pos, M,
-                            maxT, C, NH);
-    px_matmul_forward(kv->proj, kv->atty, p->attproj_w + lC * C, p->attproj_b + lC, R, C, C);
+    PX_GPT_TIMED(model, PX_GPT_ATTENTION,
+                 px_attention_kv_forward(kv->atty, kv->qkv, kc, vc, slots, n_new, kv->first_row,
+                                         kv->pos, M, maxT, C, NH));
+    PX_GPT_TIMED(
+        model, PX_GPT_MATMUL,
+        px_matmul_forward(kv->proj, kv->atty, p->attproj_w + lC * C, p->attproj_b + lC, R, C, C));
     px_residual_forward(kv->x, kv->x, kv->proj, (long)RC);
     px_layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, p->ln2_w + lC, p->ln2_b + lC, R, C);
-    px_matmul_forward(kv->fch, kv->ln, p->fc_w + 4 * lC * C, p->fc_b + 4 * lC, R, C, 4 * C);
+    PX_GPT_TIMED(
+        model, PX_GPT_MATMUL,
+        px_matmul_forward(kv->fch, kv->ln, p->fc_w + 4 * lC * C, p->fc_b + 4 * lC, R, C, 4 * C));
     px_gelu_forward(kv->fch_gelu, kv->fch, (long)(4 * RC));
-    px_matmul_forward(kv->proj, kv->fch_gelu, p->fcproj_w + 4 * lC * C, p->fcproj_b + lC, R, 4 * C,
-                      C);
+    PX_GPT_TIMED(model, PX_GPT_MATMUL,
+                 px_matmul_forward(kv->proj, kv->fch_gelu, p->fcproj_w + 4 * lC * C,
+                                   p->fcproj_b + lC, R, 4 * C, C));
     px_residual_forward(kv->x, kv->x, kv->proj, (long)RC);
   }
 
@@ -201,6 +210,7 @@ void px_gpt_kv_extend(const px_gpt *model, px_gpt_kv *kv, int M, const int *slot
            (size_t)C * sizeof(float));
   px_layernorm_forward(kv->last_ln, kv->last_mean, kv->last_rstd, kv->last, p->lnf_w, p->lnf_b, M,
                        C);
-  px_matmul_forward(kv->logits, kv->last_ln, p->wte, NULL, M, C, V);
+  PX_GPT_TIMED(model, PX_GPT_MATMUL,
+               px_matmul_forward(kv->logits, kv->last_ln, p->wte, NULL, M, C, V));
   for (int j = 0; j < M; j++) kv->pos[slots[j]] += n_new[j];
 }
