@@ -216,7 +216,7 @@ typedef struct px_gpt_kv {
   int n_slots, max_T; /* sequences held; positions per sequence (<= max_seq_len) */
   int max_rows;       /* new tokens per px_gpt_kv_extend, over all its entries */
   int L, C, V;
-  float *k, *v;  /* [L, n_slots, max_T, C] */
+  float *k, *v;  /* [L, n_slots, n_head, max_T, C / n_head]: each head's keys in a row */
   int32_t *pos;  /* [n_slots]: positions cached, i.e. the position of the next token */
   float *logits; /* [n_slots, V]: of the last px_gpt_kv_extend, row j for its entry j */
   /* The extend's scratch, rows of the current call; last_* for the entries' last rows. */
