@@ -41,11 +41,21 @@ void *px_malloc_check(size_t size, const char *file, int line);
 void *px_calloc_check(size_t count, size_t size, const char *file, int line);
 void *px_realloc_check(void *ptr, size_t size, const char *file, int line);
 char *px_strdup_check(const char *s, const char *file, int line);
+/* Zeroed memory for a large, long-lived array (a model's parameters, gradients, Adam moments,
+ * activations): from 2 MiB on, aligned to 2 MiB and, on Linux, offered transparent huge pages
+ * (madvise MADV_HUGEPAGE, which Debian's default THP setting "madvise" waits for), so that
+ * hundreds of megabytes take hundreds of TLB entries instead of tens of thousands. Released
+ * with free(). */
+void *px_calloc_large_check(size_t count, size_t size, const char *file, int line);
+/* What px_calloc_large takes from the heap for an array of that many bytes: from 2 MiB on, 2 MiB
+ * more for the alignment (address space only: the pages before the array are never touched). */
+double px_calloc_large_bytes(double bytes);
 
 #define px_malloc(size) px_malloc_check((size), __FILE__, __LINE__)
 #define px_calloc(count, size) px_calloc_check((count), (size), __FILE__, __LINE__)
 #define px_realloc(ptr, size) px_realloc_check((ptr), (size), __FILE__, __LINE__)
 #define px_strdup(s) px_strdup_check((s), __FILE__, __LINE__)
+#define px_calloc_large(count, size) px_calloc_large_check((count), (size), __FILE__, __LINE__)
 
 /* Dies when cond is false; for invariants of our own code, never for user input. */
 #define PX_REQUIRE(cond, ...)                                                                      \

@@ -202,11 +202,15 @@ static size_t px_layout_grads(struct px_gpt_acts *a, const px_gpt_config *c, int
  * ------------------------------------------------------------------------------------------- */
 
 double px_gpt_bytes(const px_gpt_config *config, int max_B, int max_T, int trainable) {
+  /* px_gpt_build's arrays: params (and grads, m, v), the arenas, then tokens, targets, lengths. */
   struct px_gpt_acts a;
-  double params = (double)px_gpt_param_count(config) * (trainable ? 4 : 1); /* p, g, m, v */
-  double acts = (double)px_layout_acts(&a, config, max_B, max_T, NULL);
-  double grads = trainable ? (double)px_layout_grads(&a, config, max_B, max_T, NULL) : 0;
-  return 4.0 * (params + acts + grads) + 9.0 * max_B * (double)max_T;
+  double params = px_calloc_large_bytes(4.0 * (double)px_gpt_param_count(config));
+  double acts = px_calloc_large_bytes(4.0 * (double)px_layout_acts(&a, config, max_B, max_T, NULL));
+  double grads =
+      trainable
+          ? px_calloc_large_bytes(4.0 * (double)px_layout_grads(&a, config, max_B, max_T, NULL))
+          : 0;
+  return params * (trainable ? 4 : 1) + acts + grads + 8.0 * max_B * (double)max_T + 4.0 * max_B;
 }
 
 px_status px_gpt_check_memory(const px_gpt_config *config, int max_B, int max_T, int trainable,
@@ -237,19 +241,19 @@ void px_gpt_build(px_gpt *model, const px_gpt_config *config, int max_B, int max
   model->max_B = max_B;
   model->max_T = max_T;
   px_fill_table(model);
-  model->params = px_calloc(model->n_params, sizeof(float));
+  model->params = px_calloc_large(model->n_params, sizeof(float));
   px_point_params(&model->p, model->params, model);
   if (trainable) {
-    model->grads = px_calloc(model->n_params, sizeof(float));
-    model->m = px_calloc(model->n_params, sizeof(float));
-    model->v = px_calloc(model->n_params, sizeof(float));
+    model->grads = px_calloc_large(model->n_params, sizeof(float));
+    model->m = px_calloc_large(model->n_params, sizeof(float));
+    model->v = px_calloc_large(model->n_params, sizeof(float));
   }
   px_point_params(&model->g, model->grads, model);
 
   struct px_gpt_acts *a = px_calloc(1, sizeof *a);
-  a->arena = px_calloc(px_layout_acts(a, config, max_B, max_T, NULL), sizeof(float));
+  a->arena = px_calloc_large(px_layout_acts(a, config, max_B, max_T, NULL), sizeof(float));
   if (trainable)
-    a->grad_arena = px_calloc(px_layout_grads(a, config, max_B, max_T, NULL), sizeof(float));
+    a->grad_arena = px_calloc_large(px_layout_grads(a, config, max_B, max_T, NULL), sizeof(float));
   a->tokens = px_calloc((size_t)max_B * max_T, sizeof(int32_t));
   a->targets = px_calloc((size_t)max_B * max_T, sizeof(int32_t));
   a->lengths = px_calloc((size_t)max_B, sizeof(int32_t));

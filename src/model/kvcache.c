@@ -33,8 +33,8 @@ void px_gpt_kv_build(px_gpt_kv *kv, const px_gpt *model, int n_slots, int max_T,
   kv->V = c->vocab_size;
   const size_t C = (size_t)kv->C, R = (size_t)max_rows, S = (size_t)n_slots;
   const size_t cache = (size_t)kv->L * S * (size_t)max_T * C;
-  kv->k = px_malloc(cache * sizeof(float));
-  kv->v = px_malloc(cache * sizeof(float));
+  kv->k = px_calloc_large(cache, sizeof(float));
+  kv->v = px_calloc_large(cache, sizeof(float));
   kv->pos = px_calloc(S, sizeof(int32_t));
   kv->logits = px_calloc(S * (size_t)kv->V, sizeof(float));
   kv->x = px_calloc(R * C, sizeof(float));
@@ -62,8 +62,8 @@ double px_gpt_kv_bytes(const px_gpt_config *config, int n_slots, int max_T, int 
    * row_tok, row_pos, first_row; used. */
   const double L = config->n_layer, C = config->n_embd, V = config->vocab_size;
   const double S = n_slots, T = max_T, R = max_rows, f = sizeof(float), i = sizeof(int32_t);
-  return f * 2 * L * S * T * C + i * S + f * S * V + f * R * (15 * C + 2) + f * S * (2 * C + 2) +
-         i * (2 * R + S + 1) + S;
+  return 2 * px_calloc_large_bytes(f * L * S * T * C) + i * S + f * S * V + f * R * (15 * C + 2) +
+         f * S * (2 * C + 2) + i * (2 * R + S + 1) + S;
 }
 
 void px_gpt_kv_free(px_gpt_kv *kv) {

@@ -1,12 +1,16 @@
 /*
  * error.c — user-facing error messages (px_error) and the internal-failure path (px_die).
  */
+#define _DEFAULT_SOURCE /* MADV_HUGEPAGE, a Linux extension */
 #include "proxima/error.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "proxima/comm.h"
 
@@ -46,6 +50,31 @@ void *px_calloc_check(size_t count, size_t size, const char *file, int line) {
   void *p = calloc(count ? count : 1, size ? size : 1);
   if (!p) px_die(file, line, "calloc of %zu x %zu bytes failed (out of memory)", count, size);
   return p;
+}
+
+enum { PX_HUGE_PAGE = 2 << 20 }; /* x86-64's transparent huge page */
+
+void *px_calloc_large_check(size_t count, size_t size, const char *file, int line) {
+  if (size && count > SIZE_MAX / size)
+    px_die(file, line, "allocation of %zu x %zu bytes overflows", count, size);
+  const size_t bytes = count * size;
+  if (bytes < PX_HUGE_PAGE) return px_calloc_check(count, size, file, line);
+  void *p = NULL;
+  const int rc = posix_memalign(&p, PX_HUGE_PAGE, bytes);
+  if (rc != 0)
+    px_die(file, line, "allocation of %zu bytes failed (%s)", bytes,
+           rc == ENOMEM ? "out of memory" : strerror(rc));
+#ifdef MADV_HUGEPAGE
+  /* Before the first touch, so that the pages are huge from the start. Only a hint: where THP
+   * is off (or not built into the kernel) the call fails and the pages stay small. */
+  (void)madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+  memset(p, 0, bytes);
+  return p;
+}
+
+double px_calloc_large_bytes(double bytes) {
+  return bytes >= PX_HUGE_PAGE ? bytes + PX_HUGE_PAGE : bytes;
 }
 
 void *px_realloc_check(void *ptr, size_t size, const char *file, int line) {
