@@ -410,6 +410,25 @@ static void test_attention_fast_vs_naive(void) {
   free(qkv), free(dout), free(o1), free(o2), free(a1), free(a2), free(d1), free(d2);
 }
 
+/* px_attention_backward_set writes dqkv whole, whatever it held (NaN here), padded positions
+ * included, with the bits px_attention_backward gives on a zeroed dqkv: over several query
+ * blocks (keys shared between blocks add in the same order), a short last block, padding. */
+static void test_attention_backward_set(void) {
+  enum { B = 3, T = 290, C = 48, NH = 3 };
+  const int32_t lengths[B] = {290, 200, 5};
+  const size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, na = (size_t)B * NH * T * T;
+  float *qkv = px_malloc(nq * sizeof(float)), *dout = px_malloc(no * sizeof(float));
+  float *out = px_malloc(no * sizeof(float)), *att = px_malloc(na * sizeof(float));
+  float *d_add = px_calloc(nq, sizeof(float)), *d_set = px_malloc(nq * sizeof(float));
+  fill(qkv, nq, 45, 1.5f), fill(dout, no, 46, 1.0f);
+  for (size_t i = 0; i < nq; i++) d_set[i] = NAN;
+  px_attention_forward(out, att, qkv, lengths, B, T, C, NH);
+  px_attention_backward(d_add, dout, qkv, att, lengths, B, T, C, NH);
+  px_attention_backward_set(d_set, dout, qkv, att, lengths, B, T, C, NH);
+  CU_ASSERT(memcmp(d_add, d_set, nq * sizeof(float)) == 0);
+  free(qkv), free(dout), free(out), free(att), free(d_add), free(d_set);
+}
+
 /* The _set variants write dinp whole, whatever it held (NaN included), with the bits the
  * accumulating versions give on a zeroed dinp; dweight and dbias accumulate as before. */
 static void test_backward_set(void) {
@@ -649,21 +668,23 @@ static void test_first_nonfinite(void) {
 }
 
 void px_test_register(void) {
-  static CU_TestInfo tests[] = {{"encoder forward and backward", test_encoder},
-                                {"first non-finite element", test_first_nonfinite},
-                                {"layernorm forward and backward", test_layernorm},
-                                {"matmul (BLIS) forward and backward", test_matmul},
-                                {"matmul (naive) forward and backward", test_matmul_naive},
-                                {"matmul BLIS agrees with naive", test_matmul_fast_vs_naive},
-                                {"attention (BLIS) over a padded batch", test_attention},
-                                {"attention (naive) over a padded batch", test_attention_naive},
-                                {"attention BLIS agrees with naive", test_attention_fast_vs_naive},
-                                {"backward _set variants overwrite dinp", test_backward_set},
-                                {"px_expf within 2 ulp of expf", test_expf},
-                                {"px_sum16 and px_max16", test_sum16_max16},
-                                {"gelu forward and backward", test_gelu},
-                                {"residual forward and backward", test_residual},
-                                {"softmax cross-entropy at temperatures", test_crossentropy},
-                                CU_TEST_INFO_NULL};
+  static CU_TestInfo tests[] = {
+      {"encoder forward and backward", test_encoder},
+      {"first non-finite element", test_first_nonfinite},
+      {"layernorm forward and backward", test_layernorm},
+      {"matmul (BLIS) forward and backward", test_matmul},
+      {"matmul (naive) forward and backward", test_matmul_naive},
+      {"matmul BLIS agrees with naive", test_matmul_fast_vs_naive},
+      {"attention (BLIS) over a padded batch", test_attention},
+      {"attention (naive) over a padded batch", test_attention_naive},
+      {"attention BLIS agrees with naive", test_attention_fast_vs_naive},
+      {"backward _set variants overwrite dinp", test_backward_set},
+      {"attention backward _set overwrites dqkv", test_attention_backward_set},
+      {"px_expf within 2 ulp of expf", test_expf},
+      {"px_sum16 and px_max16", test_sum16_max16},
+      {"gelu forward and backward", test_gelu},
+      {"residual forward and backward", test_residual},
+      {"softmax cross-entropy at temperatures", test_crossentropy},
+      CU_TEST_INFO_NULL};
   px_test_suite("kernels", tests);
 }

@@ -141,6 +141,9 @@ void px_attention_forward(float *out, float *att, const float *qkv, const int32_
                           int T, int C, int NH);
 void px_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
                            const int32_t *lengths, int B, int T, int C, int NH);
+/* The same with dqkv overwritten (=), padded positions zero, as px_matmul_backward_set. */
+void px_attention_backward_set(float *dqkv, const float *dout, const float *qkv, const float *att,
+                               const int32_t *lengths, int B, int T, int C, int NH);
 void px_attention_forward_naive(float *out, float *att, const float *qkv, const int32_t *lengths,
                                 int B, int T, int C, int NH);
 void px_attention_backward_naive(float *dqkv, const float *dout, const float *qkv, const float *att,

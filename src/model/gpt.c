@@ -525,12 +525,11 @@ void px_gpt_backward_ex(px_gpt *model, const float *dout, const px_gpt_grad_hook
     px_grad_ready(model, hook, l, PX_T_MLP_FIRST, PX_T_MLP_LAST);
 
     /* residual2 = residual + attproj(attention(qkv(ln1(residual)))) */
-    memset(a->dqkv, 0, NC3 * sizeof(float)); /* the attention's blocks add into it */
     PX_GPT_TIMED(model, PX_GPT_MATMUL,
                  px_matmul_backward_set(a->datty, g->attproj_w + lC * C, g->attproj_b + lC, a->dres,
                                         atty, p->attproj_w + lC * C, N, C, C));
     PX_GPT_TIMED(model, PX_GPT_ATTENTION,
-                 px_attention_backward(a->dqkv, a->datty, qkv, att, a->lengths, B, T, C, NH));
+                 px_attention_backward_set(a->dqkv, a->datty, qkv, att, a->lengths, B, T, C, NH));
     PX_GPT_TIMED(model, PX_GPT_MATMUL,
                  px_matmul_backward_set(a->dln, g->qkv_w + 3 * lC * C, g->qkv_b + 3 * lC, a->dqkv,
                                         ln1, p->qkv_w + 3 * lC * C, N, C, 3 * C));

@@ -372,15 +372,20 @@ void px_attention_forward(float *out, float *att, const float *qkv, const int32_
   }
 }
 
+/* set 0: dqkv accumulates; 1: it is written whole (padded positions zero), with the bits that
+ * accumulating onto zeros gives: the keys a block shares with earlier blocks add onto them, its
+ * new keys and its own query rows are written (BLIS's beta 0), so each sum is formed in the
+ * same order. */
 PX_SIMD_CLONES
-void px_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
-                           const int32_t *lengths, int B, int T, int C, int NH) {
+static void px_attention_backward_beta(float *dqkv, const float *dout, const float *qkv,
+                                       const float *att, const int32_t *lengths, int B, int T,
+                                       int C, int NH, int set) {
   // Per (b, h), n = length, by blocks of query rows i with keys 0..k_i (as the forward):
   // dP_i = dO_i V^T; dV += P_i^T dO_i; dS_i = P_i (dP_i - rowsum(P_i dP_i)) / sqrt(hs);
   // dQ_i += dS_i K; dK += dS_i^T Q_i. dS lives in a per-thread n x n scratch.
   const int hs = C / NH;
   const size_t C3 = (size_t)C * 3;
-  const float scale = 1.0f / sqrtf((float)hs);
+  const float scale = 1.0f / sqrtf((float)hs), fresh = set ? 0.0f : 1.0f;
   float *scratch = px_malloc((size_t)omp_get_max_threads() * (size_t)T * T * sizeof(float));
 #pragma omp parallel for collapse(2) schedule(dynamic)
   for (int b = 0; b < B; b++) {
@@ -393,10 +398,13 @@ void px_attention_backward(float *dqkv, const float *dout, const float *qkv, con
       float *dS = scratch + (size_t)omp_get_thread_num() * T * T;
       for (int i0 = 0; i0 < n; i0 += PX_ATT_BLOCK) {
         const int rows = n - i0 < PX_ATT_BLOCK ? n - i0 : PX_ATT_BLOCK, keys = i0 + rows;
+        const int shared = set ? i0 : keys; /* keys 0..shared-1 add; the rest are fresh */
         const float *Pi = P + (size_t)i0 * T, *dOi = dO + i0 * C;
         float *dSi = dS + (size_t)i0 * T;
         px_blas_sgemm_serial(rows, keys, hs, 1.0f, dOi, C, 1, V, 1, C3, 0.0f, dSi, T, 1);
-        px_blas_sgemm_serial(keys, hs, rows, 1.0f, Pi, 1, T, dOi, C, 1, 1.0f, dV, C3, 1);
+        px_blas_sgemm_serial(shared, hs, rows, 1.0f, Pi, 1, T, dOi, C, 1, 1.0f, dV, C3, 1);
+        px_blas_sgemm_serial(keys - shared, hs, rows, 1.0f, Pi + shared, 1, T, dOi, C, 1, fresh,
+                             dV + shared * C3, C3, 1);
         for (int t = 0; t < rows; t++) {
           const float *p = Pi + (size_t)t * T;
           float *d = dSi + (size_t)t * T;
@@ -406,12 +414,29 @@ void px_attention_backward(float *dqkv, const float *dout, const float *qkv, con
           for (int t2 = 0; t2 <= upto; t2++) d[t2] = (d[t2] - p[t2] * dot_sum) * scale;
           for (int t2 = upto + 1; t2 < keys; t2++) d[t2] = 0.0f;
         }
-        px_blas_sgemm_serial(rows, hs, keys, 1.0f, dSi, T, 1, K, C3, 1, 1.0f, dQ + i0 * C3, C3, 1);
-        px_blas_sgemm_serial(keys, hs, rows, 1.0f, dSi, 1, T, Q + i0 * C3, C3, 1, 1.0f, dK, C3, 1);
+        px_blas_sgemm_serial(rows, hs, keys, 1.0f, dSi, T, 1, K, C3, 1, fresh, dQ + i0 * C3, C3, 1);
+        px_blas_sgemm_serial(shared, hs, rows, 1.0f, dSi, 1, T, Q + i0 * C3, C3, 1, 1.0f, dK, C3,
+                             1);
+        px_blas_sgemm_serial(keys - shared, hs, rows, 1.0f, dSi + shared, 1, T, Q + i0 * C3, C3, 1,
+                             fresh, dK + shared * C3, C3, 1);
       }
+      if (set) /* the padded positions' gradients */
+        for (int t = n; t < T; t++)
+          for (int part = 0; part < 3; part++)
+            memset(dQ + t * C3 + (size_t)part * C, 0, (size_t)hs * sizeof(float));
     }
   }
   free(scratch);
+}
+
+void px_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
+                           const int32_t *lengths, int B, int T, int C, int NH) {
+  px_attention_backward_beta(dqkv, dout, qkv, att, lengths, B, T, C, NH, 0);
+}
+
+void px_attention_backward_set(float *dqkv, const float *dout, const float *qkv, const float *att,
+                               const int32_t *lengths, int B, int T, int C, int NH) {
+  px_attention_backward_beta(dqkv, dout, qkv, att, lengths, B, T, C, NH, 1);
 }
 
 /* ---------------------------------------------------------------------------------------------
