@@ -125,10 +125,11 @@ struct px_gpt_acts {
   float *qkv;                       /* (L,N,3C) */
   float *atty;                      /* (L,N,C) */
   float *att;                       /* (L,B,NH,T,T) */
-  float *attproj, *residual2;       /* (L,N,C) */
+  float *residual2;                 /* (L,N,C) */
   float *ln2, *ln2_mean, *ln2_rstd; /* (L,N,C), (L,N), (L,N) */
   float *fch, *fch_gelu;            /* (L,N,4C) */
-  float *fcproj, *residual3;        /* (L,N,C) */
+  float *residual3;                 /* (L,N,C) */
+  float *proj; /* (N,C): attproj, then fcproj; only the residual add reads them */
   float *lnf, *lnf_mean, *lnf_rstd; /* (N,C), (N), (N) */
   float *out;                       /* logits (N,V) or values (N) */
   float *probs;                     /* (N,V), LM head */
@@ -164,14 +165,13 @@ static size_t px_layout_acts(struct px_gpt_acts *a, const px_gpt_config *c, int 
   a->qkv = px_take(base, &off, L * N * 3 * C);
   a->atty = px_take(base, &off, L * N * C);
   a->att = px_take(base, &off, L * B * NH * (size_t)T * T);
-  a->attproj = px_take(base, &off, L * N * C);
   a->residual2 = px_take(base, &off, L * N * C);
   a->ln2 = px_take(base, &off, L * N * C);
   a->ln2_mean = px_take(base, &off, L * N);
   a->ln2_rstd = px_take(base, &off, L * N);
   a->fch = px_take(base, &off, L * N * 4 * C);
   a->fch_gelu = px_take(base, &off, L * N * 4 * C);
-  a->fcproj = px_take(base, &off, L * N * C);
+  a->proj = px_take(base, &off, N * C);
   a->residual3 = px_take(base, &off, L * N * C);
   a->lnf = px_take(base, &off, N * C);
   a->lnf_mean = px_take(base, &off, N);
@@ -338,10 +338,10 @@ void px_gpt_forward(px_gpt *model, const int32_t *tokens, const int32_t *lengths
   for (int l = 0; l < L; l++) {
     const size_t lC = (size_t)l * C, lN = (size_t)l * N;
     float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * NC3, *atty = a->atty + l * NC;
-    float *att = a->att + l * NHTT, *attproj = a->attproj + l * NC;
+    float *att = a->att + l * NHTT, *attproj = a->proj;
     float *residual2 = a->residual2 + l * NC, *ln2 = a->ln2 + l * NC;
     float *fch = a->fch + l * NC4, *fch_gelu = a->fch_gelu + l * NC4;
-    float *fcproj = a->fcproj + l * NC, *residual3 = a->residual3 + l * NC;
+    float *fcproj = a->proj, *residual3 = a->residual3 + l * NC;
 
     px_layernorm_forward(ln1, a->ln1_mean + lN, a->ln1_rstd + lN, residual, p->ln1_w + lC,
                          p->ln1_b + lC, N, C);
