@@ -429,6 +429,22 @@ static void test_attention_backward_set(void) {
   free(qkv), free(dout), free(out), free(att), free(d_add), free(d_set);
 }
 
+/* px_zero clears every element, over several of its chunks and a partial last one, and
+ * nothing past the end; N = 0 touches nothing. */
+static void test_zero(void) {
+  const size_t n = 2 * (1 << 18) + 5;
+  float *x = px_malloc((n + 1) * sizeof(float));
+  for (size_t i = 0; i <= n; i++) x[i] = NAN;
+  px_zero(x, n);
+  size_t zeros = 0;
+  for (size_t i = 0; i < n; i++) zeros += x[i] == 0.0f && !signbit(x[i]);
+  CU_ASSERT_EQUAL(zeros, n);
+  CU_ASSERT(isnan(x[n]));
+  px_zero(x + n, 0);
+  CU_ASSERT(isnan(x[n]));
+  free(x);
+}
+
 /* The _set variants write dinp whole, whatever it held (NaN included), with the bits the
  * accumulating versions give on a zeroed dinp; dweight and dbias accumulate as before. */
 static void test_backward_set(void) {
@@ -680,6 +696,7 @@ void px_test_register(void) {
       {"attention BLIS agrees with naive", test_attention_fast_vs_naive},
       {"backward _set variants overwrite dinp", test_backward_set},
       {"attention backward _set overwrites dqkv", test_attention_backward_set},
+      {"px_zero clears in parallel chunks", test_zero},
       {"px_expf within 2 ulp of expf", test_expf},
       {"px_sum16 and px_max16", test_sum16_max16},
       {"gelu forward and backward", test_gelu},

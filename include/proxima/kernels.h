@@ -157,7 +157,12 @@ void px_gelu_backward_set(float *dinp, const float *inp, const float *dout, long
 
 /* Residual connection: out = a + b. All [N]. */
 void px_residual_forward(float *out, const float *a, const float *b, long N);
+
 void px_residual_backward(float *da, float *db, const float *dout, long N);
+
+/* x [N] = 0 on every thread: one core's memset does not saturate the memory system (43.8 MB,
+ * gpt6x384's gradient: 1.8 ms on one thread, 0.9 on two). */
+void px_zero(float *x, size_t N);
 
 /* Softmax at a temperature and cross-entropy: probs[n,:] = softmax(logits[n,:] / temperature),
  * losses[n] = -log probs[n, targets[n]] (computed as logsumexp - logit, so it never overflows).

@@ -437,7 +437,7 @@ float px_gpt_crossentropy(px_gpt *model, float *dlogprobs, const int32_t *target
 
 void px_gpt_zero_grad(px_gpt *model) {
   PX_REQUIRE(model->grads, "px_gpt_zero_grad: the model was built without gradients");
-  memset(model->grads, 0, model->n_params * sizeof(float));
+  px_zero(model->grads, model->n_params);
 }
 
 /* Hands the hook layer l's slices of the per-layer tensors [L, ...] that are the table's
@@ -482,8 +482,8 @@ void px_gpt_backward_ex(px_gpt *model, const float *dout, const px_gpt_grad_hook
   /* Zeroed: what the head and the top LayerNorm add into (dres, and dlnf to the end). The
    * per-layer scratch gradients are written whole, or zeroed, where the loop reaches them. */
   const size_t top_at = (size_t)(a->dlnf - a->grad_arena);
-  memset(a->dres, 0, NC * sizeof(float));
-  memset(a->dlnf, 0, (grad_count - top_at) * sizeof(float));
+  px_zero(a->dres, NC);
+  px_zero(a->dlnf, grad_count - top_at);
 
   /* The head, from dL/d(log-prob) = -dL/d(loss) or dL/d(value); padding contributes nothing. */
   if (lm) {

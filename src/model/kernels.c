@@ -487,6 +487,16 @@ void px_residual_forward(float *out, const float *a, const float *b, long N) {
   for (long i = 0; i < N; i++) out[i] = a[i] + b[i];
 }
 
+void px_zero(float *x, size_t N) {
+  enum { CHUNK = 1 << 18 }; /* floats: 1 MiB per task */
+  const long chunks = (long)((N + CHUNK - 1) / CHUNK);
+#pragma omp parallel for
+  for (long c = 0; c < chunks; c++) {
+    const size_t lo = (size_t)c * CHUNK, n = N - lo < CHUNK ? N - lo : CHUNK;
+    memset(x + lo, 0, n * sizeof(float));
+  }
+}
+
 PX_SIMD_CLONES
 void px_residual_backward(float *da, float *db, const float *dout, long N) {
 #pragma omp parallel for
