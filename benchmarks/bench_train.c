@@ -15,8 +15,10 @@
  * backward, full square as PaLM counts it, though a causal kernel needs only half).
  *
  * Output: a human-readable report, and for benchmarks/run one "result <figure> <value>" line per
- * figure. Threads: OpenMP's and BLIS's from the environment (OMP_NUM_THREADS,
- * BLIS_NUM_THREADS); one process, no MPI (but --allreduce).
+ * figure, among them where the median step or run went (the model's profile, px_gpt_profile:
+ * <name>_{matmul,attention,optimizer,rest}_ms, per step or per generated token). Threads: OpenMP's
+ * and BLIS's from the environment (OMP_NUM_THREADS, BLIS_NUM_THREADS); one process, no MPI (but
+ * --allreduce).
  *
  * Usage: bench_train [--warmup N] [--iters N] [--gen-iters N] [--only NAME] [--allreduce]
  * NAME is a model (gpt6x384) or a generation case (gen_gpt6x384_b1). A generation run is a whole
@@ -96,15 +98,15 @@ static int median_index(const double *times, int n) {
   return m;
 }
 
-/* Prints where one timed run's wall seconds went (px_gpt_profile, gpt.h), per unit (a step, or
- * a generated token: per = the tokens), and its result lines <prefix>_<part>_ms. rest_what says
- * what the remainder holds. */
-static void print_profile(const char *prefix, const char *unit, const px_gpt_profile *prof,
-                          double wall, double per, const char *rest_what) {
+/* Prints where the median run (what: "step" or "generation run") spent its wall seconds
+ * (px_gpt_profile, gpt.h), per unit of it (per: 1 for a step, the tokens for a generation run),
+ * and its result lines <prefix>_<part>_ms. rest_what says what the remainder holds. */
+static void print_profile(const char *prefix, const char *what, const char *unit, double per,
+                          const px_gpt_profile *prof, double wall, const char *rest_what) {
   static const char *const names[PX_GPT_PARTS] = {"matmul", "attention", "optimizer"};
   static const char *const words[PX_GPT_PARTS] = {"matmul (BLIS)", "attention", "AdamW"};
   double rest = wall;
-  printf("  where the median %s went, per %s:", per > 1 ? "run's time" : "step", unit);
+  printf("  where the median %s's time went, per %s:", what, unit);
   for (int i = 0; i < PX_GPT_PARTS; i++) {
     rest -= prof->seconds[i];
     if (prof->calls[i])
@@ -223,7 +225,7 @@ static void bench_train(const bench_model *bm, int warmup, int iters) {
   printf("result train_%s_tokens_per_step %zu\n", bm->name, BT);
   char prefix[64];
   snprintf(prefix, sizeof prefix, "train_%s", bm->name);
-  print_profile(prefix, "step", &mid_prof, mid_time, 1.0,
+  print_profile(prefix, "step", "step", 1.0, &mid_prof, mid_time,
                 "LayerNorm, GELU, residuals, embeddings, loss, zeroing");
   const double mm_flops = matmul_flops(model, B, T);
   printf("  the weight products: %.1f GFLOP per step at %.1f GFLOP/s\n", mm_flops * 1e-9,
@@ -482,7 +484,7 @@ static void bench_generate(const bench_gen *bg, int warmup, int iters) {
   printf("  %.0f tokens/s, %.1f GFLOP/s effective\n", tok_s, gflop_s);
   printf("result %s_tokens_per_s %.1f\n", bg->name, tok_s);
   printf("result %s_gflop_per_s %.2f\n", bg->name, gflop_s);
-  print_profile(bg->name, "generated token", &mid_prof, mid_time, (double)B * G,
+  print_profile(bg->name, "generation run", "generated token", (double)B * G, &mid_prof, mid_time,
                 "sampler, LayerNorm, GELU, residuals, embeddings, the cache's copies");
   fflush(stdout);
 
