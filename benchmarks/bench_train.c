@@ -82,9 +82,10 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* The index of the median of n times (the lower middle for even n): the run whose profile is
- * printed. */
-static int median_index(const double *times, int n) {
+/* Sorts the n run times and returns their median; *mid_time and *mid_prof get the time and
+ * profile of the median run itself (the lower middle for even n), whose profile is printed. */
+static double median_run(double *times, const px_gpt_profile *profs, int n, double *mid_time,
+                         px_gpt_profile *mid_prof) {
   int *order = px_malloc((size_t)n * sizeof(int));
   for (int i = 0; i < n; i++) order[i] = i;
   for (int i = 1; i < n; i++) /* insertion sort: n is a handful of runs */
@@ -93,9 +94,11 @@ static int median_index(const double *times, int n) {
       order[j] = order[j - 1];
       order[j - 1] = t;
     }
-  int m = order[(n - 1) / 2];
+  *mid_time = times[order[(n - 1) / 2]];
+  *mid_prof = profs[order[(n - 1) / 2]];
   free(order);
-  return m;
+  qsort(times, (size_t)n, sizeof(double), cmp_double);
+  return n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
 }
 
 /* Prints where the median run (what: "step" or "generation run") spent its wall seconds
@@ -203,13 +206,10 @@ static void bench_train(const bench_model *bm, int warmup, int iters) {
     model->profile = NULL;
     if (it >= warmup) times[it - warmup] = dt, profs[it - warmup] = prof;
   }
-  const int mid = median_index(times, iters);
-  const double mid_time = times[mid];
-  const px_gpt_profile mid_prof = profs[mid];
+  double mid_time;
+  px_gpt_profile mid_prof;
+  const double median = median_run(times, profs, iters, &mid_time, &mid_prof);
   free(profs);
-  qsort(times, (size_t)iters, sizeof(double), cmp_double);
-  const double median =
-      iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
   const double flops = step_flops(model, B, T);
   const double tok_s = (double)BT / median, gflop_s = flops / median * 1e-9;
 
@@ -464,13 +464,10 @@ static void bench_generate(const bench_gen *bg, int warmup, int iters) {
     px_generation_free(&out);
     if (it >= warmup) times[it - warmup] = dt;
   }
-  const int mid = median_index(times, iters);
-  const double mid_time = times[mid];
-  const px_gpt_profile mid_prof = profs[mid];
+  double mid_time;
+  px_gpt_profile mid_prof;
+  const double median = median_run(times, profs, iters, &mid_time, &mid_prof);
   free(profs);
-  qsort(times, (size_t)iters, sizeof(double), cmp_double);
-  const double median =
-      iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
   const double flops = gen_flops(&model, B, P, G);
   const double tok_s = (double)B * G / median, gflop_s = flops / median * 1e-9;
 
