@@ -165,10 +165,13 @@ static double ln_loss(void *ctx) {
   return dot(c->w, c->out, (size_t)c->N * c->C);
 }
 
-static void test_layernorm(void) {
-  enum { N = 5, C = 7 };
-  float inp[N * C], weight[C], bias[C], w[N * C], out[N * C], mean[N], rstd[N];
-  float dinp[N * C] = {0}, dweight[C] = {0}, dbias[C] = {0};
+/* N rows of C channels: C = 7 exercises the sums' tail alone, C = 40 their 16 lanes and tail. */
+static void check_layernorm(int N, int C) {
+  float *inp = px_malloc(sizeof(float) * N * C), *w = px_malloc(sizeof(float) * N * C);
+  float *out = px_malloc(sizeof(float) * N * C), *dinp = px_calloc((size_t)N * C, sizeof(float));
+  float *weight = px_malloc(sizeof(float) * C), *bias = px_malloc(sizeof(float) * C);
+  float *dweight = px_calloc(C, sizeof(float)), *dbias = px_calloc(C, sizeof(float));
+  float *mean = px_malloc(sizeof(float) * N), *rstd = px_malloc(sizeof(float) * N);
   fill(inp, N * C, 10, 2.0f), fill(weight, C, 11, 1.5f), fill(bias, C, 12, 1.0f);
   fill(w, N * C, 13, 1.0f);
   px_layernorm_forward(out, mean, rstd, inp, weight, bias, N, C);
@@ -179,13 +182,20 @@ static void test_layernorm(void) {
               to_double(weight, C),
               to_double(bias, C),
               to_double(w, N * C),
-              px_malloc(N * C * sizeof(double))};
+              px_malloc((size_t)N * C * sizeof(double))};
   ref_layernorm(&c);
   CU_ASSERT(close_to("layernorm out", out, c.out, N * C, 1e-5, 1e-6));
   CU_ASSERT(grad_check("layernorm dinp", c.inp, N * C, ln_loss, &c, dinp));
   CU_ASSERT(grad_check("layernorm dweight", c.weight, C, ln_loss, &c, dweight));
   CU_ASSERT(grad_check("layernorm dbias", c.bias, C, ln_loss, &c, dbias));
   free(c.inp), free(c.weight), free(c.bias), free(c.w), free(c.out);
+  free(inp), free(w), free(out), free(dinp), free(weight), free(bias), free(dweight), free(dbias);
+  free(mean), free(rstd);
+}
+
+static void test_layernorm(void) {
+  check_layernorm(5, 7);
+  check_layernorm(3, 40);
 }
 
 /* ---------------------------------------------------------------------------------------------
