@@ -562,11 +562,19 @@ static double gelu_loss(void *ctx) {
 }
 
 static void test_gelu(void) {
-  enum { N = 40 };
-  float inp[N], w[N], out[N], dinp[N] = {0};
-  fill(inp, N, 50, 4.0f), fill(w, N, 51, 1.0f);
+  enum { R = 2, C = 20, N = R * C };
+  float inp[N], w[N], out[N], dinp[N] = {0}, bias[C], pre[N];
+  fill(inp, N, 50, 4.0f), fill(w, N, 51, 1.0f), fill(bias, C, 52, 1.0f);
   inp[0] = 30.0f, inp[1] = -30.0f, inp[2] = 0.0f; /* far tails: finite, GELU = x or 0 there */
-  px_gelu_forward(out, inp, N);
+  bias[0] = bias[1] = bias[2] = 0.0f;
+  /* with a bias: pre becomes inp + bias, in place, and out GELU of it */
+  memcpy(pre, inp, sizeof pre);
+  px_gelu_forward(out, pre, bias, R, C);
+  for (int i = 0; i < N; i++) CU_ASSERT_EQUAL(pre[i], inp[i] + bias[i % C]);
+  float out_nobias[N];
+  px_gelu_forward(out_nobias, pre, NULL, R, C); /* no bias: pre unchanged */
+  CU_ASSERT(memcmp(out, out_nobias, sizeof out) == 0);
+  memcpy(inp, pre, sizeof inp);
   px_gelu_backward(dinp, inp, w, N);
   ew_ctx c = {N, to_double(inp, N), NULL, to_double(w, N), px_malloc(N * sizeof(double))};
   gelu_loss(&c);
@@ -589,7 +597,14 @@ static void test_residual(void) {
   fill(da, N, 63, 1.0f), fill(db, N, 64, 1.0f); /* accumulates onto what is there */
   float da0[N], db0[N];
   memcpy(da0, da, sizeof da), memcpy(db0, db, sizeof db);
-  px_residual_forward(out, a, b, N);
+  /* with the bias of b's projection, 3 rows of 5 channels: out = a + (b + bias) ... */
+  enum { R = 3, C = 5 };
+  float bias[C], with_bias[R * C];
+  fill(bias, C, 65, 1.0f);
+  px_residual_forward(with_bias, a, b, bias, R, C);
+  for (int i = 0; i < R * C; i++) CU_ASSERT_EQUAL(with_bias[i], a[i] + (b[i] + bias[i % C]));
+  /* ... and without, as one row of N */
+  px_residual_forward(out, a, b, NULL, 1, N);
   px_residual_backward(da, db, w, N);
   for (int i = 0; i < N; i++) da[i] -= da0[i], db[i] -= db0[i];
   ew_ctx c = {N, to_double(a, N), to_double(b, N), to_double(w, N), px_malloc(N * sizeof(double))};

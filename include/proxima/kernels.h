@@ -149,14 +149,19 @@ void px_attention_forward_naive(float *out, float *att, const float *qkv, const 
 void px_attention_backward_naive(float *dqkv, const float *dout, const float *qkv, const float *att,
                                  const int32_t *lengths, int B, int T, int C, int NH);
 
-/* GELU, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). out, inp [N]. */
-void px_gelu_forward(float *out, const float *inp, long N);
+/* GELU, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). The forward first adds
+ * the bias of the linear layer before it (bias [C], or NULL for none) to pre in place, so that
+ * layer's product can leave it out: pre += bias, out = GELU(pre); out, pre [N,C]. The backward
+ * reads that pre-activation as inp; dinp, inp, dout [N]. */
+void px_gelu_forward(float *out, float *pre, const float *bias, int N, int C);
 void px_gelu_backward(float *dinp, const float *inp, const float *dout, long N);
 /* The same with dinp overwritten (=), as px_matmul_backward_set. */
 void px_gelu_backward_set(float *dinp, const float *inp, const float *dout, long N);
 
-/* Residual connection: out = a + b. All [N]. */
-void px_residual_forward(float *out, const float *a, const float *b, long N);
+/* Residual connection: out = a + (b + bias), with the bias [C] (or NULL) of the projection that
+ * made b and left it out. out, a, b [N,C]; out may be a. The backward's arrays are all [N]. */
+void px_residual_forward(float *out, const float *a, const float *b, const float *bias, int N,
+                         int C);
 
 void px_residual_backward(float *da, float *db, const float *dout, long N);
 

@@ -350,19 +350,17 @@ void px_gpt_forward(px_gpt *model, const int32_t *tokens, const int32_t *lengths
         px_matmul_forward(qkv, ln1, p->qkv_w + 3 * lC * C, p->qkv_b + 3 * lC, N, C, 3 * C));
     PX_GPT_TIMED(model, PX_GPT_ATTENTION,
                  px_attention_forward(atty, att, qkv, a->lengths, B, T, C, NH));
-    PX_GPT_TIMED(
-        model, PX_GPT_MATMUL,
-        px_matmul_forward(attproj, atty, p->attproj_w + lC * C, p->attproj_b + lC, N, C, C));
-    px_residual_forward(residual2, residual, attproj, (long)NC);
+    PX_GPT_TIMED(model, PX_GPT_MATMUL,
+                 px_matmul_forward(attproj, atty, p->attproj_w + lC * C, NULL, N, C, C));
+    px_residual_forward(residual2, residual, attproj, p->attproj_b + lC, N, C);
     px_layernorm_forward(ln2, a->ln2_mean + lN, a->ln2_rstd + lN, residual2, p->ln2_w + lC,
                          p->ln2_b + lC, N, C);
     PX_GPT_TIMED(model, PX_GPT_MATMUL,
-                 px_matmul_forward(fch, ln2, p->fc_w + 4 * lC * C, p->fc_b + 4 * lC, N, C, 4 * C));
-    px_gelu_forward(fch_gelu, fch, (long)NC4);
+                 px_matmul_forward(fch, ln2, p->fc_w + 4 * lC * C, NULL, N, C, 4 * C));
+    px_gelu_forward(fch_gelu, fch, p->fc_b + 4 * lC, N, 4 * C);
     PX_GPT_TIMED(model, PX_GPT_MATMUL,
-                 px_matmul_forward(fcproj, fch_gelu, p->fcproj_w + 4 * lC * C, p->fcproj_b + lC, N,
-                                   4 * C, C));
-    px_residual_forward(residual3, residual2, fcproj, (long)NC);
+                 px_matmul_forward(fcproj, fch_gelu, p->fcproj_w + 4 * lC * C, NULL, N, 4 * C, C));
+    px_residual_forward(residual3, residual2, fcproj, p->fcproj_b + lC, N, C);
     residual = residual3;
   }
   px_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, residual, p->lnf_w, p->lnf_b, N, C);

@@ -161,7 +161,7 @@ void px_gpt_kv_extend(const px_gpt *model, px_gpt_kv *kv, int M, const int *slot
     }
   }
   kv->first_row[M] = R;
-  const size_t RC = (size_t)R * C, lstride = (size_t)S * maxT * C;
+  const size_t lstride = (size_t)S * maxT * C;
 
   /* The encoder: token and position embeddings, as px_encoder_forward. */
 #pragma omp parallel for
@@ -193,19 +193,17 @@ void px_gpt_kv_extend(const px_gpt *model, px_gpt_kv *kv, int M, const int *slot
     PX_GPT_TIMED(model, PX_GPT_ATTENTION,
                  px_attention_kv_forward(kv->atty, kv->qkv, kc, vc, slots, n_new, kv->first_row,
                                          kv->pos, M, maxT, C, NH));
-    PX_GPT_TIMED(
-        model, PX_GPT_MATMUL,
-        px_matmul_forward(kv->proj, kv->atty, p->attproj_w + lC * C, p->attproj_b + lC, R, C, C));
-    px_residual_forward(kv->x, kv->x, kv->proj, (long)RC);
-    px_layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, p->ln2_w + lC, p->ln2_b + lC, R, C);
-    PX_GPT_TIMED(
-        model, PX_GPT_MATMUL,
-        px_matmul_forward(kv->fch, kv->ln, p->fc_w + 4 * lC * C, p->fc_b + 4 * lC, R, C, 4 * C));
-    px_gelu_forward(kv->fch_gelu, kv->fch, (long)(4 * RC));
     PX_GPT_TIMED(model, PX_GPT_MATMUL,
-                 px_matmul_forward(kv->proj, kv->fch_gelu, p->fcproj_w + 4 * lC * C,
-                                   p->fcproj_b + lC, R, 4 * C, C));
-    px_residual_forward(kv->x, kv->x, kv->proj, (long)RC);
+                 px_matmul_forward(kv->proj, kv->atty, p->attproj_w + lC * C, NULL, R, C, C));
+    px_residual_forward(kv->x, kv->x, kv->proj, p->attproj_b + lC, R, C);
+    px_layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, p->ln2_w + lC, p->ln2_b + lC, R, C);
+    PX_GPT_TIMED(model, PX_GPT_MATMUL,
+                 px_matmul_forward(kv->fch, kv->ln, p->fc_w + 4 * lC * C, NULL, R, C, 4 * C));
+    px_gelu_forward(kv->fch_gelu, kv->fch, p->fc_b + 4 * lC, R, 4 * C);
+    PX_GPT_TIMED(
+        model, PX_GPT_MATMUL,
+        px_matmul_forward(kv->proj, kv->fch_gelu, p->fcproj_w + 4 * lC * C, NULL, R, 4 * C, C));
+    px_residual_forward(kv->x, kv->x, kv->proj, p->fcproj_b + lC, R, C);
   }
 
   /* The head, on each entry's last row only: lnf, then logits = x wte^T. */
