@@ -19,11 +19,17 @@
  * two products as px_matmul_backward calls them: dx = dy W and dW += dy^T x. Each is timed as
  * the best of --trials rounds of enough calls for about --seconds / 4; 2 M N K FLOPs per call.
  *
+ * One row (batch-1 generation, issue 9's target 3b): the same forward products at M = 1, all
+ * of one decoded token (6 layers of qkv, attproj, fc, fcproj, then the head), through
+ * px_blas_sgemm as the KV cache calls it, and through BLIS's BLAS interface as PyTorch's Linear
+ * calls it (px_blas_row_via_blas: BLIS's matrix-vector path, other bits); milliseconds per token
+ * for each, best of --trials rounds.
+ *
  * Output: a report, and "result <figure> <value>" lines for benchmarks/run:
  *   fma_peak_gflop_per_s, sgemm_<shape>[_dinp|_dweight]_gflop_per_s,
  *   sgemm_model_mix_gflop_per_s (the five forward products in the proportions one forward has
  *   them: total FLOPs / total best times) and sgemm_step_mix_gflop_per_s (all fifteen, as one
- *   training step has them).
+ *   training step has them); row_products_gemm_ms_per_token and row_products_blas_ms_per_token.
  * Threads: OMP_NUM_THREADS for the probe, BLIS_NUM_THREADS for the GEMMs (benchmarks/run sets
  * both to the same count).
  *
@@ -172,7 +178,7 @@ typedef struct gemm_shape {
   int n, k; /* out, in: y [M, n] = x [M, k] W^T, W [n, k] */
 } gemm_shape;
 
-enum { MODEL_M = 4 * 256, MODEL_C = 384, MODEL_V = 512 };
+enum { MODEL_M = 4 * 256, MODEL_C = 384, MODEL_V = 512, MODEL_L = 6 };
 
 static const gemm_shape SHAPES[] = {
     {"qkv", 3 * MODEL_C, MODEL_C},    {"attproj", MODEL_C, MODEL_C},
@@ -188,6 +194,7 @@ static void fill(float *a, size_t n, unsigned seed) {
  * and px_matmul_backward): the forward y = x W^T, the input gradient dx = dy W and the weight
  * gradient dW += dy^T x (beta 1: gradients accumulate). */
 enum { PRODUCT_FORWARD, PRODUCT_DINP, PRODUCT_DWEIGHT, PRODUCTS };
+enum { ROW_GEMM = PRODUCTS, ROW_BLAS }; /* the forward at one row: px_blas_sgemm, BLAS sgemm_ */
 static const char *const PRODUCT_NAMES[PRODUCTS] = {"", "_dinp", "_dweight"};
 static const char *const PRODUCT_WORDS[PRODUCTS] = {"y = x W^T", "dx = dy W", "dW += dy^T x"};
 
@@ -201,6 +208,10 @@ static void product(const gemm_operands *o, int which) {
   /* W^T as strides: element (p, j) of the k x n operand is w[j*k + p] (rsb 1, csb k). */
   if (which == PRODUCT_FORWARD)
     px_blas_sgemm(M, n, k, 1.0f, o->x, k, 1, o->w, 1, k, 0.0f, o->y, n, 1);
+  else if (which == ROW_GEMM)
+    px_blas_sgemm(1, n, k, 1.0f, o->x, k, 1, o->w, 1, k, 0.0f, o->y, n, 1);
+  else if (which == ROW_BLAS)
+    px_blas_row_via_blas(n, k, o->w, o->x, o->dy);
   else if (which == PRODUCT_DINP)
     px_blas_sgemm(M, k, n, 1.0f, o->dy, n, 1, o->w, k, 1, 0.0f, o->dx, k, 1);
   else
@@ -271,6 +282,39 @@ static void bench_sgemm(double seconds, int trials, double peak) {
   fflush(stdout);
 }
 
+/* One decoded token's forward products at M = 1, both ways (see the top). */
+static void bench_rows(double seconds, int trials) {
+  double ms[2] = {0, 0};
+  int same = 1;
+  for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
+    const int n = SHAPES[s].n, k = SHAPES[s].k;
+    const int per_token = s == sizeof SHAPES / sizeof SHAPES[0] - 1 ? 1 : MODEL_L;
+    gemm_operands o = {1,
+                       n,
+                       k,
+                       px_malloc((size_t)k * sizeof(float)),
+                       px_malloc((size_t)n * k * sizeof(float)),
+                       px_malloc((size_t)n * sizeof(float)),
+                       px_malloc((size_t)n * sizeof(float)),
+                       NULL,
+                       NULL};
+    fill(o.x, (size_t)k, 1);
+    fill(o.w, (size_t)n * k, 2);
+    for (int way = 0; way < 2; way++) {
+      int calls;
+      ms[way] += per_token * 1e3 * time_product(&o, ROW_GEMM + way, 0.5 * seconds, trials, &calls);
+    }
+    same = same && memcmp(o.y, o.dy, (size_t)n * sizeof(float)) == 0;
+    free(o.x), free(o.w), free(o.y), free(o.dy);
+  }
+  printf("one row (a batch-1 token's %d products): px_blas_sgemm %.3f ms, BLIS's BLAS sgemm_ "
+         "(PyTorch's call) %.3f ms per token; same bits: %s\n",
+         4 * MODEL_L + 1, ms[0], ms[1], same ? "yes" : "no");
+  printf("result row_products_gemm_ms_per_token %.4f\n", ms[0]);
+  printf("result row_products_blas_ms_per_token %.4f\n", ms[1]);
+  fflush(stdout);
+}
+
 int main(int argc, char **argv) {
   double seconds = 1.0;
   int trials = 5;
@@ -294,5 +338,6 @@ int main(int argc, char **argv) {
          omp_get_max_threads(), bt ? bt : "(unset)");
   double peak = bench_fma(0.25 * seconds, trials);
   bench_sgemm(seconds, trials, peak);
+  bench_rows(seconds, trials);
   return 0;
 }

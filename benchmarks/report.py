@@ -122,6 +122,11 @@ def main():
             if k in px and torch_b1:
                 row(k, px[k], 1e3 / torch_b1,
                     note="profile per token; baseline: PyTorch's whole token (ms)" + more)
+        gemm, blas = get(px, "row_products_gemm_ms_per_token"), get(px, "row_products_blas_ms_per_token")
+        if gemm is not None and blas is not None:
+            row("row_products_ms (BLIS gemm | BLAS sgemm_)", gemm, blas,
+                note="a batch-1 token's products (bench_peak): ours | PyTorch's BLAS call, "
+                     "BLIS's matrix-vector path (other bits at one row than batched)")
     if b64 is not None:
         row("gen_gpt6x384_b64_tokens_per_s", b64, b1, 15.0, note="T3a; baseline: Proxima batch 1")
         row("gen_gpt6x384_b64_vs_torch", b64, get(base, "gen_gpt6x384_b64_tokens_per_s"),

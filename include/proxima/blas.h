@@ -40,4 +40,12 @@ void px_blas_sgemm_serial(int m, int n, int k, float alpha, const float *a, ptrd
                           ptrdiff_t csa, const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta,
                           float *c, ptrdiff_t rsc, ptrdiff_t csc);
 
+/* y = W x for one row x [in] and a row-major W [out,in], through BLIS's BLAS interface (sgemm_
+ * with one column): the call PyTorch's Linear makes for a single row. BLIS takes a
+ * matrix-vector path there (faster at one row, since BLIS's GEMM packs all of W first) whose
+ * bits differ from px_blas_sgemm's, so the model never calls it: a row's result must not
+ * depend on how many rows share the product (DESIGN.md, section 4). For bench_peak's
+ * comparison only. Not collective. */
+void px_blas_row_via_blas(int out, int in, const float *w, const float *x, float *y);
+
 #endif

@@ -115,3 +115,12 @@ void px_blas_sgemm_serial(int m, int n, int k, float alpha, const float *a, ptrd
                           float *c, ptrdiff_t rsc, ptrdiff_t csc) {
   px_sgemm_run(1, m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
 }
+
+void px_blas_row_via_blas(int out, int in, const float *w, const float *x, float *y) {
+  /* Column-major, as BLAS sees it: W [out,in] row-major is an in x out matrix (lda = in), so
+   * y (out x 1) = that matrix transposed times x (in x 1). */
+  const f77_char transa = 'T', transb = 'N';
+  const f77_int m = out, n = 1, k = in, lda = in, ldb = in, ldc = out;
+  const float one = 1.0f, zero = 0.0f;
+  sgemm_(&transa, &transb, &m, &n, &k, &one, w, &lda, x, &ldb, &zero, y, &ldc);
+}
