@@ -75,31 +75,70 @@ void px_encoder_backward(float *dwte, float *dwpe, const float *dout, const int3
  * LayerNorm
  * ------------------------------------------------------------------------------------------- */
 
-/* The row sums of the LayerNorm in px_sum16's fixed order (16 lanes, then a tree): vectorised,
- * where a plain running sum is a chain of C dependent adds (6x slower at C = 384), and the same
- * bits at any vector width or batch. Sum of (x - m)^2: */
-static inline float px_sqdev16(const float *x, float m, int n) {
-  float lane[16] = {0};
-  int i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int l = 0; l < 16; l++) lane[l] += (x[i + l] - m) * (x[i + l] - m);
-  for (int l = 0; i < n; i++, l++) lane[l] += (x[i] - m) * (x[i] - m);
-  for (int w = 8; w >= 1; w /= 2)
-    for (int l = 0; l < w; l++) lane[l] += lane[l + w];
-  return lane[0];
+/* The row statistics of the LayerNorm are plain running sums over the channels, in channel
+ * order (these bits are the reference the trained models and tests were made with). One such
+ * sum is a chain of C dependent adds; these helpers run PX_LN_ROWS rows' chains side by side,
+ * each still in channel order, so the adds overlap (2x faster at C = 384) and every row's bits
+ * are what it gets alone, at any batch or thread count. They are kept out of the AVX-512 clones
+ * (noinline, no PX_SIMD_CLONES): there GCC packs the eight scalars into vectors with shuffles
+ * and the loop is slower than the plain chains. */
+enum { PX_LN_ROWS = 8 };
+
+/* Mean and rstd of rows x[r*C..] for r < rows (rows <= PX_LN_ROWS). */
+__attribute__((noinline)) static void px_layernorm_stats(float *mean, float *rstd, const float *x,
+                                                         int rows, int C) {
+  const float eps = 1e-5f;
+  float m[PX_LN_ROWS] = {0}, v[PX_LN_ROWS] = {0};
+  if (rows == PX_LN_ROWS) {
+    for (int i = 0; i < C; i++)
+      for (int r = 0; r < PX_LN_ROWS; r++) m[r] += x[(size_t)r * C + i];
+  } else {
+    for (int r = 0; r < rows; r++)
+      for (int i = 0; i < C; i++) m[r] += x[(size_t)r * C + i];
+  }
+  for (int r = 0; r < rows; r++) m[r] /= C;
+  if (rows == PX_LN_ROWS) {
+    for (int i = 0; i < C; i++)
+      for (int r = 0; r < PX_LN_ROWS; r++) {
+        const float d = x[(size_t)r * C + i] - m[r];
+        v[r] += d * d;
+      }
+  } else {
+    for (int r = 0; r < rows; r++)
+      for (int i = 0; i < C; i++) {
+        const float d = x[(size_t)r * C + i] - m[r];
+        v[r] += d * d;
+      }
+  }
+  for (int r = 0; r < rows; r++) {
+    mean[r] = m[r];
+    rstd[r] = 1.0f / sqrtf(v[r] / C + eps);
+  }
 }
 
-/* Sum of weight dy xhat, xhat = (x - m) s: */
-static inline float px_gxhat16(const float *weight, const float *dy, const float *x, float m,
-                               float s, int n) {
-  float lane[16] = {0};
-  int i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int l = 0; l < 16; l++) lane[l] += weight[i + l] * dy[i + l] * (x[i + l] - m) * s;
-  for (int l = 0; i < n; i++, l++) lane[l] += weight[i] * dy[i] * (x[i] - m) * s;
-  for (int w = 8; w >= 1; w /= 2)
-    for (int l = 0; l < w; l++) lane[l] += lane[l + w];
-  return lane[0];
+/* The backward's row sums mean(g) and mean(g xhat), g = weight dy, for rows <= PX_LN_ROWS. */
+__attribute__((noinline)) static void px_layernorm_grad_stats(float *g_mean, float *gx_mean,
+                                                              const float *dy, const float *x,
+                                                              const float *weight,
+                                                              const float *mean, const float *rstd,
+                                                              int rows, int C) {
+  float a[PX_LN_ROWS] = {0}, b[PX_LN_ROWS] = {0};
+  if (rows == PX_LN_ROWS) {
+    for (int i = 0; i < C; i++)
+      for (int r = 0; r < PX_LN_ROWS; r++) {
+        const float g = weight[i] * dy[(size_t)r * C + i];
+        a[r] += g;
+        b[r] += g * (x[(size_t)r * C + i] - mean[r]) * rstd[r];
+      }
+  } else {
+    for (int r = 0; r < rows; r++)
+      for (int i = 0; i < C; i++) {
+        const float g = weight[i] * dy[(size_t)r * C + i];
+        a[r] += g;
+        b[r] += g * (x[(size_t)r * C + i] - mean[r]) * rstd[r];
+      }
+  }
+  for (int r = 0; r < rows; r++) g_mean[r] = a[r] / C, gx_mean[r] = b[r] / C;
 }
 
 PX_SIMD_CLONES
@@ -107,17 +146,16 @@ void px_layernorm_forward(float *out, float *mean, float *rstd, const float *inp
                           const float *weight, const float *bias, int N, int C) {
   // out and inp are (N,C); mean and rstd (N); weight and bias (C). PyTorch's LayerNorm with
   // the biased variance and eps 1e-5.
-  const float eps = 1e-5f;
 #pragma omp parallel for
-  for (int n = 0; n < N; n++) {
-    const float *x = inp + (size_t)n * C;
-    const float m = px_sum16(x, C) / C;
-    const float v = px_sqdev16(x, m, C) / C;
-    float s = 1.0f / sqrtf(v + eps);
-    float *o = out + (size_t)n * C;
-    for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * weight[i] + bias[i];
-    mean[n] = m;
-    rstd[n] = s;
+  for (int n0 = 0; n0 < N; n0 += PX_LN_ROWS) {
+    const int rows = N - n0 < PX_LN_ROWS ? N - n0 : PX_LN_ROWS;
+    px_layernorm_stats(mean + n0, rstd + n0, inp + (size_t)n0 * C, rows, C);
+    for (int n = n0; n < n0 + rows; n++) {
+      const float *x = inp + (size_t)n * C;
+      const float m = mean[n], s = rstd[n];
+      float *o = out + (size_t)n * C;
+      for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * weight[i] + bias[i];
+    }
   }
 }
 
@@ -128,15 +166,20 @@ void px_layernorm_backward(float *dinp, float *dweight, float *dbias, const floa
   // dinp, dout, inp (N,C); dweight, dbias (C). With xhat = (x - mean) rstd and g = weight dout:
   // dx = rstd (g - mean(g) - xhat mean(g xhat)).
 #pragma omp parallel for
-  for (int n = 0; n < N; n++) {
-    const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
-    float m = mean[n], s = rstd[n];
-    const float g_mean = px_dot16(weight, dy, C) / C;
-    const float gx_mean = px_gxhat16(weight, dy, x, m, s, C) / C;
-    float *dx = dinp + (size_t)n * C;
-    for (int i = 0; i < C; i++) {
-      float xhat = (x[i] - m) * s;
-      dx[i] += s * (weight[i] * dy[i] - g_mean - xhat * gx_mean);
+  for (int n0 = 0; n0 < N; n0 += PX_LN_ROWS) {
+    const int rows = N - n0 < PX_LN_ROWS ? N - n0 : PX_LN_ROWS;
+    float g_mean[PX_LN_ROWS], gx_mean[PX_LN_ROWS];
+    px_layernorm_grad_stats(g_mean, gx_mean, dout + (size_t)n0 * C, inp + (size_t)n0 * C, weight,
+                            mean + n0, rstd + n0, rows, C);
+    for (int r = 0; r < rows; r++) {
+      const size_t n = (size_t)n0 + r;
+      const float *x = inp + n * C, *dy = dout + n * C;
+      const float m = mean[n], s = rstd[n];
+      float *dx = dinp + n * C;
+      for (int i = 0; i < C; i++) {
+        float xhat = (x[i] - m) * s;
+        dx[i] += s * (weight[i] * dy[i] - g_mean[r] - xhat * gx_mean[r]);
+      }
     }
   }
 #pragma omp parallel for
@@ -346,12 +389,20 @@ void px_attention_backward_naive(float *dqkv, const float *dout, const float *qk
   free(scratch);
 }
 
+/* Where the row has room, the loops run over whole 16-float blocks, m = upto + 1 rounded up:
+ * the masked entries in the last block are -FLT_MAX for the maximum and 0 for the sum, which
+ * leaves both as px_max16 and px_sum16 over upto + 1 give them (adding 0 changes no lane), and
+ * no loop has a scalar tail (a sixth faster at T = 256). */
 PX_SIMD_CLONES
 void px_softmax_causal_row(float *row, int upto, int n) {
-  const float maxval = px_max16(row, upto + 1);
-  for (int t = 0; t <= upto; t++) row[t] = px_expf(row[t] - maxval);
-  const float inv = 1.0f / px_sum16(row, upto + 1);
-  for (int t = 0; t <= upto; t++) row[t] *= inv;
+  int m = (upto + 16) / 16 * 16;
+  if (m > n) m = upto + 1;
+  for (int t = upto + 1; t < m; t++) row[t] = -FLT_MAX;
+  const float maxval = px_max16(row, m);
+  for (int t = 0; t < m; t++) row[t] = px_expf(row[t] - maxval);
+  for (int t = upto + 1; t < m; t++) row[t] = 0.0f;
+  const float inv = 1.0f / px_sum16(row, m);
+  for (int t = 0; t < m; t++) row[t] *= inv;
   for (int t = upto + 1; t < n; t++) row[t] = 0.0f; /* the future: masked */
 }
 
