@@ -89,7 +89,7 @@ def main():
     # step; then what T1 and T2 would be if the weight products (BLIS) were all of the step.
     tok, per = get(px, "train_gpt6x384_tokens_per_s"), get(px, "train_gpt6x384_tokens_per_step")
     step_ms = 1e3 * per / tok if tok and per else None
-    for part, what in (("matmul", "BLIS weight products (qkv bias add, bias gradients)"),
+    for part, what in (("matmul", "BLIS weight products, bias gradients, biases but attproj's and fc's"),
                        ("attention", "attention, forward and backward"),
                        ("optimizer", "AdamW"),
                        ("rest", "LayerNorm, GELU, residuals, embeddings, loss, zeroing")):

@@ -81,8 +81,8 @@ struct px_gpt_acts; /* the activation arena, private to gpt.c */
 
 /* Where a model's time goes, for the benchmarks (bench_train): wall seconds and calls summed
  * per part of px_gpt_forward, px_gpt_backward_ex, px_gpt_update and px_gpt_kv_extend while
- * model->profile points to one. PX_GPT_MATMUL: the weight products (BLIS, with the qkv and head
- * biases' add and every bias gradient; the other biases are added in the pass after);
+ * model->profile points to one. PX_GPT_MATMUL: the weight products (BLIS, with every bias
+ * gradient and the biases they add: all but attproj's and fc's, added in the pass after);
  * PX_GPT_ATTENTION: the attention, forward or backward, training or KV cache (its own BLIS products
  * and softmax); PX_GPT_OPTIMIZER: AdamW. Whatever else a step takes (LayerNorm, GELU, residuals,
  * embeddings, the loss, memory clearing) is its wall time less these. The caller zeroes it; NULL,

@@ -343,6 +343,11 @@ void px_gpt_forward(px_gpt *model, const int32_t *tokens, const int32_t *lengths
     float *fch = a->fch + l * NC4, *fch_gelu = a->fch_gelu + l * NC4;
     float *fcproj = a->proj, *residual3 = a->residual3 + l * NC;
 
+    /* attproj's and fc's biases are added by the pass that reads their output (the residual
+     * add, GELU), one pass over it fewer than the product adding them. With K = C inside one
+     * BLIS k-block (384 for skx) acc + bias has the bits that the product's bias + acc had;
+     * fcproj (K = 4C, several k-blocks) keeps its bias, as moving it would change the order of
+     * its sums and so every trained model's bits. */
     px_layernorm_forward(ln1, a->ln1_mean + lN, a->ln1_rstd + lN, residual, p->ln1_w + lC,
                          p->ln1_b + lC, N, C);
     PX_GPT_TIMED(
@@ -359,8 +364,9 @@ void px_gpt_forward(px_gpt *model, const int32_t *tokens, const int32_t *lengths
                  px_matmul_forward(fch, ln2, p->fc_w + 4 * lC * C, NULL, N, C, 4 * C));
     px_gelu_forward(fch_gelu, fch, p->fc_b + 4 * lC, N, 4 * C);
     PX_GPT_TIMED(model, PX_GPT_MATMUL,
-                 px_matmul_forward(fcproj, fch_gelu, p->fcproj_w + 4 * lC * C, NULL, N, 4 * C, C));
-    px_residual_forward(residual3, residual2, fcproj, p->fcproj_b + lC, N, C);
+                 px_matmul_forward(fcproj, fch_gelu, p->fcproj_w + 4 * lC * C, p->fcproj_b + lC, N,
+                                   4 * C, C));
+    px_residual_forward(residual3, residual2, fcproj, NULL, N, C);
     residual = residual3;
   }
   px_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, residual, p->lnf_w, p->lnf_b, N, C);

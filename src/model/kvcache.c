@@ -200,10 +200,10 @@ void px_gpt_kv_extend(const px_gpt *model, px_gpt_kv *kv, int M, const int *slot
     PX_GPT_TIMED(model, PX_GPT_MATMUL,
                  px_matmul_forward(kv->fch, kv->ln, p->fc_w + 4 * lC * C, NULL, R, C, 4 * C));
     px_gelu_forward(kv->fch_gelu, kv->fch, p->fc_b + 4 * lC, R, 4 * C);
-    PX_GPT_TIMED(
-        model, PX_GPT_MATMUL,
-        px_matmul_forward(kv->proj, kv->fch_gelu, p->fcproj_w + 4 * lC * C, NULL, R, 4 * C, C));
-    px_residual_forward(kv->x, kv->x, kv->proj, p->fcproj_b + lC, R, C);
+    PX_GPT_TIMED(model, PX_GPT_MATMUL,
+                 px_matmul_forward(kv->proj, kv->fch_gelu, p->fcproj_w + 4 * lC * C,
+                                   p->fcproj_b + lC, R, 4 * C, C));
+    px_residual_forward(kv->x, kv->x, kv->proj, NULL, R, C);
   }
 
   /* The head, on each entry's last row only: lnf, then logits = x wte^T. */
