@@ -89,27 +89,14 @@ __attribute__((noinline)) static void px_layernorm_stats(float *mean, float *rst
                                                          int rows, int C) {
   const float eps = 1e-5f;
   float m[PX_LN_ROWS] = {0}, v[PX_LN_ROWS] = {0};
-  if (rows == PX_LN_ROWS) {
-    for (int i = 0; i < C; i++)
-      for (int r = 0; r < PX_LN_ROWS; r++) m[r] += x[(size_t)r * C + i];
-  } else {
-    for (int r = 0; r < rows; r++)
-      for (int i = 0; i < C; i++) m[r] += x[(size_t)r * C + i];
-  }
+  for (int i = 0; i < C; i++)
+    for (int r = 0; r < rows; r++) m[r] += x[(size_t)r * C + i];
   for (int r = 0; r < rows; r++) m[r] /= C;
-  if (rows == PX_LN_ROWS) {
-    for (int i = 0; i < C; i++)
-      for (int r = 0; r < PX_LN_ROWS; r++) {
-        const float d = x[(size_t)r * C + i] - m[r];
-        v[r] += d * d;
-      }
-  } else {
-    for (int r = 0; r < rows; r++)
-      for (int i = 0; i < C; i++) {
-        const float d = x[(size_t)r * C + i] - m[r];
-        v[r] += d * d;
-      }
-  }
+  for (int i = 0; i < C; i++)
+    for (int r = 0; r < rows; r++) {
+      const float d = x[(size_t)r * C + i] - m[r];
+      v[r] += d * d;
+    }
   for (int r = 0; r < rows; r++) {
     mean[r] = m[r];
     rstd[r] = 1.0f / sqrtf(v[r] / C + eps);
@@ -123,21 +110,12 @@ __attribute__((noinline)) static void px_layernorm_grad_stats(float *g_mean, flo
                                                               const float *mean, const float *rstd,
                                                               int rows, int C) {
   float a[PX_LN_ROWS] = {0}, b[PX_LN_ROWS] = {0};
-  if (rows == PX_LN_ROWS) {
-    for (int i = 0; i < C; i++)
-      for (int r = 0; r < PX_LN_ROWS; r++) {
-        const float g = weight[i] * dy[(size_t)r * C + i];
-        a[r] += g;
-        b[r] += g * (x[(size_t)r * C + i] - mean[r]) * rstd[r];
-      }
-  } else {
-    for (int r = 0; r < rows; r++)
-      for (int i = 0; i < C; i++) {
-        const float g = weight[i] * dy[(size_t)r * C + i];
-        a[r] += g;
-        b[r] += g * (x[(size_t)r * C + i] - mean[r]) * rstd[r];
-      }
-  }
+  for (int i = 0; i < C; i++)
+    for (int r = 0; r < rows; r++) {
+      const float g = weight[i] * dy[(size_t)r * C + i];
+      a[r] += g;
+      b[r] += g * (x[(size_t)r * C + i] - mean[r]) * rstd[r];
+    }
   for (int r = 0; r < rows; r++) g_mean[r] = a[r] / C, gx_mean[r] = b[r] / C;
 }
 
