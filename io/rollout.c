@@ -1,25 +1,30 @@
 /*
- * rollout.c — the rollout buffer file (layout in rollout.h): every rank writes its rows of the
- * global datasets in one collective transfer each (parallel HDF5's ritual: MPI-IO file access,
- * global dataspaces, a hyperslab per rank, H5FD_MPIO_COLLECTIVE, which the Fletcher-32 filtered
- * datasets require), under a temporary name that rank 0 publishes after the collective close.
- * Reading is per rank, independent, and checks everything.
+ * rollout.c — the rollout buffer file (layout in rollout.h).
  *
- * Coordination (the status every rank agrees on, the temporary name, "the file is there") goes
- * through px_comm on the run's communicator; with MPI_COMM_SELF there is nothing to coordinate.
- * HDF5's collective calls (create, attributes, datasets, close) are made by every rank with the
- * same arguments, so an HDF5 failure in them happens on every rank alike; the checks that can
- * differ between ranks (the rows each passes) are agreed on before the file is created.
+ * Writing: one writer. The ranks' rows of each dataset are gathered to rank 0 (MPI_Gatherv, in
+ * rank order), which writes the file alone with HDF5's POSIX driver, each dataset whole through
+ * the checksummed chunk writer (io/h5chunk.c), under a temporary name that it publishes once
+ * every rank has agreed that all went well. A disk failure (full, file too large, EIO) happens
+ * on the writer, between MPI calls that need no disk, so every rank learns of it at the next
+ * agreement and returns: no rank can wait forever in a collective write that failed elsewhere,
+ * as parallel HDF5's MPI-IO writes did. A rollout buffer is a few MB per iteration even at
+ * GPT-2 scale, so one writer costs little (bench_ckpt measures it beside a plain write).
+ *
+ * Reading: each process opens the file alone (POSIX driver, independent reads of its part) and
+ * checks everything, then the ranks of comm agree on the outcome.
  */
 #include "proxima/rollout.h"
 
 #include <math.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "h5chunk.h"
 #include "h5util.h"
 #include "proxima/comm.h"
+#include "proxima/fault.h"
 #include "proxima/fsutil.h"
 #include "proxima/tokenizer.h"
 
@@ -27,6 +32,7 @@
 #define PX_ROLLOUT_VERSION 1
 #define PX_ROLLOUT_CHUNK ((hsize_t)1 << 16) /* elements per chunk, at most */
 #define PX_ROLLOUT_MAX_POSITIONS ((int64_t)1 << 24)
+#define PX_ROLLOUT_MAX_ROWS ((int64_t)INT32_MAX - 1) /* the rows' gather counts are MPI ints */
 
 /* The datasets, in file order: element type and columns (1: [N], R: [N,R], P+R: [N,P+R]). */
 typedef enum px_elem { PX_E_I32, PX_E_F32, PX_E_U8 } px_elem;
@@ -81,10 +87,13 @@ static const char *px_kl_name(px_rl_kl_kind k) { return k == PX_RL_KL_K3 ? "k3" 
 /* The checks one rank can make on its own rows; the first problem goes into err. */
 static px_status px_check_rows(const char *path, const px_rollout *r, const px_rollout_attrs *a,
                                px_error *err) {
-  if (r->n < 0 || r->first < 0 || r->n_global < 0 || r->first + r->n > r->n_global)
+  if (r->n < 0 || r->first < 0 || r->n_global < 0 || r->n_global > PX_ROLLOUT_MAX_ROWS ||
+      r->first > r->n_global || r->n > r->n_global - r->first)
     return px_error_set(err, PX_EINPUT,
-                        "%s: rows [%lld, %lld) do not lie within the %lld rows of the batch", path,
-                        (long long)r->first, (long long)(r->first + r->n), (long long)r->n_global);
+                        "%s: %lld rows from row %lld do not lie within the %lld rows of the "
+                        "batch (at most %lld)",
+                        path, (long long)r->n, (long long)r->first, (long long)r->n_global,
+                        (long long)PX_ROLLOUT_MAX_ROWS);
   if (r->P < 1 || r->R < 1 || r->P > PX_ROLLOUT_MAX_POSITIONS || r->R > PX_ROLLOUT_MAX_POSITIONS)
     return px_error_set(
         err, PX_EINPUT, "%s: %lld prompt and %lld response positions (each must be 1 to %lld)",
@@ -118,7 +127,9 @@ static px_status px_check_rows(const char *path, const px_rollout *r, const px_r
   return PX_OK;
 }
 
-/* Collective: whether the ranks' rows tile [0, n_global) with one n_global, P, R and attrs. */
+/* Collective: whether the ranks' rows tile [0, n_global) end to end in rank order (rank k's rows
+ * start where rank k-1's end: the order in which they are gathered), with one n_global, P, R
+ * and attrs everywhere. */
 static px_status px_check_ranks(const char *path, const px_rollout *r, const px_rollout_attrs *a,
                                 px_error *err) {
   int size = px_comm_size(), rank = px_comm_rank();
@@ -126,7 +137,7 @@ static px_status px_check_ranks(const char *path, const px_rollout *r, const px_
   int64_t *v = px_calloc(n, sizeof *v);
   v[2 * rank] = r->first, v[2 * rank + 1] = r->n;
   v[2 * size] = r->n_global, v[2 * size + 1] = r->P, v[2 * size + 2] = r->R;
-  px_comm_allreduce_sum_i64(v, n);
+  px_comm_allreduce_sum_i64(v, n); /* each rank's values fit: px_check_rows bounded them */
   px_status st = PX_OK;
   if (v[2 * size] != size * r->n_global || v[2 * size + 1] != size * r->P ||
       v[2 * size + 2] != size * r->R)
@@ -134,20 +145,22 @@ static px_status px_check_ranks(const char *path, const px_rollout *r, const px_
                       "%s: the ranks disagree on the rows, prompt or response "
                       "positions of the batch",
                       path);
-  /* Walk the ranges in order of their first row: each must start where the last ended. */
   int64_t next = 0;
-  for (int k = 0; k < size && st == PX_OK; k++) {
-    int found = -1;
-    for (int q = 0; q < size; q++)
-      if (v[2 * q + 1] > 0 && v[2 * q] == next) found = q;
-    if (found < 0) break;
-    next += v[2 * found + 1];
+  for (int q = 0; q < size && st == PX_OK; q++) {
+    if (v[2 * q] != next && v[2 * q + 1] > 0)
+      st = px_error_set(err, PX_EINPUT,
+                        "%s: rank %d has rows [%lld, %lld), but the rows before it end at %lld "
+                        "(each rank's rows must follow the previous rank's, without gap or "
+                        "overlap)",
+                        path, q, (long long)v[2 * q], (long long)(v[2 * q] + v[2 * q + 1]),
+                        (long long)next);
+    next += v[2 * q + 1];
   }
   if (st == PX_OK && next != r->n_global)
     st = px_error_set(err, PX_EINPUT,
-                      "%s: the ranks' rows do not cover the batch's %lld rows exactly once "
-                      "(they run contiguously only up to row %lld)",
-                      path, (long long)r->n_global, (long long)next);
+                      "%s: the ranks' rows do not cover the batch: they hold %lld rows, the batch "
+                      "has %lld",
+                      path, (long long)next, (long long)r->n_global);
   free(v);
   /* Attributes are metadata that every rank must write alike: compare with rank 0's. */
   px_rollout_attrs root = *a;
@@ -166,11 +179,12 @@ static px_status px_check_ranks(const char *path, const px_rollout *r, const px_
   return st;
 }
 
-static px_status px_rollout_fail(px_error *err, const char *path, const char *what) {
+/* A failure of the writer (rank `rank` of the run), with HDF5's innermost reason. */
+static px_status px_rollout_fail(px_error *err, const char *path, int rank, const char *what) {
   char reason[256];
   px_h5_reason(reason, sizeof reason);
-  return px_error_set(err, PX_ERUN, "cannot write %s: %s%s%s", path, what, reason[0] ? ": " : "",
-                      reason);
+  return px_error_set(err, PX_ERUN, "cannot write rollout buffer %s (rank %d): %s%s%s", path,
+                      rank, what, reason[0] ? ": " : "", reason);
 }
 
 static herr_t px_write_attrs(hid_t file, const px_rollout *r, const px_rollout_attrs *a) {
@@ -197,44 +211,109 @@ static herr_t px_write_attrs(hid_t file, const px_rollout *r, const px_rollout_a
   return rc < 0 ? -1 : 0;
 }
 
-/* Creates dataset f of the global shape and writes this rank's rows into it (collective). */
-static herr_t px_write_field(hid_t file, hid_t dxpl, const px_rollout *r, int f) {
-  const px_field *fd = &px_fields[f];
-  hsize_t dims[2] = {(hsize_t)r->n_global, px_field_cols(fd, r->P, r->R)};
-  return px_h5_write_rows(file, fd->name, px_elem_file(fd->elem), px_elem_mem(fd->elem),
-                          fd->cols == PX_C_ONE ? 1 : 2, dims, PX_ROLLOUT_CHUNK, (hsize_t)r->first,
-                          (hsize_t)r->n, r->n > 0 ? *px_field_ptr((px_rollout *)r, f) : NULL, dxpl);
+/* The bytes of the file's datasets: the in-memory file grows by this much at a time. */
+static size_t px_rollout_bytes(const px_rollout *r) {
+  size_t bytes = 0;
+  for (int f = 0; f < PX_N_FIELDS; f++)
+    bytes += (size_t)r->n_global * (size_t)px_field_cols(&px_fields[f], r->P, r->R) *
+             px_elem_size(px_fields[f].elem);
+  return bytes;
 }
 
-/* Creates the file at tmp over comm and writes everything; collective. */
-static px_status px_write_file(const char *tmp, const char *path, MPI_Comm comm,
-                               const px_rollout *r, const px_rollout_attrs *a, int *created,
-                               px_error *err) {
-  *created = 0;
-  hid_t fapl = px_h5_fapl_mpio(comm);
-  hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-  hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+/* The writer's part: a new HDF5 file in memory (the core driver, no backing store: HDF5 never
+ * touches the disk, so a failing disk cannot leave HDF5 half-closed) with the root attributes.
+ * On failure nothing is open. Not collective. */
+static px_status px_create_image(const char *path, const px_rollout *r, const px_rollout_attrs *a,
+                                 int rank, hid_t *file, px_error *err) {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE);
+  size_t grow = px_rollout_bytes(r) + ((size_t)1 << 16);
   px_status st = PX_OK;
-  if (fapl < 0 || fcpl < 0 || dxpl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 ||
-      H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) < 0)
-    st = px_rollout_fail(err, path, "setting up the property lists failed");
-  hid_t file = st == PX_OK ? H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl) : H5I_INVALID_HID;
-  if (st == PX_OK && file < 0) st = px_rollout_fail(err, path, "cannot create the file");
-  if (file >= 0) {
-    *created = 1;
-    if (px_write_attrs(file, r, a) < 0) st = px_rollout_fail(err, path, "writing attributes");
-    for (int f = 0; f < PX_N_FIELDS && st == PX_OK; f++)
-      if (px_write_field(file, dxpl, r, f) < 0) {
-        char what[96];
-        snprintf(what, sizeof what, "writing dataset '%s' failed", px_fields[f].name);
-        st = px_rollout_fail(err, path, what);
-      }
-    if (H5Fclose(file) < 0 && st == PX_OK) st = px_rollout_fail(err, path, "closing failed");
+  if (fapl < 0 || fcpl < 0 || H5Pset_fapl_core(fapl, grow, 0) < 0 ||
+      H5Pset_obj_track_times(fcpl, 0) < 0)
+    st = px_rollout_fail(err, path, rank, "setting up the property lists failed");
+  *file = st == PX_OK ? H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl) : H5I_INVALID_HID;
+  if (st == PX_OK && *file < 0) st = px_rollout_fail(err, path, rank, "cannot create the file");
+  if (fcpl >= 0 && H5Pclose(fcpl) < 0 && st == PX_OK)
+    st = px_rollout_fail(err, path, rank, "H5Pclose failed");
+  if (fapl >= 0 && H5Pclose(fapl) < 0 && st == PX_OK)
+    st = px_rollout_fail(err, path, rank, "H5Pclose failed");
+  if (st == PX_OK && px_write_attrs(*file, r, a) < 0)
+    st = px_rollout_fail(err, path, rank, "writing the attributes failed");
+  if (st != PX_OK && *file >= 0) {
+    H5Fclose(*file); /* already failing: the first error is the one to report */
+    *file = H5I_INVALID_HID;
   }
-  if (dxpl >= 0 && H5Pclose(dxpl) < 0 && st == PX_OK) st = px_rollout_fail(err, path, "H5Pclose");
-  if (fcpl >= 0 && H5Pclose(fcpl) < 0 && st == PX_OK) st = px_rollout_fail(err, path, "H5Pclose");
-  if (fapl >= 0 && H5Pclose(fapl) < 0 && st == PX_OK) st = px_rollout_fail(err, path, "H5Pclose");
   return st;
+}
+
+/* Closes the in-memory file, leaving its bytes in *image (*n of them; the caller frees it) when
+ * st is PX_OK. Not collective. */
+static px_status px_close_image(hid_t file, const char *path, int rank, px_status st,
+                                unsigned char **image, size_t *n, px_error *err) {
+  *image = NULL, *n = 0;
+  ssize_t size = st == PX_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0
+                     ? H5Fget_file_image(file, NULL, 0)
+                     : -1;
+  if (size > 0) {
+    *image = px_malloc((size_t)size);
+    if (H5Fget_file_image(file, *image, (size_t)size) != size) size = -1;
+  }
+  if (st == PX_OK && size <= 0) st = px_rollout_fail(err, path, rank, "taking the file's image");
+  if (H5Fclose(file) < 0 && st == PX_OK)
+    st = px_rollout_fail(err, path, rank, "closing the file failed");
+  if (st != PX_OK) {
+    free(*image);
+    *image = NULL;
+  } else {
+    *n = (size_t)size;
+  }
+  return st;
+}
+
+/* The writer's last part: the image onto the disk under a temporary name, fsynced and renamed
+ * to path (px_fs_write_atomic: on failure nothing is left). Not collective. */
+static px_status px_store_image(const char *path, int rank, const unsigned char *image, size_t n,
+                                px_error *err) {
+  px_status st = px_fs_write_atomic(path, (const char *)image, n, err);
+  if (st == PX_OK) return PX_OK;
+  /* "cannot write PATH: reason": say which file this is and which rank wrote it. */
+  char prefix[4400], inner[sizeof err->msg];
+  snprintf(prefix, sizeof prefix, "cannot write %s: ", path);
+  snprintf(inner, sizeof inner, "%s", err->msg);
+  const char *reason = strncmp(inner, prefix, strlen(prefix)) ? inner : inner + strlen(prefix);
+  return px_error_set(err, st, "cannot write rollout buffer %s (rank %d): %s", path, rank, reason);
+}
+
+/* Every dataset: the ranks' rows of field f gathered to the writer, which writes them whole as
+ * one checksummed dataset. A writer that has failed (*st) goes on taking part in the gathers,
+ * which need no disk, so that no rank waits for it; it writes nothing more. Collective when
+ * shared. */
+static void px_write_fields(hid_t file, const char *path, const px_rollout *r, int shared,
+                            int writer, int rank, px_status *st, px_error *err) {
+  px_h5_chunk_writer w = {0};
+  if (writer) px_h5_chunk_writer_init(&w, file, 0);
+  for (int f = 0; f < PX_N_FIELDS; f++) {
+    const px_field *fd = &px_fields[f];
+    hsize_t dims[2] = {(hsize_t)r->n_global, px_field_cols(fd, r->P, r->R)};
+    size_t row_bytes = (size_t)dims[1] * px_elem_size(fd->elem);
+    size_t bytes = (size_t)r->n_global * row_bytes;
+    void *mine = r->n > 0 ? *px_field_ptr((px_rollout *)r, f) : NULL;
+    void *all = mine; /* one process: its rows are all rows */
+    if (shared) {
+      all = writer ? px_malloc(bytes + 1) : NULL;
+      px_comm_gather_rows(all, mine, r->n, row_bytes);
+    }
+    if (writer && *st == PX_OK &&
+        px_h5_write_checksummed(file, fd->name, px_elem_file(fd->elem), px_elem_mem(fd->elem),
+                                fd->cols == PX_C_ONE ? 1 : 2, dims, PX_ROLLOUT_CHUNK, all, bytes,
+                                &w) < 0) {
+      char what[96];
+      snprintf(what, sizeof what, "writing dataset '%s' failed", fd->name);
+      *st = px_rollout_fail(err, path, rank, what);
+    }
+    if (shared) free(all);
+  }
+  if (writer) px_h5_chunk_writer_free(&w);
 }
 
 px_status px_rollout_write(const char *path, MPI_Comm comm, const px_rollout *rows,
@@ -243,7 +322,7 @@ px_status px_rollout_write(const char *path, MPI_Comm comm, const px_rollout *ro
   int shared = comm != MPI_COMM_SELF;
   PX_REQUIRE(!shared || comm == px_comm_mpi(),
              "px_rollout_write: comm must be px_comm_mpi() or MPI_COMM_SELF");
-  int root = !shared || px_comm_rank() == 0;
+  int rank = px_comm_is_up() ? px_comm_rank() : 0, writer = !shared || rank == 0;
   px_h5_quiet();
 
   px_status st = px_check_rows(path, rows, attrs, err);
@@ -261,28 +340,39 @@ px_status px_rollout_write(const char *path, MPI_Comm comm, const px_rollout *ro
                           (long long)(rows->first + rows->n));
   }
 
-  /* Every rank must open the same temporary file: rank 0's name (with its PID) for all. */
-  char tmp[4200];
-  px_fs_temp_name(tmp, sizeof tmp, path);
-  if (shared) px_comm_bcast(tmp, sizeof tmp, 0);
-
-  int created = 0;
-  st = px_write_file(tmp, path, comm, rows, attrs, &created, err);
-  if (shared) st = px_comm_agree(st, err); /* after the collective close: all data is down */
-  if (st != PX_OK) {
-    if (root && created) remove(tmp);
-    return st;
+  /* One writer, the others send it their rows: the file is made in rank 0's memory while the
+   * ranks' rows arrive (MPI calls that need no disk), the ranks agree, and only then does rank 0
+   * write it, with plain checked POSIX calls; every rank hears how that went. A disk that fails
+   * cannot stop a rank inside a collective call, as a parallel HDF5 write that failed on one
+   * rank did. */
+  hid_t file = H5I_INVALID_HID;
+  if (writer) st = px_create_image(path, rows, attrs, rank, &file, err);
+  if (shared) st = px_comm_agree(st, err);
+  unsigned char *image = NULL;
+  size_t image_n = 0;
+  if (st == PX_OK) {
+    px_write_fields(file, path, rows, shared, writer, rank, &st, err);
+    if (px_fault_fails("rollout.write") && st == PX_OK) /* counted on every rank */
+      st = px_error_set(err, PX_ERUN,
+                        "cannot write rollout buffer %s (rank %d): its part of the write failed "
+                        "(PROXIMA_FAULT)",
+                        path, rank);
   }
-  st = root ? px_fs_publish(tmp, path, err) : PX_OK;
-  /* No rank returns before the file has its final name. */
+  if (file >= 0) st = px_close_image(file, path, rank, st, &image, &image_n, err);
+  if (shared) st = px_comm_agree(st, err); /* a failure on any rank: nothing is written */
+  if (writer && st == PX_OK) st = px_store_image(path, rank, image, image_n, err);
+  free(image);
+  /* No rank returns before the file has its final name, or before all know it has none. */
   return shared ? px_comm_agree(st, err) : st;
 }
 
 /* ------------------------------------------------------------------------------------------- */
 
-/* Opens dataset f and checks its type class and global shape. */
-static px_status px_open_field(hid_t file, const char *path, int f, int64_t N, int64_t P, int64_t R,
-                               hid_t *out, px_error *err) {
+/* Opens dataset f and checks its type class, its global shape, and that the file stores its
+ * bytes (at least what the shape needs, at most the file's size): a crafted shape must not
+ * make a reader allocate more than the file holds. */
+static px_status px_open_field(hid_t file, const char *path, int64_t file_bytes, int f, int64_t N,
+                               int64_t P, int64_t R, hid_t *out, px_error *err) {
   const px_field *fd = &px_fields[f];
   *out = H5I_INVALID_HID;
   if (H5Lexists(file, fd->name, H5P_DEFAULT) <= 0)
@@ -309,6 +399,13 @@ static px_status px_open_field(hid_t file, const char *path, int f, int64_t N, i
                       path, fd->name, nd, (unsigned long long)have[0], (unsigned long long)have[1],
                       (unsigned long long)want[0], ndim == 2 ? ", " : "]",
                       ndim == 2 ? (unsigned long long)want[1] : 0ULL);
+  double need = (double)want[0] * (double)want[1] * (double)px_elem_size(fd->elem);
+  double stored = st == PX_OK ? (double)H5Dget_storage_size(d) : 0;
+  if (st == PX_OK && (stored < need || stored > (double)file_bytes))
+    st = px_error_set(err, PX_EINPUT,
+                      "%s: dataset '%s' needs %.0f bytes for its shape, the file stores %.0f of "
+                      "them in %lld bytes (damaged or incomplete file)",
+                      path, fd->name, need, stored, (long long)file_bytes);
   if (((type >= 0 && H5Tclose(type) < 0) || (space >= 0 && H5Sclose(space) < 0)) && st == PX_OK)
     st = px_error_set(err, PX_ERUN, "%s: dataset '%s': closing its type or space failed", path,
                       fd->name);
@@ -351,7 +448,8 @@ static px_status px_read_attrs(hid_t file, const char *path, px_rollout_attrs *a
   PX_TRY(px_h5_attr_read_i64(file, "n_rows", N, path, err));
   PX_TRY(px_h5_attr_read_i64(file, "prompt_positions", P, path, err));
   PX_TRY(px_h5_attr_read_i64(file, "response_positions", R, path, err));
-  if (*N < 0 || *P < 1 || *R < 1 || *P > PX_ROLLOUT_MAX_POSITIONS || *R > PX_ROLLOUT_MAX_POSITIONS)
+  if (*N < 0 || *N > PX_ROLLOUT_MAX_ROWS || *P < 1 || *R < 1 || *P > PX_ROLLOUT_MAX_POSITIONS ||
+      *R > PX_ROLLOUT_MAX_POSITIONS)
     return px_error_set(err, PX_EINPUT,
                         "%s: n_rows %lld, prompt_positions %lld, response_positions %lld are out "
                         "of range",
@@ -386,12 +484,21 @@ static px_status px_read_attrs(hid_t file, const char *path, px_rollout_attrs *a
   return PX_OK;
 }
 
-/* Reads this part's rows of every dataset into out (whose n, first, P, R are set). */
-static px_status px_read_fields(hid_t file, const char *path, px_rollout *out, px_error *err) {
+/* Reads this part's rows of every dataset into out (whose n, first, P, R are set), after every
+ * dataset has been checked: nothing is allocated for a file that does not hold its data. */
+static px_status px_read_fields(hid_t file, const char *path, int64_t file_bytes, px_rollout *out,
+                                px_error *err) {
+  for (int f = 0; f < PX_N_FIELDS; f++) {
+    hid_t d;
+    PX_TRY(px_open_field(file, path, file_bytes, f, out->n_global, out->P, out->R, &d, err));
+    if (H5Dclose(d) < 0)
+      return px_error_set(err, PX_ERUN, "%s: closing dataset '%s' failed", path,
+                          px_fields[f].name);
+  }
   for (int f = 0; f < PX_N_FIELDS; f++) {
     const px_field *fd = &px_fields[f];
     hid_t d;
-    PX_TRY(px_open_field(file, path, f, out->n_global, out->P, out->R, &d, err));
+    PX_TRY(px_open_field(file, path, file_bytes, f, out->n_global, out->P, out->R, &d, err));
     hsize_t cols = px_field_cols(fd, out->P, out->R);
     size_t bytes = (size_t)(out->n > 0 ? out->n : 1) * cols * px_elem_size(fd->elem);
     void **p = px_field_ptr(out, f);
@@ -408,28 +515,14 @@ static px_status px_read_fields(hid_t file, const char *path, px_rollout *out, p
   return PX_OK;
 }
 
-px_status px_rollout_read(const char *path, MPI_Comm comm, int part, int parts, px_rollout *out,
-                          px_rollout_attrs *attrs, px_error *err) {
-  px_h5_quiet();
-  memset(out, 0, sizeof *out);
-  PX_REQUIRE(parts >= 1 && part >= 0 && part < parts, "px_rollout_read: part %d of %d", part,
-             parts);
-  /* H5Fopen over MPI-IO is collective: check alone first what every rank sees alike. */
-  if (!px_fs_exists(path)) return px_error_set(err, PX_EINPUT, "%s: no such file", path);
+/* This process's part of px_rollout_read. */
+static px_status px_read_part(const char *path, int part, int parts, px_rollout *out,
+                              px_rollout_attrs *attrs, px_error *err) {
+  struct stat sb;
+  if (stat(path, &sb) != 0) return px_error_set(err, PX_EINPUT, "%s: no such file", path);
   if (px_h5_is_hdf5(path) <= 0) return px_error_set(err, PX_EINPUT, "%s: not an HDF5 file", path);
-  hid_t fapl = px_h5_fapl_mpio(comm);
-  if (fapl < 0) return px_error_set(err, PX_ERUN, "%s: cannot set up MPI-IO", path);
-  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-  if (H5Pclose(fapl) < 0 && file >= 0) {
-    H5Fclose(file);
-    return px_error_set(err, PX_ERUN, "%s: H5Pclose failed", path);
-  }
-  if (file < 0) {
-    char reason[256];
-    px_h5_reason(reason, sizeof reason);
-    return px_error_set(err, PX_EINPUT, "%s: cannot open (%s)", path,
-                        reason[0] ? reason : "damaged or truncated HDF5 file");
-  }
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (file < 0) return px_h5_open_failure(path, err);
   px_rollout_attrs a;
   memset(&a, 0, sizeof a);
   int64_t N = 0, P = 0, R = 0;
@@ -438,7 +531,7 @@ px_status px_rollout_read(const char *path, MPI_Comm comm, int part, int parts, 
     int64_t lo, hi;
     px_comm_share(N, part, parts, &lo, &hi);
     out->n = hi - lo, out->first = lo, out->n_global = N, out->P = P, out->R = R;
-    st = px_read_fields(file, path, out, err);
+    st = px_read_fields(file, path, (int64_t)sb.st_size, out, err);
   }
   /* What the writer checks, checked again: files can be damaged or made by hand. */
   for (int64_t i = 0; i < out->n && st == PX_OK; i++) {
@@ -467,6 +560,24 @@ px_status px_rollout_read(const char *path, MPI_Comm comm, int part, int parts, 
   }
   if (attrs) *attrs = a;
   return PX_OK;
+}
+
+px_status px_rollout_read(const char *path, MPI_Comm comm, int part, int parts, px_rollout *out,
+                          px_rollout_attrs *attrs, px_error *err) {
+  px_h5_quiet();
+  memset(out, 0, sizeof *out);
+  PX_REQUIRE(parts >= 1 && part >= 0 && part < parts, "px_rollout_read: part %d of %d", part,
+             parts);
+  int shared = comm != MPI_COMM_SELF;
+  PX_REQUIRE(!shared || comm == px_comm_mpi(),
+             "px_rollout_read: comm must be px_comm_mpi() or MPI_COMM_SELF");
+  /* Each process opens the file alone (no MPI-IO): no rank can wait in a collective open or
+   * read for another that stopped early; the ranks agree on the outcome after. */
+  px_status st = px_read_part(path, part, parts, out, attrs, err);
+  if (!shared) return st;
+  px_status all = px_comm_agree(st, err);
+  if (all != PX_OK && st == PX_OK) px_rollout_free(out);
+  return all;
 }
 
 void px_rollout_free(px_rollout *r) {

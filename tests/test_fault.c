@@ -12,6 +12,7 @@
 #include <hdf5.h>
 #include <math.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "proxima/checkpoint.h"
@@ -32,6 +33,10 @@
   "--iterations 4 ppo.batch_size=16 ppo.minibatch=8 ppo.micro_batch=4 ppo.eval_every=0 "           \
   "ppo.checkpoint_every=2 sample.batch=8 sample.max_new_tokens=6 run.keep_last=0 "                 \
   "run.log_level=warn"
+
+/* PPO writing a rollout buffer every iteration (io/rollout.c: rank 0 writes what every rank
+ * sends it). */
+#define ROLL_ARGS PPO_ARGS " ppo.rollout_every=1"
 
 /* SFT stopped by SIGTERM after step 4 in dir: LATEST names ckpt-00000004.h5. Copies of both
  * go to dir.saved/ to compare with after a failure. */
@@ -95,6 +100,7 @@ static void test_make_inputs(void) {
   /* the uninterrupted runs the tests compare with, and PPO's inputs */
   CU_ASSERT_EQUAL_FATAL(px_proc_run2_fault(NULL, SFT_ARGS, "ft-sft"), 0);
   CU_ASSERT_EQUAL_FATAL(px_proc_run2_fault(NULL, RM_ARGS, "ft-rm"), 0);
+  CU_ASSERT_EQUAL_FATAL(px_proc_run2_fault(NULL, ROLL_ARGS, "ft-roll"), 0);
 }
 
 /* One NaN in rank 1's gradient at step 6: the allreduce gives it to both ranks, which skip the
@@ -202,6 +208,131 @@ static void test_rank_killed(void) {
   kill_rank_1("ppo.policy.grad:7:KILL@1", PPO_ARGS, "ft-kill-ppo");
 }
 
+/* PPO with a rollout buffer per iteration, stopped by SIGTERM after iteration 2 in dir: LATEST
+ * names ckpt-00000002.h5, rollouts/ holds iterations 1 and 2. All of it is copied to dir.saved
+ * to compare with after a failure. */
+static void ppo_stopped_at_2(const char *dir) {
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "rm -rf %s %s.saved", dir, dir);
+  CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+  CU_ASSERT_EQUAL_FATAL(px_proc_run2_fault("ppo.iteration:2:TERM", ROLL_ARGS, dir), 3);
+  snprintf(cmd, sizeof cmd, "cp -r %s %s.saved", dir, dir);
+  CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+}
+
+/* After a failed rollout write in iteration 3: dir's checkpoints/ and rollouts/ hold exactly
+ * what they held at the stop, byte for byte (no temporary file, no iteration-3 buffer). */
+static void ppo_as_saved(const char *dir) {
+  const char *files[] = {"checkpoints/LATEST", "checkpoints/ckpt-00000002.h5",
+                         "rollouts/rollouts-00000001.h5", "rollouts/rollouts-00000002.h5"};
+  char a[512], b[512];
+  for (int sub = 0; sub < 2; sub++) {
+    snprintf(a, sizeof a, "%s/%s", dir, sub ? "rollouts" : "checkpoints");
+    CU_ASSERT_EQUAL(px_count_entries(a), 2);
+  }
+  for (int i = 0; i < 4; i++) {
+    snprintf(a, sizeof a, "%s/%s", dir, files[i]);
+    snprintf(b, sizeof b, "%s.saved/%s", dir, files[i]);
+    CU_ASSERT(px_proc_same_file(a, b));
+  }
+}
+
+/* `--resume auto` in dir, no fault: the run ends as the uninterrupted ft-roll, with the same
+ * metrics and the same bytes in iteration 3's and 4's rollout buffers. */
+static void ppo_resumes_exactly(const char *dir) {
+  CU_ASSERT_EQUAL(px_proc_run2_fault(NULL, ROLL_ARGS " --resume auto", dir), 0);
+  char a[512], b[512];
+  snprintf(a, sizeof a, "%s/metrics.jsonl", dir);
+  CU_ASSERT(px_proc_same_file(a, "ft-roll/metrics.jsonl"));
+  for (int it = 3; it <= 4; it++) {
+    snprintf(a, sizeof a, "%s/rollouts/rollouts-%08d.h5", dir, it);
+    snprintf(b, sizeof b, "ft-roll/rollouts/rollouts-%08d.h5", it);
+    CU_ASSERT(px_proc_same_file(a, b));
+  }
+}
+
+/* The size of path in bytes, -1 when it cannot be read. */
+static long file_bytes(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+/* `--resume auto` in dir with rank `rank` under a file-size limit of kb KiB (SIGXFSZ ignored,
+ * so a write past it fails with EFBIG as a full disk fails with ENOSPC); over TCP, since shared
+ * memory between the ranks lives in files too. Returns the exit status; *took the seconds. */
+static int resume_with_limit(const char *dir, int rank, long kb, double *took) {
+  char launch[1024];
+  snprintf(launch, sizeof launch,
+           "%s sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = %d ]; then ulimit -f %ld; fi; "
+           "trap \"\" XFSZ; exec \"$@\"' sh",
+           getenv("PX_LAUNCH_2"), rank, kb);
+  setenv("OMPI_MCA_btl", "self,tcp", 1);
+  double t0 = seconds_now();
+  int rc = px_proc_run(launch, ROLL_ARGS " --run %s --resume auto", dir);
+  *took = seconds_now() - t0;
+  unsetenv("OMPI_MCA_btl");
+  return rc;
+}
+
+/* The writer's disk fills while it writes iteration 3's rollout buffer: a limit under that
+ * file's size on rank 0, which writes it (the files rank 0 writes before it, config.ini, the
+ * logs, are smaller). Every rank stops within seconds, exit 2, with a message naming the file,
+ * the rank and the reason; the temporary file is gone, LATEST, the checkpoint and the earlier
+ * buffers are as they were; then --resume auto, room again, continues exactly. */
+static void test_rollout_disk_full(void) {
+  ppo_stopped_at_2("ft-rfull");
+  long need = file_bytes("ft-roll/rollouts/rollouts-00000003.h5");
+  const char *before[] = {"ft-rfull/config.ini", "ft-rfull/metrics.jsonl", "ft-rfull/proxima.log"};
+  long kb = need / 1024 - 1, most = 0;
+  for (int i = 0; i < 3; i++) most = file_bytes(before[i]) > most ? file_bytes(before[i]) : most;
+  printf("\n    rollout buffer %ld bytes, limit %ld KiB, largest other file %ld bytes", need, kb,
+         most);
+  CU_ASSERT_FATAL(most < kb * 1024 - 4096); /* room for what else rank 0 writes first */
+  double took;
+  CU_ASSERT_EQUAL(resume_with_limit("ft-rfull", 0, kb, &took), 2);
+  CU_ASSERT(took < 30);
+  CU_ASSERT(px_test_contains(px_proc_err, "cannot write rollout buffer "
+                                          "ft-rfull/rollouts/rollouts-00000003.h5 (rank 0)"));
+  CU_ASSERT(px_test_contains(px_proc_err, "(rank 0): File too large"));
+  ppo_as_saved("ft-rfull");
+  ppo_resumes_exactly("ft-rfull");
+}
+
+/* The issue's launch: rank 1 under a file-size limit of 20 KiB. Rank 1 writes no file (the
+ * rollout buffers go through rank 0), so the run goes on to the end: the same files as
+ * without the limit. */
+static void test_rollout_limit_on_rank_1(void) {
+  ppo_stopped_at_2("ft-rlim1");
+  double took;
+  CU_ASSERT_EQUAL(resume_with_limit("ft-rlim1", 1, 20, &took), 0);
+  char a[512], b[512];
+  for (int it = 1; it <= 4; it++) {
+    snprintf(a, sizeof a, "ft-rlim1/rollouts/rollouts-%08d.h5", it);
+    snprintf(b, sizeof b, "ft-roll/rollouts/rollouts-%08d.h5", it);
+    CU_ASSERT(px_proc_same_file(a, b));
+  }
+  CU_ASSERT(px_proc_same_file("ft-rlim1/metrics.jsonl", "ft-roll/metrics.jsonl"));
+}
+
+/* Iteration 3's rollout write failing on each rank in turn (the rollout.write fault): on rank 0
+ * the file's write, on rank 1 its part of it. Exit 2 within seconds naming the file and the
+ * rank, nothing left behind, and the run resumes exactly. */
+static void test_rollout_write_fails_on_each_rank(void) {
+  for (int rank = 0; rank < 2; rank++) {
+    char fault[64], want[160];
+    snprintf(fault, sizeof fault, "rollout.write:1:FAIL@%d", rank);
+    ppo_stopped_at_2("ft-rfail");
+    double t0 = seconds_now();
+    CU_ASSERT_EQUAL(px_proc_run2_fault(fault, ROLL_ARGS " --resume auto", "ft-rfail"), 2);
+    CU_ASSERT(seconds_now() - t0 < 30);
+    snprintf(want, sizeof want,
+             "cannot write rollout buffer ft-rfail/rollouts/rollouts-00000003.h5 (rank %d)", rank);
+    CU_ASSERT(px_test_contains(px_proc_err, want));
+    ppo_as_saved("ft-rfail");
+    ppo_resumes_exactly("ft-rfail");
+  }
+}
+
 /* A NaN in one collected rollout (rank 1's first response, iteration 2): that response is left
  * out of the update and counted; the run finishes with finite models. */
 static void test_ppo_nan_rollout(void) {
@@ -269,6 +400,9 @@ void px_test_register(void) {
       {"a checkpoint write failing on one rank", test_failed_write_on_one_rank},
       {"an unusable run directory", test_unusable_run_dir},
       {"a rank killed mid-iteration", test_rank_killed},
+      {"ppo: the rollout writer's disk full, then resume", test_rollout_disk_full},
+      {"ppo: rank 1 under a file-size limit", test_rollout_limit_on_rank_1},
+      {"ppo: a rollout write failing on each rank", test_rollout_write_fails_on_each_rank},
       {"ppo: a NaN in a rollout", test_ppo_nan_rollout},
       {"ppo: a NaN in a gradient", test_ppo_nan_gradient},
       {"a checkpoint refuses a non-finite model", test_checkpoint_refuses_nonfinite},

@@ -10,6 +10,7 @@
  * recomputation in numpy) are left in DIR: a k1 file, a k3 file, and one with a tampered reward
  * that the checker must reject.
  */
+#include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -326,6 +327,36 @@ static void expect_einput(const char *path, const char *words) {
   CU_ASSERT_PTR_NULL(r.tokens);
 }
 
+/* A copy of good at bad whose n_rows says `rows` and whose datasets have that many rows, chunked,
+ * with no chunk written: a file of a few KB that declares gigabytes. */
+static void craft_huge(const char *good, const char *bad, hsize_t rows) {
+  CU_ASSERT_FATAL(copy_file(good, bad, -1, -1) > 0);
+  hid_t f = H5Fopen(bad, H5F_ACC_RDWR, H5P_DEFAULT);
+  CU_ASSERT_FATAL(f >= 0);
+  int64_t n = (int64_t)rows;
+  hid_t a = H5Aopen(f, "n_rows", H5P_DEFAULT);
+  CU_ASSERT_FATAL(a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, &n) >= 0 && H5Aclose(a) >= 0);
+  const char *names[] = {"tokens",     "prompt_len", "response_len", "logprobs",
+                         "ref_logprobs", "values",   "rewards",      "advantages",
+                         "returns",    "mask",       "score"};
+  for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+    hid_t d = H5Dopen2(f, names[k], H5P_DEFAULT);
+    CU_ASSERT_FATAL(d >= 0);
+    hid_t type = H5Dget_type(d), space = H5Dget_space(d);
+    hsize_t dims[2], chunk[2] = {1024, 1};
+    int nd = H5Sget_simple_extent_dims(space, dims, NULL);
+    CU_ASSERT_FATAL(nd >= 1 && H5Dclose(d) >= 0 && H5Sclose(space) >= 0);
+    CU_ASSERT_FATAL(H5Ldelete(f, names[k], H5P_DEFAULT) >= 0);
+    dims[0] = rows, chunk[1] = nd == 2 ? dims[1] : 1;
+    hid_t sp = H5Screate_simple(nd, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    CU_ASSERT_FATAL(sp >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, nd, chunk) >= 0);
+    d = H5Dcreate2(f, names[k], type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    CU_ASSERT_FATAL(d >= 0);
+    H5Dclose(d), H5Pclose(dcpl), H5Sclose(sp), H5Tclose(type);
+  }
+  CU_ASSERT_FATAL(H5Fclose(f) >= 0);
+}
+
 static void test_bad_files_are_input_errors(void) {
   const char *dir = shared_dir();
   if (px_comm_rank() == 0) {
@@ -360,8 +391,28 @@ static void test_bad_files_are_input_errors(void) {
     expect_einput(bad, "not an HDF5 file");
     snprintf(bad, sizeof bad, "%s/missing.h5", dir);
     expect_einput(bad, "no such file");
+    /* 2^30 rows declared, none stored: refused before anything is allocated for them. */
+    snprintf(bad, sizeof bad, "%s/huge.h5", dir);
+    craft_huge(good, bad, (hsize_t)1 << 30);
+    expect_einput(bad, "damaged or incomplete file");
   }
   px_comm_barrier();
+}
+
+/* A read on 2 ranks where one rank's file is missing: the other, whose file is fine, does not
+ * wait for it (each opens alone), and both return the missing file's PX_EINPUT. */
+static void test_ranks_agree_on_a_read(void) {
+  const char *dir = shared_dir();
+  char path[700];
+  snprintf(path, sizeof path, "%s/%s", dir,
+           px_comm_rank() == 0 ? "rollouts-00000007.h5" : "missing.h5");
+  px_rollout r;
+  px_error err = {""};
+  px_status want = px_comm_size() > 1 ? PX_EINPUT : PX_OK;
+  CU_ASSERT_EQUAL(px_rollout_read(path, px_comm_mpi(), 0, 1, &r, NULL, &err), want);
+  if (want != PX_OK) CU_ASSERT(px_test_contains(err.msg, "missing.h5: no such file"));
+  CU_ASSERT_EQUAL(r.tokens == NULL, want != PX_OK);
+  px_rollout_free(&r);
 }
 
 static void test_failed_writes_leave_nothing(void) {
@@ -391,6 +442,23 @@ static void test_failed_writes_leave_nothing(void) {
   CU_ASSERT(px_test_contains(err.msg, size > 1 ? "disagree" : "cover the batch"));
   r.first = first, r.n_global = N_ROWS;
 
+  /* Rows that overlap (rank 0 all 13, rank 1 its share again) and still reach the end. */
+  if (size > 1) {
+    px_rollout wide;
+    if (rank == 0) build_rows(&wide, 0, N_ROWS, &cfg_k1);
+    CU_ASSERT_EQUAL(px_rollout_write(path, px_comm_mpi(), rank == 0 ? &wide : &r, &a, &err),
+                    PX_EINPUT);
+    CU_ASSERT(px_test_contains(err.msg, "must follow the previous rank's"));
+    if (rank == 0) px_rollout_free(&wide);
+  }
+
+  /* A first row and a count whose sum overflows (no undefined arithmetic: UBSan's build). */
+  first = r.first;
+  r.first = INT64_MAX - 2;
+  CU_ASSERT_EQUAL(px_rollout_write(path, px_comm_mpi(), &r, &a, &err), PX_EINPUT);
+  CU_ASSERT(px_test_contains(err.msg, "do not lie within"));
+  r.first = first;
+
   /* Ranks that disagree on an attribute. */
   a.beta += rank;
   if (size > 1) {
@@ -412,7 +480,8 @@ static void test_failed_writes_leave_nothing(void) {
   /* No such directory: nothing to leave. */
   snprintf(path, sizeof path, "%s/no/such/dir/r.h5", sub);
   CU_ASSERT_EQUAL(px_rollout_write(path, px_comm_mpi(), &r, &a, &err), PX_ERUN);
-  CU_ASSERT(px_test_contains(err.msg, "cannot create the file"));
+  CU_ASSERT(px_test_contains(err.msg, "No such file or directory"));
+  CU_ASSERT(px_test_contains(err.msg, path));
   px_rollout_free(&r);
   px_comm_barrier();
 }
@@ -447,6 +516,7 @@ void px_test_register(void) {
       {"one process writes the same datasets", test_one_process_writes_the_same_datasets},
       {"bad files are input errors", test_bad_files_are_input_errors},
       {"failed writes leave nothing", test_failed_writes_leave_nothing},
+      {"ranks agree on a read", test_ranks_agree_on_a_read},
       {"files for the checker", test_files_for_the_checker},
       CU_TEST_INFO_NULL};
   px_test_suite("rollout", tests);

@@ -73,6 +73,11 @@ double px_comm_wait_seconds(void);
  * *recv is NULL and *recv_n 0. The total must stay below 2 GiB (MPI's int counts). */
 void px_comm_gather_bytes(const void *send, size_t n, char **recv, size_t *recv_n);
 
+/* Collective: gathers every rank's n rows of row_bytes each (at rows) to rank 0, end to end in
+ * rank order, into all, which on rank 0 has room for every rank's rows (ignored elsewhere). Rows
+ * travel as one MPI type of row_bytes, so only the row counts need fit MPI's int. */
+void px_comm_gather_rows(void *all, const void *rows, int64_t n, size_t row_bytes);
+
 /* Collective: rows is an array of n rows of row_bytes each, of which this rank holds its
  * px_comm_share rows in place; afterwards every rank holds all n. */
 void px_comm_allgather_share(void *rows, int64_t n, size_t row_bytes);

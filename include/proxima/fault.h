@@ -22,6 +22,8 @@
  *                   micro-batch's backward, before the embeddings' part (buf[0]) is summed;
  *   ppo.rollout     this rank's collected rollouts of an iteration, before advantages (NAN:
  *                   the value of its first response's first token);
+ *   rollout.write   a rollout buffer's write (io/rollout.c), after the datasets (FAIL: on rank
+ *                   0 the file's write fails, on another rank its part of the write);
  *   sft.step, rm.step, ppo.iteration
  *                   after each step or iteration, before the stop check;
  *   ckpt.created, ckpt.write, ckpt.written, ckpt.closed, ckpt.renamed, ckpt.latest

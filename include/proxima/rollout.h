@@ -1,7 +1,7 @@
 /*
  * rollout.h — the rollout buffer file of one PPO iteration (DESIGN.md section 6), written by
- * every rank at once (each its own contiguous rows of the global datasets) and read back for
- * tests and for independent checks (tests/rollout_check.py recomputes the shaped rewards,
+ * one process from every rank's rows (each rank holds contiguous rows of the batch) and read
+ * back for tests and for independent checks (tests/rollout_check.py recomputes the shaped rewards,
  * advantages and returns from it).
  *
  * Layout of `rollouts-NNNNNNNN.h5`, N rows (responses), P prompt positions, R response positions:
@@ -78,23 +78,28 @@ typedef struct px_rollout_attrs {
 } px_rollout_attrs;
 
 /* Writes the rollout file at path. Collective over comm, which is either px_comm_mpi() (every
- * rank of the run passes its rows: together they must cover [0, n_global) exactly once, with the
- * same n_global, P, R and attrs everywhere) or MPI_COMM_SELF (one process writes all rows; the
- * other ranks, if any, do not take part).
- * The file is written under a temporary name beside path (DIR/.NAME.tmp.PID, rank 0's PID sent
- * to every rank, so concurrent writers of different runs never share one) and renamed to path by
- * rank 0 after the collective close, fsynced; every rank returns after the rename. Nothing is
- * left behind on failure. Rows or attrs that are inconsistent (shapes, lengths out of range, a
- * mask that is not the prefix of response_len, rows that overlap or leave gaps, ranks that
- * disagree) give PX_EINPUT, an I/O failure PX_ERUN; every rank returns the same status and the
- * message of the lowest failing rank. */
+ * rank of the run passes its rows: rank k's rows follow rank k-1's, together they cover
+ * [0, n_global) exactly once, with the same n_global, P, R and attrs everywhere) or
+ * MPI_COMM_SELF (one process writes all rows; the other ranks, if any, do not take part).
+ * The rows are gathered to rank 0, which builds the file in memory and, once every rank has
+ * agreed that all went well, writes it under a temporary name beside path (DIR/.NAME.tmp.PID),
+ * fsyncs it and renames it to path; every rank returns after that, with the same status. A
+ * failure on any rank (a full disk, a file-size limit, EIO on rank 0; PROXIMA_FAULT's
+ * rollout.write anywhere) stops every rank at the next agreement, never inside a collective
+ * write, and leaves nothing behind. Rows or attrs that are inconsistent (shapes, lengths out of
+ * range, a mask that is not the prefix of response_len, rows that overlap, leave gaps or are out
+ * of rank order, ranks that disagree) give PX_EINPUT, an I/O failure PX_ERUN naming the file,
+ * the rank and the reason; every rank returns the same status and the message of the lowest
+ * failing rank. */
 px_status px_rollout_write(const char *path, MPI_Comm comm, const px_rollout *rows,
                            const px_rollout_attrs *attrs, px_error *err);
 
 /* Reads the rollout file at path: part `part` of `parts` of its rows (px_comm_share), or all of
- * them with part 0 of 1, into out (and its attributes into attrs, which may be NULL). Collective
- * over comm (px_comm_mpi() or MPI_COMM_SELF) only in opening and closing the file. The format,
- * version, attributes, every dataset's type and shape, the lengths and the mask are checked; a
+ * them with part 0 of 1, into out (and its attributes into attrs, which may be NULL). Each
+ * process opens and reads the file alone; with comm = px_comm_mpi() the ranks then agree on the
+ * outcome (collective), with MPI_COMM_SELF nothing is collective. The format, version,
+ * attributes, every dataset's type, shape and stored size (a file that declares more rows than
+ * it stores is refused before anything is allocated), the lengths and the mask are checked; a
  * missing, damaged (checksum) or foreign file is PX_EINPUT with a message naming the file and
  * what is wrong. On failure out holds nothing. */
 px_status px_rollout_read(const char *path, MPI_Comm comm, int part, int parts, px_rollout *out,

@@ -212,6 +212,31 @@ const char *px_comm_library(char *buf, size_t n) {
   return buf;
 }
 
+void px_comm_gather_rows(void *all, const void *rows, int64_t n, size_t row_bytes) {
+  PX_REQUIRE(n >= 0 && n < INT_MAX && row_bytes > 0 && row_bytes < INT_MAX,
+             "px_comm_gather_rows: %lld rows of %zu bytes", (long long)n, row_bytes);
+  int mine = (int)n, *counts = NULL, *displs = NULL;
+  if (px_rank == 0) {
+    counts = px_malloc((size_t)px_size * sizeof *counts);
+    displs = px_malloc((size_t)px_size * sizeof *displs);
+  }
+  PX_MPI(MPI_Gather(&mine, 1, MPI_INT, counts, 1, MPI_INT, 0, px_world));
+  for (int r = 0, at = 0; px_rank == 0 && r < px_size; r++) {
+    PX_REQUIRE((int64_t)at + counts[r] < INT_MAX, "px_comm_gather_rows: over %d rows", INT_MAX);
+    displs[r] = at;
+    at += counts[r];
+  }
+  MPI_Datatype row;
+  PX_MPI(MPI_Type_contiguous((int)row_bytes, MPI_BYTE, &row));
+  PX_MPI(MPI_Type_commit(&row));
+  double t0 = MPI_Wtime();
+  PX_MPI(MPI_Gatherv(rows, mine, row, all, counts, displs, row, 0, px_world));
+  px_comm_time += MPI_Wtime() - t0;
+  PX_MPI(MPI_Type_free(&row));
+  free(counts);
+  free(displs);
+}
+
 void px_comm_allgather_share(void *rows, int64_t n, size_t row_bytes) {
   /* Rank r's rows are [lo_r, hi_r) of the px_comm_share split, in place in rows. */
   int *counts = px_malloc((size_t)px_size * sizeof *counts);
