@@ -16,10 +16,10 @@
 #include "proxima/rollout.h"
 
 #include <math.h>
-#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "h5chunk.h"
 #include "h5util.h"
@@ -183,8 +183,8 @@ static px_status px_check_ranks(const char *path, const px_rollout *r, const px_
 static px_status px_rollout_fail(px_error *err, const char *path, int rank, const char *what) {
   char reason[256];
   px_h5_reason(reason, sizeof reason);
-  return px_error_set(err, PX_ERUN, "cannot write rollout buffer %s (rank %d): %s%s%s", path,
-                      rank, what, reason[0] ? ": " : "", reason);
+  return px_error_set(err, PX_ERUN, "cannot write rollout buffer %s (rank %d): %s%s%s", path, rank,
+                      what, reason[0] ? ": " : "", reason);
 }
 
 static herr_t px_write_attrs(hid_t file, const px_rollout *r, const px_rollout_attrs *a) {
@@ -251,9 +251,8 @@ static px_status px_create_image(const char *path, const px_rollout *r, const px
 static px_status px_close_image(hid_t file, const char *path, int rank, px_status st,
                                 unsigned char **image, size_t *n, px_error *err) {
   *image = NULL, *n = 0;
-  ssize_t size = st == PX_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0
-                     ? H5Fget_file_image(file, NULL, 0)
-                     : -1;
+  ssize_t size =
+      st == PX_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0 ? H5Fget_file_image(file, NULL, 0) : -1;
   if (size > 0) {
     *image = px_malloc((size_t)size);
     if (H5Fget_file_image(file, *image, (size_t)size) != size) size = -1;
@@ -492,8 +491,7 @@ static px_status px_read_fields(hid_t file, const char *path, int64_t file_bytes
     hid_t d;
     PX_TRY(px_open_field(file, path, file_bytes, f, out->n_global, out->P, out->R, &d, err));
     if (H5Dclose(d) < 0)
-      return px_error_set(err, PX_ERUN, "%s: closing dataset '%s' failed", path,
-                          px_fields[f].name);
+      return px_error_set(err, PX_ERUN, "%s: closing dataset '%s' failed", path, px_fields[f].name);
   }
   for (int f = 0; f < PX_N_FIELDS; f++) {
     const px_field *fd = &px_fields[f];

@@ -336,9 +336,9 @@ static void craft_huge(const char *good, const char *bad, hsize_t rows) {
   int64_t n = (int64_t)rows;
   hid_t a = H5Aopen(f, "n_rows", H5P_DEFAULT);
   CU_ASSERT_FATAL(a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, &n) >= 0 && H5Aclose(a) >= 0);
-  const char *names[] = {"tokens",     "prompt_len", "response_len", "logprobs",
-                         "ref_logprobs", "values",   "rewards",      "advantages",
-                         "returns",    "mask",       "score"};
+  const char *names[] = {"tokens",       "prompt_len", "response_len", "logprobs",
+                         "ref_logprobs", "values",     "rewards",      "advantages",
+                         "returns",      "mask",       "score"};
   for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
     hid_t d = H5Dopen2(f, names[k], H5P_DEFAULT);
     CU_ASSERT_FATAL(d >= 0);
