@@ -66,7 +66,9 @@ typedef struct px_ckpt {
  * through H5Dwrite_chunk, io/h5chunk.h) while the others wait, and all agree on the outcome; the
  * file does not depend on the rank count. It is written as DIR/.ckpt-<step>.h5.tmp, its size
  * reserved on disk before any data, closed, fsynced and renamed; then LATEST is replaced the
- * same way; then all but the newest keep_last (0: all) are pruned. A failure leaves LATEST and
+ * same way; then all but the newest keep_last (0: all) are pruned, with every temporary file
+ * in DIR: one process at a time may write into DIR (sft, rm and ppo hold the run directory's
+ * lock, runlock.h), so any other is a killed write's. A failure leaves LATEST and
  * the older checkpoints as they were, and no temporary file. A model whose parameters or
  * moments hold a NaN or an infinity is refused (PX_ERUN naming the tensor and element): rank 0
  * checks each chunk as it writes it, stops at the first, and the temporary file is removed, so

@@ -1,6 +1,7 @@
 /*
  * run.h — a run directory (DESIGN.md section 7): the resolved config.ini, metrics.jsonl (one
- * JSON object per record, every metric named), checkpoints/ and rank 0's log, proxima.log.
+ * JSON object per record, every metric named), checkpoints/, rank 0's log, proxima.log, and
+ * .lock, which keeps a second process out while one uses the directory (runlock.h).
  * Rank 0 alone writes; every function here is collective unless it says otherwise.
  */
 #ifndef PROXIMA_RUN_H
@@ -12,6 +13,7 @@
 #include "proxima/checkpoint.h"
 #include "proxima/config.h"
 #include "proxima/error.h"
+#include "proxima/runlock.h"
 
 typedef struct px_run {
   char dir[4096];
@@ -20,10 +22,12 @@ typedef struct px_run {
   char *config_text;      /* the resolved config as INI, for config.ini and checkpoints */
   FILE *metrics;          /* rank 0 only */
   FILE *timings;          /* rank 0 only */
+  px_runlock lock;        /* rank 0 only: DIR/.lock, held from open to close */
 } px_run;
 
-/* Creates cfg->run_dir (and checkpoints/), writes config.ini, opens metrics.jsonl and the log
- * for appending. Collective: the ranks agree on the outcome. */
+/* Creates cfg->run_dir, locks it (runlock.h: PX_EINPUT naming the holder when another process
+ * uses it, before anything in it is changed), then creates checkpoints/, writes config.ini,
+ * opens metrics.jsonl and the log for appending. Collective: the ranks agree on the outcome. */
 px_status px_run_open(px_run *run, const px_config *cfg, px_error *err);
 void px_run_close(px_run *run);
 

@@ -25,7 +25,10 @@ px_status px_run_open(px_run *run, const px_config *cfg, px_error *err) {
   px_status st = PX_OK;
   if (px_comm_rank() == 0) {
     char path[4300];
-    st = px_fs_mkdirs(run->ckpt_dir, err);
+    /* Locked before anything in it is written: a process refused here changes nothing. */
+    st = px_fs_mkdirs(run->dir, err);
+    if (st == PX_OK) st = px_runlock_acquire(&run->lock, run->dir, err);
+    if (st == PX_OK) st = px_fs_mkdirs(run->ckpt_dir, err);
     if (st == PX_OK) st = px_fs_mkdirs(run->rollout_dir, err);
     if (st == PX_OK) {
       snprintf(path, sizeof path, "%s/config.ini", run->dir);
@@ -58,6 +61,7 @@ void px_run_close(px_run *run) {
   free(run->config_text);
   run->config_text = NULL;
   px_log_close_file();
+  px_runlock_release(&run->lock); /* last: the directory is no longer written */
 }
 
 static void px_run_record(FILE *f, const char *file, const char *dir, const char *phase,
