@@ -16,9 +16,15 @@
  * both alike; each figure is the best of --trials (default 3). Times are rank 0's, between
  * barriers.
  *
+ * Then the same comparison for a rollout buffer (px_rollout_write: every rank's rows gathered to
+ * rank 0, which writes the file; io/rollout.c), of 4096 responses with 256 prompt and 768
+ * response positions, about 95 MB: far more than a GPT-2 PPO iteration's few MB, to show the
+ * single writer's speed where it would matter. Its baseline is the same plain parallel write:
+ * every rank its share of as many bytes, then fsync.
+ *
  * Output: a report, and for benchmarks/run "result ckpt_write_np<ranks>_gb_per_s X" and
- * "baseline ckpt_write_np<ranks>_gb_per_s Y" lines (decimal GB/s: 1e9 bytes). Run under
- * mpiexec for more ranks.
+ * "baseline ckpt_write_np<ranks>_gb_per_s Y" lines (decimal GB/s: 1e9 bytes), and the same for
+ * rollout_write_np<ranks>_gb_per_s. Run under mpiexec for more ranks.
  *
  * Usage: [mpiexec -n R] bench_ckpt [--dir DIR] [--trials N]
  * DIR defaults to a new directory under $TMPDIR (or /tmp); everything written there is removed,
@@ -40,6 +46,7 @@
 #include "proxima/fsutil.h"
 #include "proxima/gpt.h"
 #include "proxima/log.h"
+#include "proxima/rollout.h"
 
 enum { PIECE = 64 << 20 }; /* bytes per pwrite of the baseline */
 
@@ -127,6 +134,76 @@ static double time_plain(const char *path, long long bytes, const char *buf) {
   if (px_comm_rank() == 0 && remove(path) != 0) die_errno("cannot remove", path);
   px_comm_barrier();
   return dt;
+}
+
+/* This rank's rows of the benchmark's rollout batch: N rows, P prompt and R response positions,
+ * every value distinct enough that no chunk is all zeros; lengths vary, masks follow them. */
+enum { ROLL_N = 4096, ROLL_P = 256, ROLL_R = 768 };
+static void build_rollout(px_rollout *r) {
+  int64_t lo, hi;
+  px_comm_share(ROLL_N, px_comm_rank(), px_comm_size(), &lo, &hi);
+  size_t n = (size_t)(hi - lo), m = n > 0 ? n : 1, nr = m * ROLL_R;
+  *r = (px_rollout){.n = (int64_t)n, .first = lo, .n_global = ROLL_N, .P = ROLL_P, .R = ROLL_R};
+  r->tokens = px_malloc(m * (ROLL_P + ROLL_R) * sizeof(int32_t));
+  r->prompt_len = px_malloc(m * sizeof(int32_t));
+  r->response_len = px_malloc(m * sizeof(int32_t));
+  float **fs[] = {&r->logprobs, &r->ref_logprobs, &r->values,
+                  &r->rewards,  &r->advantages,   &r->returns};
+  for (size_t k = 0; k < sizeof fs / sizeof fs[0]; k++) {
+    *fs[k] = px_malloc(nr * sizeof(float));
+    for (size_t j = 0; j < nr; j++) (*fs[k])[j] = 1e-3f * (float)((j * 2654435761u + k) % 4099);
+  }
+  r->mask = px_malloc(nr);
+  r->score = px_malloc(m * sizeof(float));
+  for (size_t i = 0; i < n; i++) {
+    int64_t g = lo + (int64_t)i;
+    r->prompt_len[i] = 1 + (int32_t)(g % ROLL_P);
+    r->response_len[i] = 1 + (int32_t)((g * 7) % ROLL_R);
+    r->score[i] = 0.01f * (float)(g % 200) - 1.0f;
+    for (int t = 0; t < ROLL_P + ROLL_R; t++)
+      r->tokens[i * (ROLL_P + ROLL_R) + t] = (int32_t)((g * 31 + t) % 50257);
+    for (int t = 0; t < ROLL_R; t++) r->mask[i * ROLL_R + t] = t < r->response_len[i];
+  }
+}
+
+static void free_rollout(px_rollout *r) {
+  void *fs[] = {r->tokens,  r->prompt_len, r->response_len, r->logprobs, r->ref_logprobs, r->values,
+                r->rewards, r->advantages, r->returns,      r->mask,     r->score};
+  for (size_t k = 0; k < sizeof fs / sizeof fs[0]; k++) free(fs[k]);
+}
+
+/* One px_rollout_write into path; returns rank 0's seconds between barriers. The file stays (the
+ * caller measures and removes it). */
+static double time_rollout(const char *path, const px_rollout *r) {
+  px_rollout_attrs a = {.iteration = 1,
+                        .beta = 0.05,
+                        .gamma = 1,
+                        .lambda = 1,
+                        .kl_kind = PX_RL_KL_K1,
+                        .whiten_shift_mean = 1,
+                        .kl_clamp = 10,
+                        .no_eos_penalty = -1,
+                        .whiten_mean = 0.1,
+                        .whiten_std = 1.3,
+                        .whiten_eps = 1e-8};
+  px_error err;
+  px_comm_barrier();
+  double t0 = now();
+  if (px_rollout_write(path, px_comm_mpi(), r, &a, &err) != PX_OK) {
+    fprintf(stderr, "bench_ckpt: %s\n", err.msg);
+    px_comm_abort(2);
+  }
+  px_comm_barrier();
+  return now() - t0;
+}
+
+/* A figure's best and its trials, as the report prints them. */
+static void print_trials(const char *what, const double *t, int trials) {
+  double best = t[0];
+  for (int k = 1; k < trials; k++) best = t[k] < best ? t[k] : best;
+  printf("  %s: best %.3f s of %d:", what, best, trials);
+  for (int k = 0; k < trials; k++) printf(" %.3f", t[k]);
+  printf("\n");
 }
 
 int main(int argc, char **argv) {
@@ -221,9 +298,48 @@ int main(int argc, char **argv) {
     printf("result ckpt_write_np%d_gb_per_s %.3f\n", ranks, gb_ck);
     printf("baseline ckpt_write_np%d_gb_per_s %.3f\n", ranks, gb_plain);
     fflush(stdout);
+  }
+  free(buf);
+
+  /* The rollout buffer: px_rollout_write and the plain write of as many bytes, alternating. */
+  px_rollout roll;
+  build_rollout(&roll);
+  double t_roll[100], t_rplain[100], best_roll = 1e30, best_rplain = 1e30;
+  char rpath[4300];
+  snprintf(rpath, sizeof rpath, "%s/rollouts-00000001.h5", dir);
+  bytes = 0;
+  for (int k = 0; k < trials; k++) {
+    t_roll[k] = time_rollout(rpath, &roll);
+    if (k == 0) {
+      if (root) bytes = file_size(rpath);
+      px_comm_bcast(&bytes, sizeof bytes, 0);
+      int64_t lo, hi;
+      px_comm_share(bytes, px_comm_rank(), ranks, &lo, &hi);
+      buf = px_malloc((size_t)(hi - lo) + 1);
+      for (int64_t i = lo; i < hi; i++) buf[i - lo] = (char)((i * 131) ^ (i >> 9));
+    }
+    if (root && remove(rpath) != 0) die_errno("cannot remove", rpath);
+    t_rplain[k] = time_plain(plain, bytes, buf);
+    best_roll = t_roll[k] < best_roll ? t_roll[k] : best_roll;
+    best_rplain = t_rplain[k] < best_rplain ? t_rplain[k] : best_rplain;
+  }
+  if (root) {
+    const double gb_roll = (double)bytes / best_roll * 1e-9,
+                 gb_plain = (double)bytes / best_rplain * 1e-9;
+    printf("rollout buffer: %d rows x (%d + %d) positions, %lld bytes; rank 0 writes every rank's "
+           "rows\n",
+           ROLL_N, ROLL_P, ROLL_R, bytes);
+    print_trials("px_rollout_write (gather, fsync included)", t_roll, trials);
+    print_trials("plain pwrite + fsync, same bytes, every rank its share", t_rplain, trials);
+    printf("  rollout buffer %.3f GB/s, plain %.3f GB/s, ratio %.2f\n", gb_roll, gb_plain,
+           gb_roll / gb_plain);
+    printf("result rollout_write_np%d_gb_per_s %.3f\n", ranks, gb_roll);
+    printf("baseline rollout_write_np%d_gb_per_s %.3f\n", ranks, gb_plain);
+    fflush(stdout);
     if (made && remove(dir) != 0) die_errno("cannot remove", dir);
   }
   free(buf);
+  free_rollout(&roll);
   px_gpt_free(&policy);
   px_gpt_free(&value);
   px_comm_finalize();

@@ -135,6 +135,10 @@ def main():
         k = "ckpt_write_np%d_gb_per_s" % r
         if k in px:
             row(k, px[k], get(base, k), 0.8, note="T5; baseline: plain pwrite + fsync")
+    for r in (1, 2):
+        k = "rollout_write_np%d_gb_per_s" % r
+        if k in px:
+            row(k, px[k], get(base, k), note="one writer; baseline: every rank pwrites its share")
     # PPO: value = 2 ranks, baseline = 1 rank, ratio t1 / t2 (weak scaling: same per-rank batch)
     for ph in ("generate", "score", "train", "comm", "checkpoint", "iteration"):
         t1, t2 = get(px, "ppo_np1_%s_s" % ph), get(px, "ppo_np2_%s_s" % ph)

@@ -226,7 +226,8 @@ static size_t px_rollout_bytes(const px_rollout *r) {
 static px_status px_create_image(const char *path, const px_rollout *r, const px_rollout_attrs *a,
                                  int rank, hid_t *file, px_error *err) {
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE);
-  size_t grow = px_rollout_bytes(r) + ((size_t)1 << 16);
+  /* Room for the data, a checksum per chunk and the metadata at once: growing it would copy. */
+  size_t grow = px_rollout_bytes(r) * 33 / 32 + ((size_t)1 << 20);
   px_status st = PX_OK;
   if (fapl < 0 || fcpl < 0 || H5Pset_fapl_core(fapl, grow, 0) < 0 ||
       H5Pset_obj_track_times(fcpl, 0) < 0)
@@ -291,27 +292,33 @@ static void px_write_fields(hid_t file, const char *path, const px_rollout *r, i
                             int writer, int rank, px_status *st, px_error *err) {
   px_h5_chunk_writer w = {0};
   if (writer) px_h5_chunk_writer_init(&w, file, 0);
+  /* The writer gathers every field into one buffer of the largest field's size (+4: the
+   * checksum of a last whole chunk is written in place too). */
+  size_t most = 0;
+  for (int f = 0; f < PX_N_FIELDS; f++) {
+    size_t b = (size_t)r->n_global * px_field_cols(&px_fields[f], r->P, r->R) *
+               px_elem_size(px_fields[f].elem);
+    most = b > most ? b : most;
+  }
+  void *gathered = shared && writer ? px_malloc(most + 4) : NULL;
   for (int f = 0; f < PX_N_FIELDS; f++) {
     const px_field *fd = &px_fields[f];
     hsize_t dims[2] = {(hsize_t)r->n_global, px_field_cols(fd, r->P, r->R)};
     size_t row_bytes = (size_t)dims[1] * px_elem_size(fd->elem);
     size_t bytes = (size_t)r->n_global * row_bytes;
     void *mine = r->n > 0 ? *px_field_ptr((px_rollout *)r, f) : NULL;
-    void *all = mine; /* one process: its rows are all rows */
-    if (shared) {
-      all = writer ? px_malloc(bytes + 1) : NULL;
-      px_comm_gather_rows(all, mine, r->n, row_bytes);
-    }
+    void *all = shared ? gathered : mine; /* one process: its rows are all rows */
+    if (shared) px_comm_gather_rows(all, mine, r->n, row_bytes);
     if (writer && *st == PX_OK &&
         px_h5_write_checksummed(file, fd->name, px_elem_file(fd->elem), px_elem_mem(fd->elem),
-                                fd->cols == PX_C_ONE ? 1 : 2, dims, PX_ROLLOUT_CHUNK, all, bytes,
-                                &w) < 0) {
+                                fd->cols == PX_C_ONE ? 1 : 2, dims, PX_ROLLOUT_CHUNK, all,
+                                shared ? most + 4 : bytes, &w) < 0) {
       char what[96];
       snprintf(what, sizeof what, "writing dataset '%s' failed", fd->name);
       *st = px_rollout_fail(err, path, rank, what);
     }
-    if (shared) free(all);
   }
+  free(gathered);
   if (writer) px_h5_chunk_writer_free(&w);
 }
 

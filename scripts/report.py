@@ -62,6 +62,10 @@ def summary(run, phases):
     kls = [r["kl"] for r in ppo if r.get("kl") is not None]
     if kls:
         lines.append("%-40s %10s" % ("PPO mean KL, largest in any iteration", fmt(max(kls))))
+    rollouts = os.path.join(run, "ppo", "rollouts")
+    if os.path.isdir(rollouts):
+        files = [f for f in os.listdir(rollouts) if f.startswith("rollouts-")]
+        lines.append("%-40s %10d  (in ppo/rollouts/)" % ("PPO rollout buffers", len(files)))
     if ev:
         lines.append("(%d held-out prompts, sampled at temperature %g)" %
                      (ev.get("n_prompts", 0), ev.get("temperature", 1)))

@@ -62,6 +62,13 @@ check "the summary names pi_base and tuned gold accuracy" grep -q "gold accuracy
 check "both runs print the same summary numbers" same_numbers a.out b.out
 check "the summary gives the wall time of every phase" \
   sh -c 'for p in data sft rm ppo eval; do grep -q "^$p  *[0-9]*s$" a.out || exit 1; done'
+check "PPO wrote a rollout buffer every 10 iterations (ppo.rollout_every's default)" \
+  sh -c '[ "$(ls a/ppo/rollouts/rollouts-*.h5 | wc -l)" -eq 30 ] &&
+         grep -q "^PPO rollout buffers  *30 " a.out'
+if /usr/bin/python3 -c 'import h5py' 2>/dev/null; then
+  check "the last rollout buffer recomputes (tests/rollout_check.py)" \
+    /usr/bin/python3 "$src/tests/rollout_check.py" a/ppo/rollouts/rollouts-00000300.h5
+fi
 if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
   check "the plots are written" sh -c '[ "$(ls a/plots/*.png | wc -l)" -ge 5 ]'
 fi

@@ -139,7 +139,7 @@
   X(ppo, grad_clip, REAL, "1", "0..", "clip each model's global gradient norm (0: no clipping)")   \
   X(ppo, eval_every, INT, "20", "0..", "gold accuracy on ppo.eval_prompts every N iterations")     \
   X(ppo, checkpoint_every, INT, "20", "0..", "checkpoint every N iterations (0: only at the end)") \
-  X(ppo, rollout_every, INT, "0", "0..",                                                           \
+  X(ppo, rollout_every, INT, "10", "0..",                                                          \
     "write a rollout buffer file every N iterations (0: never)")
 
 typedef enum px_config_type {
