@@ -6,9 +6,10 @@
  * agree on the outcome after each stage. Each tensor's chunks go to the file through
  * H5Dwrite_chunk with the Fletcher-32 checksum computed in io/h5chunk.c (the bytes HDF5's
  * filter would write), each chunk checked for non-finite values just before it is summed (from
- * cache), and the kernel starts writing back while later chunks are summed. Parallel HDF5 1.10 (MPI-IO) with a
- * filtered dataset allocated and wrote every chunk twice (fill, then data) and spent half its
- * time creating the datasets: a quarter of a plain write's speed (README, Checkpoints).
+ * cache), and the kernel starts writing back while later chunks are summed. Parallel HDF5 1.10
+ * (MPI-IO) with a filtered dataset allocated and wrote every chunk twice (fill, then data) and
+ * spent half its time creating the datasets: a quarter of a plain write's speed (README,
+ * Checkpoints).
  */
 #include "proxima/checkpoint.h"
 
@@ -36,6 +37,15 @@ static px_status px_ckpt_h5_fail(px_error *err, const char *path, const char *wh
   px_h5_reason(reason, sizeof reason);
   return px_error_set(err, PX_ERUN, "cannot write checkpoint %s: %s%s%s", path, what,
                       reason[0] ? ": " : "", reason);
+}
+
+/* st, or PX_ERUN naming path when st is PX_OK and a close returned closed < 0: what HDF5
+ * could not close may not be released (a file stays open). */
+static px_status px_ckpt_closed(herr_t closed, const char *path, px_status st, px_error *err) {
+  if (closed >= 0 || st != PX_OK) return st;
+  char reason[256];
+  return px_error_set(err, PX_ERUN, "%s: closing failed%s%s", path,
+                      px_h5_reason(reason, sizeof reason)[0] ? ": " : "", reason);
 }
 
 static void px_tensor_dims(const px_gpt_tensor *t, hsize_t *dims) {
@@ -156,8 +166,14 @@ static px_status px_create_file(const char *tmp, const char *path, int64_t bytes
     st = px_ckpt_h5_fail(err, path, "setting up the property lists failed");
   *file = st == PX_OK ? H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl) : H5I_INVALID_HID;
   if (st == PX_OK && *file < 0) st = px_ckpt_h5_fail(err, path, "cannot create the file");
-  if (fcpl >= 0) H5Pclose(fcpl);
-  if (fapl >= 0) H5Pclose(fapl);
+  if (fcpl >= 0 && H5Pclose(fcpl) < 0 && st == PX_OK)
+    st = px_ckpt_h5_fail(err, path, "closing the file-creation property list failed");
+  if (fapl >= 0 && H5Pclose(fapl) < 0 && st == PX_OK)
+    st = px_ckpt_h5_fail(err, path, "closing the file-access property list failed");
+  if (st != PX_OK && *file >= 0) {
+    H5Fclose(*file); /* given up: the caller removes tmp */
+    *file = H5I_INVALID_HID;
+  }
   if (st != PX_OK) return st;
   int fd = px_h5_file_fd(*file);
   char what[4300];
@@ -165,7 +181,7 @@ static px_status px_create_file(const char *tmp, const char *path, int64_t bytes
   st = fd < 0 ? px_ckpt_h5_fail(err, path, "the file has no descriptor")
               : px_fs_reserve_fd(fd, what, bytes, err);
   if (st != PX_OK) {
-    H5Fclose(*file);
+    H5Fclose(*file); /* given up: the caller removes tmp */
     *file = H5I_INVALID_HID;
   }
   return st;
@@ -243,7 +259,9 @@ static px_status px_check_gain_finite(const char *path, const px_ckpt_model *m, 
 static int64_t *px_ckpt_list(const char *dir, size_t *n);
 
 /* Keeps the newest keep_last (0: all) ckpt-*.h5 of dir and removes the temporary files that
- * interrupted writes left behind. */
+ * interrupted writes left behind. Every .ckpt-*.h5.tmp is removed, whoever wrote it: the run
+ * directory's lock (runlock.h, taken by px_run_open) keeps every other process out of dir, so
+ * one that is not this writer's can only be a dead predecessor's. */
 static void px_prune(const char *dir, int keep_last) {
   size_t n;
   int64_t *steps = px_ckpt_list(dir, &n);
@@ -284,6 +302,8 @@ px_status px_ckpt_write(const char *dir, const px_ckpt *ck, int keep_last, px_er
   PX_TRY(px_comm_agree(root ? px_fs_mkdirs(dir, err) : PX_OK, err));
   char path[4200], tmp[4300];
   snprintf(path, sizeof path, "%s/ckpt-%08lld.h5", dir, (long long)ck->step);
+  /* No PID in the name: one process at a time writes here (the run directory's lock), and a
+   * fixed name lets the next write's prune find what a killed one left. */
   snprintf(tmp, sizeof tmp, "%s/.ckpt-%08lld.h5.tmp", dir, (long long)ck->step);
   px_status st = px_ckpt_write_tmp(tmp, path, ck, err);
   px_fault_point("ckpt.closed");
@@ -365,10 +385,7 @@ static px_status px_ckpt_open(const char *path, hid_t *file, px_error *err) {
   if (st == PX_OK && version != PX_CKPT_VERSION)
     st = px_error_set(err, PX_EINPUT, "%s: format_version %lld, this proxima reads version %d",
                       path, (long long)version, PX_CKPT_VERSION);
-  if (st != PX_OK) {
-    H5Fclose(f);
-    return st;
-  }
+  if (st != PX_OK) return px_ckpt_closed(H5Fclose(f), path, st, err);
   *file = f;
   return PX_OK;
 }
@@ -385,8 +402,7 @@ px_status px_ckpt_read_step(const char *path, int64_t *step, int64_t *iteration,
   PX_TRY(px_ckpt_open(path, &f, err));
   px_status st = px_h5_attr_read_i64(f, "step", step, path, err);
   if (st == PX_OK) st = px_h5_attr_read_i64(f, "iteration", iteration, path, err);
-  H5Fclose(f);
-  return st;
+  return px_ckpt_closed(H5Fclose(f), path, st, err);
 }
 
 px_status px_ckpt_read_config(const char *path, const char *group, px_gpt_config *config,
@@ -394,10 +410,7 @@ px_status px_ckpt_read_config(const char *path, const char *group, px_gpt_config
   hid_t f, g = H5I_INVALID_HID;
   PX_TRY(px_ckpt_open(path, &f, err));
   px_status st = px_open_group(f, path, group, &g, err);
-  if (st != PX_OK) {
-    H5Fclose(f);
-    return st;
-  }
+  if (st != PX_OK) return px_ckpt_closed(H5Fclose(f), path, st, err);
   char where[4300], head[32] = "";
   snprintf(where, sizeof where, "%s: /%s", path, group);
   int64_t v[5] = {0};
@@ -430,9 +443,8 @@ px_status px_ckpt_read_config(const char *path, const char *group, px_gpt_config
                         "file's %lld bytes hold",
                         where, bytes / 4, bytes / 1e9, (long long)fs.st_size);
   }
-  H5Gclose(g);
-  H5Fclose(f);
-  return st;
+  st = px_ckpt_closed(H5Gclose(g), path, st, err);
+  return px_ckpt_closed(H5Fclose(f), path, st, err);
 }
 
 /* Reads the first n_tensors tensors of model's table from g into buf. */
@@ -462,10 +474,7 @@ px_status px_ckpt_read_model(const char *path, px_ckpt_model *m, px_error *err) 
   hid_t f, g = H5I_INVALID_HID;
   PX_TRY(px_ckpt_open(path, &f, err));
   px_status st = px_open_group(f, path, m->group, &g, err);
-  if (st != PX_OK) {
-    H5Fclose(f);
-    return st;
-  }
+  if (st != PX_OK) return px_ckpt_closed(H5Fclose(f), path, st, err);
   char where[4300];
   snprintf(where, sizeof where, "%s: /%s", path, m->group);
   st = px_read_tensors(g, m->model, m->model->n_tensors, m->model->params, where, err);
@@ -473,7 +482,7 @@ px_status px_ckpt_read_model(const char *path, px_ckpt_model *m, px_error *err) 
     st = px_h5_attr_read_f64(g, "gain", &m->gain, where, err);
     if (st == PX_OK) st = px_h5_attr_read_f64(g, "bias", &m->bias, where, err);
   }
-  H5Gclose(g);
+  st = px_ckpt_closed(H5Gclose(g), path, st, err);
   if (st == PX_OK && m->optim) {
     char name[300];
     snprintf(name, sizeof name, "optim/%s", m->group);
@@ -489,13 +498,12 @@ px_status px_ckpt_read_model(const char *path, px_ckpt_model *m, px_error *err) 
         if (st != PX_OK) break;
         st = px_read_tensors(mg, m->model, m->model->n_tensors, which ? m->model->v : m->model->m,
                              where, err);
-        H5Gclose(mg);
+        st = px_ckpt_closed(H5Gclose(mg), path, st, err);
       }
-      H5Gclose(og);
+      st = px_ckpt_closed(H5Gclose(og), path, st, err);
     }
   }
-  H5Fclose(f);
-  return st;
+  return px_ckpt_closed(H5Fclose(f), path, st, err);
 }
 
 px_status px_ckpt_read_trunk(const char *path, const char *group, px_gpt *model, px_error *err) {
@@ -519,10 +527,9 @@ px_status px_ckpt_read_trunk(const char *path, const char *group, px_gpt *model,
     /* the table lists the trunk first; a scalar head's two tensors come last */
     int n_trunk = model->n_tensors - (model->config.head == PX_GPT_HEAD_SCALAR ? 2 : 0);
     st = px_read_tensors(g, model, n_trunk, model->params, where, err);
-    H5Gclose(g);
+    st = px_ckpt_closed(H5Gclose(g), path, st, err);
   }
-  H5Fclose(f);
-  return st;
+  return px_ckpt_closed(H5Fclose(f), path, st, err);
 }
 
 px_status px_ckpt_load(const char *file_or_dir, const char *group, px_gpt_head head, int max_B,
@@ -573,13 +580,12 @@ px_status px_ckpt_read_state(const char *path, const px_ckpt_var *vars, int n, p
       st = px_error_set(err, PX_EINPUT, "%s: cannot read /state/%s (%s)", path, v->name,
                         px_h5_reason(reason, sizeof reason));
     }
-    if (space >= 0) H5Sclose(space);
-    if (type >= 0) H5Tclose(type);
-    if (d >= 0) H5Dclose(d);
+    if (space >= 0) st = px_ckpt_closed(H5Sclose(space), path, st, err);
+    if (type >= 0) st = px_ckpt_closed(H5Tclose(type), path, st, err);
+    if (d >= 0) st = px_ckpt_closed(H5Dclose(d), path, st, err);
   }
-  if (g >= 0) H5Gclose(g);
-  H5Fclose(f);
-  return st;
+  if (g >= 0) st = px_ckpt_closed(H5Gclose(g), path, st, err);
+  return px_ckpt_closed(H5Fclose(f), path, st, err);
 }
 
 /* The steps of dir's ckpt-*.h5 files, newest first; *n of them. The caller frees the array. */
@@ -725,17 +731,17 @@ static herr_t px_visit_read(hid_t loc, const char *name, void *data) {
       }
       if (rc >= 0)
         rc = H5Dread(d, mem, nd > 0 ? mspace : H5S_ALL, nd > 0 ? space : H5S_ALL, H5P_DEFAULT, buf);
-      if (mspace >= 0) H5Sclose(mspace);
       if (rc < 0)
         v->st = px_error_set(v->err, PX_EINPUT, "%s: dataset /%s is damaged (%s)", v->path, name,
                              px_h5_reason(reason, sizeof reason));
+      if (mspace >= 0) v->st = px_ckpt_closed(H5Sclose(mspace), v->path, v->st, v->err);
     }
     free(buf);
   }
-  if (space >= 0) H5Sclose(space);
-  if (mem >= 0) H5Tclose(mem);
-  if (type >= 0) H5Tclose(type);
-  if (d >= 0) H5Dclose(d);
+  if (space >= 0) v->st = px_ckpt_closed(H5Sclose(space), v->path, v->st, v->err);
+  if (mem >= 0) v->st = px_ckpt_closed(H5Tclose(mem), v->path, v->st, v->err);
+  if (type >= 0) v->st = px_ckpt_closed(H5Tclose(type), v->path, v->st, v->err);
+  if (d >= 0) v->st = px_ckpt_closed(H5Dclose(d), v->path, v->st, v->err);
   v->datasets++;
   return v->st == PX_OK ? 0 : 1; /* 1 stops the visit */
 }
@@ -783,6 +789,5 @@ px_status px_ckpt_check(const char *path, px_error *err) {
                       "%s: holds no model group (policy, reference, value or "
                       "reward)",
                       path);
-  H5Fclose(f);
-  return st;
+  return px_ckpt_closed(H5Fclose(f), path, st, err);
 }

@@ -136,15 +136,18 @@ hid_t px_h5_fapl_mpio(MPI_Comm comm) {
   return fapl;
 }
 
+/* Writes a scalar attribute, replacing one of that name: an existing one that cannot be
+ * removed, or a lookup that fails, is a failure (HDF5's error stack says which). */
 static herr_t px_h5_attr_write(hid_t loc, const char *name, hid_t type, const void *value) {
+  htri_t exists = H5Aexists(loc, name);
+  if (exists < 0 || (exists > 0 && H5Adelete(loc, name) < 0)) return -1;
   hid_t space = H5Screate(H5S_SCALAR);
   if (space < 0) return -1;
-  if (H5Aexists(loc, name) > 0) H5Adelete(loc, name);
   hid_t attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
   herr_t rc = attr < 0 ? -1 : H5Awrite(attr, type, value);
   if (attr >= 0 && H5Aclose(attr) < 0) rc = -1;
-  H5Sclose(space);
-  return rc;
+  if (H5Sclose(space) < 0) rc = -1;
+  return rc < 0 ? -1 : 0;
 }
 
 herr_t px_h5_attr_write_str(hid_t loc, const char *name, const char *value) {
@@ -154,7 +157,7 @@ herr_t px_h5_attr_write_str(hid_t loc, const char *name, const char *value) {
   if (H5Tset_size(type, strlen(value) + 1) >= 0 && H5Tset_strpad(type, H5T_STR_NULLTERM) >= 0 &&
       H5Tset_cset(type, H5T_CSET_UTF8) >= 0)
     rc = px_h5_attr_write(loc, name, type, value);
-  H5Tclose(type);
+  if (H5Tclose(type) < 0) rc = -1;
   return rc;
 }
 
@@ -241,14 +244,15 @@ herr_t px_h5_write_1d(hid_t loc, const char *name, hid_t file_type, hid_t mem_ty
   herr_t rc = dset < 0 ? -1 : 0;
   if (rc == 0 && n > 0) rc = H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
   if (dset >= 0 && H5Dclose(dset) < 0) rc = -1;
-  if (dcpl >= 0) H5Pclose(dcpl);
-  if (space >= 0) H5Sclose(space);
-  return rc;
+  if (dcpl >= 0 && H5Pclose(dcpl) < 0) rc = -1;
+  if (space >= 0 && H5Sclose(space) < 0) rc = -1;
+  return rc < 0 ? -1 : 0;
 }
 
 px_status px_h5_open_int_1d(hid_t loc, const char *name, hid_t *dset, hsize_t *n, const char *where,
                             px_error *err) {
   *dset = H5I_INVALID_HID;
+  *n = 0;
   if (H5Lexists(loc, name, H5P_DEFAULT) <= 0)
     return px_error_set(err, PX_EINPUT, "%s: dataset '%s' is missing", where, name);
   hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
@@ -259,8 +263,12 @@ px_status px_h5_open_int_1d(hid_t loc, const char *name, hid_t *dset, hsize_t *n
     st = px_error_set(err, PX_EINPUT, "%s: dataset '%s' is not of integer type", where, name);
   else if (space < 0 || H5Sget_simple_extent_ndims(space) != 1)
     st = px_error_set(err, PX_EINPUT, "%s: dataset '%s' is not one-dimensional", where, name);
-  else
-    H5Sget_simple_extent_dims(space, n, NULL);
+  else if (H5Sget_simple_extent_dims(space, n, NULL) < 0) {
+    char reason[256];
+    *n = 0;
+    st = px_error_set(err, PX_EINPUT, "%s: cannot read the length of dataset '%s' (%s)", where,
+                      name, px_h5_reason(reason, sizeof reason));
+  }
   if (type >= 0) H5Tclose(type);
   if (space >= 0) H5Sclose(space);
   if (st != PX_OK)

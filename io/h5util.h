@@ -48,7 +48,8 @@ int px_h5_file_fd(hid_t file);
 /* A file-access list for the MPI-IO driver on comm. */
 hid_t px_h5_fapl_mpio(MPI_Comm comm);
 
-/* Attributes on loc (a file, group or dataset). Writes return <0 on failure. Reads return
+/* Attributes on loc (a file, group or dataset). Writes replace an attribute of that name and
+ * return <0 on failure (HDF5's error stack holds the reason). Reads return
  * PX_EINPUT with a message naming `where` when the attribute is missing or of the wrong kind. */
 herr_t px_h5_attr_write_str(hid_t loc, const char *name, const char *value);
 herr_t px_h5_attr_write_i64(hid_t loc, const char *name, int64_t value);
@@ -80,7 +81,8 @@ px_status px_h5_read_f32(hid_t loc, const char *name, int ndim, const hsize_t *d
                          const char *where, px_error *err);
 
 /* Opens a 1-D integer dataset and gives its length; PX_EINPUT naming `where` if it is missing,
- * not 1-D or not of integer type. *dset is closed by the caller. */
+ * not 1-D, not of integer type or its length cannot be read (then *dset is H5I_INVALID_HID and
+ * *n 0). *dset is closed by the caller. */
 px_status px_h5_open_int_1d(hid_t loc, const char *name, hid_t *dset, hsize_t *n, const char *where,
                             px_error *err);
 

@@ -5,7 +5,10 @@
  * of /policy/wte (found with H5Dget_chunk_info), an empty file, a text file, the file cut in
  * half, /state removed, another format attribute, a tensor of the wrong shape. Each damaged
  * file: exit 1, a message naming the file and the problem, px_ckpt_check PX_EINPUT, no crash.
+ * And closes that fail (test_h5fail.h): a write whose file or property list cannot be closed
+ * fails and publishes nothing; a read whose file cannot be closed fails with PX_ERUN.
  */
+#define _GNU_SOURCE /* RTLD_NEXT, for test_h5fail.h */
 #include <fcntl.h>
 #include <hdf5.h>
 #include <stdint.h>
@@ -16,6 +19,7 @@
 #include "proxima/checkpoint.h"
 #include "proxima/gpt.h"
 #include "proxima/tokenizer.h"
+#include "test_h5fail.h"
 #include "test_proc.h"
 
 #define CKPT "ck/ckpt-00000007.h5"
@@ -278,6 +282,62 @@ static void test_hollow_dataset(void) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Closes that fail
+ * ------------------------------------------------------------------------------------------- */
+
+/* A one-layer policy's checkpoint of this step into dir. */
+static px_status write_small(const char *dir, int64_t step, px_error *err) {
+  px_gpt_config c = {PX_TOK_COUNT, 8, 1, 1, 8, PX_GPT_HEAD_LM};
+  px_gpt policy;
+  px_gpt_build(&policy, &c, 1, 1, 0);
+  px_gpt_init(&policy, 5);
+  px_ckpt_model models[1] = {{"policy", &policy, 0, 0, 0, 0}};
+  int64_t cursor = 1;
+  px_ckpt_var state[1] = {{"cursor", &cursor, NULL}};
+  px_status st = px_ckpt_write(dir, &(px_ckpt){step, 0, "", models, 1, state, 1}, 0, err);
+  px_gpt_free(&policy);
+  return st;
+}
+
+/* The file, or a property list, closed with a failure after everything was written: the write
+ * fails (the data may not be down), publishes nothing and keeps LATEST and the older
+ * checkpoint; the next write goes through. Reads whose file cannot be closed fail too. */
+static void test_close_failures(void) {
+  px_error err = {""};
+  CU_ASSERT_EQUAL_FATAL(write_small("ck-close", 1, &err), PX_OK);
+  for (int which = 0; which < 2; which++) {
+    px_h5fail_arm(which ? PX_H5FAIL_PCLOSE : PX_H5FAIL_FCLOSE, 1);
+    err.msg[0] = '\0';
+    CU_ASSERT_EQUAL(write_small("ck-close", 2, &err), PX_ERUN);
+    CU_ASSERT(px_test_contains(err.msg, "ck-close/ckpt-00000002.h5"));
+    CU_ASSERT(px_test_contains(err.msg, "LATEST and the older checkpoints are kept"));
+    CU_ASSERT_EQUAL(px_count_entries("ck-close"), 2); /* ckpt-00000001.h5 and LATEST */
+    char path[256];
+    CU_ASSERT_EQUAL(px_ckpt_latest("ck-close", path, sizeof path, &err), PX_OK);
+    CU_ASSERT_STRING_EQUAL(path, "ck-close/ckpt-00000001.h5");
+  }
+  CU_ASSERT_EQUAL(write_small("ck-close", 2, &err), PX_OK);
+
+  int64_t step = 0, iteration = 0;
+  px_h5fail_arm(PX_H5FAIL_FCLOSE, 1);
+  err.msg[0] = '\0';
+  CU_ASSERT_EQUAL(px_ckpt_read_step(CKPT, &step, &iteration, &err), PX_ERUN);
+  CU_ASSERT(px_test_contains(err.msg, CKPT ": closing failed: injected"));
+  /* px_ckpt_check's 7 closes: 3 for each model (its configuration twice, its tensors), then the
+   * walk's own file, last */
+  for (int nth = 1; nth <= 7; nth++) {
+    px_h5fail_arm(PX_H5FAIL_FCLOSE, nth);
+    err.msg[0] = '\0';
+    CU_ASSERT_EQUAL(px_ckpt_check(CKPT, &err), PX_ERUN);
+    CU_ASSERT(px_test_contains(err.msg, CKPT ": closing failed"));
+  }
+  px_h5fail_arm(PX_H5FAIL_FCLOSE, 0);
+  CU_ASSERT_EQUAL(px_ckpt_check(CKPT, &err), PX_OK);
+  CU_ASSERT_EQUAL(px_ckpt_read_step(CKPT, &step, &iteration, &err), PX_OK);
+  CU_ASSERT_EQUAL(step, 7);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Setup and registration
  * ------------------------------------------------------------------------------------------- */
 
@@ -301,6 +361,7 @@ void px_test_register(void) {
                                 {"tensor of the wrong shape", test_wrong_shape},
                                 {"a model larger than the file", test_huge_model},
                                 {"a dataset with no data", test_hollow_dataset},
+                                {"closes that fail", test_close_failures},
                                 CU_TEST_INFO_NULL};
   CU_pSuite s = CU_add_suite("ckpt info and verify", suite_init, suite_clean);
   for (int i = 0; s && tests[i].pName; i++) CU_add_test(s, tests[i].pName, tests[i].pTestFunc);

@@ -3,11 +3,14 @@
  * byte through HDF5 (UTF-8, JSON escapes, an embedded NUL, a 10 MB line), reading a part of the
  * records gives that part and no other, malformed JSONL is refused with FILE:LINE and leaves no
  * file behind, and damaged or hand-made HDF5 files are refused with PX_EINPUT and a message that
- * says what is wrong (Fletcher-32 included).
+ * says what is wrong (Fletcher-32 included), a directory in a data set's place among them; a
+ * property list that cannot be closed fails a write (no file) and a read (PX_ERUN), through
+ * test_h5fail.h.
  *
  * References: the expected texts are C literals with their lengths (sizeof - 1), written apart
  * from the JSON lines that encode them, so an escape decoded wrongly shows as a byte mismatch.
  */
+#define _GNU_SOURCE /* RTLD_NEXT, for test_h5fail.h */
 #include <dirent.h>
 #include <hdf5.h>
 #include <mpi.h>
@@ -19,6 +22,7 @@
 #include "proxima/fsutil.h"
 #include "proxima/jsonl.h"
 #include "proxima/tokenizer.h"
+#include "test_h5fail.h"
 #include "test_util.h"
 
 static px_error err;
@@ -540,6 +544,47 @@ static void test_missing_group(void) {
   px_read_refused(p, PX_DATA_SFT, "group '/completion' is missing");
 }
 
+/* A directory where the data set should be (a file replaced by one): said so, not "not an HDF5
+ * file". */
+static void test_directory(void) {
+  char p[512];
+  CU_ASSERT_EQUAL_FATAL(px_fs_mkdirs(px_path(p, sizeof p, "dir.h5"), &err), PX_OK);
+  px_read_refused(p, -1, "is a directory");
+}
+
+/* The property lists of px_dataset_write and px_dataset_read that cannot be closed: the write
+ * fails and leaves no file (nor a temporary one), the read fails with PX_ERUN and hands back
+ * nothing; the next write and read go through. */
+static void test_property_list_close_checked(void) {
+  char dir[512], p[600];
+  snprintf(dir, sizeof dir, "%s/plist", px_test_dir("data"));
+  CU_ASSERT_EQUAL_FATAL(px_fs_mkdirs(dir, &err), PX_OK);
+  snprintf(p, sizeof p, "%s/t.h5", dir);
+  px_dataset ds;
+  px_dataset_init(&ds, PX_DATA_TEXT, 1);
+  const char *text = "abc";
+  size_t len = 3;
+  px_dataset_append(&ds, &text, &len);
+  px_h5fail_arm(PX_H5FAIL_PCLOSE, 1);
+  err.msg[0] = '\0';
+  CU_ASSERT_EQUAL(px_dataset_write(p, &ds, &err), PX_ERUN);
+  CU_ASSERT(px_test_contains(err.msg, p));
+  CU_ASSERT_EQUAL(px_count_entries(dir), 0);
+  CU_ASSERT_EQUAL_FATAL(px_dataset_write(p, &ds, &err), PX_OK);
+  px_dataset_free(&ds);
+
+  px_h5fail_arm(PX_H5FAIL_PCLOSE, 1);
+  err.msg[0] = '\0';
+  CU_ASSERT_EQUAL(px_dataset_read(p, MPI_COMM_SELF, 0, 1, -1, &ds, &err), PX_ERUN);
+  CU_ASSERT(px_test_contains(err.msg, p));
+  CU_ASSERT(px_test_contains(err.msg, "cannot release the file-access property list"));
+  CU_ASSERT_EQUAL(ds.n, 0);
+  CU_ASSERT_PTR_NULL(ds.field[0].tokens);
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(p, MPI_COMM_SELF, 0, 1, -1, &ds, &err), PX_OK);
+  CU_ASSERT(px_row_equals(&ds, 0, 0, "abc", 3));
+  px_dataset_free(&ds);
+}
+
 /* Flips one byte inside the stored tokens of a real file: Fletcher-32 must catch it. */
 static void test_checksum_catches_flipped_byte(void) {
   enum { N = 4000 };
@@ -623,6 +668,8 @@ void px_test_register(void) {
       {"bad offsets and tokens", test_bad_offsets_and_tokens},
       {"missing group", test_missing_group},
       {"Fletcher-32 catches a flipped byte", test_checksum_catches_flipped_byte},
+      {"a directory in a data set's place", test_directory},
+      {"property lists that cannot be closed", test_property_list_close_checked},
       CU_TEST_INFO_NULL,
   };
   px_test_suite("data import round trip", round_trip);

@@ -7,7 +7,12 @@
  * writes (edge chunks, borrowed tails, one-byte elements, a big-endian file type), reads back
  * through HDF5's normal path with the checksum checked, leaves the caller's buffer as it was,
  * and a flipped byte in it fails the read; a NaN or an infinity is refused, naming its element.
+ * And io/h5util.c's checks: an attribute written again is replaced, and a failed lookup or
+ * removal fails the write; a 1-D integer dataset whose length cannot be read is refused, and
+ * every refusal leaves its length 0; a property list that cannot be closed fails a write (the
+ * calls that do not fail here are made to by test_h5fail.h).
  */
+#define _GNU_SOURCE /* RTLD_NEXT, for test_h5fail.h */
 #include <fcntl.h>
 #include <hdf5.h>
 #include <stdint.h>
@@ -17,6 +22,7 @@
 
 #include "h5chunk.h"
 #include "h5util.h"
+#include "test_h5fail.h"
 #include "test_util.h"
 
 static uint64_t rng_state = 88172645463325252ull;
@@ -286,6 +292,92 @@ static void test_nonfinite_refused(void) {
   free(data), free(back);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * io/h5util.c's checks
+ * ------------------------------------------------------------------------------------------- */
+
+/* An attribute written again is replaced (another length, another type). One that cannot be
+ * removed (a read-only file) is kept and the write fails; so does a write for which HDF5 cannot
+ * say whether the attribute exists, instead of going on as if it did not. */
+static void test_attr_write_checked(void) {
+  char path[512], s[64], reason[256];
+  double x = 0;
+  px_error err = {""};
+  hid_t f = new_file("attr.h5", path, sizeof path);
+  CU_ASSERT_EQUAL(px_h5_attr_write_str(f, "a", "the first value"), 0);
+  CU_ASSERT_EQUAL(px_h5_attr_write_str(f, "a", "2nd"), 0);
+  CU_ASSERT_EQUAL(px_h5_attr_write_i64(f, "b", 7), 0);
+  CU_ASSERT_EQUAL(px_h5_attr_write_f64(f, "b", 0.5), 0);
+  CU_ASSERT_EQUAL(px_h5_attr_read_str(f, "a", s, sizeof s, path, &err), PX_OK);
+  CU_ASSERT_STRING_EQUAL(s, "2nd");
+  CU_ASSERT_EQUAL(px_h5_attr_read_f64(f, "b", &x, path, &err), PX_OK);
+  CU_ASSERT_EQUAL(x, 0.5);
+
+  px_h5fail_arm(PX_H5FAIL_AEXISTS, 1);
+  CU_ASSERT(px_h5_attr_write_i64(f, "c", 1) < 0);
+  CU_ASSERT(px_test_contains(px_h5_reason(reason, sizeof reason), "injected"));
+  CU_ASSERT_EQUAL(H5Aexists(f, "c"), 0); /* nothing was written */
+  CU_ASSERT(H5Fclose(f) >= 0);
+
+  f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  CU_ASSERT_FATAL(f >= 0);
+  CU_ASSERT(px_h5_attr_write_str(f, "a", "third") < 0);
+  CU_ASSERT_EQUAL(px_h5_attr_read_str(f, "a", s, sizeof s, path, &err), PX_OK);
+  CU_ASSERT_STRING_EQUAL(s, "2nd");
+  CU_ASSERT(H5Fclose(f) >= 0);
+}
+
+/* px_h5_open_int_1d: a length that HDF5 cannot read is refused, naming the dataset, instead of
+ * handing on a length nobody wrote; every refusal (an object of the wrong kind or type too)
+ * leaves *n 0 and *dset invalid. */
+static void test_open_int_1d_checked(void) {
+  char path[512];
+  px_error err = {""};
+  hid_t f = new_file("int1d.h5", path, sizeof path);
+  static const int32_t v[5] = {1, 2, 3, 4, 5};
+  static const float fl[2] = {1, 2};
+  CU_ASSERT_EQUAL(px_h5_write_1d(f, "v", H5T_STD_I32LE, H5T_NATIVE_INT32, v, 5), 0);
+  CU_ASSERT_EQUAL(px_h5_write_1d(f, "fl", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, fl, 2), 0);
+  hid_t g = H5Gcreate2(f, "g", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  CU_ASSERT(g >= 0 && H5Gclose(g) >= 0);
+  hid_t d = H5I_INVALID_HID;
+  hsize_t n = 12345;
+  CU_ASSERT_EQUAL(px_h5_open_int_1d(f, "v", &d, &n, path, &err), PX_OK);
+  CU_ASSERT_EQUAL(n, 5);
+  CU_ASSERT(d >= 0 && H5Dclose(d) >= 0);
+
+  n = 12345;
+  px_h5fail_arm(PX_H5FAIL_EXTENT_DIMS, 1);
+  CU_ASSERT_EQUAL(px_h5_open_int_1d(f, "v", &d, &n, path, &err), PX_EINPUT);
+  CU_ASSERT(px_test_contains(err.msg, "cannot read the length of dataset 'v' (injected"));
+  CU_ASSERT(px_test_contains(err.msg, path));
+  CU_ASSERT_EQUAL(n, 0);
+  CU_ASSERT_EQUAL(d, H5I_INVALID_HID);
+
+  static const char *const refused[][2] = {{"fl", "is not of integer type"},
+                                           {"g", "'g' is not a dataset"},
+                                           {"none", "'none' is missing"}};
+  for (int i = 0; i < 3; i++) {
+    n = 12345;
+    CU_ASSERT_EQUAL(px_h5_open_int_1d(f, refused[i][0], &d, &n, path, &err), PX_EINPUT);
+    CU_ASSERT(px_test_contains(err.msg, refused[i][1]));
+    CU_ASSERT_EQUAL(n, 0);
+    CU_ASSERT_EQUAL(d, H5I_INVALID_HID);
+  }
+  CU_ASSERT(H5Fclose(f) >= 0);
+}
+
+/* px_h5_write_1d: a property list or dataspace that cannot be closed fails the write. */
+static void test_write_1d_closes_checked(void) {
+  char path[512];
+  hid_t f = new_file("closes.h5", path, sizeof path);
+  static const int32_t v[3] = {1, 2, 3};
+  px_h5fail_arm(PX_H5FAIL_PCLOSE, 1);
+  CU_ASSERT(px_h5_write_1d(f, "v", H5T_STD_I32LE, H5T_NATIVE_INT32, v, 3) < 0);
+  CU_ASSERT_EQUAL(px_h5_write_1d(f, "w", H5T_STD_I32LE, H5T_NATIVE_INT32, v, 3), 0);
+  CU_ASSERT(H5Fclose(f) >= 0);
+}
+
 void px_test_register(void) {
   static const CU_TestInfo tests[] = {
       {"fletcher32 matches the reference", test_fletcher_matches_reference},
@@ -293,6 +385,9 @@ void px_test_register(void) {
       {"direct chunk writes match the filter path", test_direct_write_matches_filter},
       {"a flipped byte is caught", test_flipped_byte_is_caught},
       {"non-finite data is refused", test_nonfinite_refused},
+      {"h5util: attribute writes checked", test_attr_write_checked},
+      {"h5util: a 1-D dataset's length checked", test_open_int_1d_checked},
+      {"h5util: px_h5_write_1d's closes checked", test_write_1d_closes_checked},
       CU_TEST_INFO_NULL};
   px_test_suite("h5chunk", tests);
 }

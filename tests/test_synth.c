@@ -4,8 +4,9 @@
  * the written records by parsing "A+B=" independently of synth.c (the base correctness rate and
  * the preference agreement within a binomial 4-sigma band of their settings, wrong answers off
  * by 1..max_offset in the sum or, for errors = digit, in the last digit with the tens kept, no
- * ties, eval held out and complete, references the true sums); and
- * px_synth_arith_answer on good and bad prompts.
+ * ties, eval held out and complete, references the true sums); px_synth_arith_answer on good
+ * and bad prompts; and an empty synth.out refused, naming the key, before anything is written
+ * (px_fs_mkdirs("") is PX_EINPUT "empty path").
  */
 #include <dirent.h>
 #include <math.h>
@@ -345,6 +346,30 @@ static void test_n_eval_too_large(void) {
   }
 }
 
+/* synth.out = "" names no directory: refused, naming the key, with nothing written (run from an
+ * empty directory, which stays empty). Beneath it px_fs_mkdirs("") says "empty path" instead of
+ * reading past the end of the string. */
+static void test_empty_out(void) {
+  char dir[512], back[4096];
+  snprintf(dir, sizeof dir, "%s/empty-out", px_test_dir("synth"));
+  CU_ASSERT_EQUAL_FATAL(px_fs_mkdirs(dir, &err), PX_OK);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(getcwd(back, sizeof back));
+  CU_ASSERT_EQUAL_FATAL(chdir(dir), 0);
+  px_config cfg;
+  px_config_init(&cfg);
+  px_status st = px_config_set(&cfg, "synth.out", "", "test", &err);
+  CU_ASSERT_EQUAL(st, PX_OK);
+  err.msg[0] = '\0';
+  if (st == PX_OK) CU_ASSERT_EQUAL(px_synth_run(&cfg, &err), PX_EINPUT);
+  CU_ASSERT(px_test_contains(err.msg, "synth.out is empty"));
+  px_config_free(&cfg);
+  err.msg[0] = '\0';
+  CU_ASSERT_EQUAL(px_fs_mkdirs("", &err), PX_EINPUT);
+  CU_ASSERT(px_test_contains(err.msg, "empty path"));
+  CU_ASSERT_EQUAL(px_count_entries("."), 0);
+  CU_ASSERT_EQUAL_FATAL(chdir(back), 0);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * px_synth_arith_answer
  * --------------------------------------------------------------------------------------------- */
@@ -408,6 +433,7 @@ void px_test_register(void) {
        test_stats_low_accuracy_no_flips},
       {"one training prompt left", test_one_training_prompt},
       {"n_eval >= 8100 refused", test_n_eval_too_large},
+      {"an empty synth.out refused", test_empty_out},
       {"px_synth_arith_answer", test_arith_answer},
       CU_TEST_INFO_NULL,
   };

@@ -12,7 +12,8 @@
 
 #include "proxima/error.h"
 
-/* Creates dir and its missing parents (mode 0777 less the umask). */
+/* Creates dir and its missing parents (mode 0777 less the umask). PX_EINPUT when dir is empty
+ * ("empty path") or a part of it is not a directory; PX_ERUN when mkdir fails. */
 px_status px_fs_mkdirs(const char *dir, px_error *err);
 
 /* Reads the whole file into a NUL-terminated buffer (*len excludes the NUL); refuses files

@@ -80,6 +80,9 @@ static px_status px_synth_emit(const char *dir, const char *name, const px_datas
 }
 
 px_status px_synth_run(const px_config *cfg, px_error *err) {
+  if (!cfg->synth_out[0])
+    return px_error_set(err, PX_EINPUT,
+                        "synth.out is empty: data synth needs a directory to write to (--out DIR)");
   if (cfg->synth_n_eval >= PX_SYNTH_ARITH_PROMPTS)
     return px_error_set(err, PX_EINPUT,
                         "synth.n_eval = %lld leaves no training prompts (the arith task has %d "

@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 px_status px_fs_mkdirs(const char *dir, px_error *err) {
+  /* "" names no directory (and the walk below starts past the first byte) */
+  if (!dir[0]) return px_error_set(err, PX_EINPUT, "cannot create a directory: empty path");
   char path[4096];
   if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
     return px_error_set(err, PX_EINPUT, "%.80s...: path too long", dir);
