@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Writes the seed recipes of the structure-aware targets (fuzz_dataset, fuzz_ckpt) into
-corpus/dataset/ and corpus/ckpt/: inputs that build valid files (each kind of data set; a policy
-checkpoint, one with Adam moments, a reward checkpoint), from which the fuzzer mutates. Each byte
-below is one draw of the recipe, in the order fuzz_dataset.c, fuzz_ckpt.c and fuzz_h5.h read
-them (px_fuzz_pick(n) takes a byte modulo n); the comments name the choice.
+"""Writes the seed recipes of the structure-aware targets (fuzz_dataset, fuzz_ckpt,
+fuzz_rollout) into corpus/dataset/, corpus/ckpt/ and corpus/rollout/: inputs that build valid
+files (each kind of data set; a policy checkpoint, one with Adam moments, a reward checkpoint;
+rollout files of a few shapes, read whole or as one part of several), from which the fuzzer
+mutates. Each byte below is one draw of the recipe, in the order fuzz_dataset.c, fuzz_ckpt.c,
+fuzz_rollout.c and fuzz_h5.h read them (px_fuzz_pick(n) takes a byte modulo n); the comments
+name the choice.
 Run: python3 tests/fuzz/make_seeds.py   (check with PX_FUZZ_VERBOSE=1 fuzz_replay_<target>)"""
 import os
 
@@ -81,6 +83,29 @@ def ckpt_seed(groups, optim):
     return bytes(b)
 
 
+def rollout_seed(parts, part, attrs, rows, P, R, kl, shift):
+    """rows: (prompt_len, response_len) per row; kl 0 for k1, 1 for k3; shift 0 or 1."""
+    n = len(rows)
+    b = [parts - 1, part, 1 if attrs else 0]  # the part read; attrs wanted or NULL
+    b += [n, P - 1, R - 1]  # N, P, R
+    b += [1]  # n_rows declared as stored
+    b += [1] + INTENDED  # format "proxima-rollouts"
+    b += (USUAL + INTENDED) * 5  # format_version, n_rows, prompt/response_positions, iteration
+    b += (USUAL + INTENDED) * 3  # beta, gamma, lambda
+    b += [kl] + INTENDED  # kl_estimator
+    b += (USUAL + INTENDED) * 5  # kl_clamp, no_eos_penalty, whiten_mean, whiten_std, whiten_eps
+    b += ([7] if shift else [0]) + INTENDED  # whiten_shift_mean: usual 1, or the edge 0
+    b += (USUAL + INTENDED) * 3  # pad_id, bos_id, eos_id
+    for pl, rl in rows:
+        assert 0 <= pl <= P and 0 <= rl <= R
+        b += [pl, rl]
+    b += [1, 1]  # no length and no mask byte overwritten
+    for _ in range(11):  # tokens ... score: the intended type and shape, chunked, Fletcher-32
+        b += [15, 15, 15, 2] + ([1] if n > 0 else [])  # (a stored chunk: not corrupted)
+    b += [0]  # the file left as written
+    return bytes(b)
+
+
 def write(target, name, data):
     with open(os.path.join(HERE, "corpus", target, name), "wb") as f:
         f.write(data)
@@ -93,3 +118,9 @@ write("dataset", "prompts", dataset_seed(3, ["prompt", "reference"], [("2+2=", "
 write("ckpt", "policy", ckpt_seed(["policy"], False))
 write("ckpt", "policy-optim", ckpt_seed(["policy"], True))
 write("ckpt", "policy-reward", ckpt_seed(["policy", "reward"], False))
+write("rollout", "one-row", rollout_seed(1, 0, True, [(1, 1)], 1, 1, 0, 1))
+write("rollout", "batch", rollout_seed(1, 0, True, [(3, 6), (4, 2), (1, 0), (2, 5)], 4, 6, 0, 1))
+write("rollout", "part-of-3", rollout_seed(3, 1, True, [(8, 8), (5, 3), (2, 1), (7, 8), (1, 4),
+                                                        (6, 7)], 8, 8, 1, 0))
+write("rollout", "uneven-no-attrs", rollout_seed(4, 3, False, [(2, 3)] * 5, 3, 4, 1, 1))
+write("rollout", "empty", rollout_seed(2, 1, True, [], 2, 2, 0, 1))
