@@ -26,7 +26,10 @@ px_status px_run_open(px_run *run, const px_config *cfg, px_error *err) {
   if (px_comm_rank() == 0) {
     char path[4300];
     /* Locked before anything in it is written: a process refused here changes nothing. */
-    st = px_fs_mkdirs(run->dir, err);
+    st = run->dir[0] ? px_fs_mkdirs(run->dir, err)
+                     : px_error_set(err, PX_EINPUT,
+                                    "run.dir is empty: name the run directory "
+                                    "(--run DIR)");
     if (st == PX_OK) st = px_runlock_acquire(&run->lock, run->dir, err);
     if (st == PX_OK) st = px_fs_mkdirs(run->ckpt_dir, err);
     if (st == PX_OK) st = px_fs_mkdirs(run->rollout_dir, err);
