@@ -38,15 +38,22 @@
  * sends it). */
 #define ROLL_ARGS PPO_ARGS " ppo.rollout_every=1"
 
-/* SFT stopped by SIGTERM after step 4 in dir: LATEST names ckpt-00000004.h5. Copies of both
- * go to dir.saved/ to compare with after a failure. */
-static void stopped_at_step_4(const char *dir) {
+/* A fresh run in dir stopped by SIGTERM at `fault` (exit 3); then dir/sub ("." for all of dir)
+ * is copied to dir.saved/ to compare with after a failure. */
+static void stopped_and_saved(const char *fault, const char *args, const char *dir,
+                              const char *sub) {
   char cmd[512];
   snprintf(cmd, sizeof cmd, "rm -rf %s %s.saved", dir, dir);
   CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
-  CU_ASSERT_EQUAL_FATAL(px_proc_run2_fault("sft.step:4:TERM", SFT_ARGS, dir), 3);
-  snprintf(cmd, sizeof cmd, "cp -r %s/checkpoints %s.saved", dir, dir);
+  CU_ASSERT_EQUAL_FATAL(px_proc_run2_fault(fault, args, dir), 3);
+  snprintf(cmd, sizeof cmd, "cp -r %s/%s %s.saved", dir, sub, dir);
   CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+}
+
+/* SFT stopped after step 4 in dir: LATEST names ckpt-00000004.h5. Copies of both go to
+ * dir.saved/. */
+static void stopped_at_step_4(const char *dir) {
+  stopped_and_saved("sft.step:4:TERM", SFT_ARGS, dir, "checkpoints");
 }
 
 /* dir's checkpoints/ holds exactly LATEST and ckpt-00000004.h5, both as saved: no other
@@ -80,12 +87,6 @@ static int checkpoint_finite(const char *path, const char *group, px_gpt_head he
   if (optim_step) *optim_step = cm.optim_step;
   px_gpt_free(&m);
   return ok;
-}
-
-static double seconds_now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -186,9 +187,9 @@ static void test_unusable_run_dir(void) {
  * gradient allreduce: the whole launch ends, non-zero, within 60 s, and LATEST, if any, names
  * an intact checkpoint. */
 static void kill_rank_1(const char *fault, const char *args, const char *dir) {
-  double t0 = seconds_now();
+  double t0 = px_proc_seconds();
   int rc = px_proc_run2_fault(fault, args, dir);
-  double took = seconds_now() - t0;
+  double took = px_proc_seconds() - t0;
   printf("\n    %s: exit %d after %.1f s", fault, rc, took);
   CU_ASSERT_NOT_EQUAL(rc, 0);
   CU_ASSERT(took < 60);
@@ -208,16 +209,10 @@ static void test_rank_killed(void) {
   kill_rank_1("ppo.policy.grad:7:KILL@1", PPO_ARGS, "ft-kill-ppo");
 }
 
-/* PPO with a rollout buffer per iteration, stopped by SIGTERM after iteration 2 in dir: LATEST
- * names ckpt-00000002.h5, rollouts/ holds iterations 1 and 2. All of it is copied to dir.saved
- * to compare with after a failure. */
+/* PPO with a rollout buffer per iteration, stopped after iteration 2 in dir: LATEST names
+ * ckpt-00000002.h5, rollouts/ holds iterations 1 and 2. All of dir is copied to dir.saved/. */
 static void ppo_stopped_at_2(const char *dir) {
-  char cmd[512];
-  snprintf(cmd, sizeof cmd, "rm -rf %s %s.saved", dir, dir);
-  CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
-  CU_ASSERT_EQUAL_FATAL(px_proc_run2_fault("ppo.iteration:2:TERM", ROLL_ARGS, dir), 3);
-  snprintf(cmd, sizeof cmd, "cp -r %s %s.saved", dir, dir);
-  CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+  stopped_and_saved("ppo.iteration:2:TERM", ROLL_ARGS, dir, ".");
 }
 
 /* After a failed rollout write in iteration 3: dir's checkpoints/ and rollouts/ hold exactly
@@ -267,9 +262,9 @@ static int resume_with_limit(const char *dir, int rank, long kb, double *took) {
            "trap \"\" XFSZ; exec \"$@\"' sh",
            getenv("PX_LAUNCH_2"), rank, kb);
   setenv("OMPI_MCA_btl", "self,tcp", 1);
-  double t0 = seconds_now();
+  double t0 = px_proc_seconds();
   int rc = px_proc_run(launch, ROLL_ARGS " --run %s --resume auto", dir);
-  *took = seconds_now() - t0;
+  *took = px_proc_seconds() - t0;
   unsetenv("OMPI_MCA_btl");
   return rc;
 }
@@ -322,9 +317,9 @@ static void test_rollout_write_fails_on_each_rank(void) {
     char fault[64], want[160];
     snprintf(fault, sizeof fault, "rollout.write:1:FAIL@%d", rank);
     ppo_stopped_at_2("ft-rfail");
-    double t0 = seconds_now();
+    double t0 = px_proc_seconds();
     CU_ASSERT_EQUAL(px_proc_run2_fault(fault, ROLL_ARGS " --resume auto", "ft-rfail"), 2);
-    CU_ASSERT(seconds_now() - t0 < 30);
+    CU_ASSERT(px_proc_seconds() - t0 < 30);
     snprintf(want, sizeof want,
              "cannot write rollout buffer ft-rfail/rollouts/rollouts-00000003.h5 (rank %d)", rank);
     CU_ASSERT(px_test_contains(px_proc_err, want));

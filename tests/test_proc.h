@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "test_util.h"
 
@@ -75,6 +76,13 @@ static inline int px_proc_run2_fault(const char *fault, const char *args, const 
   int rc = px_proc_run(getenv("PX_LAUNCH_2"), "%s --run %s", args, dir);
   unsetenv("PROXIMA_FAULT");
   return rc;
+}
+
+/* Seconds on the monotonic clock: for bounds on how long a launch took. */
+static inline double px_proc_seconds(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 /* 1 when files a and b both exist and hold the same bytes. */

@@ -157,12 +157,6 @@ static void signal_all(const pid_t *procs, int n, int sig, const char *until) {
     }
 }
 
-static double seconds_now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* A 2-rank sft on rl-run (SLURM_JOB_ID=4242 in its ranks), stopped (SIGSTOP, lock still held)
  * once it has written a checkpoint; a second launch on rl-run exits 1 within seconds naming the
  * holder, and leaves every file of rl-run as it was; then the first is killed with kill -9 and
@@ -203,9 +197,9 @@ static void test_second_run_refused_then_resume_after_kill(void) {
   CU_ASSERT_EQUAL(system("cp -a rl-run rl-run.before"), 0);
   struct stat before, after;
   CU_ASSERT_EQUAL(stat("rl-run/config.ini", &before), 0);
-  double t0 = seconds_now();
+  double t0 = px_proc_seconds();
   int rc = px_proc_run(getenv("PX_LAUNCH_2"), RUN_ARGS);
-  double took = seconds_now() - t0;
+  double took = px_proc_seconds() - t0;
   printf("\n    second launch: exit %d after %.1f s", rc, took);
   CU_ASSERT_EQUAL(rc, 1);
   CU_ASSERT(took < 30);

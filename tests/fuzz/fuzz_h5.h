@@ -24,7 +24,7 @@ enum { PX_FZ_STR, PX_FZ_INT, PX_FZ_REAL };
 static inline void px_fz_attr(hid_t loc, const char *name, int type, const char *s, int64_t i,
                               double d, px_fuzz_in *in) {
   int how = px_fuzz_pick(in, 10);
-  if (how == 1) return; /* missing */
+  if (how == 1) return;                /* missing */
   if (how == 2) type = (type + 1) % 3; /* another type */
   if (how == 3) type = (type + 2) % 3;
   hsize_t two[1] = {2};
@@ -85,6 +85,19 @@ static inline void px_fz_corrupt(hid_t d, px_fuzz_in *in) {
   free(raw);
 }
 
+/* Writes the first `stored` rows of `cols` columns of dataset d (of `rank` dimensions, 0 for a
+ * scalar) from buf, which holds them as mem_type. */
+static inline void px_fz_write_first_rows(hid_t d, int rank, hsize_t stored, hsize_t cols,
+                                          hid_t mem_type, const void *buf) {
+  hid_t fsel = H5Dget_space(d);
+  hsize_t off[2] = {0, 0}, cnt[2] = {stored, cols};
+  hid_t msel = rank == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(rank, cnt, NULL);
+  if (rank > 0) H5Sselect_hyperslab(fsel, H5S_SELECT_SET, off, NULL, cnt, NULL);
+  H5Dwrite(d, mem_type, msel, fsel, H5P_DEFAULT, buf);
+  H5Sclose(msel);
+  H5Sclose(fsel);
+}
+
 /* A numeric dataset name on loc whose intended content is the n values of v (int64 or double:
  * mem_type). The recipe picks its file type (integers of other widths, floats, strings), its
  * rank and dims (as intended, scalar, 2-D, a declared length other than n, up to 2^62 with
@@ -92,14 +105,14 @@ static inline void px_fz_corrupt(hid_t d, px_fuzz_in *in) {
  * compact) and one corrupted chunk. */
 static inline void px_fz_dataset(hid_t loc, const char *name, hid_t mem_type, const void *v,
                                  hsize_t n, px_fuzz_in *in) {
-  static const hid_t *const types[] = {&H5T_STD_I64LE_g, &H5T_STD_I32LE_g, &H5T_STD_U8LE_g,
+  static const hid_t *const types[] = {&H5T_STD_I64LE_g, &H5T_STD_I32LE_g,  &H5T_STD_U8LE_g,
                                        &H5T_STD_U64BE_g, &H5T_IEEE_F32LE_g, &H5T_IEEE_F64BE_g,
                                        &H5T_STD_I16BE_g};
   int how_type = px_fuzz_pick(in, 24), how_shape = px_fuzz_pick(in, 16);
   int how_layout = px_fuzz_pick(in, 4);
-  hid_t ftype = how_type < 7 ? H5Tcopy(*types[how_type])
+  hid_t ftype = how_type < 7                    ? H5Tcopy(*types[how_type])
                 : mem_type == H5T_NATIVE_DOUBLE ? H5Tcopy(H5T_IEEE_F32LE)
-                : H5Tcopy(H5T_STD_I64LE);
+                                                : H5Tcopy(H5T_STD_I64LE);
   if (how_type == 7) {
     H5Tclose(ftype);
     ftype = H5Tcopy(H5T_C_S1);
@@ -109,11 +122,17 @@ static inline void px_fz_dataset(hid_t loc, const char *name, hid_t mem_type, co
   hsize_t dims[2] = {n, 1};
   hsize_t stored = n; /* elements written, along dim 0 */
   switch (how_shape) {
-  case 0: rank = 0; stored = n > 0; break;                           /* scalar */
-  case 1: rank = 2, dims[1] = 1 + px_fuzz_pick(in, 3); break;        /* 2-D */
-  case 2: dims[0] = n + 1 + px_fuzz_pick(in, 4); break;              /* declares a few more */
-  case 3: dims[0] = n > 0 ? n - 1 : 0, stored = dims[0]; break;      /* one fewer */
-  case 4: dims[0] = (px_fuzz_u64(in) >> 2) | 1; stored = n < dims[0] ? n : dims[0]; break;
+  case 0:
+    rank = 0;
+    stored = n > 0;
+    break;                                                      /* scalar */
+  case 1: rank = 2, dims[1] = 1 + px_fuzz_pick(in, 3); break;   /* 2-D */
+  case 2: dims[0] = n + 1 + px_fuzz_pick(in, 4); break;         /* declares a few more */
+  case 3: dims[0] = n > 0 ? n - 1 : 0, stored = dims[0]; break; /* one fewer */
+  case 4:
+    dims[0] = (px_fuzz_u64(in) >> 2) | 1;
+    stored = n < dims[0] ? n : dims[0];
+    break;
   case 5: dims[0] = (hsize_t)1 << (32 + px_fuzz_pick(in, 30)); break; /* huge, mostly unstored */
   default: break;
   }
@@ -141,13 +160,7 @@ static inline void px_fz_dataset(hid_t loc, const char *name, hid_t mem_type, co
     for (hsize_t r = 0; r < stored && n > 0; r++)
       for (size_t c = 0; c < cols; c++)
         memcpy(buf + ((size_t)r * cols + c) * es, (const char *)v + (r < n ? r : n - 1) * es, es);
-    hid_t fsel = H5Dget_space(d);
-    hsize_t off[2] = {0, 0}, cnt[2] = {stored, cols};
-    hid_t msel = rank == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(rank, cnt, NULL);
-    if (rank > 0) H5Sselect_hyperslab(fsel, H5S_SELECT_SET, off, NULL, cnt, NULL);
-    H5Dwrite(d, str ? ftype : mem_type, msel, fsel, H5P_DEFAULT, buf);
-    H5Sclose(msel);
-    H5Sclose(fsel);
+    px_fz_write_first_rows(d, rank, stored, cols, str ? ftype : mem_type, buf);
     free(buf);
   }
   if (d >= 0 && chunked && how_layout == 2 && stored > 0) px_fz_corrupt(d, in);

@@ -136,13 +136,7 @@ static int px_fz_table(hid_t loc, const char *name, int elem, int vrank, const v
     for (hsize_t r = 0; r < stored && !str; r++)
       for (hsize_t c = 0; c < cols && c < (hsize_t)vcols; c++)
         memcpy(buf + (r * cols + c) * es, (const char *)v + (r * (hsize_t)vcols + c) * es, es);
-    hid_t fsel = H5Dget_space(d);
-    hsize_t off[2] = {0, 0}, cnt[2] = {stored, cols};
-    hid_t msel = rank == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(rank, cnt, NULL);
-    if (rank > 0) H5Sselect_hyperslab(fsel, H5S_SELECT_SET, off, NULL, cnt, NULL);
-    H5Dwrite(d, str ? ftype : mem, msel, fsel, H5P_DEFAULT, buf);
-    H5Sclose(msel);
-    H5Sclose(fsel);
+    px_fz_write_first_rows(d, rank, stored, cols, str ? ftype : mem, buf);
     free(buf);
   }
   if (d >= 0 && chunked && how_layout == 2 && stored > 0) px_fz_corrupt(d, in);
