@@ -4,7 +4,8 @@
  * as often as its data's (issue 3), the reward model's held-out accuracy reaches 0.9 of the
  * agreement ceiling that the label noise allows, 1 - synth.flip_rate (issue 4), and PPO raises
  * the held-out gold accuracy of sampled answers from pi_base's (about 0.6) to 0.9 or more while
- * the mean KL to pi_base stays under ppo.kl_bound (issue 5). Slow (about 8 minutes on 2 cores):
+ * the mean KL to pi_base stays under ppo.kl_bound (issue 5), with the value model's first
+ * predictions on the returns' scale (issue 20). Slow (about 8 minutes on 2 cores):
  * label e2e.
  */
 #include <jansson.h>
@@ -107,12 +108,24 @@ static void test_ppo_improves_the_policy(void) {
   CU_ASSERT(worst <= bound);
 }
 
+/* Issue 20: the value model, started from the reward model with its normalisation folded in,
+ * predicts the first iteration's returns better than their mean: explained variance >= 0 at
+ * iteration 1 (without the fold, the values are on the raw score's scale: about -1.4). */
+static void test_ppo_values_start_on_the_returns_scale(void) {
+  double ev[512];
+  int n = px_proc_metric("task-ppo", "ppo", "explained_variance", ev, 512);
+  CU_ASSERT_FATAL(n > 0);
+  printf("\n    explained variance at iteration 1: %.3f\n", ev[0]);
+  CU_ASSERT(ev[0] >= 0);
+}
+
 void px_test_register(void) {
   static const CU_TestInfo tests[] = {
       {"sft: sampled answers match the data", test_sft_sampled_answers_match_the_data},
       {"rm: held-out accuracy reaches the agreement ceiling",
        test_rm_reaches_the_agreement_ceiling},
       {"ppo: the tuned policy is better and stays close", test_ppo_improves_the_policy},
+      {"ppo: the values start on the returns' scale", test_ppo_values_start_on_the_returns_scale},
       CU_TEST_INFO_NULL};
   px_test_suite("built-in task", tests);
 }

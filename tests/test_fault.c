@@ -328,6 +328,24 @@ static void test_rollout_write_fails_on_each_rank(void) {
   }
 }
 
+/* A held-out evaluation whose generation fails on rank 1 (the generate fault): before the first
+ * iteration (pi_base's accuracy, arrival 1) and in iteration 1 (ppo.eval_every = 1: arrival 2
+ * generates the rollouts, 3 evaluates). The run stops with exit 2 naming the evaluation, instead
+ * of reporting an accuracy from the ranks that did generate. */
+static void test_ppo_eval_generation_fails(void) {
+  const char *faults[] = {"generate:1:FAIL@1", "generate:3:FAIL@1"};
+  for (int k = 0; k < 2; k++) {
+    CU_ASSERT_EQUAL(system("rm -rf ft-ppo-eval"), 0);
+    CU_ASSERT_EQUAL(px_proc_run2_fault(faults[k],
+                                       PPO_ARGS " --eval-prompts ft-data/eval.h5 --iterations 2 "
+                                                "ppo.eval_every=1",
+                                       "ft-ppo-eval"),
+                    2);
+    CU_ASSERT(px_test_contains(px_proc_err, "ppo: held-out evaluation on ft-data/eval.h5: "
+                                            "generation of 8 prompts failed"));
+  }
+}
+
 /* A NaN in one collected rollout (rank 1's first response, iteration 2): that response is left
  * out of the update and counted; the run finishes with finite models. */
 static void test_ppo_nan_rollout(void) {
@@ -398,6 +416,7 @@ void px_test_register(void) {
       {"ppo: the rollout writer's disk full, then resume", test_rollout_disk_full},
       {"ppo: rank 1 under a file-size limit", test_rollout_limit_on_rank_1},
       {"ppo: a rollout write failing on each rank", test_rollout_write_fails_on_each_rank},
+      {"ppo: a held-out evaluation's generation failing", test_ppo_eval_generation_fails},
       {"ppo: a NaN in a rollout", test_ppo_nan_rollout},
       {"ppo: a NaN in a gradient", test_ppo_nan_gradient},
       {"a checkpoint refuses a non-finite model", test_checkpoint_refuses_nonfinite},

@@ -2,12 +2,15 @@
  * test_ppo_cli.c — `proxima ppo` end to end on small models of the built-in task: the ratio is
  * exactly 1 before each iteration's first update, the same seed and rank count give the same
  * metrics.jsonl and final checkpoint bytes, 1 and 2 ranks generate the same first iteration and
- * agree within the documented tolerance, and bad input is refused.
+ * agree within the documented tolerance, and bad input is refused; a value model started from
+ * the reward model carries its normalisation, and the response positions follow max_new_tokens.
  */
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 
+#include "proxima/checkpoint.h"
+#include "proxima/rm.h"
 #include "proxima/rollout.h"
 #include "test_proc.h"
 #include "test_util.h"
@@ -226,6 +229,75 @@ static void test_bad_input(void) {
   CU_ASSERT(px_test_contains(px_proc_err, "expected one of k1|k3"));
 }
 
+/* Issue 20: a value model started from the reward model has the reward's normalisation folded
+ * into its head, head_w = gain w and head_b = gain b + bias of the reward model's head, and the
+ * rest of it is the reward model's. With ppo.value_lr=0 the value model of the checkpoint after
+ * one iteration is the one PPO started from. */
+static void test_value_starts_on_the_reward_scale(void) {
+  CU_ASSERT_EQUAL_FATAL(px_proc_run("", "ppo --policy ppt-sft --reward ppt-rm --prompts "
+                                        "ppt-data/prompts.h5 --eval-prompts '' --run ppt-fold "
+                                        "--iterations 1 ppo.batch_size=8 ppo.minibatch=8 "
+                                        "ppo.micro_batch=4 sample.batch=8 sample.max_new_tokens=6 "
+                                        "ppo.value_lr=0 run.log_level=warn"),
+                        0);
+  px_gpt value, reward;
+  float gain, bias;
+  px_error err;
+  CU_ASSERT_EQUAL_FATAL(px_ckpt_load("ppt-fold/checkpoints/ckpt-00000001.h5", "value",
+                                     PX_GPT_HEAD_SCALAR, 1, 0, 0, &value, NULL, NULL, &err),
+                        PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_rm_load_model("ppt-rm", &reward, 1, &gain, &bias, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(value.n_params, reward.n_params);
+  CU_ASSERT(fabsf(gain - 1) > 0.01f || fabsf(bias) > 0.01f); /* or the test shows nothing */
+  const px_gpt_tensor *w = px_gpt_find_tensor(&value, "head_w"),
+                      *b = px_gpt_find_tensor(&value, "head_b");
+  CU_ASSERT_FATAL(w && b && b->offset == w->offset + w->count && b->offset + 1 == value.n_params);
+  CU_ASSERT_EQUAL(memcmp(value.params, reward.params, w->offset * sizeof(float)), 0);
+  double worst = 0;
+  for (size_t i = 0; i < w->count; i++) {
+    float want = gain * reward.params[w->offset + i];
+    worst = fmax(worst, fabs(value.params[w->offset + i] - want) / fmax(fabs(want), 1e-6));
+  }
+  float want_b = gain * reward.params[b->offset] + bias;
+  worst = fmax(worst, fabs(value.params[b->offset] - want_b) / fmax(fabs(want_b), 1e-6));
+  printf("\n    reward gain %.3f bias %.3f; the value head against gain w, gain b + bias: largest "
+         "relative difference %.2e\n",
+         gain, bias, worst);
+  CU_ASSERT(worst <= 1e-6);
+  px_gpt_free(&value);
+  px_gpt_free(&reward);
+}
+
+/* Issue 20: the rollouts' response positions are min(sample.max_new_tokens, T - 2) (T less BOS
+ * and one prompt token), so they never shrink as max_new_tokens grows. */
+static void test_response_positions(void) {
+  const int T = 16, max_new[] = {T - 2, T - 1, T, T + 5};
+  int64_t prev = 0;
+  for (int k = 0; k < 4; k++) {
+    CU_ASSERT_EQUAL_FATAL(px_proc_run("",
+                                      "ppo --policy ppt-sft --reward ppt-rm --prompts "
+                                      "ppt-data/prompts.h5 --eval-prompts '' --run ppt-cap-%d "
+                                      "--iterations 1 ppo.batch_size=8 ppo.minibatch=8 "
+                                      "ppo.micro_batch=4 sample.batch=8 "
+                                      "sample.max_new_tokens=%d ppo.rollout_every=1 "
+                                      "run.log_level=warn",
+                                      k, max_new[k]),
+                          0);
+    char path[128];
+    snprintf(path, sizeof path, "ppt-cap-%d/rollouts/rollouts-00000001.h5", k);
+    px_rollout r;
+    px_rollout_attrs a;
+    px_error err;
+    CU_ASSERT_EQUAL_FATAL(px_rollout_read(path, MPI_COMM_SELF, 0, 1, &r, &a, &err), PX_OK);
+    printf("\n    T %d, max_new_tokens %d: R %lld", T, max_new[k], (long long)r.R);
+    CU_ASSERT_EQUAL(r.R, max_new[k] < T - 2 ? max_new[k] : T - 2);
+    CU_ASSERT(r.R >= prev);
+    prev = r.R;
+    px_rollout_free(&r);
+  }
+  printf("\n");
+}
+
 void px_test_register(void) {
   static const CU_TestInfo tests[] = {
       {"make the models", test_make_models},
@@ -236,6 +308,8 @@ void px_test_register(void) {
       {"eval against pi_base", test_eval},
       {"report: summary and plots", test_report},
       {"bad input", test_bad_input},
+      {"the value model starts on the reward's scale", test_value_starts_on_the_reward_scale},
+      {"response positions: min(max_new_tokens, T - 2)", test_response_positions},
       CU_TEST_INFO_NULL};
   px_test_suite("ppo end to end", tests);
 }

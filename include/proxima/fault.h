@@ -22,6 +22,9 @@
  *                   micro-batch's backward, before the embeddings' part (buf[0]) is summed;
  *   ppo.rollout     this rank's collected rollouts of an iteration, before advantages (NAN:
  *                   the value of its first response's first token);
+ *   generate        a batch of generation (px_generate: PPO's rollouts and held-out
+ *                   evaluations, generate, eval, the reward model's normalisation samples;
+ *                   FAIL: it fails as an internal error would);
  *   rollout.write   a rollout buffer's write (io/rollout.c), after the datasets (FAIL: on rank
  *                   0 the file's write fails, on another rank its part of the write);
  *   sft.step, rm.step, ppo.iteration

@@ -164,7 +164,8 @@ px_status px_eval_policy_run(const px_config *cfg, const px_eval_args *args, px_
 
   /* This rank's prompts, BOS first, cut to leave room for an answer (as PPO's evaluation). */
   const int T = tuned.config.max_seq_len;
-  const int max_new = (int)cfg->sample_max_new_tokens < T ? (int)cfg->sample_max_new_tokens : T - 2;
+  const int max_new =
+      (int)cfg->sample_max_new_tokens < T - 2 ? (int)cfg->sample_max_new_tokens : T - 2;
   int64_t lo, hi;
   px_comm_share(ds.n, px_comm_rank(), px_comm_size(), &lo, &hi);
   int64_t n = hi - lo;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxima/fault.h"
 #include "proxima/kernels.h"
 #include "proxima/log.h"
 #include "proxima/tokenizer.h"
@@ -115,6 +116,9 @@ px_status px_generate(px_generator *g, const int32_t *tokens, const int64_t *off
                       uint64_t iteration, int64_t first_index, px_generation *out, px_error *err) {
   const int V = g->kv.V, max_T = g->kv.max_T, R = g->max_new;
   memset(out, 0, sizeof *out);
+  if (px_fault_fails("generate"))
+    return px_error_set(err, PX_ERUN, "generation of %lld prompts failed (PROXIMA_FAULT)",
+                        (long long)n);
   for (int64_t i = 0; i < n; i++) {
     const int64_t len = offsets[i + 1] - offsets[i];
     if (len < 1)

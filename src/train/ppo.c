@@ -118,6 +118,19 @@ static void px_ppo_pass(px_ppo *s, px_gpt *m, const int64_t *idx, int64_t n, flo
 
 /* ------------------------------------------------------------------------------------------- */
 
+/* The value model started from the reward model outputs the raw score, head_w . h + head_b;
+ * PPO's rewards (and so the returns) carry the normalised one, gain * raw + bias. Folding the
+ * normalisation into the head, head_w <- gain head_w and head_b <- gain head_b + bias, starts
+ * the values on the returns' scale. */
+static void px_ppo_fold_normalisation(px_gpt *value, float gain, float bias) {
+  const px_gpt_tensor *w = px_gpt_find_tensor(value, "head_w"),
+                      *b = px_gpt_find_tensor(value, "head_b");
+  PX_REQUIRE(w && b && b->count == 1,
+             "px_ppo_fold_normalisation: the value model has no scalar head");
+  for (size_t i = 0; i < w->count; i++) value->params[w->offset + i] *= gain;
+  value->params[b->offset] = gain * value->params[b->offset] + bias;
+}
+
 /* The four models: from the SFT and RM checkpoints for a fresh run, or all from the checkpoint
  * a run resumes from (resume, "" when fresh; its moments and state are read after). */
 static px_status px_ppo_setup(px_ppo *s, const char *resume, px_error *err) {
@@ -149,6 +162,7 @@ static px_status px_ppo_setup(px_ppo *s, const char *resume, px_error *err) {
     if (from_reward) {
       px_ckpt_model cm = {"reward", &s->value, 0, 0, 1, 0};
       PX_TRY(px_ckpt_read_model(rpath, &cm, err));
+      px_ppo_fold_normalisation(&s->value, s->gain, s->bias);
     } else {
       char ppath[4300];
       PX_TRY(px_ckpt_resolve(cfg->ppo_policy, ppath, sizeof ppath, err));
@@ -179,7 +193,8 @@ static void px_ppo_alloc(px_ppo *s) {
   const px_config *cfg = s->cfg;
   const int mb = (int)cfg->ppo_micro_batch;
   s->B = (int)cfg->ppo_batch_size;
-  s->R = (int)cfg->sample_max_new_tokens < s->T ? (int)cfg->sample_max_new_tokens : s->T - 2;
+  /* Response positions: max_new_tokens, at most what a prompt of one token leaves after BOS. */
+  s->R = (int)cfg->sample_max_new_tokens < s->T - 2 ? (int)cfg->sample_max_new_tokens : s->T - 2;
   size_t BR = (size_t)s->B * s->R;
   s->seq = px_calloc((size_t)s->B * s->T, sizeof *s->seq);
   s->plen = px_calloc((size_t)s->B, sizeof *s->plen);
@@ -458,10 +473,13 @@ static px_status px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *st, px_error
 /* sum / n for a metric over the kept rollouts; NaN (null in metrics.jsonl) when none was kept. */
 static double px_ppo_mean(double sum, double n) { return n > 0 ? sum / n : NAN; }
 
-/* Gold exact-match accuracy of sampled answers on the held-out prompts (split over ranks). */
-static double px_ppo_eval_gold(px_ppo *s, px_error *err) {
+/* Gold exact-match accuracy of sampled answers on the held-out prompts (split over ranks), into
+ * *accuracy (NaN without held-out prompts with references). A generation that fails on any rank
+ * fails it on every rank, with that rank's message. Collective. */
+static px_status px_ppo_eval_gold(px_ppo *s, double *accuracy, px_error *err) {
   const px_dataset *ev = &s->eval;
-  if (ev->n == 0 || ev->n_fields < 2) return NAN;
+  *accuracy = NAN;
+  if (ev->n == 0 || ev->n_fields < 2) return PX_OK;
   int64_t lo, hi;
   px_comm_share(ev->n, px_comm_rank(), px_comm_size(), &lo, &hi);
   int64_t n = hi - lo;
@@ -484,13 +502,19 @@ static double px_ppo_eval_gold(px_ppo *s, px_error *err) {
                                      g.eos[i]);
   px_generation_free(&g);
   free(tokens), free(offsets);
+  if ((st = px_comm_agree(st, err)) != PX_OK) {
+    px_error inner = *err;
+    return px_error_set(err, st, "ppo: held-out evaluation on %s: %s", s->cfg->ppo_eval_prompts,
+                        inner.msg);
+  }
   px_comm_allreduce_sum_f64(&right, 1);
-  return right / (double)ev->n;
+  *accuracy = right / (double)ev->n;
+  return PX_OK;
 }
 
-/* The iteration's rollout buffer, DIR/rollouts-<iteration>.h5: every rank writes its own rows of
- * the global datasets (io/rollout.c); a dropped row is there with response length 0 (its mask is
- * 0). Collective. */
+/* The iteration's rollout buffer, DIR/rollouts-<iteration>.h5: every rank passes its own rows and
+ * rank 0 writes the file (io/rollout.c); a dropped row is there with response length 0 (its mask
+ * is 0). Collective. */
 static px_status px_ppo_write_rollouts(const px_ppo *s, const char *dir, int64_t it, double beta,
                                        double adv_mean, double adv_std, px_error *err) {
   const px_config *cfg = s->cfg;
@@ -579,7 +603,8 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
   const int64_t first = state.iteration;
   int64_t bad_in_a_row = 0; /* iterations whose every rollout was dropped */
   if (s.eval.n > 0 && !resume[0]) {
-    state.base_gold = px_ppo_eval_gold(&s, err);
+    st = px_ppo_eval_gold(&s, &state.base_gold, err);
+    if (st != PX_OK) goto done;
     px_log_info("ppo: held-out gold accuracy of pi_base (sampled): %.3f", state.base_gold);
     const char *names[] = {"eval_gold_accuracy"};
     px_run_metrics(&run, "ppo_eval", 0, 1, names, &state.base_gold);
@@ -644,7 +669,8 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
       s.beta = px_rl_adaptive_beta(s.beta, kl, cfg->ppo_kl_target, kept, cfg->ppo_kl_horizon);
     int do_eval = cfg->ppo_eval_every > 0 &&
                   ((it + 1) % cfg->ppo_eval_every == 0 || it + 1 == cfg->ppo_iterations);
-    double gold_eval = do_eval ? px_ppo_eval_gold(&s, err) : NAN;
+    double gold_eval = NAN;
+    if (do_eval && (st = px_ppo_eval_gold(&s, &gold_eval, err)) != PX_OK) break;
     double t_all = px_log_elapsed() - t_it, comm = px_comm_seconds() - comm0;
     double upd = ps.updates > 0 ? (double)ps.updates : 1, toks = ps.tokens > 0 ? ps.tokens : 1;
     const char *names[] = {"score",
