@@ -129,15 +129,24 @@ static px_status px_check_rows(const char *path, const px_rollout *r, const px_r
 
 /* Collective: whether the ranks' rows tile [0, n_global) end to end in rank order (rank k's rows
  * start where rank k-1's end: the order in which they are gathered), with one n_global, P, R
- * and attrs everywhere. */
+ * and attrs everywhere. Ranks whose own rows failed px_check_rows (local_ok 0) send nothing to
+ * compare: their numbers may be anything, and their own message is the one reported. */
 static px_status px_check_ranks(const char *path, const px_rollout *r, const px_rollout_attrs *a,
-                                px_error *err) {
+                                int local_ok, px_error *err) {
   int size = px_comm_size(), rank = px_comm_rank();
-  size_t n = 2 * (size_t)size + 3;
+  size_t n = 2 * (size_t)size + 4;
   int64_t *v = px_calloc(n, sizeof *v);
-  v[2 * rank] = r->first, v[2 * rank + 1] = r->n;
-  v[2 * size] = r->n_global, v[2 * size + 1] = r->P, v[2 * size + 2] = r->R;
-  px_comm_allreduce_sum_i64(v, n); /* each rank's values fit: px_check_rows bounded them */
+  if (local_ok) { /* px_check_rows bounded these: their sums cannot overflow */
+    v[2 * rank] = r->first, v[2 * rank + 1] = r->n;
+    v[2 * size] = r->n_global, v[2 * size + 1] = r->P, v[2 * size + 2] = r->R;
+  } else {
+    v[2 * size + 3] = 1;
+  }
+  px_comm_allreduce_sum_i64(v, n);
+  if (v[2 * size + 3] > 0) { /* some rank's rows are wrong by themselves */
+    free(v);
+    return local_ok ? PX_OK : px_error_set(err, PX_EINPUT, "%s: bad rows", path);
+  }
   px_status st = PX_OK;
   if (v[2 * size] != size * r->n_global || v[2 * size + 1] != size * r->P ||
       v[2 * size + 2] != size * r->R)
@@ -334,7 +343,7 @@ px_status px_rollout_write(const char *path, MPI_Comm comm, const px_rollout *ro
   px_status st = px_check_rows(path, rows, attrs, err);
   if (shared) {
     px_error other = {""};
-    px_status all = px_check_ranks(path, rows, attrs, &other);
+    px_status all = px_check_ranks(path, rows, attrs, st == PX_OK, &other);
     if (st == PX_OK && all != PX_OK) st = px_error_set(err, all, "%s", other.msg);
     PX_TRY(px_comm_agree(st, err));
   } else {
