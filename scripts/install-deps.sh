@@ -11,6 +11,7 @@ packages=(
   libcunit1-dev                     # CUnit test suites
   clang libclang-rt-dev libomp-dev  # the libFuzzer targets (scripts/fuzz.sh): clang, its
                                     # fuzzer and sanitizer runtimes, its OpenMP
+  clang-format                      # the layout check of scripts/test.sh
   libinih-dev libjansson-dev        # INI configs, JSON Lines
   librandom123-dev                  # Philox counter-based random numbers
   python3-torch python3-h5py python3-numpy   # the PyTorch cross-check and baselines

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every set-up step, then the whole test suite: installs missing packages, builds Proxima
+# Every set-up step, then the whole test suite: installs missing packages, checks the layout of
+# the C sources (clang-format, .clang-format), builds Proxima
 # (Release, warnings as errors) and runs every CTest test, then builds again with
 # AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit, MPI and CLI suites there,
 # then builds the libFuzzer targets (clang) and fuzzes each for a bounded time (scripts/fuzz.sh;
@@ -8,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+echo "== clang-format: every tracked .c and .h file as .clang-format lays it out"
+git ls-files -z '*.c' '*.h' | xargs -0 clang-format --dry-run --Werror
 
 echo "== build (Release) and test"
 scripts/build.sh build

@@ -37,7 +37,8 @@ static void write_checkpoints(void) {
   px_error err;
   CU_ASSERT_EQUAL(px_ckpt_write("ck", &(px_ckpt){1, 0, "", &cm, 1, NULL, 0}, 0, &err), PX_OK);
   CU_ASSERT_EQUAL(px_fs_mkdirs("run/checkpoints", &err), PX_OK);
-  CU_ASSERT_EQUAL(px_ckpt_write("run/checkpoints", &(px_ckpt){2, 0, "", &cm, 1, NULL, 0}, 0, &err), PX_OK);
+  CU_ASSERT_EQUAL(px_ckpt_write("run/checkpoints", &(px_ckpt){2, 0, "", &cm, 1, NULL, 0}, 0, &err),
+                  PX_OK);
   px_gpt_free(&m);
 }
 

@@ -70,7 +70,7 @@
   X(run, max_nonfinite, INT, "10", "0..",                                                          \
     "stop (exit 2, writing no checkpoint) after this many optimizer steps in a row skipped for a " \
     "non-finite loss or gradient in one model (0: never stop)")                                    \
-  X(run, overlap_allreduce, BOOL, "true", "",                                                     \
+  X(run, overlap_allreduce, BOOL, "true", "",                                                      \
     "sum the gradients over the ranks during the last micro-batch's backward, layer by layer "     \
     "(false: one blocking allreduce after it; the same sums, bitwise on 2 ranks)")                 \
   X(sample, temperature, REAL, "1", "0..100",                                                      \

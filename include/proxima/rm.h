@@ -28,8 +28,12 @@
  * a checkpoint written before the normalisation has gain 1 and bias 0, and PPO refuses it. */
 #define PX_RM_STATE(X)                                                                             \
   X(int64_t, step)                                                                                 \
-  X(int64_t, seed) X(int64_t, data_cursor) X(int64_t, adam_applied) X(int64_t, adam_skipped)       \
-      X(int64_t, metrics_bytes) X(int64_t, normalized)
+  X(int64_t, seed)                                                                                 \
+  X(int64_t, data_cursor)                                                                          \
+  X(int64_t, adam_applied)                                                                         \
+  X(int64_t, adam_skipped)                                                                         \
+  X(int64_t, metrics_bytes)                                                                        \
+  X(int64_t, normalized)
 
 typedef struct px_rm_state {
   PX_RM_STATE(PX_CKPT_FIELD)

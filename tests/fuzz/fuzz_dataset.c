@@ -27,6 +27,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 static const char *const px_names[] = {"text",   "prompt",   "completion",
                                        "chosen", "rejected", "reference"};
 
+/* A kind name that a reader must cut to fit its 64 bytes. */
+#define PX_LONG_KIND                                                                               \
+  "a kind name longer than the sixty-four bytes a reader keeps for it, to see it cut"
+
 /* The file: returns 0 when HDF5 could write it. */
 static int px_make_file(const char *path, px_fuzz_in *in) {
   hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
@@ -34,9 +38,7 @@ static int px_make_file(const char *path, px_fuzz_in *in) {
   hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
   H5Pclose(fcpl);
   if (file < 0) return -1;
-  static const char *const kinds[] = {"text", "sft", "prefs", "prompts", "", "TEXT",
-                                      ("a kind name longer than the sixty-four bytes a reader "
-                                       "keeps for it, to see it cut")};
+  static const char *const kinds[] = {"text", "sft", "prefs", "prompts", "", "TEXT", PX_LONG_KIND};
   int64_t n = px_fuzz_pick(in, 6); /* records */
   const char *format = px_fuzz_pick(in, 8) ? "proxima-dataset" : "proxima-checkpoint";
   px_fz_attr(file, "format", PX_FZ_STR, format, 1, 1.0, in);
@@ -47,7 +49,7 @@ static int px_make_file(const char *path, px_fuzz_in *in) {
   for (int f = 0; f < 6; f++) {
     int how = px_fuzz_pick(in, 8);
     if (how == 0) continue; /* no such field */
-    if (how == 1) { /* a dataset where the group should be */
+    if (how == 1) {         /* a dataset where the group should be */
       int64_t one = 1;
       px_fz_dataset(file, px_names[f], H5T_NATIVE_INT64, &one, 1, in);
       continue;

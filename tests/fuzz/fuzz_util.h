@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define PX_FUZZ_CHECK(cond)                                                                        \
   do {                                                                                             \
     if (!(cond)) {                                                                                 \
-      fprintf(stderr, "fuzz: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);              \
+      fprintf(stderr, "fuzz: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
       abort();                                                                                     \
     }                                                                                              \
   } while (0)
