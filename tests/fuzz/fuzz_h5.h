@@ -98,6 +98,17 @@ static inline void px_fz_write_first_rows(hid_t d, int rank, hsize_t stored, hsi
   H5Sclose(fsel);
 }
 
+/* The end of a recipe's dataset d: one chunk corrupted when `corrupt` (and the recipe says so:
+ * px_fz_corrupt), then d (if it was made), its creation list, dataspace and file type closed. */
+static inline void px_fz_finish(hid_t d, int corrupt, hid_t dcpl, hid_t space, hid_t ftype,
+                                px_fuzz_in *in) {
+  if (d >= 0 && corrupt) px_fz_corrupt(d, in);
+  if (d >= 0) H5Dclose(d);
+  H5Pclose(dcpl);
+  H5Sclose(space);
+  H5Tclose(ftype);
+}
+
 /* A numeric dataset name on loc whose intended content is the n values of v (int64 or double:
  * mem_type). The recipe picks its file type (integers of other widths, floats, strings), its
  * rank and dims (as intended, scalar, 2-D, a declared length other than n, up to 2^62 with
@@ -163,11 +174,7 @@ static inline void px_fz_dataset(hid_t loc, const char *name, hid_t mem_type, co
     px_fz_write_first_rows(d, rank, stored, cols, str ? ftype : mem_type, buf);
     free(buf);
   }
-  if (d >= 0 && chunked && how_layout == 2 && stored > 0) px_fz_corrupt(d, in);
-  if (d >= 0) H5Dclose(d);
-  H5Pclose(dcpl);
-  H5Sclose(space);
-  H5Tclose(ftype);
+  px_fz_finish(d, chunked && how_layout == 2 && stored > 0, dcpl, space, ftype, in);
 }
 
 #endif

@@ -139,11 +139,7 @@ static int px_fz_table(hid_t loc, const char *name, int elem, int vrank, const v
     px_fz_write_first_rows(d, rank, stored, cols, str ? ftype : mem, buf);
     free(buf);
   }
-  if (d >= 0 && chunked && how_layout == 2 && stored > 0) px_fz_corrupt(d, in);
-  if (d >= 0) H5Dclose(d);
-  H5Pclose(dcpl);
-  H5Sclose(space);
-  H5Tclose(ftype);
+  px_fz_finish(d, chunked && how_layout == 2 && stored > 0, dcpl, space, ftype, in);
   return how_type >= 8;
 }
 
