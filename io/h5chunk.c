@@ -25,7 +25,7 @@
 
 #include "h5util.h"
 #include "proxima/error.h"
-#include "proxima/kernels.h"
+#include "proxima/finite.h"
 #include "proxima/simd.h"
 
 enum {

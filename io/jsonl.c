@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,4 +200,20 @@ px_status px_jsonl_import(const char *in, px_data_kind kind, const char *out, px
   px_status st = px_dataset_write(out, &ds, err);
   px_dataset_free(&ds);
   return st;
+}
+
+int px_jsonl_write_record(FILE *f, const char *phase, int64_t step, int n, const char *const *names,
+                          const double *values) {
+  json_t *obj = json_object();
+  PX_REQUIRE(obj, "json_object failed (out of memory)");
+  json_object_set_new(obj, "phase", json_string(phase));
+  json_object_set_new(obj, "step", json_integer((json_int_t)step));
+  for (int i = 0; i < n; i++)
+    json_object_set_new(obj, names[i], isfinite(values[i]) ? json_real(values[i]) : json_null());
+  char *line = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+  json_decref(obj);
+  PX_REQUIRE(line, "json_dumps failed (out of memory)");
+  int ok = fprintf(f, "%s\n", line) >= 0 && fflush(f) == 0;
+  free(line);
+  return ok ? 0 : -1;
 }

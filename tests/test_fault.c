@@ -16,7 +16,7 @@
 #include <time.h>
 
 #include "proxima/checkpoint.h"
-#include "proxima/kernels.h"
+#include "proxima/finite.h"
 #include "test_proc.h"
 #include "test_util.h"
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "proxima/error.h"
+#include "proxima/finite.h"
 #include "proxima/kernels.h"
 #include "proxima/rng.h"
 #include "test_util.h"

@@ -84,11 +84,11 @@ static void test_state_tables(void) {
   CU_ASSERT_EQUAL(sizeof(px_sft_state), 6 * 8);
   CU_ASSERT_EQUAL(sizeof(px_rm_state), 7 * 8);
   CU_ASSERT_EQUAL(sizeof(px_ppo_state), 10 * 8);
-  px_ppo_state st, back, *px_ckpt_state_ = &st;
+  px_ppo_state st, back;
   int64_t *ints = (int64_t *)&st;
   for (size_t i = 0; i < sizeof st / 8; i++) ints[i] = (int64_t)(1000 + 17 * i);
   st.beta = 0.0123456789, st.base_gold = -0.5;
-  px_ckpt_var vars[] = {PX_PPO_STATE(PX_CKPT_VAR)};
+  px_ckpt_var vars[] = {PX_PPO_STATE(PX_CKPT_VAR, &st)};
   int n = (int)(sizeof vars / sizeof vars[0]);
   CU_ASSERT_EQUAL(n * 8, (int)sizeof st);
   px_gpt m;
@@ -100,8 +100,7 @@ static void test_state_tables(void) {
   CU_ASSERT_EQUAL_FATAL(px_ckpt_write("rs-state", &(px_ckpt){7, 7, "", &cm, 1, vars, n}, 0, &err),
                         PX_OK);
   memset(&back, 0, sizeof back);
-  px_ckpt_state_ = &back;
-  px_ckpt_var into[] = {PX_PPO_STATE(PX_CKPT_VAR)};
+  px_ckpt_var into[] = {PX_PPO_STATE(PX_CKPT_VAR, &back)};
   CU_ASSERT_EQUAL(px_ckpt_read_state("rs-state/ckpt-00000007.h5", into, n, &err), PX_OK);
   CU_ASSERT_EQUAL(memcmp(&st, &back, sizeof st), 0);
   CU_ASSERT_EQUAL(px_ckpt_check("rs-state/ckpt-00000007.h5", &err), PX_OK);

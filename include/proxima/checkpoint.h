@@ -45,11 +45,12 @@ typedef struct px_ckpt_var {
 } px_ckpt_var;
 
 /* Declares a state struct's field, and its entry of a px_ckpt_var table, from one X-macro row
- * X(type, name) with type int64_t or double. */
-#define PX_CKPT_FIELD(type, name) type name;
+ * X(s, type, name) with type int64_t or double; s is the state struct's address, e.g.
+ * `px_ckpt_var vars[] = {PX_SFT_STATE(PX_CKPT_VAR, &state)};`. */
+#define PX_CKPT_FIELD(s, type, name) type name;
 #define PX_CKPT_VAR_int64_t(p) p, NULL
 #define PX_CKPT_VAR_double(p) NULL, p
-#define PX_CKPT_VAR(type, name) {#name, PX_CKPT_VAR_##type(&px_ckpt_state_->name)},
+#define PX_CKPT_VAR(s, type, name) {#name, PX_CKPT_VAR_##type(&(s)->name)},
 
 /* What a checkpoint holds. */
 typedef struct px_ckpt {

@@ -5,8 +5,9 @@
  *  - a user's mistake (a bad config key, a malformed JSONL line, a damaged HDF5 file): the module
  *    that read the input returns PX_EINPUT with a message in the user's terms in a px_error, and
  *    only main() turns it into exit status 1;
- *  - an internal failure (an MPI call, an allocation, an HDF5 call on our own file): the checking
- *    macros print "proxima: file.c:123: what failed (call returned code)" and abort every rank.
+ *  - an internal failure (an MPI call, an allocation, an HDF5 call on our own file): the module's
+ *    checking macro (PX_MPI in comm.c, PX_REQUIRE, px_malloc, the io/ checks of h5util.h) prints
+ *    "proxima: file.c:123: what failed (call returned code)" and aborts every rank.
  */
 #ifndef PROXIMA_ERROR_H
 #define PROXIMA_ERROR_H
@@ -31,8 +32,16 @@ typedef struct px_error {
 px_status px_error_set(px_error *err, px_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Prints "proxima: FILE:LINE: what (detail)" on stderr and aborts every rank (MPI_Abort when
- * MPI is up, exit otherwise) with status 2. Not collective: any rank may call it. */
+/* Where this process stands among the ranks, for messages, the log and PROXIMA_FAULT: rank 0 of 1
+ * until the distributed layer (comm.c, the one file that calls MPI) reports its rank, the rank
+ * count and the function that ends every rank (util itself calls no MPI). Not collective. */
+void px_error_set_process(int rank, int size, void (*abort_all)(int status));
+int px_process_rank(void);
+int px_process_size(void);
+
+/* Prints "proxima: FILE:LINE: what (detail)" on stderr (with "rank R: " when there are several)
+ * and ends every rank (px_error_set_process's abort_all, exit when none) with status 2. Not
+ * collective: any rank may call it. */
 _Noreturn void px_die(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "proxima/config.h"
+#include "proxima/dataset.h"
 #include "proxima/error.h"
 #include "proxima/gpt.h"
 #include "proxima/sampler.h"
@@ -40,6 +41,28 @@ typedef struct px_generation {
 } px_generation;
 
 void px_generation_free(px_generation *g);
+
+/* Prompts as the model reads them, one after another: BOS, then the prompt's tokens. */
+typedef struct px_prompts {
+  int32_t *tokens;  /* prompt i is tokens[offsets[i] .. offsets[i + 1]) */
+  int64_t *offsets; /* [n + 1] */
+  int64_t n;
+  int64_t cut; /* how many were longer than px_prompt_max_tokens and lost their end */
+} px_prompts;
+
+/* The one truncation rule of every command: a model of max_seq_len T reads at most the first
+ * T - 3 tokens of a prompt, so that BOS, the prompt, a response token and EOS fit. */
+static inline int64_t px_prompt_max_tokens(int T) { return T > 3 ? T - 3 : 0; }
+
+/* Packs the prompts (field 0) of records[0..n) of d (records NULL: first, first + 1, ...) for a
+ * model of max_seq_len T, each cut to px_prompt_max_tokens(T). Not collective. */
+void px_prompts_pack(px_prompts *p, const px_dataset *d, const int64_t *records, int64_t first,
+                     int64_t n, int T);
+void px_prompts_free(px_prompts *p);
+
+/* Warns once (on rank 0) how many prompts over all ranks px_prompts_pack cut; who names the
+ * command. Collective. */
+void px_prompts_warn_cut(const px_prompts *p, const char *who, int T);
 
 /* Rows a prefill call may take at once (at least the batch): bounds the KV cache's scratch. */
 enum { PX_PREFILL_ROWS = 1024 };
@@ -81,14 +104,5 @@ px_status px_generate(px_generator *g, const int32_t *tokens, const int64_t *off
 
 /* The [sample] keys of a configuration as a sampler configuration. Not collective. */
 px_sampler_config px_sample_config(const px_config *cfg);
-
-/* `proxima generate`: loads the policy of the checkpoint ckpt (a file, or a directory with a
- * LATEST file, or a run directory with checkpoints/LATEST), generates a response to the prompt
- * `prompt` or to every prompt of the file `prompts` (a data set or JSONL with "prompt" fields),
- * the prompts split over the ranks, and prints one line per prompt in prompt order on rank 0:
- * the prompt, a tab and the response, with backslash, newline, tab and carriage return written
- * \\ \n \t \r; or, with json, one JSON object per prompt. Collective. */
-px_status px_generate_run(const px_config *cfg, const char *ckpt, const char *prompt,
-                          const char *prompts, int json, px_error *err);
 
 #endif

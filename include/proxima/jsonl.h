@@ -10,6 +10,9 @@
 #ifndef PROXIMA_JSONL_H
 #define PROXIMA_JSONL_H
 
+#include <stdint.h>
+#include <stdio.h>
+
 #include "proxima/dataset.h"
 #include "proxima/error.h"
 
@@ -21,6 +24,12 @@ px_status px_jsonl_read(const char *path, px_data_kind kind, px_dataset *out, px
 
 /* Writes every record of ds as JSONL to path, atomically. Not collective. */
 px_status px_jsonl_write(const char *path, const px_dataset *ds, px_error *err);
+
+/* Appends one metrics record to f, a line {"phase": phase, "step": step, names[i]: values[i], ...}
+ * in that order, reals with 10 significant digits and a non-finite value as null, and flushes it.
+ * Returns 0, or -1 when the line could not be written. Not collective. */
+int px_jsonl_write_record(FILE *f, const char *phase, int64_t step, int n, const char *const *names,
+                          const double *values);
 
 /* `proxima data import`: JSONL in, HDF5 data set out (atomically: on failure nothing is left
  * at out and a file already there is untouched). Not collective: call it on one rank. */

@@ -179,11 +179,4 @@ void px_crossentropy_forward(float *losses, float *probs, const float *logits,
 void px_crossentropy_backward(float *dlogits, const float *dlosses, const float *probs,
                               const int32_t *targets, float temperature, int N, int V);
 
-/* The index of the first element of x[0..n) that is NaN or infinite; n when all are finite.
- * One pass, no allocation: the guard on gradients, collected rollouts and checkpoints. */
-size_t px_first_nonfinite(const float *x, size_t n);
-
-/* The same, one element at a time: the reference for tests. */
-size_t px_first_nonfinite_ref(const float *x, size_t n);
-
 #endif

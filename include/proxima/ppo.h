@@ -14,20 +14,21 @@
 #include "proxima/config.h"
 #include "proxima/error.h"
 
-/* Everything besides the models and moments that PPO needs to resume exactly, one X(type,
+/* Everything besides the models and moments that PPO needs to resume exactly, one X(s, type,
  * name) per /state dataset (as PX_SFT_STATE): iterations done, the seed (every draw is keyed by
  * seed, iteration and sample, so no other generator state exists), the position in the stream
  * of shuffled prompts, the KL coefficient beta (adaptive), the AdamW steps of both optimizers,
  * metrics.jsonl's size, and pi_base's held-out gold accuracy measured at the start. */
 // clang-format off
-#define PX_PPO_STATE(X)                                                                            \
-  X(int64_t, iteration) X(int64_t, seed) X(int64_t, prompt_cursor) X(double, beta)                 \
-  X(int64_t, policy_adam_applied) X(int64_t, policy_adam_skipped) X(int64_t, value_adam_applied)   \
-  X(int64_t, value_adam_skipped) X(int64_t, metrics_bytes) X(double, base_gold)
+#define PX_PPO_STATE(X, s)                                                                         \
+  X(s, int64_t, iteration) X(s, int64_t, seed) X(s, int64_t, prompt_cursor) X(s, double, beta)     \
+  X(s, int64_t, policy_adam_applied) X(s, int64_t, policy_adam_skipped)                            \
+  X(s, int64_t, value_adam_applied) X(s, int64_t, value_adam_skipped)                              \
+  X(s, int64_t, metrics_bytes) X(s, double, base_gold)
 // clang-format on
 
 typedef struct px_ppo_state {
-  PX_PPO_STATE(PX_CKPT_FIELD)
+  PX_PPO_STATE(PX_CKPT_FIELD, )
 } px_ppo_state;
 
 /* The iteration number that keys the draws of the held-out evaluation (PPO's

@@ -24,19 +24,19 @@
 // clang-format on
 
 /* Everything besides the model and its Adam moments that `rm` needs to resume exactly, one
- * X(type, name) per /state dataset (as PX_SFT_STATE), and whether the score is normalised yet:
+ * X(s, type, name) per /state dataset (as PX_SFT_STATE), and whether the score is normalised yet:
  * a checkpoint written before the normalisation has gain 1 and bias 0, and PPO refuses it. */
-#define PX_RM_STATE(X)                                                                             \
-  X(int64_t, step)                                                                                 \
-  X(int64_t, seed)                                                                                 \
-  X(int64_t, data_cursor)                                                                          \
-  X(int64_t, adam_applied)                                                                         \
-  X(int64_t, adam_skipped)                                                                         \
-  X(int64_t, metrics_bytes)                                                                        \
-  X(int64_t, normalized)
+#define PX_RM_STATE(X, s)                                                                          \
+  X(s, int64_t, step)                                                                              \
+  X(s, int64_t, seed)                                                                              \
+  X(s, int64_t, data_cursor)                                                                       \
+  X(s, int64_t, adam_applied)                                                                      \
+  X(s, int64_t, adam_skipped)                                                                      \
+  X(s, int64_t, metrics_bytes)                                                                     \
+  X(s, int64_t, normalized)
 
 typedef struct px_rm_state {
-  PX_RM_STATE(PX_CKPT_FIELD)
+  PX_RM_STATE(PX_CKPT_FIELD, )
 } px_rm_state;
 
 /* Trains the reward model as configured. Collective. */
@@ -66,18 +66,6 @@ px_status px_rm_evaluate(px_gpt *model, const px_dataset *pairs, const int64_t *
 /* PX_EINPUT naming the first pair of the prefs data set d (read from path) whose chosen or
  * rejected sequence, with BOS and EOS, is longer than max_T. Not collective. */
 px_status px_rm_check_lengths(const px_dataset *d, int max_T, const char *path, px_error *err);
-
-/* `proxima eval --reward CKPT --pairs FILE`: the reward model's accuracy and loss on a prefs
- * data set (or JSONL of prefs records), printed by rank 0. Collective. */
-px_status px_rm_eval_run(const px_config *cfg, const char *reward, const char *pairs,
-                         px_error *err);
-
-/* `proxima score --reward CKPT --data FILE`: the normalised score of each (prompt, completion)
- * of an sft data set (or JSONL of sft records), one line per record in order on rank 0:
- * score, tab, prompt, tab, completion (escaped as generate does), or JSONL with json.
- * Collective. */
-px_status px_rm_score_run(const px_config *cfg, const char *reward, const char *data, int json,
-                          px_error *err);
 
 /* The normalisation: samples rm.norm_samples responses from the policy of policy_path on the
  * training prompts (spread over the ranks), scores those that ended with EOS, and sets gain and

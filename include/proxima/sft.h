@@ -14,18 +14,18 @@
 #include "proxima/gpt.h"
 
 /* Everything besides the policy and its Adam moments that SFT needs to resume exactly, one
- * X(type, name) per /state dataset of its checkpoints (checkpoint.h, PX_CKPT_FIELD and
+ * X(s, type, name) per /state dataset of its checkpoints (checkpoint.h, PX_CKPT_FIELD and
  * PX_CKPT_VAR): the steps done, the seed of every draw (a resume must use the same), the
  * position in the endless stream of shuffled records, the AdamW steps applied and skipped, and
  * the size of metrics.jsonl when the checkpoint was written. */
 // clang-format off
-#define PX_SFT_STATE(X)                                                                            \
-  X(int64_t, step) X(int64_t, seed) X(int64_t, data_cursor) X(int64_t, adam_applied)               \
-  X(int64_t, adam_skipped) X(int64_t, metrics_bytes)
+#define PX_SFT_STATE(X, s)                                                                         \
+  X(s, int64_t, step) X(s, int64_t, seed) X(s, int64_t, data_cursor)                               \
+  X(s, int64_t, adam_applied) X(s, int64_t, adam_skipped) X(s, int64_t, metrics_bytes)
 // clang-format on
 
 typedef struct px_sft_state {
-  PX_SFT_STATE(PX_CKPT_FIELD)
+  PX_SFT_STATE(PX_CKPT_FIELD, )
 } px_sft_state;
 
 /* The policy's model configuration from the [model] keys; PX_EINPUT when they do not fit

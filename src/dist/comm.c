@@ -40,6 +40,7 @@ void px_comm_init(int *argc, char ***argv) {
   PX_MPI(MPI_Comm_set_errhandler(px_world, MPI_ERRORS_RETURN));
   PX_MPI(MPI_Comm_rank(px_world, &px_rank));
   PX_MPI(MPI_Comm_size(px_world, &px_size));
+  px_error_set_process(px_rank, px_size, px_comm_abort);
 }
 
 int px_comm_is_up(void) {

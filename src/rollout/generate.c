@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxima/comm.h"
 #include "proxima/fault.h"
 #include "proxima/kernels.h"
 #include "proxima/log.h"
@@ -196,4 +197,41 @@ px_sampler_config px_sample_config(const px_config *cfg) {
   px_sampler_config c = {(float)cfg->sample_temperature, (int)cfg->sample_top_k,
                          (float)cfg->sample_top_p, 0};
   return c;
+}
+
+void px_prompts_pack(px_prompts *p, const px_dataset *d, const int64_t *records, int64_t first,
+                     int64_t n, int T) {
+  const int64_t max = px_prompt_max_tokens(T);
+  p->n = n, p->cut = 0;
+  p->offsets = px_malloc((size_t)(n + 1) * sizeof *p->offsets);
+  p->offsets[0] = 0;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t len;
+    px_dataset_row(d, 0, records ? records[i] : first + i, &len);
+    p->cut += len > max;
+    p->offsets[i + 1] = p->offsets[i] + 1 + (len < max ? len : max);
+  }
+  p->tokens = px_malloc((size_t)(p->offsets[n] + 1) * sizeof *p->tokens);
+  for (int64_t i = 0; i < n; i++) {
+    int64_t len;
+    const int32_t *row = px_dataset_row(d, 0, records ? records[i] : first + i, &len);
+    int32_t *dst = p->tokens + p->offsets[i];
+    dst[0] = PX_TOK_BOS;
+    memcpy(dst + 1, row, (size_t)(p->offsets[i + 1] - p->offsets[i] - 1) * sizeof *dst);
+  }
+}
+
+void px_prompts_free(px_prompts *p) {
+  free(p->tokens);
+  free(p->offsets);
+  p->tokens = NULL, p->offsets = NULL, p->n = 0;
+}
+
+void px_prompts_warn_cut(const px_prompts *p, const char *who, int T) {
+  int64_t cut = p->cut;
+  px_comm_allreduce_sum_i64(&cut, 1);
+  if (cut > 0)
+    px_log_warn("%s: %lld prompt%s longer than %lld tokens lost their end (BOS, the prompt, a "
+                "response token and EOS must fit max_seq_len %d)",
+                who, (long long)cut, cut == 1 ? "" : "s", (long long)px_prompt_max_tokens(T), T);
 }

@@ -34,14 +34,14 @@
 #include "proxima/comm.h"
 #include "proxima/dataset.h"
 #include "proxima/fault.h"
+#include "proxima/finite.h"
 #include "proxima/generate.h"
-#include "proxima/kernels.h"
 #include "proxima/log.h"
 #include "proxima/optim.h"
 #include "proxima/rl.h"
 #include "proxima/rm.h"
 #include "proxima/rollout.h"
-#include "proxima/run.h"
+#include "proxima/stage.h"
 #include "proxima/tokenizer.h"
 #include "proxima/trainer.h"
 
@@ -66,9 +66,11 @@ typedef struct px_ppo {
   uint8_t *eos;         /* [B] */
   float *lp_old, *lp_ref, *values, *kl, *rewards, *adv, *ret; /* [B, R] */
   uint8_t *mask;                                              /* [B, R] */
-  float *score, *raw; /* [B]: the score (or the penalty); the reward model's raw output */
-  uint8_t *gold;      /* [B]: the response equals the prompt's reference (when it has one) */
-  uint8_t *dropped;   /* [B]: a non-finite number in the row: left out of everything */
+  float *score, *raw;   /* [B]: the score (or the penalty); the reward model's raw output */
+  uint8_t *gold;        /* [B]: the response equals the prompt's reference (when it has one) */
+  uint8_t *dropped;     /* [B]: a non-finite number in the row: left out of everything */
+  int64_t bad_in_a_row; /* iterations in a row whose every rollout was dropped */
+  px_ppo_state state;
   /* scratch for forward passes over rows, micro_batch rows of up to T positions */
   px_batch batch;
   float *out, *grad, *row_lp, *row_d; /* [mb, T] x2, [R] x2 */
@@ -180,7 +182,7 @@ static px_status px_ppo_setup(px_ppo *s, const char *resume, px_error *err) {
   for (int64_t i = 0; i < s->prompts.n; i++) {
     int64_t np;
     px_dataset_row(&s->prompts, 0, i, &np);
-    if (np + 3 > s->T)
+    if (np > px_prompt_max_tokens(s->T))
       return px_error_set(err, PX_EINPUT,
                           "%s: prompt %lld has %lld tokens: with BOS, one response token and "
                           "EOS it does not fit the model's max_seq_len %d",
@@ -283,30 +285,22 @@ static px_status px_ppo_collect(px_ppo *s, int64_t it, int64_t cursor, int64_t l
                                 double *t_gen, double *t_score, px_error *err) {
   const int T = s->T, R = s->R;
   int64_t n = hi - lo;
-  int64_t *offsets = px_malloc((size_t)(n + 1) * sizeof *offsets),
-          *recs = px_malloc((size_t)(n + 1) * sizeof *recs);
-  int32_t *tokens = px_malloc((size_t)(n * T + 1) * sizeof *tokens);
-  offsets[0] = 0;
-  for (int64_t i = 0; i < n; i++) {
-    int64_t np;
-    recs[i] = px_epochs_item(&s->prompt_stream, cursor + lo + i);
-    const int32_t *p = px_dataset_row(&s->prompts, 0, recs[i], &np);
-    tokens[offsets[i]] = PX_TOK_BOS;
-    memcpy(tokens + offsets[i] + 1, p, (size_t)np * sizeof *tokens);
-    offsets[i + 1] = offsets[i] + np + 1;
-  }
+  int64_t *recs = px_malloc((size_t)(n + 1) * sizeof *recs);
+  for (int64_t i = 0; i < n; i++) recs[i] = px_epochs_item(&s->prompt_stream, cursor + lo + i);
+  px_prompts pr; /* no prompt is cut: px_ppo_setup refused any too long */
+  px_prompts_pack(&pr, &s->prompts, recs, 0, n, T);
   double t0 = px_log_elapsed();
   px_generation g = {0};
-  px_status st = px_generate(&s->gen, tokens, offsets, n, (uint64_t)it, lo, &g, err);
+  px_status st = px_generate(&s->gen, pr.tokens, pr.offsets, n, (uint64_t)it, lo, &g, err);
   *t_gen += px_log_elapsed() - t0;
   if (st == PX_OK) {
     t0 = px_log_elapsed();
     for (int64_t i = 0; i < n; i++) {
       int64_t row = lo + i;
-      int P = (int)(offsets[i + 1] - offsets[i]), L = g.lengths[i];
+      int P = (int)(pr.offsets[i + 1] - pr.offsets[i]), L = g.lengths[i];
       int32_t *seq = s->seq + (size_t)row * T;
       memset(seq, 0, (size_t)T * sizeof *seq);
-      memcpy(seq, tokens + offsets[i], (size_t)P * sizeof *seq);
+      memcpy(seq, pr.tokens + pr.offsets[i], (size_t)P * sizeof *seq);
       memcpy(seq + P, g.tokens + (size_t)i * g.max_new, (size_t)L * sizeof *seq);
       s->plen[row] = P, s->rlen[row] = L, s->eos[row] = g.eos[i];
       s->gold[row] = (uint8_t)px_dataset_is_reference(&s->prompts, recs[i], seq + P, L, g.eos[i]);
@@ -340,7 +334,8 @@ static px_status px_ppo_collect(px_ppo *s, int64_t it, int64_t cursor, int64_t l
     *t_score += px_log_elapsed() - t0;
   }
   px_generation_free(&g);
-  free(tokens), free(offsets), free(recs);
+  px_prompts_free(&pr);
+  free(recs);
   return st;
 }
 
@@ -387,13 +382,14 @@ static void px_ppo_advantages(px_ppo *s, int64_t lo, int64_t hi, double *adv_mea
  * PX_ERUN when either model has skipped run.max_nonfinite optimizer steps in a row (the update
  * stops there). */
 typedef struct px_ppo_stats {
+  double adv_mean, adv_std; /* the whitening's global moments (step 3) */
   double policy_loss, value_loss, tokens;
   px_rl_ppo_sums psums, vsums;
   double first_max_ratio_dev, first_approx_kl;
   int64_t updates;
 } px_ppo_stats;
 
-static px_status px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *st, px_error *err) {
+static px_status px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *stats, px_error *err) {
   const px_config *cfg = s->cfg;
   const int R = s->R, M = (int)cfg->ppo_minibatch;
   int64_t *perm = px_malloc((size_t)s->B * sizeof *perm);
@@ -404,7 +400,7 @@ static px_status px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *st, px_error
   float *vold = px_malloc((size_t)M * R * sizeof *vold),
         *ret = px_malloc((size_t)M * R * sizeof *ret);
   uint8_t *mask = px_malloc((size_t)M * R);
-  memset(st, 0, sizeof *st);
+  /* *stats comes zeroed but for the advantages' moments */
   px_status status = PX_OK;
   for (int64_t epoch = 0; epoch < cfg->ppo_epochs && status == PX_OK; epoch++) {
     px_shuffle(perm, s->B, (uint64_t)cfg->run_seed, 0x50000000u | (uint32_t)it, (uint32_t)epoch);
@@ -456,13 +452,14 @@ static px_status px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *st, px_error
       px_trainer_step(&s->value_tr, vstep, sums[1], &lr);
       status = px_trainer_guard(&s->policy_tr, pstep, err);
       if (status == PX_OK) status = px_trainer_guard(&s->value_tr, vstep, err);
-      st->policy_loss += sums[0], st->value_loss += sums[1], st->tokens += sums[2];
-      st->psums.clipped += sums[3], st->psums.approx_kl += sums[4], st->vsums.clipped += sums[5];
+      stats->policy_loss += sums[0], stats->value_loss += sums[1], stats->tokens += sums[2];
+      stats->psums.clipped += sums[3], stats->psums.approx_kl += sums[4],
+          stats->vsums.clipped += sums[5];
       if (start == 0 && epoch == 0) {
-        st->first_max_ratio_dev = sums[6];
-        st->first_approx_kl = sums[4] / (sums[2] > 0 ? sums[2] : 1);
+        stats->first_max_ratio_dev = sums[6];
+        stats->first_approx_kl = sums[4] / (sums[2] > 0 ? sums[2] : 1);
       }
-      st->updates++;
+      stats->updates++;
     }
   }
   free(perm), free(lp), free(dlp), free(old), free(adv), free(vv), free(dv), free(vold);
@@ -483,25 +480,16 @@ static px_status px_ppo_eval_gold(px_ppo *s, double *accuracy, px_error *err) {
   int64_t lo, hi;
   px_comm_share(ev->n, px_comm_rank(), px_comm_size(), &lo, &hi);
   int64_t n = hi - lo;
-  int64_t *offsets = px_malloc((size_t)(n + 1) * sizeof *offsets);
-  int32_t *tokens = px_malloc((size_t)(n * s->T + 1) * sizeof *tokens);
-  offsets[0] = 0;
-  for (int64_t i = 0; i < n; i++) {
-    int64_t np;
-    const int32_t *p = px_dataset_row(ev, 0, lo + i, &np);
-    if (np > s->T - 3) np = s->T - 3;
-    tokens[offsets[i]] = PX_TOK_BOS;
-    memcpy(tokens + offsets[i] + 1, p, (size_t)np * sizeof *tokens);
-    offsets[i + 1] = offsets[i] + np + 1;
-  }
+  px_prompts pr;
+  px_prompts_pack(&pr, ev, NULL, lo, n, s->T);
   px_generation g = {0};
   double right = 0;
-  px_status st = px_generate(&s->gen, tokens, offsets, n, PX_PPO_EVAL_ITERATION, lo, &g, err);
+  px_status st = px_generate(&s->gen, pr.tokens, pr.offsets, n, PX_PPO_EVAL_ITERATION, lo, &g, err);
   for (int64_t i = 0; st == PX_OK && i < n; i++)
     right += px_dataset_is_reference(ev, lo + i, g.tokens + (size_t)i * g.max_new, g.lengths[i],
                                      g.eos[i]);
   px_generation_free(&g);
-  free(tokens), free(offsets);
+  px_prompts_free(&pr);
   if ((st = px_comm_agree(st, err)) != PX_OK) {
     px_error inner = *err;
     return px_error_set(err, st, "ppo: held-out evaluation on %s: %s", s->cfg->ppo_eval_prompts,
@@ -533,22 +521,22 @@ static px_status px_ppo_write_rollouts(const px_ppo *s, const char *dir, int64_t
     for (int t = 0; t < R; t++) row[P + t] = t < rl ? seq[pl + t] : PX_TOK_PAD;
   }
   size_t off = (size_t)lo * R;
-  px_rollout rows = {n,
-                     lo,
-                     s->B,
-                     P,
-                     R,
-                     tokens,
-                     s->plen + lo,
-                     rlen,
-                     s->lp_old + off,
-                     s->lp_ref + off,
-                     s->values + off,
-                     s->rewards + off,
-                     s->adv + off,
-                     s->ret + off,
-                     s->mask + off,
-                     s->score + lo};
+  px_rollout rows = {.n = n,
+                     .first = lo,
+                     .n_global = s->B,
+                     .P = P,
+                     .R = R,
+                     .tokens = tokens,
+                     .prompt_len = s->plen + lo,
+                     .response_len = rlen,
+                     .logprobs = s->lp_old + off,
+                     .ref_logprobs = s->lp_ref + off,
+                     .values = s->values + off,
+                     .rewards = s->rewards + off,
+                     .advantages = s->adv + off,
+                     .returns = s->ret + off,
+                     .mask = s->mask + off,
+                     .score = s->score + lo};
   px_rollout_attrs attrs = {it + 1,
                             beta,
                             cfg->ppo_gamma,
@@ -567,203 +555,246 @@ static px_status px_ppo_write_rollouts(const px_ppo *s, const char *dir, int64_t
   return st;
 }
 
+/* The metrics of an iteration, in the order of their keys in metrics.jsonl (and timings.jsonl). */
+enum {
+  PPO_SCORE,
+  PPO_RAW_SCORE,
+  PPO_KL,
+  PPO_BETA,
+  PPO_ENTROPY,
+  PPO_CLIP,
+  PPO_APPROX_KL,
+  PPO_POLICY_LOSS,
+  PPO_VALUE_LOSS,
+  PPO_VALUE_CLIP,
+  PPO_EXPLAINED_VAR,
+  PPO_LENGTH,
+  PPO_EOS_RATE,
+  PPO_GOLD,
+  PPO_FIRST_RATIO_DEV,
+  PPO_FIRST_APPROX_KL,
+  PPO_ADV_MEAN,
+  PPO_ADV_STD,
+  PPO_NONFINITE_ROLLOUTS,
+  PPO_NONFINITE_STEPS,
+  PPO_EVAL_GOLD,
+  PPO_T_GENERATE,
+  PPO_T_SCORE,
+  PPO_T_TRAIN,
+  PPO_T_COMM,
+  PPO_T_ALL,
+  PPO_N
+};
+#define PX_PPO_METRIC(name, label, format)                                                         \
+  { name, label, format, PX_METRIC_GLOBAL, 0, 0, 0 }
+#define PX_PPO_TIMING(name, label)                                                                 \
+  { name, label, "%.1fs", PX_METRIC_GLOBAL, 0, 1, 0 }
+static const px_metric px_ppo_metrics[PPO_N] = {
+    [PPO_SCORE] = PX_PPO_METRIC("score", "score", "%.3f"),
+    [PPO_RAW_SCORE] = PX_PPO_METRIC("raw_score", NULL, NULL),
+    [PPO_KL] = PX_PPO_METRIC("kl", "kl", "%.3f"),
+    [PPO_BETA] = PX_PPO_METRIC("beta", "beta", "%.3g"),
+    [PPO_ENTROPY] = PX_PPO_METRIC("entropy", NULL, NULL),
+    [PPO_CLIP] = PX_PPO_METRIC("clip_fraction", "clip", "%.3f"),
+    [PPO_APPROX_KL] = PX_PPO_METRIC("approx_kl", NULL, NULL),
+    [PPO_POLICY_LOSS] = PX_PPO_METRIC("policy_loss", NULL, NULL),
+    [PPO_VALUE_LOSS] = PX_PPO_METRIC("value_loss", "vloss", "%.4f"),
+    [PPO_VALUE_CLIP] = PX_PPO_METRIC("value_clip_fraction", NULL, NULL),
+    [PPO_EXPLAINED_VAR] = PX_PPO_METRIC("explained_variance", NULL, NULL),
+    [PPO_LENGTH] = PX_PPO_METRIC("response_length", "len", "%.1f"),
+    [PPO_EOS_RATE] = PX_PPO_METRIC("eos_rate", NULL, NULL),
+    [PPO_GOLD] = PX_PPO_METRIC("gold_accuracy", "gold", "%.3f"),
+    [PPO_FIRST_RATIO_DEV] = PX_PPO_METRIC("first_ratio_max_dev", NULL, NULL),
+    [PPO_FIRST_APPROX_KL] = PX_PPO_METRIC("first_approx_kl", NULL, NULL),
+    [PPO_ADV_MEAN] = PX_PPO_METRIC("adv_mean", NULL, NULL),
+    [PPO_ADV_STD] = PX_PPO_METRIC("adv_std", NULL, NULL),
+    [PPO_NONFINITE_ROLLOUTS] = PX_PPO_METRIC("nonfinite_rollouts", NULL, NULL),
+    [PPO_NONFINITE_STEPS] = PX_PPO_METRIC("nonfinite_steps", NULL, NULL),
+    [PPO_EVAL_GOLD] = {"eval_gold_accuracy", "eval gold", "%.3f", PX_METRIC_GLOBAL, 1, 0, 0},
+    [PPO_T_GENERATE] = PX_PPO_TIMING("seconds_generate", "gen"),
+    [PPO_T_SCORE] = PX_PPO_TIMING("seconds_score", "scoring"),
+    [PPO_T_TRAIN] = PX_PPO_TIMING("seconds_train", "train"),
+    [PPO_T_COMM] = PX_PPO_TIMING("seconds_comm", NULL),
+    [PPO_T_ALL] = PX_PPO_TIMING("seconds", "took"),
+};
+
+/* The iteration's metrics over the kept rollouts (every rank holds every rollout, so these need
+ * no reduction), and beta adapted to the iteration's KL when ppo.adaptive_kl. */
+static void px_ppo_metrics_of(px_stage *sg, px_ppo *s, const px_ppo_stats *ps, int dropped) {
+  const px_config *cfg = s->cfg;
+  double kl_sum = 0, score_sum = 0, raw_sum = 0, raw_n = 0, len_sum = 0, eos_n = 0, gold_n = 0;
+  double ent = 0, tok = 0, ev[5], kept = s->B - dropped;
+  for (int i = 0; i < s->B; i++) {
+    if (s->dropped[i]) continue;
+    for (int j = 0; j < s->rlen[i]; j++) {
+      kl_sum += s->kl[(size_t)i * s->R + j];
+      ent -= s->lp_old[(size_t)i * s->R + j];
+      tok += 1;
+    }
+    score_sum += s->score[i], len_sum += s->rlen[i], eos_n += s->eos[i], gold_n += s->gold[i];
+    if (s->eos[i]) raw_sum += s->raw[i], raw_n += 1;
+  }
+  px_rl_explained_variance_sums(ev, s->values, s->ret, s->mask, (size_t)s->B * s->R);
+  double kl = px_ppo_mean(kl_sum, kept);
+  if (cfg->ppo_adaptive_kl && kept > 0)
+    s->beta = px_rl_adaptive_beta(s->beta, kl, cfg->ppo_kl_target, kept, cfg->ppo_kl_horizon);
+  double upd = ps->updates > 0 ? (double)ps->updates : 1, toks = ps->tokens > 0 ? ps->tokens : 1;
+  const double values[PPO_EVAL_GOLD] = {[PPO_SCORE] = px_ppo_mean(score_sum, kept),
+                                        [PPO_RAW_SCORE] = raw_n > 0 ? raw_sum / raw_n : NAN,
+                                        [PPO_KL] = kl,
+                                        [PPO_BETA] = s->beta,
+                                        [PPO_ENTROPY] = ent / (tok > 0 ? tok : 1),
+                                        [PPO_CLIP] = ps->psums.clipped / toks,
+                                        [PPO_APPROX_KL] = ps->psums.approx_kl / toks,
+                                        [PPO_POLICY_LOSS] = ps->policy_loss / upd,
+                                        [PPO_VALUE_LOSS] = ps->value_loss / upd,
+                                        [PPO_VALUE_CLIP] = ps->vsums.clipped / toks,
+                                        [PPO_EXPLAINED_VAR] = px_rl_explained_variance(ev),
+                                        [PPO_LENGTH] = px_ppo_mean(len_sum, kept),
+                                        [PPO_EOS_RATE] = px_ppo_mean(eos_n, kept),
+                                        [PPO_GOLD] = px_ppo_mean(gold_n, kept),
+                                        [PPO_FIRST_RATIO_DEV] = ps->first_max_ratio_dev,
+                                        [PPO_FIRST_APPROX_KL] = ps->first_approx_kl,
+                                        [PPO_ADV_MEAN] = ps->adv_mean,
+                                        [PPO_ADV_STD] = ps->adv_std,
+                                        [PPO_NONFINITE_ROLLOUTS] = dropped,
+                                        [PPO_NONFINITE_STEPS] =
+                                            (double)(s->policy_tr.skipped + s->value_tr.skipped)};
+  for (int k = 0; k < PPO_EVAL_GOLD; k++) px_stage_set(sg, k, values[k], 1);
+}
+
+/* The rollouts dropped this iteration, warned about; PX_ERUN when every rollout has been dropped
+ * in run.max_nonfinite iterations in a row. */
+static px_status px_ppo_guard(px_ppo *s, int64_t it, int *dropped, px_error *err) {
+  const px_config *cfg = s->cfg;
+  *dropped = 0;
+  for (int i = 0; i < s->B; i++) *dropped += s->dropped[i];
+  if (*dropped > 0)
+    px_log_warn("ppo it %lld: %d of %d rollouts had a non-finite log-prob, value or reward; "
+                "left out of the update",
+                (long long)it + 1, *dropped, s->B);
+  s->bad_in_a_row = *dropped == s->B ? s->bad_in_a_row + 1 : 0;
+  if (cfg->run_max_nonfinite <= 0 || s->bad_in_a_row < cfg->run_max_nonfinite) return PX_OK;
+  return px_error_set(err, PX_ERUN,
+                      "ppo: every rollout had a non-finite log-prob, value or reward in %lld "
+                      "iterations in a row, iterations %lld to %lld (run.max_nonfinite = %lld): "
+                      "stopped without writing a checkpoint of this state; LATEST still names "
+                      "the last good checkpoint. Check the reward model (ppo.reward) and the "
+                      "policy, then continue with --resume auto",
+                      (long long)s->bad_in_a_row, (long long)(it + 2 - s->bad_in_a_row),
+                      (long long)it + 1, (long long)cfg->run_max_nonfinite);
+}
+
+/* One iteration of the loop in the file comment. */
+static px_status px_ppo_iteration(px_stage *sg, void *ctx, int64_t it, px_error *err) {
+  px_ppo *s = ctx;
+  const px_config *cfg = s->cfg;
+  double t_it = px_log_elapsed(), t_gen = 0, t_score = 0, comm0 = px_comm_seconds();
+  px_ppo_stats ps = {0};
+  int64_t lo, hi;
+  px_comm_share(s->B, px_comm_rank(), px_comm_size(), &lo, &hi);
+  /* 1, 2: generate with pi_theta and score */
+  PX_TRY(px_comm_agree(px_ppo_collect(s, it, s->state.prompt_cursor, lo, hi, &t_gen, &t_score, err),
+                       err));
+  /* 3: the shaped reward, the advantages */
+  double t0 = px_log_elapsed();
+  px_ppo_advantages(s, lo, hi, &ps.adv_mean, &ps.adv_std);
+  if (cfg->ppo_rollout_every > 0 && (it + 1) % cfg->ppo_rollout_every == 0)
+    PX_TRY(
+        px_ppo_write_rollouts(s, sg->run.rollout_dir, it, s->beta, ps.adv_mean, ps.adv_std, err));
+  int dropped;
+  PX_TRY(px_ppo_guard(s, it, &dropped, err));
+  /* 4: update theta and psi */
+  px_status st = px_ppo_update(s, it, &ps, err);
+  if (st != PX_OK) {
+    px_error inner = *err;
+    return px_error_set(err, st, "ppo iteration %lld: %s", (long long)it + 1, inner.msg);
+  }
+  double t_train = px_log_elapsed() - t0;
+  px_ppo_metrics_of(sg, s, &ps, dropped);
+  int last = it + 1 == cfg->ppo_iterations;
+  if (cfg->ppo_eval_every > 0 && ((it + 1) % cfg->ppo_eval_every == 0 || last)) {
+    double gold;
+    PX_TRY(px_ppo_eval_gold(s, &gold, err));
+    px_stage_set(sg, PPO_EVAL_GOLD, gold, 1);
+  }
+  const double t[] = {t_gen, t_score, t_train, px_comm_seconds() - comm0, px_log_elapsed() - t_it};
+  for (int k = 0; k < 5; k++) px_stage_set(sg, PPO_T_GENERATE + k, t[k], 1);
+  double kl = px_stage_get(sg, PPO_KL);
+  if (kl > cfg->ppo_kl_bound)
+    px_log_warn("ppo it %lld: mean KL to pi_base %.3f is over ppo.kl_bound %.3f", (long long)it + 1,
+                kl, cfg->ppo_kl_bound);
+  /* 5: what a checkpoint after this iteration holds; then collect again */
+  px_ppo_state *state = &s->state;
+  state->iteration = it + 1, state->prompt_cursor += s->B, state->beta = s->beta;
+  state->policy_adam_applied = s->policy_tr.applied;
+  state->policy_adam_skipped = s->policy_tr.skipped;
+  state->value_adam_applied = s->value_tr.applied, state->value_adam_skipped = s->value_tr.skipped;
+  sg->models[0].optim_step = s->policy_tr.applied, sg->models[1].optim_step = s->value_tr.applied;
+  return PX_OK;
+}
+
 px_status px_ppo_run(const px_config *cfg, px_error *err) {
   if (cfg->ppo_batch_size < px_comm_size())
     return px_error_set(err, PX_EINPUT, "ppo.batch_size = %lld is less than the %d ranks",
                         (long long)cfg->ppo_batch_size, px_comm_size());
-  px_run run;
-  PX_TRY(px_run_open(&run, cfg, err));
-  px_ppo s = {.cfg = cfg};
-  px_ppo_state state = {0, cfg->run_seed, 0, cfg->ppo_beta, 0, 0, 0, 0, 0, NAN},
-               *px_ckpt_state_ = &state;
-  const px_ckpt_var vars[] = {PX_PPO_STATE(PX_CKPT_VAR)};
-  const int n_vars = (int)(sizeof vars / sizeof vars[0]);
-  char resume[4300];
-  px_status st = px_run_resume_from(&run, cfg, resume, sizeof resume, err);
-  if (st == PX_OK) st = px_comm_agree(px_ppo_setup(&s, resume, err), err);
-  if (st != PX_OK) goto done;
-  px_ppo_alloc(&s);
+  px_ppo s = {.cfg = cfg,
+              .state = {.seed = cfg->run_seed, .beta = cfg->ppo_beta, .base_gold = NAN}};
   px_ckpt_model models[4] = {{"policy", &s.policy, 1, 0, 0, 0},
                              {"value", &s.value, 1, 0, 0, 0},
                              {"reference", &s.reference, 0, 0, 0, 0},
-                             {"reward", &s.reward, 0, 0, s.gain, s.bias}};
-  if (resume[0]) { /* the moments and the state; the models came with px_ppo_setup */
-    st = px_run_restore(&run, cfg, resume, models, 2, vars, n_vars, &state.seed,
-                        &state.metrics_bytes, err);
-    if (st != PX_OK) goto done;
-    px_log_info("ppo: resuming from %s after iteration %lld", resume, (long long)state.iteration);
+                             {"reward", &s.reward, 0, 0, 0, 0}};
+  const px_ckpt_var vars[] = {PX_PPO_STATE(PX_CKPT_VAR, &s.state)};
+  px_stage sg = {.cfg = cfg,
+                 .name = "ppo",
+                 .unit = "iteration",
+                 .metrics = px_ppo_metrics,
+                 .n_metrics = PPO_N,
+                 .steps = cfg->ppo_iterations,
+                 .log_every = 1,
+                 .checkpoint_every = cfg->ppo_checkpoint_every,
+                 .last_checkpoint = 1,
+                 .models = models,
+                 .n_models = 4,
+                 .n_restored = 2, /* the moments; the models come with px_ppo_setup */
+                 .vars = vars,
+                 .n_vars = (int)(sizeof vars / sizeof vars[0]),
+                 .seed = &s.state.seed,
+                 .metrics_bytes = &s.state.metrics_bytes,
+                 .step = &s.state.iteration};
+  PX_TRY(px_stage_open(&sg, err));
+  px_status st = px_comm_agree(px_ppo_setup(&s, sg.resume, err), err);
+  if (st == PX_OK) {
+    px_ppo_alloc(&s);
+    models[3].gain = s.gain, models[3].bias = s.bias;
+    st = px_stage_restore(&sg, err);
   }
-  s.beta = state.beta;
-  s.policy_tr.applied = state.policy_adam_applied, s.policy_tr.skipped = state.policy_adam_skipped;
-  s.value_tr.applied = state.value_adam_applied, s.value_tr.skipped = state.value_adam_skipped;
-  px_log_info("ppo: %lld prompts, %d per iteration, %lld iterations; policy %d x %d; beta %.4g",
-              (long long)s.prompts.n, s.B, (long long)cfg->ppo_iterations, s.policy.config.n_layer,
-              s.policy.config.n_embd, s.beta);
-  double t_start = px_log_elapsed();
-  const int64_t first = state.iteration;
-  int64_t bad_in_a_row = 0; /* iterations whose every rollout was dropped */
-  if (s.eval.n > 0 && !resume[0]) {
-    st = px_ppo_eval_gold(&s, &state.base_gold, err);
-    if (st != PX_OK) goto done;
-    px_log_info("ppo: held-out gold accuracy of pi_base (sampled): %.3f", state.base_gold);
-    const char *names[] = {"eval_gold_accuracy"};
-    px_run_metrics(&run, "ppo_eval", 0, 1, names, &state.base_gold);
+  if (st == PX_OK) {
+    s.beta = s.state.beta;
+    s.policy_tr.applied = s.state.policy_adam_applied;
+    s.policy_tr.skipped = s.state.policy_adam_skipped;
+    s.value_tr.applied = s.state.value_adam_applied;
+    s.value_tr.skipped = s.state.value_adam_skipped;
+    px_log_info("ppo: %lld prompts, %d per iteration, %lld iterations; policy %d x %d; beta %.4g",
+                (long long)s.prompts.n, s.B, (long long)cfg->ppo_iterations,
+                s.policy.config.n_layer, s.policy.config.n_embd, s.beta);
   }
-  for (int64_t it = first; it < cfg->ppo_iterations; it++) {
-    double t_it = px_log_elapsed(), t_gen = 0, t_score = 0, comm0 = px_comm_seconds();
-    int64_t lo, hi;
-    px_comm_share(s.B, px_comm_rank(), px_comm_size(), &lo, &hi);
-    st = px_comm_agree(px_ppo_collect(&s, it, state.prompt_cursor, lo, hi, &t_gen, &t_score, err),
-                       err);
-    if (st != PX_OK) break;
-    double adv_mean, adv_std, t0 = px_log_elapsed();
-    px_ppo_advantages(&s, lo, hi, &adv_mean, &adv_std);
-    if (cfg->ppo_rollout_every > 0 && (it + 1) % cfg->ppo_rollout_every == 0) {
-      st = px_ppo_write_rollouts(&s, run.rollout_dir, it, s.beta, adv_mean, adv_std, err);
-      if (st != PX_OK) break;
-    }
-    int dropped = 0;
-    for (int i = 0; i < s.B; i++) dropped += s.dropped[i];
-    if (dropped > 0)
-      px_log_warn("ppo it %lld: %d of %d rollouts had a non-finite log-prob, value or reward; "
-                  "left out of the update",
-                  (long long)it + 1, dropped, s.B);
-    bad_in_a_row = dropped == s.B ? bad_in_a_row + 1 : 0;
-    if (cfg->run_max_nonfinite > 0 && bad_in_a_row >= cfg->run_max_nonfinite) {
-      st = px_error_set(err, PX_ERUN,
-                        "ppo: every rollout had a non-finite log-prob, value or reward in %lld "
-                        "iterations in a row, iterations %lld to %lld (run.max_nonfinite = %lld): "
-                        "stopped without writing a checkpoint of this state; LATEST still names "
-                        "the last good checkpoint. Check the reward model (ppo.reward) and the "
-                        "policy, then continue with --resume auto",
-                        (long long)bad_in_a_row, (long long)(it + 2 - bad_in_a_row),
-                        (long long)it + 1, (long long)cfg->run_max_nonfinite);
-      break;
-    }
-    px_ppo_stats ps;
-    st = px_ppo_update(&s, it, &ps, err);
-    if (st != PX_OK) { /* no checkpoint: LATEST keeps naming the last good one */
-      px_error inner = *err;
-      st = px_error_set(err, st, "ppo iteration %lld: %s", (long long)it + 1, inner.msg);
-      break;
-    }
-    double t_train = px_log_elapsed() - t0;
-
-    /* Metrics of the iteration, over the kept rollouts: every rank holds every rollout, so these
-     * need no reduction. */
-    double kl_sum = 0, score_sum = 0, raw_sum = 0, raw_n = 0, len_sum = 0, eos_n = 0, gold_n = 0;
-    double ent = 0, tok = 0, ev[5], kept = s.B - dropped;
-    for (int i = 0; i < s.B; i++) {
-      if (s.dropped[i]) continue;
-      for (int j = 0; j < s.rlen[i]; j++) {
-        kl_sum += s.kl[(size_t)i * s.R + j];
-        ent -= s.lp_old[(size_t)i * s.R + j];
-        tok += 1;
-      }
-      score_sum += s.score[i], len_sum += s.rlen[i], eos_n += s.eos[i], gold_n += s.gold[i];
-      if (s.eos[i]) raw_sum += s.raw[i], raw_n += 1;
-    }
-    px_rl_explained_variance_sums(ev, s.values, s.ret, s.mask, (size_t)s.B * s.R);
-    double kl = px_ppo_mean(kl_sum, kept);
-    if (cfg->ppo_adaptive_kl && kept > 0)
-      s.beta = px_rl_adaptive_beta(s.beta, kl, cfg->ppo_kl_target, kept, cfg->ppo_kl_horizon);
-    int do_eval = cfg->ppo_eval_every > 0 &&
-                  ((it + 1) % cfg->ppo_eval_every == 0 || it + 1 == cfg->ppo_iterations);
-    double gold_eval = NAN;
-    if (do_eval && (st = px_ppo_eval_gold(&s, &gold_eval, err)) != PX_OK) break;
-    double t_all = px_log_elapsed() - t_it, comm = px_comm_seconds() - comm0;
-    double upd = ps.updates > 0 ? (double)ps.updates : 1, toks = ps.tokens > 0 ? ps.tokens : 1;
-    const char *names[] = {"score",
-                           "raw_score",
-                           "kl",
-                           "beta",
-                           "entropy",
-                           "clip_fraction",
-                           "approx_kl",
-                           "policy_loss",
-                           "value_loss",
-                           "value_clip_fraction",
-                           "explained_variance",
-                           "response_length",
-                           "eos_rate",
-                           "gold_accuracy",
-                           "first_ratio_max_dev",
-                           "first_approx_kl",
-                           "adv_mean",
-                           "adv_std",
-                           "nonfinite_rollouts",
-                           "nonfinite_steps",
-                           "eval_gold_accuracy"};
-    double values[] = {px_ppo_mean(score_sum, kept),
-                       raw_n > 0 ? raw_sum / raw_n : NAN,
-                       kl,
-                       s.beta,
-                       ent / (tok > 0 ? tok : 1),
-                       ps.psums.clipped / toks,
-                       ps.psums.approx_kl / toks,
-                       ps.policy_loss / upd,
-                       ps.value_loss / upd,
-                       ps.vsums.clipped / toks,
-                       px_rl_explained_variance(ev),
-                       px_ppo_mean(len_sum, kept),
-                       px_ppo_mean(eos_n, kept),
-                       px_ppo_mean(gold_n, kept),
-                       ps.first_max_ratio_dev,
-                       ps.first_approx_kl,
-                       adv_mean,
-                       adv_std,
-                       dropped,
-                       (double)(s.policy_tr.skipped + s.value_tr.skipped),
-                       gold_eval};
-    int nm = (int)(sizeof values / sizeof values[0]) - (do_eval ? 0 : 1);
-    px_run_metrics(&run, "ppo", it + 1, nm, names, values);
-    const char *tnames[] = {"seconds_generate", "seconds_score", "seconds_train", "seconds_comm",
-                            "seconds"};
-    double tvalues[] = {t_gen, t_score, t_train, comm, t_all};
-    px_run_timings(&run, "ppo", it + 1, 5, tnames, tvalues);
-    char eta[32], evs[48] = "";
-    px_log_duration(eta, sizeof eta,
-                    (px_log_elapsed() - t_start) / (it + 1 - first) *
-                        (cfg->ppo_iterations - it - 1));
-    if (do_eval) snprintf(evs, sizeof evs, " | eval gold %.3f", gold_eval);
-    px_log_info("ppo it %lld/%lld | score %.3f | kl %.3f | beta %.3g | gold %.3f%s | clip %.3f "
-                "| vloss %.4f | len %.1f | %.1fs (gen %.1f score %.1f train %.1f) | ETA %s",
-                (long long)it + 1, (long long)cfg->ppo_iterations, values[0], kl, s.beta,
-                values[13], evs, values[5], values[8], values[11], t_all, t_gen, t_score, t_train,
-                eta);
-    if (kl > cfg->ppo_kl_bound)
-      px_log_warn("ppo it %lld: mean KL to pi_base %.3f is over ppo.kl_bound %.3f",
-                  (long long)it + 1, kl, cfg->ppo_kl_bound);
-
-    state.iteration = it + 1, state.prompt_cursor += s.B, state.beta = s.beta;
-    state.policy_adam_applied = s.policy_tr.applied,
-    state.policy_adam_skipped = s.policy_tr.skipped;
-    state.value_adam_applied = s.value_tr.applied, state.value_adam_skipped = s.value_tr.skipped;
-    px_fault_point("ppo.iteration");
-    int last = it + 1 == cfg->ppo_iterations, stop = px_run_should_stop();
-    if (last || stop ||
-        (cfg->ppo_checkpoint_every > 0 && (it + 1) % cfg->ppo_checkpoint_every == 0)) {
-      models[0].optim_step = s.policy_tr.applied, models[1].optim_step = s.value_tr.applied;
-      st = px_run_checkpoint(&run, cfg, it + 1, it + 1, models, 4, vars, n_vars,
-                             &state.metrics_bytes, err);
-      if (st != PX_OK) break;
-    }
-    if (stop && !last) {
-      st = px_error_set(err, PX_EINTERRUPTED,
-                        "ppo: stopped by a signal after iteration %lld, checkpoint written; "
-                        "continue with --resume auto",
-                        (long long)it + 1);
-      break;
+  if (st == PX_OK && s.eval.n > 0 && !sg.resume[0]) { /* pi_base's held-out accuracy */
+    st = px_ppo_eval_gold(&s, &s.state.base_gold, err);
+    if (st == PX_OK) {
+      px_log_info("ppo: held-out gold accuracy of pi_base (sampled): %.3f", s.state.base_gold);
+      const char *names[] = {"eval_gold_accuracy"};
+      px_run_metrics(&sg.run, "ppo_eval", 0, 1, names, &s.state.base_gold);
     }
   }
+  if (st == PX_OK) st = px_stage_loop(&sg, px_ppo_iteration, &s, err);
   if (st == PX_OK) {
     char took[32];
     px_log_info("ppo: done in %s; checkpoint %s/ckpt-%08lld.h5",
-                px_log_duration(took, sizeof took, px_log_elapsed() - t_start), run.ckpt_dir,
+                px_log_duration(took, sizeof took, px_log_elapsed() - sg.t_start), sg.run.ckpt_dir,
                 (long long)cfg->ppo_iterations);
   }
-done:
   px_ppo_free(&s);
-  px_run_close(&run);
+  px_stage_close(&sg);
   return st;
 }

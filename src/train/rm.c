@@ -20,7 +20,7 @@
 #include "proxima/log.h"
 #include "proxima/optim.h"
 #include "proxima/rl.h"
-#include "proxima/run.h"
+#include "proxima/stage.h"
 #include "proxima/tokenizer.h"
 #include "proxima/trainer.h"
 
@@ -148,13 +148,28 @@ px_status px_rm_evaluate(px_gpt *model, const px_dataset *pairs, const int64_t *
 typedef struct px_rm {
   const px_config *cfg;
   px_dataset pairs;
-  int64_t *heldout, n_heldout, *train, n_train;
-  px_epochs epochs;
+  px_split split; /* held-out and training pairs, the stream of training pairs */
   px_gpt model;
+  px_trainer trainer;
+  px_rm_state state;
   px_batch batch;
   px_rm_work work;
+  int64_t *idx, lo, hi; /* a step's B pairs; this rank's share [lo, hi) of them */
+  double heldout_acc;   /* at the last evaluation */
   char init_path[4300];
 } px_rm;
+
+/* The metrics of a step, in the order of their keys in metrics.jsonl. */
+enum { RM_LOSS, RM_ACC, RM_LR, RM_GRAD_NORM, RM_NONFINITE, RM_HELDOUT_ACC, RM_HELDOUT_LOSS, RM_N };
+static const px_metric px_rm_metrics[RM_N] = {
+    [RM_LOSS] = {"loss", "loss", "%.4f", PX_METRIC_SUM, 0, 0, 0},
+    [RM_ACC] = {"accuracy", "acc", "%.3f", PX_METRIC_SUM, 0, 0, 0},
+    [RM_LR] = {"lr", "lr", "%.2e", PX_METRIC_GLOBAL, 0, 0, 0},
+    [RM_GRAD_NORM] = {"grad_norm", NULL, NULL, PX_METRIC_GLOBAL, 0, 0, 0},
+    [RM_NONFINITE] = {"nonfinite_steps", NULL, NULL, PX_METRIC_GLOBAL, 0, 0, 0},
+    [RM_HELDOUT_ACC] = {"heldout_accuracy", "heldout acc", "%.3f", PX_METRIC_GLOBAL, 1, 0, 0},
+    [RM_HELDOUT_LOSS] = {"heldout_loss", "heldout loss", "%.4f", PX_METRIC_GLOBAL, 1, 0, 0},
+};
 
 static px_status px_rm_setup(px_rm *s, px_error *err) {
   const px_config *cfg = s->cfg;
@@ -165,15 +180,8 @@ static px_status px_rm_setup(px_rm *s, px_error *err) {
   mc.head = PX_GPT_HEAD_SCALAR;
   PX_TRY(px_dataset_read(cfg->rm_data, MPI_COMM_SELF, 0, 1, PX_DATA_PREFS, &s->pairs, err));
   PX_TRY(px_rm_check_lengths(&s->pairs, mc.max_seq_len, cfg->rm_data, err));
-  int64_t n = s->pairs.n;
-  s->n_heldout = cfg->rm_heldout < n / 2 ? cfg->rm_heldout : n / 2;
-  s->n_train = n - s->n_heldout;
-  if (s->n_train < 1)
-    return px_error_set(err, PX_EINPUT, "%s has %lld pairs: too few to train on", cfg->rm_data,
-                        (long long)n);
-  px_split_heldout(n, s->n_heldout, (uint64_t)cfg->run_seed, PX_STREAM_RM_HELDOUT, &s->heldout,
-                   &s->train);
-  px_epochs_init(&s->epochs, s->train, s->n_train, (uint64_t)cfg->run_seed, PX_STREAM_RM_EPOCH);
+  PX_TRY(px_split_build(&s->split, s->pairs.n, cfg->rm_heldout, (uint64_t)cfg->run_seed,
+                        PX_STREAM_RM_HELDOUT, PX_STREAM_RM_EPOCH, cfg->rm_data, "pairs", err));
   const int mb = (int)cfg->rm_micro_batch;
   PX_TRY(px_gpt_check_memory(&mc, 2 * mb, mc.max_seq_len, 1, "rm", err));
   px_gpt_build(&s->model, &mc, 2 * mb, mc.max_seq_len, 1);
@@ -182,148 +190,148 @@ static px_status px_rm_setup(px_rm *s, px_error *err) {
   PX_TRY(px_ckpt_read_trunk(s->init_path, "policy", &s->model, err));
   px_batch_build(&s->batch, 2 * mb, mc.max_seq_len);
   px_rm_work_build(&s->work, mb, mc.max_seq_len);
+  s->idx = px_malloc((size_t)cfg->rm_batch_size * sizeof *s->idx);
+  px_comm_share(cfg->rm_batch_size, px_comm_rank(), px_comm_size(), &s->lo, &s->hi);
   return PX_OK;
 }
 
 static void px_rm_free(px_rm *s) {
+  free(s->idx);
   px_rm_work_free(&s->work);
   px_batch_free(&s->batch);
   if (s->model.params) px_gpt_free(&s->model);
-  px_epochs_free(&s->epochs);
-  free(s->heldout);
-  free(s->train);
+  px_split_free(&s->split);
   px_dataset_free(&s->pairs);
+}
+
+/* The optimizer steps of rm.epochs passes over the training pairs. */
+static int64_t px_rm_steps(const px_rm *s) {
+  return (int64_t)ceil(s->cfg->rm_epochs * (double)s->split.n_train /
+                       (double)s->cfg->rm_batch_size);
+}
+
+static void px_rm_trainer(px_rm *s, int64_t steps) {
+  const px_config *cfg = s->cfg;
+  s->trainer =
+      (px_trainer){.model = &s->model,
+                   .adamw = {(float)cfg->adam_beta1, (float)cfg->adam_beta2, (float)cfg->adam_eps,
+                             (float)cfg->rm_weight_decay},
+                   .schedule = {cfg->rm_lr, 0.0, cfg->rm_warmup_steps, steps, PX_LR_LINEAR},
+                   .grad_clip = cfg->rm_grad_clip,
+                   .phase = "rm",
+                   .lr_key = "rm.lr",
+                   .fault_point = "rm.grad",
+                   .max_nonfinite = cfg->run_max_nonfinite,
+                   .overlap = cfg->run_overlap_allreduce,
+                   .applied = s->state.adam_applied,
+                   .skipped = s->state.adam_skipped};
+}
+
+/* One optimizer step over the global batch of B pairs at data_cursor. */
+static px_status px_rm_step(px_stage *sg, void *ctx, int64_t step, px_error *err) {
+  px_rm *s = ctx;
+  const px_config *cfg = s->cfg;
+  const int64_t B = cfg->rm_batch_size;
+  const int mb = (int)cfg->rm_micro_batch;
+  for (int64_t i = 0; i < B; i++)
+    s->idx[i] = px_epochs_item(&s->split.epochs, s->state.data_cursor + i);
+  px_trainer_begin(&s->trainer, B);
+  double loss = 0;
+  int64_t correct = 0;
+  px_rm_pass(&s->model, &s->pairs, s->idx + s->lo, s->hi - s->lo, mb, (double)B, &s->trainer, &loss,
+             &correct, &s->batch, &s->work);
+  px_stage_set(sg, RM_LOSS, loss, 1);
+  px_stage_set(sg, RM_ACC, (double)correct, (double)B);
+  px_stage_reduce(sg);
+  double lr, norm = px_trainer_step(&s->trainer, step, px_stage_get(sg, RM_LOSS), &lr);
+  PX_TRY(px_trainer_guard(&s->trainer, step, err));
+  s->state.step = step + 1, s->state.data_cursor += B;
+  s->state.adam_applied = s->trainer.applied, s->state.adam_skipped = s->trainer.skipped;
+  sg->models[0].optim_step = s->trainer.applied;
+
+  px_stage_set(sg, RM_LR, lr, 1);
+  px_stage_set(sg, RM_GRAD_NORM, norm, 1);
+  px_stage_set(sg, RM_NONFINITE, (double)s->trainer.skipped, 1);
+  int last = step + 1 == sg->steps;
+  if (last || (cfg->rm_eval_every > 0 && (step + 1) % cfg->rm_eval_every == 0)) {
+    double acc = s->heldout_acc, loss_h = NAN;
+    const px_split *sp = &s->split;
+    if (sp->n_heldout > 0) {
+      int64_t hlo, hhi;
+      px_comm_share(sp->n_heldout, px_comm_rank(), px_comm_size(), &hlo, &hhi);
+      px_rm_evaluate(&s->model, &s->pairs, sp->heldout + hlo, hhi - hlo, sp->n_heldout, mb, &acc,
+                     &loss_h);
+    }
+    s->heldout_acc = acc;
+    px_stage_set(sg, RM_HELDOUT_ACC, acc, 1);
+    px_stage_set(sg, RM_HELDOUT_LOSS, loss_h, 1);
+  }
+  return PX_OK;
+}
+
+/* After the last step: the score normalised on pi_base's responses, and the finished reward
+ * model's checkpoint. */
+static px_status px_rm_finish(px_stage *sg, px_rm *s, px_error *err) {
+  float gain = 1, bias = 0;
+  double norm_stats[5];
+  PX_TRY(px_rm_normalize(s->cfg, &s->model, s->init_path, &s->pairs, s->split.train,
+                         s->split.n_train, &gain, &bias, norm_stats, err));
+  if (s->cfg->rm_norm_samples > 0) {
+    const char *names[] = {"raw_mean", "raw_std", "normalized_mean", "normalized_std", "eos_rate"};
+    px_run_metrics(&sg->run, "rm_normalization", sg->steps, 5, names, norm_stats);
+  }
+  sg->models[0].optim_step = s->trainer.applied;
+  sg->models[0].gain = gain, sg->models[0].bias = bias;
+  s->state.normalized = 1;
+  PX_TRY(px_stage_checkpoint(sg, sg->steps, err));
+  px_log_info("rm: done in %.1fs; held-out accuracy %.3f; score gain %.4f bias %.4f; "
+              "checkpoint %s/ckpt-%08lld.h5",
+              px_log_elapsed() - sg->t_start, s->heldout_acc, gain, bias, sg->run.ckpt_dir,
+              (long long)sg->steps);
+  return PX_OK;
 }
 
 px_status px_rm_run(const px_config *cfg, px_error *err) {
   if (cfg->rm_batch_size < px_comm_size())
     return px_error_set(err, PX_EINPUT, "rm.batch_size = %lld is less than the %d ranks",
                         (long long)cfg->rm_batch_size, px_comm_size());
-  px_run run;
-  PX_TRY(px_run_open(&run, cfg, err));
-  px_rm s = {.cfg = cfg};
-  px_status st = px_comm_agree(px_rm_setup(&s, err), err);
-  if (st != PX_OK) goto done;
-
-  const int64_t B = cfg->rm_batch_size;
-  const int64_t steps = (int64_t)ceil(cfg->rm_epochs * (double)s.n_train / (double)B);
-  const int mb = (int)cfg->rm_micro_batch;
-  px_log_info("rm: %lld pairs (%lld held out), trunk from %s, %lld steps of %lld pairs",
-              (long long)s.pairs.n, (long long)s.n_heldout, s.init_path, (long long)steps,
-              (long long)B);
-  px_trainer trainer = {.model = &s.model,
-                        .adamw = {(float)cfg->adam_beta1, (float)cfg->adam_beta2,
-                                  (float)cfg->adam_eps, (float)cfg->rm_weight_decay},
-                        .schedule = {cfg->rm_lr, 0.0, cfg->rm_warmup_steps, steps, PX_LR_LINEAR},
-                        .grad_clip = cfg->rm_grad_clip,
-                        .phase = "rm",
-                        .lr_key = "rm.lr",
-                        .fault_point = "rm.grad",
-                        .max_nonfinite = cfg->run_max_nonfinite,
-                        .overlap = cfg->run_overlap_allreduce};
-  px_rm_state state = {0, cfg->run_seed, 0, 0, 0, 0, 0}, *px_ckpt_state_ = &state;
-  const px_ckpt_var vars[] = {PX_RM_STATE(PX_CKPT_VAR)};
-  const int n_vars = (int)(sizeof vars / sizeof vars[0]);
+  px_rm s = {.cfg = cfg, .state = {.seed = cfg->run_seed}, .heldout_acc = NAN};
   px_ckpt_model reward = {"reward", &s.model, 1, 0, 1, 0};
-  char resume[4300];
-  st = px_run_resume_from(&run, cfg, resume, sizeof resume, err);
-  if (st == PX_OK && resume[0]) {
-    st = px_run_restore(&run, cfg, resume, &reward, 1, vars, n_vars, &state.seed,
-                        &state.metrics_bytes, err);
-    if (st == PX_OK && state.normalized) {
-      px_log_info("rm: %s is the finished reward model; nothing to do", resume);
-      goto done;
-    }
-    if (st == PX_OK)
-      px_log_info("rm: resuming from %s at step %lld", resume, (long long)state.step);
-  }
-  if (st != PX_OK) goto done;
-  trainer.applied = state.adam_applied, trainer.skipped = state.adam_skipped;
-
-  int64_t *idx = px_malloc((size_t)B * sizeof *idx);
-  int64_t lo, hi, first = state.step;
-  px_comm_share(B, px_comm_rank(), px_comm_size(), &lo, &hi);
-  double t_start = px_log_elapsed(), acc = NAN, held_loss = NAN;
-
-  for (int64_t step = first; step < steps; step++) {
-    for (int64_t i = 0; i < B; i++) idx[i] = px_epochs_item(&s.epochs, state.data_cursor + i);
-    px_trainer_begin(&trainer, B);
-    double sums[2] = {0, 0};
-    int64_t correct = 0;
-    px_rm_pass(&s.model, &s.pairs, idx + lo, hi - lo, mb, (double)B, &trainer, &sums[0], &correct,
-               &s.batch, &s.work);
-    sums[1] = (double)correct;
-    px_comm_allreduce_sum_f64(sums, 2);
-    double lr, norm = px_trainer_step(&trainer, step, sums[0], &lr);
-    st = px_trainer_guard(&trainer, step, err);
-    if (st != PX_OK) break; /* no checkpoint: LATEST keeps naming the last good one */
-    state.step = step + 1, state.data_cursor += B;
-    state.adam_applied = trainer.applied, state.adam_skipped = trainer.skipped;
-    int last = step + 1 == steps;
-    int do_eval = last || (cfg->rm_eval_every > 0 && (step + 1) % cfg->rm_eval_every == 0);
-    if (do_eval && s.n_heldout > 0) {
-      int64_t hlo, hhi;
-      px_comm_share(s.n_heldout, px_comm_rank(), px_comm_size(), &hlo, &hhi);
-      px_rm_evaluate(&s.model, &s.pairs, s.heldout + hlo, hhi - hlo, s.n_heldout, mb, &acc,
-                     &held_loss);
-    }
-    if (last || do_eval || (step + 1) % cfg->rm_log_every == 0) {
-      char eta[32], held[80] = "";
-      double now = px_log_elapsed();
-      px_log_duration(eta, sizeof eta, (now - t_start) / (step + 1 - first) * (steps - step - 1));
-      if (do_eval) snprintf(held, sizeof held, " | heldout acc %.3f loss %.4f", acc, held_loss);
-      px_log_info("rm step %lld/%lld | loss %.4f | acc %.3f%s | lr %.2e | ETA %s",
-                  (long long)step + 1, (long long)steps, sums[0], sums[1] / (double)B, held, lr,
-                  eta);
-      const char *names[] = {"loss",        "accuracy",        "lr",
-                             "grad_norm",   "nonfinite_steps", "heldout_accuracy",
-                             "heldout_loss"};
-      double values[] = {sums[0],  sums[1] / (double)B, lr, norm, (double)trainer.skipped, acc,
-                         held_loss};
-      px_run_metrics(&run, "rm", step + 1, do_eval ? 7 : 5, names, values);
-    }
-    /* The last step's checkpoint is the normalised one below. */
-    px_fault_point("rm.step");
-    int stop = px_run_should_stop();
-    if (!last &&
-        (stop || (cfg->rm_checkpoint_every > 0 && (step + 1) % cfg->rm_checkpoint_every == 0))) {
-      reward.optim_step = trainer.applied;
-      st = px_run_checkpoint(&run, cfg, step + 1, 0, &reward, 1, vars, n_vars, &state.metrics_bytes,
-                             err);
-      if (st != PX_OK) break;
-    }
-    if (stop && !last) {
-      st = px_error_set(err, PX_EINTERRUPTED,
-                        "rm: stopped by a signal after step %lld, checkpoint written; continue "
-                        "with --resume auto",
-                        (long long)step + 1);
-      break;
-    }
-  }
-  free(idx);
-  if (st != PX_OK) goto done;
-
-  float gain = 1, bias = 0;
-  double norm_stats[5];
-  st = px_rm_normalize(cfg, &s.model, s.init_path, &s.pairs, s.train, s.n_train, &gain, &bias,
-                       norm_stats, err);
-  if (st == PX_OK && cfg->rm_norm_samples > 0) {
-    const char *names[] = {"raw_mean", "raw_std", "normalized_mean", "normalized_std", "eos_rate"};
-    px_run_metrics(&run, "rm_normalization", steps, 5, names, norm_stats);
-  }
+  const px_ckpt_var vars[] = {PX_RM_STATE(PX_CKPT_VAR, &s.state)};
+  px_stage sg = {.cfg = cfg,
+                 .name = "rm",
+                 .unit = "step",
+                 .metrics = px_rm_metrics,
+                 .n_metrics = RM_N,
+                 .log_every = cfg->rm_log_every,
+                 .checkpoint_every = cfg->rm_checkpoint_every,
+                 .last_checkpoint = 0, /* the last one is the normalised model's, px_rm_finish */
+                 .models = &reward,
+                 .n_models = 1,
+                 .n_restored = 1,
+                 .vars = vars,
+                 .n_vars = (int)(sizeof vars / sizeof vars[0]),
+                 .seed = &s.state.seed,
+                 .metrics_bytes = &s.state.metrics_bytes,
+                 .step = &s.state.step};
+  PX_TRY(px_stage_open(&sg, err));
+  px_status st = px_comm_agree(px_rm_setup(&s, err), err);
   if (st == PX_OK) {
-    reward.optim_step = trainer.applied, reward.gain = gain, reward.bias = bias;
-    state.normalized = 1;
-    st =
-        px_run_checkpoint(&run, cfg, steps, 0, &reward, 1, vars, n_vars, &state.metrics_bytes, err);
+    sg.steps = px_rm_steps(&s);
+    px_log_info("rm: %lld pairs (%lld held out), trunk from %s, %lld steps of %lld pairs",
+                (long long)s.pairs.n, (long long)s.split.n_heldout, s.init_path,
+                (long long)sg.steps, (long long)cfg->rm_batch_size);
+    st = px_stage_restore(&sg, err);
   }
-  if (st == PX_OK)
-    px_log_info("rm: done in %.1fs; held-out accuracy %.3f; score gain %.4f bias %.4f; "
-                "checkpoint %s/ckpt-%08lld.h5",
-                px_log_elapsed() - t_start, acc, gain, bias, run.ckpt_dir, (long long)steps);
-done:
+  if (st == PX_OK && s.state.normalized) {
+    px_log_info("rm: %s is the finished reward model; nothing to do", sg.resume);
+  } else if (st == PX_OK) {
+    px_rm_trainer(&s, sg.steps);
+    st = px_stage_loop(&sg, px_rm_step, &s, err);
+    if (st == PX_OK) st = px_rm_finish(&sg, &s, err);
+  }
   px_rm_free(&s);
-  px_run_close(&run);
+  px_stage_close(&sg);
   return st;
 }
 
@@ -369,24 +377,17 @@ px_status px_rm_normalize(const px_config *cfg, px_gpt *reward, const char *poli
   const px_gpt_config mc = policy.config;
   int64_t lo, hi;
   px_comm_share(n, px_comm_rank(), px_comm_size(), &lo, &hi);
-  int64_t *offsets = px_malloc((size_t)(hi - lo + 1) * sizeof *offsets);
-  int32_t *tokens = px_malloc((size_t)(hi - lo) * (size_t)(mc.max_seq_len + 1) * sizeof *tokens);
-  offsets[0] = 0;
-  for (int64_t i = lo; i < hi; i++) { /* BOS + prompt, as the model reads it */
-    int64_t np;
-    const int32_t *p = px_dataset_row(pairs, 0, train[i % n_train], &np);
-    if (np > mc.max_seq_len - 2) np = mc.max_seq_len - 2;
-    int32_t *dst = tokens + offsets[i - lo];
-    dst[0] = PX_TOK_BOS;
-    memcpy(dst + 1, p, (size_t)np * sizeof *dst);
-    offsets[i - lo + 1] = offsets[i - lo] + np + 1;
-  }
+  int64_t *recs = px_malloc((size_t)(hi - lo + 1) * sizeof *recs);
+  for (int64_t i = lo; i < hi; i++) recs[i - lo] = train[i % n_train];
+  px_prompts pr;
+  px_prompts_pack(&pr, pairs, recs, 0, hi - lo, mc.max_seq_len);
+  free(recs);
   px_sampler_config sampling = px_sample_config(cfg);
   px_generator gen;
   px_generator_build(&gen, &policy, &sampling, (uint64_t)cfg->run_seed, gen_batch,
                      (int)cfg->sample_max_new_tokens);
   px_generation out = {0};
-  st = px_generate(&gen, tokens, offsets, hi - lo, PX_RM_NORM_ITERATION, lo, &out, err);
+  st = px_generate(&gen, pr.tokens, pr.offsets, hi - lo, PX_RM_NORM_ITERATION, lo, &out, err);
   double sums[3] = {0, 0, 0}; /* sum, sum of squares, count */
   /* Score the responses that ended with EOS (the others get PPO's fixed penalty, not R). */
   int64_t m = 0, cap = (st == PX_OK ? out.n : 0) + 1;
@@ -397,8 +398,8 @@ px_status px_rm_normalize(const px_config *cfg, px_gpt *reward, const char *poli
   float *scores = px_malloc((size_t)cap * sizeof *scores);
   for (int64_t i = 0; st == PX_OK && i < out.n; i++) {
     if (!out.eos[i]) continue;
-    ps[m] = tokens + offsets[i] + 1; /* without BOS */
-    pl[m] = offsets[i + 1] - offsets[i] - 1;
+    ps[m] = pr.tokens + pr.offsets[i] + 1; /* without BOS */
+    pl[m] = pr.offsets[i + 1] - pr.offsets[i] - 1;
     rs[m] = out.tokens + (size_t)i * out.max_new;
     rl[m] = out.lengths[i] - 1; /* without EOS */
     m++;
@@ -437,8 +438,7 @@ px_status px_rm_normalize(const px_config *cfg, px_gpt *reward, const char *poli
   free(ps), free(rs), free(pl), free(rl), free(scores);
   px_generation_free(&out);
   px_generator_free(&gen);
-  free(tokens);
-  free(offsets);
+  px_prompts_free(&pr);
   px_gpt_free(&policy);
   return st;
 }

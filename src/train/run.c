@@ -3,7 +3,6 @@
  */
 #include "proxima/run.h"
 
-#include <jansson.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 #include "proxima/checkpoint.h"
 #include "proxima/comm.h"
 #include "proxima/fsutil.h"
+#include "proxima/jsonl.h"
 #include "proxima/log.h"
 #include "proxima/signals.h"
 
@@ -70,18 +70,8 @@ void px_run_close(px_run *run) {
 static void px_run_record(FILE *f, const char *file, const char *dir, const char *phase,
                           int64_t step, int n, const char *const *names, const double *values) {
   if (px_comm_rank() != 0 || !f) return;
-  json_t *obj = json_object();
-  PX_REQUIRE(obj, "json_object failed (out of memory)");
-  json_object_set_new(obj, "phase", json_string(phase));
-  json_object_set_new(obj, "step", json_integer((json_int_t)step));
-  for (int i = 0; i < n; i++)
-    json_object_set_new(obj, names[i], isfinite(values[i]) ? json_real(values[i]) : json_null());
-  char *line = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
-  json_decref(obj);
-  PX_REQUIRE(line, "json_dumps failed (out of memory)");
-  if (fprintf(f, "%s\n", line) < 0 || fflush(f) != 0)
+  if (px_jsonl_write_record(f, phase, step, n, names, values) != 0)
     px_log_warn("cannot write to %s/%s", dir, file);
-  free(line);
 }
 
 void px_run_metrics(px_run *run, const char *phase, int64_t step, int n, const char *const *names,

@@ -12,7 +12,16 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "proxima/comm.h"
+/* The process among the ranks; set by comm.c (px_error_set_process). */
+static int px_proc_rank_ = 0, px_proc_size_ = 1;
+static void (*px_abort_all)(int status) = NULL;
+
+void px_error_set_process(int rank, int size, void (*abort_all)(int status)) {
+  px_proc_rank_ = rank, px_proc_size_ = size, px_abort_all = abort_all;
+}
+
+int px_process_rank(void) { return px_proc_rank_; }
+int px_process_size(void) { return px_proc_size_; }
 
 px_status px_error_set(px_error *err, px_status status, const char *fmt, ...) {
   if (err) {
@@ -31,13 +40,14 @@ _Noreturn void px_die(const char *file, int line, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
-  if (px_comm_is_up() && px_comm_size() > 1)
-    fprintf(stderr, "proxima: rank %d: %s:%d: %s\n", px_comm_rank(), base ? base + 1 : file, line,
+  if (px_proc_size_ > 1)
+    fprintf(stderr, "proxima: rank %d: %s:%d: %s\n", px_proc_rank_, base ? base + 1 : file, line,
             what);
   else
     fprintf(stderr, "proxima: %s:%d: %s\n", base ? base + 1 : file, line, what);
   fflush(stderr);
-  px_comm_abort(PX_ERUN);
+  if (px_abort_all) px_abort_all(PX_ERUN);
+  exit(PX_ERUN);
 }
 
 void *px_malloc_check(size_t size, const char *file, int line) {

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxima/comm.h"
+#include "proxima/error.h"
 
 typedef enum px_fault_action {
   PX_FAULT_NONE,
@@ -78,12 +78,12 @@ static px_fault_action px_fault_arrive(const char *point) {
   if (spec.when <= 0 || strcmp(point, spec.point) != 0) return PX_FAULT_NONE;
   arrivals++;
   if (arrivals < spec.when || (arrivals > spec.when && !spec.and_on)) return PX_FAULT_NONE;
-  if (spec.rank >= 0 && spec.rank != px_comm_rank()) return PX_FAULT_NONE;
+  if (spec.rank >= 0 && spec.rank != px_process_rank()) return PX_FAULT_NONE;
   const char *what = spec.action == PX_FAULT_NAN ? "a NaN" : "a failed write";
   char sig[32];
   if (spec.action == PX_FAULT_SIGNAL) snprintf(sig, sizeof sig, "signal %d", spec.sig), what = sig;
   fprintf(stderr, "proxima: PROXIMA_FAULT: %s at %s (arrival %ld, rank %d)\n", what, point,
-          arrivals, px_comm_rank());
+          arrivals, px_process_rank());
   fflush(stderr);
   if (spec.action == PX_FAULT_SIGNAL) raise(spec.sig);
   return spec.action;

@@ -7,8 +7,6 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "proxima/comm.h"
-
 static px_log_level px_level = PX_LOG_INFO;
 static struct timespec px_t0;
 static FILE *px_logfile = NULL;
@@ -43,7 +41,7 @@ const char *px_log_duration(char *buf, size_t n, double seconds) {
 }
 
 px_status px_log_open_file(const char *path, px_error *err) {
-  if (px_comm_rank() != 0) return PX_OK;
+  if (px_process_rank() != 0) return PX_OK;
   px_log_close_file();
   px_logfile = fopen(path, "a");
   if (!px_logfile) return px_error_set(err, PX_ERUN, "cannot open the log file %s", path);
@@ -73,7 +71,7 @@ static void px_emit(FILE *to, const char *prefix, const char *fmt, va_list ap) {
 
 #define PX_LOG_BODY(level, prefix)                                                                 \
   do {                                                                                             \
-    if (px_level > (level) || px_comm_rank() != 0) return;                                         \
+    if (px_level > (level) || px_process_rank() != 0) return;                                      \
     va_list ap;                                                                                    \
     va_start(ap, fmt);                                                                             \
     px_emit(stderr, (prefix), fmt, ap);                                                            \

@@ -121,13 +121,13 @@ static void px_fz_model(hid_t file, int which, px_fuzz_in *in) {
 }
 
 static const char *const px_state_names[] = {
-#define PX_FZ_NAME(type, name) #name,
-    PX_PPO_STATE(PX_FZ_NAME)
+#define PX_FZ_NAME(s, type, name) #name,
+    PX_PPO_STATE(PX_FZ_NAME, )
 #undef PX_FZ_NAME
 };
 static const int px_state_is_int[] = {
-#define PX_FZ_INT_(type, name) sizeof(type) == sizeof(int64_t) && (type)0.5 == 0,
-    PX_PPO_STATE(PX_FZ_INT_)
+#define PX_FZ_INT_(s, type, name) sizeof(type) == sizeof(int64_t) && (type)0.5 == 0,
+    PX_PPO_STATE(PX_FZ_INT_, )
 #undef PX_FZ_INT_
 };
 enum { PX_N_STATE = sizeof px_state_names / sizeof px_state_names[0] };
@@ -175,8 +175,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     px_error err = {""};
     px_expect("check", px_ckpt_check(path, &err), &err);
 
-    px_ppo_state state, *px_ckpt_state_ = &state;
-    px_ckpt_var vars[] = {PX_PPO_STATE(PX_CKPT_VAR)};
+    px_ppo_state state;
+    px_ckpt_var vars[] = {PX_PPO_STATE(PX_CKPT_VAR, &state)};
     err.msg[0] = '\0';
     px_expect("read_state", px_ckpt_read_state(path, vars, PX_N_STATE, &err), &err);
 

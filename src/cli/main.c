@@ -14,11 +14,11 @@
 
 #include "proxima/blas.h"
 #include "proxima/checkpoint.h"
+#include "proxima/cli.h"
 #include "proxima/comm.h"
 #include "proxima/config.h"
 #include "proxima/dataset.h"
 #include "proxima/error.h"
-#include "proxima/eval.h"
 #include "proxima/fsutil.h"
 #include "proxima/generate.h"
 #include "proxima/jsonl.h"
@@ -33,7 +33,7 @@
 #define PX_MAX_FLAGS 12
 
 /* A command's option: `--name VALUE` (or `--name=VALUE`) sets config key `key`; with key NULL
- * the value is the command's own (cli->local[i]). A NULL metavar makes it a switch. */
+ * the value is the command's own (px_opt). A NULL metavar makes it a switch. */
 typedef struct px_flag {
   const char *name, *metavar, *key, *help;
 } px_flag;
@@ -64,6 +64,14 @@ struct px_cli {
  * The commands
  * ------------------------------------------------------------------------------------------- */
 
+/* The value of the command's own option `name` ("--json"): its argument, "1" for a switch that
+ * was given, NULL when it was not given. */
+static const char *px_opt(const px_cli *cli, const char *name) {
+  for (int i = 0; i < PX_MAX_FLAGS && cli->cmd->flags[i].name; i++)
+    if (!strcmp(cli->cmd->flags[i].name, name)) return cli->local[i];
+  PX_REQUIRE(0, "%s has no option %s", cli->cmd->name, name);
+}
+
 static px_status px_cmd_synth(const px_cli *cli, const px_config *cfg, px_error *err) {
   px_status st = PX_OK;
   if (px_comm_rank() == 0) st = px_synth_run(cfg, err);
@@ -71,7 +79,7 @@ static px_status px_cmd_synth(const px_cli *cli, const px_config *cfg, px_error 
 }
 
 static px_status px_cmd_import(const px_cli *cli, const px_config *cfg, px_error *err) {
-  const char *kind_name = cli->local[0];
+  const char *kind_name = px_opt(cli, "--kind");
   if (!kind_name)
     return px_error_set(err, PX_EINPUT,
                         "data import needs --kind (text, sft, prefs or prompts); see "
@@ -104,9 +112,9 @@ static px_status px_cmd_sft(const px_cli *cli, const px_config *cfg, px_error *e
 
 static px_status px_cmd_generate(const px_cli *cli, const px_config *cfg, px_error *err) {
   px_config c = *cfg; /* --greedy: temperature 0 (the strings stay cfg's) */
-  if (cli->local[5]) c.sample_temperature = 0.0;
-  return px_generate_run(&c, cli->local[0], cli->local[1], cli->local[2], cli->local[3] != NULL,
-                         err);
+  if (px_opt(cli, "--greedy")) c.sample_temperature = 0.0;
+  return px_cli_generate(&c, px_opt(cli, "--ckpt"), px_opt(cli, "--prompt"),
+                         px_opt(cli, "--prompts"), px_opt(cli, "--json") != NULL, err);
 }
 
 static px_status px_cmd_rm(const px_cli *cli, const px_config *cfg, px_error *err) {
@@ -118,39 +126,47 @@ static px_status px_cmd_ppo(const px_cli *cli, const px_config *cfg, px_error *e
 }
 
 static px_status px_cmd_eval(const px_cli *cli, const px_config *cfg, px_error *err) {
-  const char *reward = cli->local[0], *pairs = cli->local[1], *policy = cli->local[2];
+  const char *reward = px_opt(cli, "--reward"), *pairs = px_opt(cli, "--pairs");
+  const char *policy = px_opt(cli, "--policy"), *examples_arg = px_opt(cli, "--examples");
   if (policy) {
-    const char *prompts = cli->local[4] ? cli->local[4] : cfg->ppo_eval_prompts;
+    const char *prompts =
+        px_opt(cli, "--prompts") ? px_opt(cli, "--prompts") : cfg->ppo_eval_prompts;
     if (!prompts[0])
       return px_error_set(err, PX_EINPUT,
                           "eval --policy needs --prompts FILE (or "
                           "ppo.eval_prompts)");
     int examples = 5;
-    if (cli->local[6]) {
+    if (examples_arg) {
       char *end;
-      long v = strtol(cli->local[6], &end, 10);
+      long v = strtol(examples_arg, &end, 10);
       if (*end || v < 0 || v > 1000)
         return px_error_set(err, PX_EINPUT, "--examples %s: expected a count from 0 to 1000",
-                            cli->local[6]);
+                            examples_arg);
       examples = (int)v;
     }
-    px_eval_args args = {policy, cli->local[3], reward, prompts, cli->local[5], examples};
-    return px_eval_policy_run(cfg, &args, err);
+    px_cli_eval_args args = {.policy = policy,
+                             .base = px_opt(cli, "--base"),
+                             .reward = reward,
+                             .prompts = prompts,
+                             .out = px_opt(cli, "--out"),
+                             .examples = examples};
+    return px_cli_eval_policy(cfg, &args, err);
   }
   if (!reward || !pairs)
     return px_error_set(err, PX_EINPUT,
                         "eval needs --policy CKPT (a policy against pi_base) or --reward CKPT and "
                         "--pairs FILE (the reward model on preference pairs); see 'proxima eval "
                         "--help'");
-  return px_rm_eval_run(cfg, reward, pairs, err);
+  return px_cli_eval_reward(cfg, reward, pairs, err);
 }
 
 static px_status px_cmd_score(const px_cli *cli, const px_config *cfg, px_error *err) {
-  if (!cli->local[0] || !cli->local[1])
+  const char *reward = px_opt(cli, "--reward"), *data = px_opt(cli, "--data");
+  if (!reward || !data)
     return px_error_set(err, PX_EINPUT,
                         "score needs --reward CKPT and --data FILE; see "
                         "'proxima score --help'");
-  return px_rm_score_run(cfg, cli->local[0], cli->local[1], cli->local[2] != NULL, err);
+  return px_cli_score(cfg, reward, data, px_opt(cli, "--json") != NULL, err);
 }
 
 /* ckpt info and ckpt verify read on rank 0; the others wait for its verdict. */
@@ -168,7 +184,7 @@ static px_status px_cmd_ckpt_verify(const px_cli *cli, const px_config *cfg, px_
 
 static px_status px_cmd_config(const px_cli *cli, const px_config *cfg, px_error *err) {
   if (px_comm_rank() != 0) return PX_OK;
-  if (cli->local[0])
+  if (px_opt(cli, "--ini"))
     px_config_write_ini(cfg, stdout);
   else
     px_config_print_table(stdout);

@@ -1,11 +1,12 @@
 /*
- * rm_cmd.c — the reward model's commands for people: `proxima eval --reward --pairs` and
- * `proxima score --reward --data` (rm.h). The records are split over the ranks; rank 0 prints.
+ * score.c — the reward model's commands for people: `proxima eval --reward --pairs` and
+ * `proxima score --reward --data` (cli.h). The records are split over the ranks; rank 0 prints.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxima/cli.h"
 #include "proxima/comm.h"
 #include "proxima/dataset.h"
 #include "proxima/jsonl.h"
@@ -31,8 +32,8 @@ static px_status px_read_share(const char *path, px_data_kind kind, px_dataset *
   return px_comm_agree(st, err);
 }
 
-px_status px_rm_eval_run(const px_config *cfg, const char *reward, const char *pairs,
-                         px_error *err) {
+px_status px_cli_eval_reward(const px_config *cfg, const char *reward, const char *pairs,
+                             px_error *err) {
   px_gpt model = {0};
   px_dataset ds = {0};
   float gain = 1, bias = 0;
@@ -62,8 +63,8 @@ px_status px_rm_eval_run(const px_config *cfg, const char *reward, const char *p
   return st;
 }
 
-px_status px_rm_score_run(const px_config *cfg, const char *reward, const char *data, int json,
-                          px_error *err) {
+px_status px_cli_score(const px_config *cfg, const char *reward, const char *data, int json,
+                       px_error *err) {
   px_gpt model = {0};
   px_dataset ds = {0};
   float gain = 1, bias = 0;

@@ -1,5 +1,5 @@
 /*
- * generate_cmd.c — `proxima generate` (see px_generate_run in generate.h): the policy of a
+ * generate.c — `proxima generate` (px_cli_generate in cli.h): the policy of a
  * checkpoint, prompts from the command line, a data set or a JSONL file split over the ranks,
  * one generator per rank, and the responses gathered to rank 0 and printed in prompt order.
  */
@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "proxima/checkpoint.h"
+#include "proxima/cli.h"
 #include "proxima/comm.h"
 #include "proxima/dataset.h"
 #include "proxima/fsutil.h"
@@ -19,11 +20,11 @@
 #include "proxima/text.h"
 #include "proxima/tokenizer.h"
 
-/* The prompts of this rank: BOS and the bytes of each, ragged, with the global index of the
- * first and the total count. Collective (a data set is read with MPI-IO). */
-static px_status px_load_prompts(const char *prompt, const char *file, int64_t *first,
-                                 int64_t *n_total, int64_t *n, int32_t **tokens, int64_t **offsets,
-                                 px_error *err) {
+/* The prompts of this rank for a model of max_seq_len T (generate.h: BOS, each cut to fit), with
+ * the global index of the first and the total count. Collective (a data set is read with
+ * MPI-IO). */
+static px_status px_load_prompts(const char *prompt, const char *file, int T, int64_t *first,
+                                 int64_t *n_total, px_prompts *pr, px_error *err) {
   const int rank = px_comm_rank(), size = px_comm_size();
   px_dataset ds;
   memset(&ds, 0, sizeof ds);
@@ -56,21 +57,7 @@ static px_status px_load_prompts(const char *prompt, const char *file, int64_t *
   }
   *first = lo + ds.first; /* one of the two is 0 */
   *n_total = ds.n_total;
-  *n = hi - lo;
-  *offsets = px_malloc((size_t)(*n + 1) * sizeof **offsets);
-  (*offsets)[0] = 0;
-  for (int64_t i = 0; i < *n; i++) {
-    int64_t len;
-    px_dataset_row(&ds, 0, lo + i, &len);
-    (*offsets)[i + 1] = (*offsets)[i] + 1 + len;
-  }
-  *tokens = px_malloc((size_t)((*offsets)[*n] + 1) * sizeof **tokens);
-  for (int64_t i = 0; i < *n; i++) {
-    int64_t len;
-    const int32_t *row = px_dataset_row(&ds, 0, lo + i, &len);
-    (*tokens)[(*offsets)[i]] = PX_TOK_BOS;
-    memcpy(*tokens + (*offsets)[i] + 1, row, (size_t)len * sizeof(int32_t));
-  }
+  px_prompts_pack(pr, &ds, NULL, lo, hi - lo, T);
   px_dataset_free(&ds);
   return PX_OK;
 }
@@ -110,7 +97,7 @@ static void px_format(px_text *t, const px_generation *g, const int32_t *tokens,
   free(resp);
 }
 
-px_status px_generate_run(const px_config *cfg, const char *ckpt, const char *prompt,
+px_status px_cli_generate(const px_config *cfg, const char *ckpt, const char *prompt,
                           const char *prompts, int json, px_error *err) {
   if (!ckpt)
     return px_error_set(err, PX_EINPUT,
@@ -133,10 +120,12 @@ px_status px_generate_run(const px_config *cfg, const char *ckpt, const char *pr
     return st;
   }
 
-  int64_t first = 0, n_total = 0, n = 0, *offsets = NULL;
-  int32_t *tokens = NULL;
-  st = px_comm_agree(px_load_prompts(prompt, prompts, &first, &n_total, &n, &tokens, &offsets, err),
-                     err);
+  int64_t first = 0, n_total = 0;
+  px_prompts pr = {0};
+  st = px_comm_agree(
+      px_load_prompts(prompt, prompts, model.config.max_seq_len, &first, &n_total, &pr, err), err);
+  const int64_t n = pr.n;
+  if (st == PX_OK) px_prompts_warn_cut(&pr, "generate", model.config.max_seq_len);
   px_generation gen;
   memset(&gen, 0, sizeof gen);
   px_generator g;
@@ -150,12 +139,12 @@ px_status px_generate_run(const px_config *cfg, const char *ckpt, const char *pr
                 (double)sc.temperature, sc.top_k, (double)sc.top_p);
     px_generator_build(&g, &model, &sc, (uint64_t)cfg->run_seed, batch,
                        (int)cfg->sample_max_new_tokens);
-    st = px_generate(&g, tokens, offsets, n, 0, first, &gen, err);
+    st = px_generate(&g, pr.tokens, pr.offsets, n, 0, first, &gen, err);
     st = px_comm_agree(st, err);
   }
   if (st == PX_OK) {
     px_text t = {NULL, 0, 0};
-    px_format(&t, &gen, tokens, offsets, first, json);
+    px_format(&t, &gen, pr.tokens, pr.offsets, first, json);
     char *all = NULL;
     size_t all_n = 0;
     px_comm_gather_bytes(t.p, t.n, &all, &all_n);
@@ -172,8 +161,7 @@ px_status px_generate_run(const px_config *cfg, const char *ckpt, const char *pr
   }
   if (g.model) px_generator_free(&g);
   px_generation_free(&gen);
-  free(tokens);
-  free(offsets);
+  px_prompts_free(&pr);
   px_gpt_free(&model);
   return st;
 }

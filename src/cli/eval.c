@@ -1,5 +1,5 @@
 /*
- * eval_cmd.c — `proxima eval --policy` (eval.h): each rank answers its contiguous share of the
+ * eval.c — `proxima eval --policy` (cli.h): each rank answers its contiguous share of the
  * prompts with the tuned policy and pi_base, sampled and greedy, scores the sampled answers
  * with the reward model and the tuned answers' log-probs under both policies (teacher-forced,
  * the kernels PPO scores with); the sums are allreduced and rank 0 prints and writes the JSON.
@@ -12,9 +12,9 @@
 
 #include "proxima/batch.h"
 #include "proxima/checkpoint.h"
+#include "proxima/cli.h"
 #include "proxima/comm.h"
 #include "proxima/dataset.h"
-#include "proxima/eval.h"
 #include "proxima/fsutil.h"
 #include "proxima/generate.h"
 #include "proxima/log.h"
@@ -128,7 +128,7 @@ static json_t *px_eval_side(double gold_s, double gold_g, double reward, int has
   return o;
 }
 
-px_status px_eval_policy_run(const px_config *cfg, const px_eval_args *args, px_error *err) {
+px_status px_cli_eval_policy(const px_config *cfg, const px_cli_eval_args *args, px_error *err) {
   char path[4300], base_path[4300] = "", reward_path[4300] = "";
   px_gpt tuned = {0}, base = {0}, reward = {0};
   float gain = 1, bias = 0;
@@ -162,24 +162,16 @@ px_status px_eval_policy_run(const px_config *cfg, const px_eval_args *args, px_
   st = px_comm_agree(st, err);
   if (st != PX_OK) goto done;
 
-  /* This rank's prompts, BOS first, cut to leave room for an answer (as PPO's evaluation). */
+  /* This rank's prompts, BOS first, cut to leave room for an answer (generate.h). */
   const int T = tuned.config.max_seq_len;
   const int max_new =
       (int)cfg->sample_max_new_tokens < T - 2 ? (int)cfg->sample_max_new_tokens : T - 2;
   int64_t lo, hi;
   px_comm_share(ds.n, px_comm_rank(), px_comm_size(), &lo, &hi);
   int64_t n = hi - lo;
-  int64_t *offsets = px_malloc((size_t)(n + 1) * sizeof *offsets);
-  int32_t *tokens = px_malloc((size_t)(n * T + 1) * sizeof *tokens);
-  offsets[0] = 0;
-  for (int64_t i = 0; i < n; i++) {
-    int64_t np;
-    const int32_t *p = px_dataset_row(&ds, 0, lo + i, &np);
-    if (np > T - 3) np = T - 3;
-    tokens[offsets[i]] = PX_TOK_BOS;
-    memcpy(tokens + offsets[i] + 1, p, (size_t)np * sizeof *tokens);
-    offsets[i + 1] = offsets[i] + np + 1;
-  }
+  px_prompts pr;
+  px_prompts_pack(&pr, &ds, NULL, lo, n, T);
+  px_prompts_warn_cut(&pr, "eval", T);
   px_log_info("eval: %lld prompts of %s; policy %s%s%s%s%s", (long long)ds.n, args->prompts, path,
               base_path[0] ? ", pi_base " : " (no pi_base)", base_path,
               reward_path[0] ? ", reward " : " (no reward model)", reward_path);
@@ -187,9 +179,11 @@ px_status px_eval_policy_run(const px_config *cfg, const px_eval_args *args, px_
   double *lp_t = px_calloc((size_t)n + 1, sizeof *lp_t),
          *lp_b = px_calloc((size_t)n + 1, sizeof *lp_b);
   px_gpt *rm = reward_path[0] ? &reward : NULL;
-  st = px_eval_answer(cfg, &tuned, rm, gain, bias, &ds, tokens, offsets, lo, n, max_new, &at, err);
+  st = px_eval_answer(cfg, &tuned, rm, gain, bias, &ds, pr.tokens, pr.offsets, lo, n, max_new, &at,
+                      err);
   if (st == PX_OK && base_path[0])
-    st = px_eval_answer(cfg, &base, rm, gain, bias, &ds, tokens, offsets, lo, n, max_new, &ab, err);
+    st = px_eval_answer(cfg, &base, rm, gain, bias, &ds, pr.tokens, pr.offsets, lo, n, max_new, &ab,
+                        err);
   st = px_comm_agree(st, err);
   /* sums over the ranks: tuned gold s/g, reward; base gold s/g, reward; KL */
   double sums[7] = {at.gold_sampled,
@@ -202,8 +196,8 @@ px_status px_eval_policy_run(const px_config *cfg, const px_eval_args *args, px_
   if (st == PX_OK && base_path[0]) {
     px_sampler_config sc = px_sample_config(cfg);
     float temp = sc.greedy || sc.temperature <= 0 ? 1.0f : sc.temperature;
-    px_eval_logprobs(&tuned, tokens, offsets, &at.sampled, temp, lp_t);
-    px_eval_logprobs(&base, tokens, offsets, &at.sampled, temp, lp_b);
+    px_eval_logprobs(&tuned, pr.tokens, pr.offsets, &at.sampled, temp, lp_t);
+    px_eval_logprobs(&base, pr.tokens, pr.offsets, &at.sampled, temp, lp_b);
     for (int64_t i = 0; i < n; i++) sums[6] += lp_t[i] - lp_b[i];
   }
   if (st == PX_OK) px_comm_allreduce_sum_f64(sums, 7);
@@ -282,7 +276,7 @@ px_status px_eval_policy_run(const px_config *cfg, const px_eval_args *args, px_
   st = px_comm_agree(st, err);
   px_generation *gens[] = {&at.sampled, &at.greedy, &ab.sampled, &ab.greedy};
   for (int i = 0; i < 4; i++) px_generation_free(gens[i]);
-  free(lp_t), free(lp_b), free(tokens), free(offsets);
+  free(lp_t), free(lp_b), px_prompts_free(&pr);
 done:
   px_dataset_free(&ds);
   px_gpt *models[] = {&tuned, &base, &reward};
