@@ -2,6 +2,7 @@
  * gpt.c — the GPT-2 model (see gpt.h): the parameter table and its one buffer, the activation
  * arena, initialisation, and the forward and backward passes as a sequence of kernel calls
  * (kernels.c). Pre-LayerNorm blocks: x += attn(ln1(x)); x += mlp(ln2(x)); then lnf and the head.
+ * The blocks' forward is block.h's, which the KV cache (kvcache.c) runs too.
  */
 #include "proxima/gpt.h"
 
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "block.h"
 #include "profile.h"
 #include "proxima/kernels.h"
 #include "proxima/rng.h"
@@ -307,10 +309,21 @@ void px_gpt_init(px_gpt *model, uint64_t seed) {
  * Forward
  * ------------------------------------------------------------------------------------------- */
 
+/* The blocks' attention step (block.h) in the training forward: layer l's over the batch of the
+ * current forward, its probabilities kept in att for the backward. ctx is the model. */
+static void px_gpt_attention_forward(void *ctx, int l, float *atty, const float *qkv) {
+  const px_gpt *model = ctx;
+  const struct px_gpt_acts *a = model->acts;
+  const int B = model->B, T = model->T, C = model->config.n_embd, NH = model->config.n_head;
+  float *att = a->att + (size_t)l * B * NH * T * T;
+  PX_GPT_TIMED(model, PX_GPT_ATTENTION,
+               px_attention_forward(atty, att, qkv, a->lengths, B, T, C, NH));
+}
+
 void px_gpt_forward(px_gpt *model, const int32_t *tokens, const int32_t *lengths, int B, int T) {
   const px_gpt_config *c = &model->config;
   struct px_gpt_acts *a = model->acts;
-  const int L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab_size;
+  const int L = c->n_layer, C = c->n_embd, V = c->vocab_size;
   PX_REQUIRE(B >= 1 && B <= model->max_B && T >= 1 && T <= model->max_T,
              "px_gpt_forward: batch %d x %d exceeds the arena's %d x %d", B, T, model->max_B,
              model->max_T);
@@ -331,43 +344,29 @@ void px_gpt_forward(px_gpt *model, const int32_t *tokens, const int32_t *lengths
   px_layout_acts(a, c, B, T, a->arena);
   const px_gpt_params *p = &model->p;
   const int N = B * T;
-  const size_t NC = (size_t)N * C, NC3 = 3 * NC, NC4 = 4 * NC, NHTT = (size_t)B * NH * T * T;
+  const size_t NC = (size_t)N * C, NC3 = 3 * NC, NC4 = 4 * NC;
 
   px_encoder_forward(a->encoded, a->tokens, a->lengths, p->wte, p->wpe, B, T, C);
+  const px_gpt_attention_step attention = {px_gpt_attention_forward, model};
   const float *residual = a->encoded;
   for (int l = 0; l < L; l++) {
-    const size_t lC = (size_t)l * C, lN = (size_t)l * N;
-    float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * NC3, *atty = a->atty + l * NC;
-    float *att = a->att + l * NHTT, *attproj = a->proj;
-    float *residual2 = a->residual2 + l * NC, *ln2 = a->ln2 + l * NC;
-    float *fch = a->fch + l * NC4, *fch_gelu = a->fch_gelu + l * NC4;
-    float *fcproj = a->proj, *residual3 = a->residual3 + l * NC;
-
-    /* attproj's and fc's biases are added by the pass that reads their output (the residual
-     * add, GELU), one pass over it fewer than the product adding them. With K = C inside one
-     * BLIS k-block (384 for skx) acc + bias has the bits that the product's bias + acc had;
-     * fcproj (K = 4C, several k-blocks) keeps its bias, as moving it would change the order of
-     * its sums and so every trained model's bits. */
-    px_layernorm_forward(ln1, a->ln1_mean + lN, a->ln1_rstd + lN, residual, p->ln1_w + lC,
-                         p->ln1_b + lC, N, C);
-    PX_GPT_TIMED(
-        model, PX_GPT_MATMUL,
-        px_matmul_forward(qkv, ln1, p->qkv_w + 3 * lC * C, p->qkv_b + 3 * lC, N, C, 3 * C));
-    PX_GPT_TIMED(model, PX_GPT_ATTENTION,
-                 px_attention_forward(atty, att, qkv, a->lengths, B, T, C, NH));
-    PX_GPT_TIMED(model, PX_GPT_MATMUL,
-                 px_matmul_forward(attproj, atty, p->attproj_w + lC * C, NULL, N, C, C));
-    px_residual_forward(residual2, residual, attproj, p->attproj_b + lC, N, C);
-    px_layernorm_forward(ln2, a->ln2_mean + lN, a->ln2_rstd + lN, residual2, p->ln2_w + lC,
-                         p->ln2_b + lC, N, C);
-    PX_GPT_TIMED(model, PX_GPT_MATMUL,
-                 px_matmul_forward(fch, ln2, p->fc_w + 4 * lC * C, NULL, N, C, 4 * C));
-    px_gelu_forward(fch_gelu, fch, p->fc_b + 4 * lC, N, 4 * C);
-    PX_GPT_TIMED(model, PX_GPT_MATMUL,
-                 px_matmul_forward(fcproj, fch_gelu, p->fcproj_w + 4 * lC * C, p->fcproj_b + lC, N,
-                                   4 * C, C));
-    px_residual_forward(residual3, residual2, fcproj, NULL, N, C);
-    residual = residual3;
+    const size_t lN = (size_t)l * N;
+    const px_gpt_block_acts block = {.in = residual,
+                                     .ln1 = a->ln1 + l * NC,
+                                     .ln1_mean = a->ln1_mean + lN,
+                                     .ln1_rstd = a->ln1_rstd + lN,
+                                     .qkv = a->qkv + l * NC3,
+                                     .atty = a->atty + l * NC,
+                                     .residual2 = a->residual2 + l * NC,
+                                     .ln2 = a->ln2 + l * NC,
+                                     .ln2_mean = a->ln2_mean + lN,
+                                     .ln2_rstd = a->ln2_rstd + lN,
+                                     .fch = a->fch + l * NC4,
+                                     .fch_gelu = a->fch_gelu + l * NC4,
+                                     .proj = a->proj,
+                                     .residual3 = a->residual3 + l * NC};
+    px_gpt_block_forward(&block, model, l, &attention, N);
+    residual = block.residual3;
   }
   px_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, residual, p->lnf_w, p->lnf_b, N, C);
 

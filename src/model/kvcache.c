@@ -2,11 +2,11 @@
  * kvcache.c — generation's half of the model (see gpt.h): a cache of every layer's keys and
  * values per sequence, and px_gpt_kv_extend, which pushes new tokens of several sequences
  * through the blocks at once. It is px_gpt_forward restricted to the new rows: the same kernels
- * in the same order (encoder, then per block ln1, qkv, attention, attproj, residual, ln2, fc,
- * GELU, fcproj, residual; then lnf and the tied head), with the attention reading its keys and
- * values from the cache (in plain loops, see px_attention_kv_forward). Each matmul is one BLIS
- * GEMM over all the call's rows, so a decode step of M sequences costs one GEMM of M rows per
- * matrix, not M GEMVs.
+ * in the same order (encoder; each block by block.h's px_gpt_block_forward, the training
+ * forward's own; then lnf and the tied head), with an attention step that writes the new keys and
+ * values into the cache and reads them from there (in plain loops, see px_attention_kv_forward).
+ * Each matmul is one BLIS GEMM over all the call's rows, so a decode step of M sequences costs
+ * one GEMM of M rows per matrix, not M GEMVs.
  */
 #include <float.h>
 #include <math.h>
@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block.h"
 #include "profile.h"
 #include "proxima/gpt.h"
 #include "proxima/kernels.h"
@@ -128,11 +129,42 @@ static void px_attention_kv_forward(float *out, const float *qkv, const float *k
   free(scratch);
 }
 
+/* The blocks' attention step (block.h) in px_gpt_kv_extend: layer l's keys and values of the
+ * call's rows join the cache, then each row attends over its sequence's cached keys. */
+typedef struct px_kv_step {
+  const px_gpt *model;
+  px_gpt_kv *kv;
+  const int *slots;     /* [M] */
+  const int32_t *n_new; /* [M] */
+  int M;
+} px_kv_step;
+
+static void px_kv_attention_step(void *ctx, int l, float *atty, const float *qkv) {
+  const px_kv_step *s = ctx;
+  px_gpt_kv *kv = s->kv;
+  const int M = s->M, C = kv->C, NH = s->model->config.n_head, hs = C / NH, maxT = kv->max_T;
+  const size_t lstride = (size_t)kv->n_slots * maxT * C;
+  float *kc = kv->k + l * lstride, *vc = kv->v + l * lstride;
+#pragma omp parallel for
+  for (int j = 0; j < M; j++)
+    for (int r = kv->first_row[j]; r < kv->first_row[j + 1]; r++) {
+      const float *qkv_r = qkv + (size_t)r * 3 * C;
+      for (int h = 0; h < NH; h++) {
+        const size_t at = (((size_t)s->slots[j] * NH + h) * maxT + kv->row_pos[r]) * hs;
+        memcpy(kc + at, qkv_r + C + h * hs, (size_t)hs * sizeof(float));
+        memcpy(vc + at, qkv_r + 2 * C + h * hs, (size_t)hs * sizeof(float));
+      }
+    }
+  PX_GPT_TIMED(s->model, PX_GPT_ATTENTION,
+               px_attention_kv_forward(atty, qkv, kc, vc, s->slots, s->n_new, kv->first_row,
+                                       kv->pos, M, maxT, C, NH));
+}
+
 void px_gpt_kv_extend(const px_gpt *model, px_gpt_kv *kv, int M, const int *slots,
                       const int32_t *n_new, const int32_t *tokens) {
   const px_gpt_config *c = &model->config;
   const px_gpt_params *p = &model->p;
-  const int L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab_size, hs = C / NH;
+  const int L = c->n_layer, C = c->n_embd, V = c->vocab_size;
   const int S = kv->n_slots, maxT = kv->max_T;
   PX_REQUIRE(kv->L == L && kv->C == C && kv->V == V, "px_gpt_kv_extend: cache of another model");
   PX_REQUIRE(M >= 1 && M <= S, "px_gpt_kv_extend: %d entries for %d slots", M, S);
@@ -161,7 +193,6 @@ void px_gpt_kv_extend(const px_gpt *model, px_gpt_kv *kv, int M, const int *slot
     }
   }
   kv->first_row[M] = R;
-  const size_t lstride = (size_t)S * maxT * C;
 
   /* The encoder: token and position embeddings, as px_encoder_forward. */
 #pragma omp parallel for
@@ -172,39 +203,24 @@ void px_gpt_kv_extend(const px_gpt *model, px_gpt_kv *kv, int M, const int *slot
     for (int i = 0; i < C; i++) x[i] = wte_ix[i] + wpe_t[i];
   }
 
-  for (int l = 0; l < L; l++) {
-    const size_t lC = (size_t)l * C;
-    float *kc = kv->k + l * lstride, *vc = kv->v + l * lstride;
-    px_layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, p->ln1_w + lC, p->ln1_b + lC, R, C);
-    PX_GPT_TIMED(
-        model, PX_GPT_MATMUL,
-        px_matmul_forward(kv->qkv, kv->ln, p->qkv_w + 3 * lC * C, p->qkv_b + 3 * lC, R, C, 3 * C));
-    /* This call's keys and values join the cache before the attention reads it. */
-#pragma omp parallel for
-    for (int j = 0; j < M; j++)
-      for (int r = kv->first_row[j]; r < kv->first_row[j + 1]; r++) {
-        const float *qkv_r = kv->qkv + (size_t)r * 3 * C;
-        for (int h = 0; h < NH; h++) {
-          const size_t at = (((size_t)slots[j] * NH + h) * maxT + kv->row_pos[r]) * hs;
-          memcpy(kc + at, qkv_r + C + h * hs, (size_t)hs * sizeof(float));
-          memcpy(vc + at, qkv_r + 2 * C + h * hs, (size_t)hs * sizeof(float));
-        }
-      }
-    PX_GPT_TIMED(model, PX_GPT_ATTENTION,
-                 px_attention_kv_forward(kv->atty, kv->qkv, kc, vc, slots, n_new, kv->first_row,
-                                         kv->pos, M, maxT, C, NH));
-    PX_GPT_TIMED(model, PX_GPT_MATMUL,
-                 px_matmul_forward(kv->proj, kv->atty, p->attproj_w + lC * C, NULL, R, C, C));
-    px_residual_forward(kv->x, kv->x, kv->proj, p->attproj_b + lC, R, C);
-    px_layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, p->ln2_w + lC, p->ln2_b + lC, R, C);
-    PX_GPT_TIMED(model, PX_GPT_MATMUL,
-                 px_matmul_forward(kv->fch, kv->ln, p->fc_w + 4 * lC * C, NULL, R, C, 4 * C));
-    px_gelu_forward(kv->fch_gelu, kv->fch, p->fc_b + 4 * lC, R, 4 * C);
-    PX_GPT_TIMED(model, PX_GPT_MATMUL,
-                 px_matmul_forward(kv->proj, kv->fch_gelu, p->fcproj_w + 4 * lC * C,
-                                   p->fcproj_b + lC, R, 4 * C, C));
-    px_residual_forward(kv->x, kv->x, kv->proj, NULL, R, C);
-  }
+  /* The blocks, on the call's rows: the residual adds in place in x, one LayerNorm buffer. */
+  px_kv_step step = {model, kv, slots, n_new, M};
+  const px_gpt_attention_step attention = {px_kv_attention_step, &step};
+  const px_gpt_block_acts block = {.in = kv->x,
+                                   .ln1 = kv->ln,
+                                   .ln1_mean = kv->mean,
+                                   .ln1_rstd = kv->rstd,
+                                   .qkv = kv->qkv,
+                                   .atty = kv->atty,
+                                   .residual2 = kv->x,
+                                   .ln2 = kv->ln,
+                                   .ln2_mean = kv->mean,
+                                   .ln2_rstd = kv->rstd,
+                                   .fch = kv->fch,
+                                   .fch_gelu = kv->fch_gelu,
+                                   .proj = kv->proj,
+                                   .residual3 = kv->x};
+  for (int l = 0; l < L; l++) px_gpt_block_forward(&block, model, l, &attention, R);
 
   /* The head, on each entry's last row only: lnf, then logits = x wte^T. */
   for (int j = 0; j < M; j++)

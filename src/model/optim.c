@@ -1,5 +1,7 @@
 /*
- * optim.c — AdamW, the learning-rate schedule and global-norm clipping (see optim.h).
+ * optim.c — AdamW, the learning-rate schedule and global-norm clipping (see optim.h). Array
+ * kernels, so they live in model/ beside px_gpt_update, which steps a model with them; the
+ * training loops (train/) call them too, from above.
  */
 #include "proxima/optim.h"
 #include "proxima/simd.h"
