@@ -12,6 +12,7 @@ packages=(
   clang libclang-rt-dev libomp-dev  # the libFuzzer targets (scripts/fuzz.sh): clang, its
                                     # fuzzer and sanitizer runtimes, its OpenMP
   clang-format                      # the layout check of scripts/test.sh
+  clang-tidy                        # the lint check of scripts/test.sh (scripts/tidy.sh)
   libinih-dev libjansson-dev        # INI configs, JSON Lines
   librandom123-dev                  # Philox counter-based random numbers
   python3-torch python3-h5py python3-numpy   # the PyTorch cross-check and baselines

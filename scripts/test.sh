@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every set-up step, then the whole test suite: installs missing packages, checks the layout of
-# the C sources (clang-format, .clang-format), builds Proxima
-# (Release, warnings as errors) and runs every CTest test, then builds again with
+# the C sources (clang-format, .clang-format), builds Proxima (Release, warnings as errors),
+# lints src/ and io/ with clang-tidy (.clang-tidy; it reads the build's compile_commands.json)
+# and runs every CTest test, then builds again with
 # AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit, MPI and CLI suites there,
 # then builds the libFuzzer targets (clang) and fuzzes each for a bounded time (scripts/fuzz.sh;
 # PX_FUZZ_SECONDS per target, default 30).
@@ -13,8 +14,13 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 echo "== clang-format: every tracked .c and .h file as .clang-format lays it out"
 git ls-files -z '*.c' '*.h' | xargs -0 clang-format --dry-run --Werror
 
-echo "== build (Release) and test"
+echo "== build (Release)"
 scripts/build.sh build
+
+echo "== clang-tidy: src/ and io/ as .clang-tidy checks them (scripts/tidy.sh)"
+scripts/tidy.sh build
+
+echo "== test (Release)"
 (cd build && ctest --output-on-failure -j2)
 
 echo "== build with AddressSanitizer + UndefinedBehaviorSanitizer and test"

@@ -122,7 +122,7 @@ void px_comm_iallreduce_sum_f32(float *buf, size_t n) {
     int piece = n > (size_t)INT_MAX ? INT_MAX : (int)n;
     if (px_n_pending == px_cap_pending) {
       px_cap_pending = px_cap_pending ? 2 * px_cap_pending : 64;
-      px_pending = px_realloc(px_pending, (size_t)px_cap_pending * sizeof *px_pending);
+      px_pending = px_realloc(px_pending, (size_t)px_cap_pending * sizeof(MPI_Request));
     }
     PX_MPI(MPI_Iallreduce(MPI_IN_PLACE, buf, piece, MPI_FLOAT, MPI_SUM, px_world,
                           &px_pending[px_n_pending++]));

@@ -124,17 +124,17 @@ px_status px_generate(px_generator *g, const int32_t *tokens, const int64_t *off
     const int64_t len = offsets[i + 1] - offsets[i];
     if (len < 1)
       return px_error_set(err, PX_EINPUT, "prompt %lld is empty (it needs at least BOS)",
-                          (long long)(first_index + i));
+                          (long long)first_index + i);
     if (len >= max_T)
       return px_error_set(err, PX_EINPUT,
                           "prompt %lld is %lld tokens long (BOS included): the model's "
                           "max_seq_len %d leaves no room for a response",
-                          (long long)(first_index + i), (long long)len, max_T);
+                          (long long)first_index + i, (long long)len, max_T);
     for (int64_t t = offsets[i]; t < offsets[i + 1]; t++)
       if (tokens[t] < 0 || tokens[t] >= V)
         return px_error_set(err, PX_EINPUT,
                             "prompt %lld holds token %d, outside the model's vocabulary (%d)",
-                            (long long)(first_index + i), tokens[t], V);
+                            (long long)first_index + i, tokens[t], V);
   }
   out->n = n;
   out->max_new = R;

@@ -51,7 +51,8 @@ static int px_fault_parse(const char *text, px_fault_spec *spec) {
   if (*end == ':') {
     size_t len = strcspn(end + 1, "@");
     size_t i = 0, n = sizeof actions / sizeof actions[0];
-    while (i < n && (strlen(actions[i].name) != len || strncmp(end + 1, actions[i].name, len))) i++;
+    while (i < n && (strlen(actions[i].name) != len || strncmp(end + 1, actions[i].name, len) != 0))
+      i++;
     if (i == n) return 0;
     spec->action = actions[i].action, spec->sig = actions[i].sig;
     end += 1 + len;

@@ -49,13 +49,13 @@ px_status px_fs_read_file(const char *path, size_t max_bytes, char **data, size_
     n += got;
     if (n > max_bytes) {
       free(buf);
-      fclose(f);
+      (void)fclose(f); /* read only: closing cannot lose data */
       return px_error_set(err, PX_EINPUT, "%s is larger than %zu bytes", path, max_bytes);
     }
     if (got == 0) break;
   }
   int bad = ferror(f);
-  fclose(f);
+  (void)fclose(f);
   if (bad) {
     free(buf);
     return px_error_set(err, PX_EINPUT, "cannot read %s", path);

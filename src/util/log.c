@@ -49,7 +49,8 @@ px_status px_log_open_file(const char *path, px_error *err) {
 }
 
 void px_log_close_file(void) {
-  if (px_logfile) fclose(px_logfile);
+  /* The log is best effort, as its writes (px_emit): a failed close must not stop a run. */
+  if (px_logfile) (void)fclose(px_logfile);
   px_logfile = NULL;
 }
 
