@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "proxima/error.h"
+
 /* A growing, NUL-terminated byte buffer; start from {0}. */
 typedef struct px_text {
   char *p;
@@ -16,6 +18,11 @@ typedef struct px_text {
 void px_text_put(px_text *t, const char *s, size_t n);
 void px_text_str(px_text *t, const char *s);
 void px_text_free(px_text *t);
+
+/* Writes n bytes of p to stdout and flushes it: PX_ERUN with the reason when that fails (a
+ * closed pipe, a full disk behind a redirect), so that no output is lost silently. Not
+ * collective. */
+px_status px_text_write_stdout(const char *p, size_t n, px_error *err);
 
 /* The bytes with backslash, newline, tab and CR written \\ \n \t \r. */
 void px_text_escaped(px_text *t, const char *s, size_t n);

@@ -128,62 +128,163 @@ static json_t *px_eval_side(double gold_s, double gold_g, double reward, int has
   return o;
 }
 
-px_status px_cli_eval_policy(const px_config *cfg, const px_cli_eval_args *args, px_error *err) {
-  char path[4300], base_path[4300] = "", reward_path[4300] = "";
-  px_gpt tuned = {0}, base = {0}, reward = {0};
-  float gain = 1, bias = 0;
-  px_dataset ds = {0};
-  px_status st = px_ckpt_resolve(args->policy, path, sizeof path, err);
+/* What an evaluation reads: the checkpoints' paths, the models and the prompts. */
+typedef struct px_eval {
+  char path[4300], base_path[4300], reward_path[4300]; /* "": no pi_base, no reward model */
+  px_gpt tuned, base, reward;
+  float gain, bias; /* the reward model's normalisation */
+  px_dataset ds;
+} px_eval;
+
+/* The tuned policy, pi_base (--base's policy group, else the policy checkpoint's reference
+ * group, if any), the reward model (--reward, else the policy checkpoint's reward group, if any)
+ * and the prompts. Not collective. */
+static px_status px_eval_load(const px_config *cfg, const px_cli_eval_args *args, px_eval *e,
+                              px_error *err) {
   const int mb = (int)cfg->sample_batch;
-  /* pi_base: --base's policy group, else the policy checkpoint's reference group, if any. */
   px_gpt_config probe;
   px_error ignored;
   const char *base_group = "policy";
-  if (st == PX_OK && args->base) {
-    st = px_ckpt_resolve(args->base, base_path, sizeof base_path, err);
-  } else if (st == PX_OK && px_ckpt_read_config(path, "reference", &probe, &ignored) == PX_OK) {
-    snprintf(base_path, sizeof base_path, "%s", path);
+  e->gain = 1, e->bias = 0;
+  PX_TRY(px_ckpt_resolve(args->policy, e->path, sizeof e->path, err));
+  if (args->base) {
+    PX_TRY(px_ckpt_resolve(args->base, e->base_path, sizeof e->base_path, err));
+  } else if (px_ckpt_read_config(e->path, "reference", &probe, &ignored) == PX_OK) {
+    snprintf(e->base_path, sizeof e->base_path, "%s", e->path);
     base_group = "reference";
   }
-  if (st == PX_OK && args->reward)
-    st = px_ckpt_resolve(args->reward, reward_path, sizeof reward_path, err);
-  else if (st == PX_OK && px_ckpt_read_config(path, "reward", &probe, &ignored) == PX_OK)
-    snprintf(reward_path, sizeof reward_path, "%s", path);
-  if (st == PX_OK)
-    st = px_ckpt_load(path, "policy", PX_GPT_HEAD_LM, mb, 0, 0, &tuned, NULL, NULL, err);
-  if (st == PX_OK && base_path[0])
-    st = px_ckpt_load(base_path, base_group, PX_GPT_HEAD_LM, mb, 0, 0, &base, NULL, NULL, err);
-  if (st == PX_OK && reward_path[0])
-    st = px_rm_load_model(reward_path, &reward, mb, &gain, &bias, err);
-  if (st == PX_OK)
-    st = px_dataset_read(args->prompts, MPI_COMM_SELF, 0, 1, PX_DATA_PROMPTS, &ds, err);
-  if (st == PX_OK && ds.n == 0)
-    st = px_error_set(err, PX_EINPUT, "%s holds no prompts", args->prompts);
-  st = px_comm_agree(st, err);
-  if (st != PX_OK) goto done;
+  if (args->reward)
+    PX_TRY(px_ckpt_resolve(args->reward, e->reward_path, sizeof e->reward_path, err));
+  else if (px_ckpt_read_config(e->path, "reward", &probe, &ignored) == PX_OK)
+    snprintf(e->reward_path, sizeof e->reward_path, "%s", e->path);
+  PX_TRY(px_ckpt_load(e->path, "policy", PX_GPT_HEAD_LM, mb, 0, 0, &e->tuned, NULL, NULL, err));
+  if (e->base_path[0])
+    PX_TRY(px_ckpt_load(e->base_path, base_group, PX_GPT_HEAD_LM, mb, 0, 0, &e->base, NULL, NULL,
+                        err));
+  if (e->reward_path[0])
+    PX_TRY(px_rm_load_model(e->reward_path, &e->reward, mb, &e->gain, &e->bias, err));
+  PX_TRY(px_dataset_read(args->prompts, MPI_COMM_SELF, 0, 1, PX_DATA_PROMPTS, &e->ds, err));
+  if (e->ds.n == 0) return px_error_set(err, PX_EINPUT, "%s holds no prompts", args->prompts);
+  return PX_OK;
+}
 
+static void px_eval_free(px_eval *e) {
+  px_dataset_free(&e->ds);
+  px_gpt *models[] = {&e->tuned, &e->base, &e->reward};
+  for (int i = 0; i < 3; i++)
+    if (models[i]->params) px_gpt_free(models[i]);
+}
+
+/* Rank 0's report: the table and the examples on stdout, the JSON document returned (the
+ * caller frees it). sums: over all prompts, tuned gold sampled/greedy, reward; the same of
+ * pi_base; KL. at, ab: rank 0's answers of the tuned policy and pi_base to its n prompts. */
+static json_t *px_eval_report(const px_config *cfg, const px_cli_eval_args *args, const px_eval *e,
+                              const double sums[7], const px_answers *at, const px_answers *ab,
+                              int64_t n) {
+  const double N = (double)e->ds.n;
+  const int has_ref = e->ds.n_fields >= 2, has_base = e->base_path[0] != 0;
+  const int has_rm = e->reward_path[0] != 0;
+  json_t *o = json_object();
+  json_object_set_new(o, "policy", json_string(e->path));
+  json_object_set_new(o, "base", has_base ? json_string(e->base_path) : json_null());
+  json_object_set_new(o, "reward", has_rm ? json_string(e->reward_path) : json_null());
+  json_object_set_new(o, "prompts", json_string(args->prompts));
+  json_object_set_new(o, "n_prompts", json_integer((json_int_t)e->ds.n));
+  json_object_set_new(o, "temperature", json_real(px_sample_config(cfg).temperature));
+  json_object_set_new(o, "tuned",
+                      px_eval_side(sums[0] / N, sums[1] / N, sums[2] / N, has_ref, has_rm));
+  json_object_set_new(o, "pi_base",
+                      has_base
+                          ? px_eval_side(sums[3] / N, sums[4] / N, sums[5] / N, has_ref, has_rm)
+                          : json_null());
+  json_object_set_new(o, "kl_to_base", has_base ? json_real(sums[6] / N) : json_null());
+  printf("%-34s %12s %12s\n", "", "pi_base", "tuned");
+  const char *rows[] = {"gold accuracy, sampled", "gold accuracy, greedy",
+                        "mean normalised reward"};
+  for (int r = 0; r < 3; r++) {
+    int known = r < 2 ? has_ref : has_rm;
+    char b[32] = "-", t[32] = "-";
+    if (known && has_base) snprintf(b, sizeof b, "%.4f", sums[3 + r] / N);
+    if (known) snprintf(t, sizeof t, "%.4f", sums[r] / N);
+    printf("%-34s %12s %12s\n", rows[r], b, t);
+  }
+  if (has_base) printf("%-34s %12s %12.4f\n", "KL(tuned || pi_base) per answer", "", sums[6] / N);
+  printf("(%lld prompts of %s, sampled at temperature %g)\n", (long long)e->ds.n, args->prompts,
+         px_sample_config(cfg).temperature);
+  /* Examples, from the prompts rank 0 holds: first those where the two answers differ (what
+   * tuning changed), then the others, each group in prompt order. */
+  json_t *ex = json_array();
+  int k = args->examples < n ? args->examples : (int)n, shown = 0;
+  if (k > 0) printf("\n%-20s %-12s %-16s %-16s\n", "prompt", "reference", "pi_base", "tuned");
+  for (int pass = 0; pass < 2; pass++)
+    for (int64_t i = 0; i < n && shown < k; i++) {
+      char prompt[256], ref[256] = "", bt[256] = "-", tt[256];
+      if (has_base) px_eval_text(&ab->sampled, i, bt, sizeof bt);
+      px_eval_text(&at->sampled, i, tt, sizeof tt);
+      if ((strcmp(bt, tt) == 0) != pass) continue; /* pass 0: the answers differ; 1: the same */
+      shown++;
+      int64_t np, nr;
+      const int32_t *p = px_dataset_row(&e->ds, 0, i, &np);
+      px_eval_printable(p, np, prompt, sizeof prompt);
+      if (has_ref) {
+        const int32_t *r = px_dataset_row(&e->ds, 1, i, &nr);
+        px_eval_printable(r, nr, ref, sizeof ref);
+      }
+      printf("%-20s %-12s %-16s %-16s\n", prompt, ref, bt, tt);
+      json_t *x = json_object();
+      json_object_set_new(x, "prompt", json_string(prompt));
+      json_object_set_new(x, "reference", has_ref ? json_string(ref) : json_null());
+      json_object_set_new(x, "pi_base", has_base ? json_string(bt) : json_null());
+      json_object_set_new(x, "tuned", json_string(tt));
+      json_array_append_new(ex, x);
+    }
+  json_object_set_new(o, "examples", ex);
+  fflush(stdout);
+  return o;
+}
+
+/* Writes the JSON document to path, atomically, with a final newline. Not collective. */
+static px_status px_eval_write_json(json_t *o, const char *path, px_error *err) {
+  char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+  PX_REQUIRE(text, "json_dumps failed (out of memory)");
+  size_t tl = strlen(text);
+  text = px_realloc(text, tl + 2);
+  text[tl] = '\n', text[tl + 1] = '\0';
+  px_status st = px_fs_write_atomic(path, text, tl + 1, err);
+  if (st == PX_OK) px_log_info("eval: wrote %s", path);
+  free(text);
+  return st;
+}
+
+px_status px_cli_eval_policy(const px_config *cfg, const px_cli_eval_args *args, px_error *err) {
+  px_eval e = {0};
+  px_status st = px_comm_agree(px_eval_load(cfg, args, &e, err), err);
+  if (st != PX_OK) {
+    px_eval_free(&e);
+    return st;
+  }
   /* This rank's prompts, BOS first, cut to leave room for an answer (generate.h). */
-  const int T = tuned.config.max_seq_len;
+  const int T = e.tuned.config.max_seq_len;
   const int max_new =
       (int)cfg->sample_max_new_tokens < T - 2 ? (int)cfg->sample_max_new_tokens : T - 2;
   int64_t lo, hi;
-  px_comm_share(ds.n, px_comm_rank(), px_comm_size(), &lo, &hi);
-  int64_t n = hi - lo;
+  px_comm_share(e.ds.n, px_comm_rank(), px_comm_size(), &lo, &hi);
+  const int64_t n = hi - lo;
   px_prompts pr;
-  px_prompts_pack(&pr, &ds, NULL, lo, n, T);
+  px_prompts_pack(&pr, &e.ds, NULL, lo, n, T);
   px_prompts_warn_cut(&pr, "eval", T);
-  px_log_info("eval: %lld prompts of %s; policy %s%s%s%s%s", (long long)ds.n, args->prompts, path,
-              base_path[0] ? ", pi_base " : " (no pi_base)", base_path,
-              reward_path[0] ? ", reward " : " (no reward model)", reward_path);
+  px_log_info("eval: %lld prompts of %s; policy %s%s%s%s%s", (long long)e.ds.n, args->prompts,
+              e.path, e.base_path[0] ? ", pi_base " : " (no pi_base)", e.base_path,
+              e.reward_path[0] ? ", reward " : " (no reward model)", e.reward_path);
   px_answers at = {0}, ab = {0};
   double *lp_t = px_calloc((size_t)n + 1, sizeof *lp_t),
          *lp_b = px_calloc((size_t)n + 1, sizeof *lp_b);
-  px_gpt *rm = reward_path[0] ? &reward : NULL;
-  st = px_eval_answer(cfg, &tuned, rm, gain, bias, &ds, pr.tokens, pr.offsets, lo, n, max_new, &at,
-                      err);
-  if (st == PX_OK && base_path[0])
-    st = px_eval_answer(cfg, &base, rm, gain, bias, &ds, pr.tokens, pr.offsets, lo, n, max_new, &ab,
-                        err);
+  px_gpt *rm = e.reward_path[0] ? &e.reward : NULL;
+  st = px_eval_answer(cfg, &e.tuned, rm, e.gain, e.bias, &e.ds, pr.tokens, pr.offsets, lo, n,
+                      max_new, &at, err);
+  if (st == PX_OK && e.base_path[0])
+    st = px_eval_answer(cfg, &e.base, rm, e.gain, e.bias, &e.ds, pr.tokens, pr.offsets, lo, n,
+                        max_new, &ab, err);
   st = px_comm_agree(st, err);
   /* sums over the ranks: tuned gold s/g, reward; base gold s/g, reward; KL */
   double sums[7] = {at.gold_sampled,
@@ -193,94 +294,23 @@ px_status px_cli_eval_policy(const px_config *cfg, const px_cli_eval_args *args,
                     ab.gold_greedy,
                     ab.reward_sum,
                     0};
-  if (st == PX_OK && base_path[0]) {
+  if (st == PX_OK && e.base_path[0]) {
     px_sampler_config sc = px_sample_config(cfg);
     float temp = sc.greedy || sc.temperature <= 0 ? 1.0f : sc.temperature;
-    px_eval_logprobs(&tuned, pr.tokens, pr.offsets, &at.sampled, temp, lp_t);
-    px_eval_logprobs(&base, pr.tokens, pr.offsets, &at.sampled, temp, lp_b);
+    px_eval_logprobs(&e.tuned, pr.tokens, pr.offsets, &at.sampled, temp, lp_t);
+    px_eval_logprobs(&e.base, pr.tokens, pr.offsets, &at.sampled, temp, lp_b);
     for (int64_t i = 0; i < n; i++) sums[6] += lp_t[i] - lp_b[i];
   }
   if (st == PX_OK) px_comm_allreduce_sum_f64(sums, 7);
-  const double N = (double)ds.n;
-  const int has_ref = ds.n_fields >= 2, has_base = base_path[0] != 0, has_rm = rm != NULL;
-
   if (st == PX_OK && px_comm_rank() == 0) {
-    json_t *o = json_object();
-    json_object_set_new(o, "policy", json_string(path));
-    json_object_set_new(o, "base", has_base ? json_string(base_path) : json_null());
-    json_object_set_new(o, "reward", has_rm ? json_string(reward_path) : json_null());
-    json_object_set_new(o, "prompts", json_string(args->prompts));
-    json_object_set_new(o, "n_prompts", json_integer((json_int_t)ds.n));
-    json_object_set_new(o, "temperature", json_real(px_sample_config(cfg).temperature));
-    json_object_set_new(o, "tuned",
-                        px_eval_side(sums[0] / N, sums[1] / N, sums[2] / N, has_ref, has_rm));
-    json_object_set_new(o, "pi_base",
-                        has_base
-                            ? px_eval_side(sums[3] / N, sums[4] / N, sums[5] / N, has_ref, has_rm)
-                            : json_null());
-    json_object_set_new(o, "kl_to_base", has_base ? json_real(sums[6] / N) : json_null());
-    printf("%-34s %12s %12s\n", "", "pi_base", "tuned");
-    const char *rows[] = {"gold accuracy, sampled", "gold accuracy, greedy",
-                          "mean normalised reward"};
-    for (int r = 0; r < 3; r++) {
-      int known = r < 2 ? has_ref : has_rm;
-      char b[32] = "-", t[32] = "-";
-      if (known && has_base) snprintf(b, sizeof b, "%.4f", sums[3 + r] / N);
-      if (known) snprintf(t, sizeof t, "%.4f", sums[r] / N);
-      printf("%-34s %12s %12s\n", rows[r], b, t);
-    }
-    if (has_base) printf("%-34s %12s %12.4f\n", "KL(tuned || pi_base) per answer", "", sums[6] / N);
-    printf("(%lld prompts of %s, sampled at temperature %g)\n", (long long)ds.n, args->prompts,
-           px_sample_config(cfg).temperature);
-    /* Examples, from the prompts rank 0 holds: first those where the two answers differ (what
-     * tuning changed), then the others, each group in prompt order. */
-    json_t *ex = json_array();
-    int k = args->examples < n ? args->examples : (int)n, shown = 0;
-    if (k > 0) printf("\n%-20s %-12s %-16s %-16s\n", "prompt", "reference", "pi_base", "tuned");
-    for (int pass = 0; pass < 2; pass++)
-      for (int64_t i = 0; i < n && shown < k; i++) {
-        char prompt[256], ref[256] = "", bt[256] = "-", tt[256];
-        if (has_base) px_eval_text(&ab.sampled, i, bt, sizeof bt);
-        px_eval_text(&at.sampled, i, tt, sizeof tt);
-        if ((strcmp(bt, tt) == 0) != pass) continue; /* pass 0: the answers differ; 1: the same */
-        shown++;
-        int64_t np, nr;
-        const int32_t *p = px_dataset_row(&ds, 0, i, &np);
-        px_eval_printable(p, np, prompt, sizeof prompt);
-        if (has_ref) {
-          const int32_t *r = px_dataset_row(&ds, 1, i, &nr);
-          px_eval_printable(r, nr, ref, sizeof ref);
-        }
-        printf("%-20s %-12s %-16s %-16s\n", prompt, ref, bt, tt);
-        json_t *e = json_object();
-        json_object_set_new(e, "prompt", json_string(prompt));
-        json_object_set_new(e, "reference", has_ref ? json_string(ref) : json_null());
-        json_object_set_new(e, "pi_base", has_base ? json_string(bt) : json_null());
-        json_object_set_new(e, "tuned", json_string(tt));
-        json_array_append_new(ex, e);
-      }
-    json_object_set_new(o, "examples", ex);
-    fflush(stdout);
-    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+    json_t *o = px_eval_report(cfg, args, &e, sums, &at, &ab, n);
+    if (args->out) st = px_eval_write_json(o, args->out, err);
     json_decref(o);
-    PX_REQUIRE(text, "json_dumps failed (out of memory)");
-    if (args->out) {
-      size_t tl = strlen(text);
-      text = px_realloc(text, tl + 2);
-      text[tl] = '\n', text[tl + 1] = '\0';
-      st = px_fs_write_atomic(args->out, text, tl + 1, err);
-      if (st == PX_OK) px_log_info("eval: wrote %s", args->out);
-    }
-    free(text);
   }
   st = px_comm_agree(st, err);
   px_generation *gens[] = {&at.sampled, &at.greedy, &ab.sampled, &ab.greedy};
   for (int i = 0; i < 4; i++) px_generation_free(gens[i]);
   free(lp_t), free(lp_b), px_prompts_free(&pr);
-done:
-  px_dataset_free(&ds);
-  px_gpt *models[] = {&tuned, &base, &reward};
-  for (int i = 0; i < 3; i++)
-    if (models[i]->params) px_gpt_free(models[i]);
+  px_eval_free(&e);
   return st;
 }

@@ -78,7 +78,7 @@ static void px_format(px_text *t, const px_generation *g, const int32_t *tokens,
       double lp = 0.0;
       for (int j = 0; j < g->lengths[i]; j++) lp += g->logprobs[i * g->max_new + j];
       char head[64], tail[160];
-      snprintf(head, sizeof head, "{\"index\": %lld, \"prompt\": ", (long long)(first + i));
+      snprintf(head, sizeof head, "{\"index\": %lld, \"prompt\": ", (long long)first + i);
       px_text_str(t, head);
       px_text_json(t, buf, plen);
       px_text_str(t, ", \"response\": ");
@@ -148,10 +148,8 @@ px_status px_cli_generate(const px_config *cfg, const char *ckpt, const char *pr
     char *all = NULL;
     size_t all_n = 0;
     px_comm_gather_bytes(t.p, t.n, &all, &all_n);
-    if (px_comm_rank() == 0) {
-      fwrite(all, 1, all_n, stdout);
-      fflush(stdout);
-    }
+    if (px_comm_rank() == 0) st = px_text_write_stdout(all, all_n, err);
+    st = px_comm_agree(st, err);
     free(all);
     px_text_free(&t);
     double stats[2] = {(double)g.tokens_out, g.seconds};

@@ -84,11 +84,10 @@ px_status px_cli_score(const px_config *cfg, const char *reward, const char *dat
     ps[i] = px_dataset_row(&ds, 0, lo + i, &pl[i]);
     rs[i] = px_dataset_row(&ds, 1, lo + i, &rl[i]);
     if (pl[i] + rl[i] + 2 > model.max_T && mine == PX_OK)
-      mine =
-          px_error_set(err, PX_EINPUT,
-                       "%s: record %lld: BOS + prompt + completion + EOS is %lld tokens, more "
-                       "than the reward model's max_seq_len %d",
-                       data, (long long)(first + i), (long long)(pl[i] + rl[i] + 2), model.max_T);
+      mine = px_error_set(err, PX_EINPUT,
+                          "%s: record %lld: BOS + prompt + completion + EOS is %lld tokens, more "
+                          "than the reward model's max_seq_len %d",
+                          data, (long long)first + i, (long long)pl[i] + rl[i] + 2, model.max_T);
   }
   if (st == PX_OK) st = px_comm_agree(mine, err);
   if (st == PX_OK) {
@@ -99,7 +98,7 @@ px_status px_cli_score(const px_config *cfg, const char *reward, const char *dat
       snprintf(num, sizeof num, "%.6f", scores[i]);
       if (json) {
         snprintf(num, sizeof num,
-                 "{\"index\": %lld, \"score\": %.6f, \"prompt\": ", (long long)(first + i),
+                 "{\"index\": %lld, \"score\": %.6f, \"prompt\": ", (long long)first + i,
                  scores[i]);
         px_text_str(&out, num);
       } else {
@@ -121,10 +120,8 @@ px_status px_cli_score(const px_config *cfg, const char *reward, const char *dat
     char *all = NULL;
     size_t all_n = 0;
     px_comm_gather_bytes(out.p ? out.p : "", out.n, &all, &all_n);
-    if (px_comm_rank() == 0) {
-      fwrite(all, 1, all_n, stdout);
-      fflush(stdout);
-    }
+    if (px_comm_rank() == 0) st = px_text_write_stdout(all, all_n, err);
+    st = px_comm_agree(st, err);
     free(all);
     free(bytes);
     px_text_free(&out);

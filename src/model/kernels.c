@@ -403,7 +403,8 @@ void px_attention_forward(float *out, float *att, const float *qkv, const int32_
     for (int h = 0; h < NH; h++) {
       const int n = lengths[b];
       float *P = att + ((size_t)b * NH + h) * T * T;
-      const float *Q = qkv + (size_t)b * T * C3 + (size_t)h * hs, *K = Q + C, *V = Q + 2 * C;
+      const float *Q = qkv + (size_t)b * T * C3 + (size_t)h * hs, *K = Q + C,
+                  *V = Q + 2 * (size_t)C;
       float *O = out + (size_t)b * T * C + (size_t)h * hs;
       memset(P + (size_t)n * T, 0, (size_t)(T - n) * T * sizeof(float)); /* padded queries */
       for (int t = n; t < T; t++) memset(O + (size_t)t * C, 0, (size_t)hs * sizeof(float));
@@ -412,7 +413,8 @@ void px_attention_forward(float *out, float *att, const float *qkv, const int32_
         float *Pi = P + (size_t)i0 * T;
         px_blas_sgemm_serial(rows, keys, hs, scale, Q + i0 * C3, C3, 1, K, 1, C3, 0.0f, Pi, T, 1);
         for (int t = 0; t < rows; t++) px_softmax_causal_row(Pi + (size_t)t * T, i0 + t, T);
-        px_blas_sgemm_serial(rows, hs, keys, 1.0f, Pi, T, 1, V, C3, 1, 0.0f, O + i0 * C, C, 1);
+        px_blas_sgemm_serial(rows, hs, keys, 1.0f, Pi, T, 1, V, C3, 1, 0.0f, O + (size_t)i0 * C, C,
+                             1);
       }
     }
   }
@@ -438,14 +440,16 @@ static void px_attention_backward_beta(float *dqkv, const float *dout, const flo
     for (int h = 0; h < NH; h++) {
       const int n = lengths[b];
       const float *P = att + ((size_t)b * NH + h) * T * T;
-      const float *Q = qkv + (size_t)b * T * C3 + (size_t)h * hs, *K = Q + C, *V = Q + 2 * C;
+      const float *Q = qkv + (size_t)b * T * C3 + (size_t)h * hs, *K = Q + C,
+                  *V = Q + 2 * (size_t)C;
       const float *dO = dout + (size_t)b * T * C + (size_t)h * hs;
-      float *dQ = dqkv + (size_t)b * T * C3 + (size_t)h * hs, *dK = dQ + C, *dV = dQ + 2 * C;
+      float *dQ = dqkv + (size_t)b * T * C3 + (size_t)h * hs, *dK = dQ + C,
+            *dV = dQ + 2 * (size_t)C;
       float *dS = scratch + (size_t)omp_get_thread_num() * T * T;
       for (int i0 = 0; i0 < n; i0 += PX_ATT_BLOCK) {
         const int rows = n - i0 < PX_ATT_BLOCK ? n - i0 : PX_ATT_BLOCK, keys = i0 + rows;
         const int shared = set ? i0 : keys; /* keys 0..shared-1 add; the rest are fresh */
-        const float *Pi = P + (size_t)i0 * T, *dOi = dO + i0 * C;
+        const float *Pi = P + (size_t)i0 * T, *dOi = dO + (size_t)i0 * C;
         float *dSi = dS + (size_t)i0 * T;
         px_blas_sgemm_serial(rows, keys, hs, 1.0f, dOi, C, 1, V, 1, C3, 0.0f, dSi, T, 1);
         px_blas_sgemm_serial(shared, hs, rows, 1.0f, Pi, 1, T, dOi, C, 1, 1.0f, dV, C3, 1);

@@ -151,8 +151,8 @@ static void px_kv_attention_step(void *ctx, int l, float *atty, const float *qkv
       const float *qkv_r = qkv + (size_t)r * 3 * C;
       for (int h = 0; h < NH; h++) {
         const size_t at = (((size_t)s->slots[j] * NH + h) * maxT + kv->row_pos[r]) * hs;
-        memcpy(kc + at, qkv_r + C + h * hs, (size_t)hs * sizeof(float));
-        memcpy(vc + at, qkv_r + 2 * C + h * hs, (size_t)hs * sizeof(float));
+        memcpy(kc + at, qkv_r + C + (size_t)h * hs, (size_t)hs * sizeof(float));
+        memcpy(vc + at, qkv_r + 2 * (size_t)C + (size_t)h * hs, (size_t)hs * sizeof(float));
       }
     }
   PX_GPT_TIMED(s->model, PX_GPT_ATTENTION,

@@ -62,8 +62,8 @@ px_status px_rm_check_lengths(const px_dataset *d, int max_T, const char *path, 
         return px_error_set(err, PX_EINPUT,
                             "%s: pair %lld: BOS + prompt + %s + EOS is %lld tokens, more than "
                             "the model's max_seq_len %d",
-                            path, (long long)(d->first + i), f == 1 ? "chosen" : "rejected",
-                            (long long)(np + nr + 2), max_T);
+                            path, (long long)d->first + i, f == 1 ? "chosen" : "rejected",
+                            (long long)np + nr + 2, max_T);
     }
   return PX_OK;
 }
@@ -111,15 +111,15 @@ static void px_rm_pass(px_gpt *model, const px_dataset *pairs, const int64_t *id
     px_gpt_forward(model, batch->tokens, batch->lengths, batch->B, batch->T);
     px_rm_scores(model, batch, 1, 0, w->scores);
     for (int r = 0; r < rows; r++) {
-      w->rp[r] = w->scores[2 * r];
-      w->rn[r] = w->scores[2 * r + 1];
+      w->rp[r] = w->scores[2 * (size_t)r];
+      w->rn[r] = w->scores[2 * (size_t)r + 1];
       *correct += w->rp[r] > w->rn[r];
     }
     *loss += px_rl_pairwise_loss(w->dp, w->dn, w->rp, w->rn, (size_t)rows, norm);
     if (!tr) continue;
     memset(w->dvalues, 0, (size_t)batch->B * batch->T * sizeof(float));
     for (int r = 0; r < rows; r++) {
-      w->dvalues[(size_t)(2 * r) * batch->T + batch->lengths[2 * r] - 1] = w->dp[r];
+      w->dvalues[(size_t)(2 * r) * batch->T + batch->lengths[2 * (size_t)r] - 1] = w->dp[r];
       w->dvalues[(size_t)(2 * r + 1) * batch->T + batch->lengths[2 * r + 1] - 1] = w->dn[r];
     }
     px_trainer_backward(tr, w->dvalues, start + mb >= n);

@@ -58,8 +58,10 @@ px_status px_run_open(px_run *run, const px_config *cfg, px_error *err) {
 }
 
 void px_run_close(px_run *run) {
-  if (run->metrics) fclose(run->metrics);
-  if (run->timings) fclose(run->timings);
+  if (run->metrics && fclose(run->metrics) != 0)
+    px_log_warn("cannot write %s/metrics.jsonl to the end", run->dir);
+  if (run->timings && fclose(run->timings) != 0)
+    px_log_warn("cannot write %s/timings.jsonl to the end", run->dir);
   run->metrics = run->timings = NULL;
   free(run->config_text);
   run->config_text = NULL;

@@ -4,6 +4,7 @@
  */
 #include "proxima/text.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,4 +103,11 @@ void px_text_json(px_text *t, const char *s, size_t n) {
 void px_text_free(px_text *t) {
   free(t->p);
   *t = (px_text){0};
+}
+
+px_status px_text_write_stdout(const char *p, size_t n, px_error *err) {
+  errno = 0;
+  if (fwrite(p, 1, n, stdout) == n && fflush(stdout) == 0) return PX_OK;
+  return px_error_set(err, PX_ERUN, "cannot write the output to stdout: %s",
+                      errno ? strerror(errno) : "short write");
 }
