@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every set-up step, then the whole test suite: installs missing packages, checks the layout of
-# the C sources (clang-format, .clang-format), builds Proxima (Release, warnings as errors),
+# the C sources (clang-format, .clang-format) and that every include points down the layers
+# (scripts/layers.py), builds Proxima (Release, warnings as errors),
 # lints src/ and io/ with clang-tidy (.clang-tidy; it reads the build's compile_commands.json)
 # and runs every CTest test, then builds again with
 # AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit, MPI and CLI suites there,
@@ -13,6 +14,9 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 echo "== clang-format: every tracked .c and .h file as .clang-format lays it out"
 git ls-files -z '*.c' '*.h' | xargs -0 clang-format --dry-run --Werror
+
+echo "== layers: every include of src/, io/ and include/ points down (README, Development)"
+/usr/bin/python3 scripts/layers.py
 
 echo "== build (Release)"
 scripts/build.sh build

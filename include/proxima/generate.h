@@ -55,7 +55,8 @@ typedef struct px_prompts {
 static inline int64_t px_prompt_max_tokens(int T) { return T > 3 ? T - 3 : 0; }
 
 /* Packs the prompts (field 0) of records[0..n) of d (records NULL: first, first + 1, ...) for a
- * model of max_seq_len T, each cut to px_prompt_max_tokens(T). Not collective. */
+ * model of max_seq_len T, each cut to px_prompt_max_tokens(T); T = 0: whole, for a command that
+ * refuses a prompt too long (px_generate names it). Not collective. */
 void px_prompts_pack(px_prompts *p, const px_dataset *d, const int64_t *records, int64_t first,
                      int64_t n, int T);
 void px_prompts_free(px_prompts *p);

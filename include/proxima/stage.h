@@ -58,6 +58,8 @@ struct px_stage {
   const char *unit; /* "step" or "iteration" */
   const px_metric *metrics; /* the stage's table, n_metrics rows */
   int n_metrics;
+  const char *batch_key; /* "sft.batch_size": rows per step over all ranks, at least one each */
+  int64_t batch;
   /* Set by the stage before px_stage_restore. */
   int64_t steps;            /* in all */
   int64_t log_every;        /* a record every this many steps (and at the last; 1: every step) */
@@ -78,8 +80,16 @@ struct px_stage {
   unsigned char set[PX_STAGE_MAX_METRICS];
 };
 
-/* Opens the run directory of sg->cfg (run.h) and finds the checkpoint to resume from
- * (run.resume) into sg->resume. On failure nothing is left open. */
+/* The state every stage's state has, for px_stage's initialiser: the table of its variables,
+ * the seed, metrics.jsonl's size and the steps done (step_: that field's name), e.g.
+ * `px_stage sg = {..., PX_STAGE_STATE(vars, s.state, step)};`. */
+#define PX_STAGE_STATE(vars_, state_, step_)                                                       \
+  .vars = (vars_), .n_vars = (int)(sizeof(vars_) / sizeof((vars_)[0])), .seed = &(state_).seed,    \
+  .metrics_bytes = &(state_).metrics_bytes, .step = &(state_).step_
+
+/* Refuses a batch smaller than the rank count (PX_EINPUT), then opens the run directory of
+ * sg->cfg (run.h) and finds the checkpoint to resume from (run.resume) into sg->resume. On
+ * failure nothing is left open. */
 px_status px_stage_open(px_stage *sg, px_error *err);
 
 /* When resuming: reads models[0..n_restored) and the state, refuses another run.seed, rewinds

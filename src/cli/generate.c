@@ -20,10 +20,9 @@
 #include "proxima/text.h"
 #include "proxima/tokenizer.h"
 
-/* The prompts of this rank for a model of max_seq_len T (generate.h: BOS, each cut to fit), with
- * the global index of the first and the total count. Collective (a data set is read with
- * MPI-IO). */
-static px_status px_load_prompts(const char *prompt, const char *file, int T, int64_t *first,
+/* The prompts of this rank, whole (px_generate refuses one too long for the model), with the
+ * global index of the first and the total count. Collective (a data set is read with MPI-IO). */
+static px_status px_load_prompts(const char *prompt, const char *file, int64_t *first,
                                  int64_t *n_total, px_prompts *pr, px_error *err) {
   const int rank = px_comm_rank(), size = px_comm_size();
   px_dataset ds;
@@ -57,7 +56,7 @@ static px_status px_load_prompts(const char *prompt, const char *file, int T, in
   }
   *first = lo + ds.first; /* one of the two is 0 */
   *n_total = ds.n_total;
-  px_prompts_pack(pr, &ds, NULL, lo, hi - lo, T);
+  px_prompts_pack(pr, &ds, NULL, lo, hi - lo, 0);
   px_dataset_free(&ds);
   return PX_OK;
 }
@@ -122,10 +121,8 @@ px_status px_cli_generate(const px_config *cfg, const char *ckpt, const char *pr
 
   int64_t first = 0, n_total = 0;
   px_prompts pr = {0};
-  st = px_comm_agree(
-      px_load_prompts(prompt, prompts, model.config.max_seq_len, &first, &n_total, &pr, err), err);
+  st = px_comm_agree(px_load_prompts(prompt, prompts, &first, &n_total, &pr, err), err);
   const int64_t n = pr.n;
-  if (st == PX_OK) px_prompts_warn_cut(&pr, "generate", model.config.max_seq_len);
   px_generation gen;
   memset(&gen, 0, sizeof gen);
   px_generator g;

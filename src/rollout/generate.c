@@ -12,6 +12,7 @@
  */
 #include "proxima/generate.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -201,7 +202,7 @@ px_sampler_config px_sample_config(const px_config *cfg) {
 
 void px_prompts_pack(px_prompts *p, const px_dataset *d, const int64_t *records, int64_t first,
                      int64_t n, int T) {
-  const int64_t max = px_prompt_max_tokens(T);
+  const int64_t max = T > 0 ? px_prompt_max_tokens(T) : INT64_MAX;
   p->n = n, p->cut = 0;
   p->offsets = px_malloc((size_t)(n + 1) * sizeof *p->offsets);
   p->offsets[0] = 0;

@@ -735,9 +735,6 @@ static px_status px_ppo_iteration(px_stage *sg, void *ctx, int64_t it, px_error 
 }
 
 px_status px_ppo_run(const px_config *cfg, px_error *err) {
-  if (cfg->ppo_batch_size < px_comm_size())
-    return px_error_set(err, PX_EINPUT, "ppo.batch_size = %lld is less than the %d ranks",
-                        (long long)cfg->ppo_batch_size, px_comm_size());
   px_ppo s = {.cfg = cfg,
               .state = {.seed = cfg->run_seed, .beta = cfg->ppo_beta, .base_gold = NAN}};
   px_ckpt_model models[4] = {{"policy", &s.policy, 1, 0, 0, 0},
@@ -750,6 +747,8 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
                  .unit = "iteration",
                  .metrics = px_ppo_metrics,
                  .n_metrics = PPO_N,
+                 .batch_key = "ppo.batch_size",
+                 .batch = cfg->ppo_batch_size,
                  .steps = cfg->ppo_iterations,
                  .log_every = 1,
                  .checkpoint_every = cfg->ppo_checkpoint_every,
@@ -757,11 +756,7 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
                  .models = models,
                  .n_models = 4,
                  .n_restored = 2, /* the moments; the models come with px_ppo_setup */
-                 .vars = vars,
-                 .n_vars = (int)(sizeof vars / sizeof vars[0]),
-                 .seed = &s.state.seed,
-                 .metrics_bytes = &s.state.metrics_bytes,
-                 .step = &s.state.iteration};
+                 PX_STAGE_STATE(vars, s.state, iteration)};
   PX_TRY(px_stage_open(&sg, err));
   px_status st = px_comm_agree(px_ppo_setup(&s, sg.resume, err), err);
   if (st == PX_OK) {

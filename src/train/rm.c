@@ -292,9 +292,6 @@ static px_status px_rm_finish(px_stage *sg, px_rm *s, px_error *err) {
 }
 
 px_status px_rm_run(const px_config *cfg, px_error *err) {
-  if (cfg->rm_batch_size < px_comm_size())
-    return px_error_set(err, PX_EINPUT, "rm.batch_size = %lld is less than the %d ranks",
-                        (long long)cfg->rm_batch_size, px_comm_size());
   px_rm s = {.cfg = cfg, .state = {.seed = cfg->run_seed}, .heldout_acc = NAN};
   px_ckpt_model reward = {"reward", &s.model, 1, 0, 1, 0};
   const px_ckpt_var vars[] = {PX_RM_STATE(PX_CKPT_VAR, &s.state)};
@@ -303,17 +300,15 @@ px_status px_rm_run(const px_config *cfg, px_error *err) {
                  .unit = "step",
                  .metrics = px_rm_metrics,
                  .n_metrics = RM_N,
+                 .batch_key = "rm.batch_size",
+                 .batch = cfg->rm_batch_size,
                  .log_every = cfg->rm_log_every,
                  .checkpoint_every = cfg->rm_checkpoint_every,
                  .last_checkpoint = 0, /* the last one is the normalised model's, px_rm_finish */
                  .models = &reward,
                  .n_models = 1,
                  .n_restored = 1,
-                 .vars = vars,
-                 .n_vars = (int)(sizeof vars / sizeof vars[0]),
-                 .seed = &s.state.seed,
-                 .metrics_bytes = &s.state.metrics_bytes,
-                 .step = &s.state.step};
+                 PX_STAGE_STATE(vars, s.state, step)};
   PX_TRY(px_stage_open(&sg, err));
   px_status st = px_comm_agree(px_rm_setup(&s, err), err);
   if (st == PX_OK) {

@@ -200,9 +200,6 @@ static px_status px_sft_step(px_stage *sg, void *ctx, int64_t step, px_error *er
 px_status px_sft_run(const px_config *cfg, px_error *err) {
   px_gpt_config mc;
   PX_TRY(px_sft_model_config(cfg, &mc, err));
-  if (cfg->sft_batch_size < px_comm_size())
-    return px_error_set(err, PX_EINPUT, "sft.batch_size = %lld is less than the %d ranks",
-                        (long long)cfg->sft_batch_size, px_comm_size());
   px_sft s = {.cfg = cfg, .state = {.seed = cfg->run_seed}};
   px_ckpt_model policy = {"policy", &s.model, 1, 0, 0, 0};
   const px_ckpt_var vars[] = {PX_SFT_STATE(PX_CKPT_VAR, &s.state)};
@@ -211,6 +208,8 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
                  .unit = "step",
                  .metrics = px_sft_metrics,
                  .n_metrics = SFT_N,
+                 .batch_key = "sft.batch_size",
+                 .batch = cfg->sft_batch_size,
                  .steps = cfg->sft_steps,
                  .log_every = cfg->sft_log_every,
                  .checkpoint_every = cfg->sft_checkpoint_every,
@@ -218,11 +217,7 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
                  .models = &policy,
                  .n_models = 1,
                  .n_restored = 1,
-                 .vars = vars,
-                 .n_vars = (int)(sizeof vars / sizeof vars[0]),
-                 .seed = &s.state.seed,
-                 .metrics_bytes = &s.state.metrics_bytes,
-                 .step = &s.state.step};
+                 PX_STAGE_STATE(vars, s.state, step)};
   PX_TRY(px_stage_open(&sg, err));
   px_status st = px_comm_agree(px_sft_load(&s, err), err);
   if (st == PX_OK) st = px_comm_agree(px_sft_build(&s, &mc, err), err);

@@ -15,6 +15,9 @@
 px_status px_stage_open(px_stage *sg, px_error *err) {
   PX_REQUIRE(sg->n_metrics <= PX_STAGE_MAX_METRICS, "%s: %d metrics, more than the %d a stage has",
              sg->name, sg->n_metrics, PX_STAGE_MAX_METRICS);
+  if (sg->batch < px_comm_size())
+    return px_error_set(err, PX_EINPUT, "%s = %lld is less than the %d ranks", sg->batch_key,
+                        (long long)sg->batch, px_comm_size());
   PX_TRY(px_run_open(&sg->run, sg->cfg, err));
   px_status st = px_run_resume_from(&sg->run, sg->cfg, sg->resume, sizeof sg->resume, err);
   if (st != PX_OK) px_run_close(&sg->run);
