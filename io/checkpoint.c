@@ -33,19 +33,14 @@
 #define PX_CKPT_CHUNK ((hsize_t)1 << 20) /* elements per chunk, at most (4 MiB of float) */
 
 static px_status px_ckpt_h5_fail(px_error *err, const char *path, const char *what) {
-  char reason[256];
-  px_h5_reason(reason, sizeof reason);
-  return px_error_set(err, PX_ERUN, "cannot write checkpoint %s: %s%s%s", path, what,
-                      reason[0] ? ": " : "", reason);
+  return px_h5_fail(err, PX_ERUN, "cannot write checkpoint %s: %s", path, what);
 }
 
 /* st, or PX_ERUN naming path when st is PX_OK and a close returned closed < 0: what HDF5
  * could not close may not be released (a file stays open). */
 static px_status px_ckpt_closed(herr_t closed, const char *path, px_status st, px_error *err) {
   if (closed >= 0 || st != PX_OK) return st;
-  char reason[256];
-  return px_error_set(err, PX_ERUN, "%s: closing failed%s%s", path,
-                      px_h5_reason(reason, sizeof reason)[0] ? ": " : "", reason);
+  return px_h5_fail(err, PX_ERUN, "%s: closing failed", path);
 }
 
 static void px_tensor_dims(const px_gpt_tensor *t, hsize_t *dims) {

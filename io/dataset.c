@@ -84,24 +84,18 @@ void px_dataset_free(px_dataset *ds) {
 
 /* ------------------------------------------------------------------------------------------- */
 
-static px_status px_h5_fail(px_error *err, const char *path, const char *what) {
-  char reason[256];
-  px_h5_reason(reason, sizeof reason);
-  return px_error_set(err, PX_ERUN, "cannot write %s: %s%s%s", path, what, reason[0] ? ": " : "",
-                      reason);
-}
-
 px_status px_dataset_write(const char *path, const px_dataset *ds, px_error *err) {
   px_h5_quiet();
   char tmp[4200];
   px_fs_temp_name(tmp, sizeof tmp, path);
   PX_TRY(px_fs_check_parent(path, err));
   hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-  if (fcpl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0) return px_h5_fail(err, path, "H5Pcreate");
+  if (fcpl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0)
+    return px_h5_fail(err, PX_ERUN, "cannot write %s: H5Pcreate", path);
   hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
   herr_t rc = H5Pclose(fcpl);
   if (file < 0) {
-    px_status st = px_h5_fail(err, path, "cannot create the file");
+    px_status st = px_h5_fail(err, PX_ERUN, "cannot write %s: cannot create the file", path);
     remove(tmp);
     return st;
   }
@@ -127,8 +121,11 @@ px_status px_dataset_write(const char *path, const px_dataset *ds, px_error *err
     if (H5Gclose(g) < 0) rc = -1;
   }
   if (gcpl >= 0 && H5Pclose(gcpl) < 0) rc = -1;
-  px_status st = rc < 0 ? px_h5_fail(err, path, "writing the datasets failed") : PX_OK;
-  if (H5Fclose(file) < 0 && st == PX_OK) st = px_h5_fail(err, path, "closing the file failed");
+  px_status st =
+      rc < 0 ? px_h5_fail(err, PX_ERUN, "cannot write %s: writing the datasets failed", path)
+             : PX_OK;
+  if (H5Fclose(file) < 0 && st == PX_OK)
+    st = px_h5_fail(err, PX_ERUN, "cannot write %s: closing the file failed", path);
   if (st != PX_OK) {
     remove(tmp);
     return st;

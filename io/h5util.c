@@ -3,6 +3,7 @@
  */
 #include "h5util.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,19 @@ const char *px_h5_reason(char *buf, size_t n) {
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, px_h5_first, inner); /* n == 0: the innermost */
   snprintf(buf, n, "%s", inner);
   return buf;
+}
+
+px_status px_h5_fail(px_error *err, px_status status, const char *fmt, ...) {
+  char reason[256];
+  px_h5_reason(reason, sizeof reason);
+  if (!err) return status;
+  va_list ap;
+  va_start(ap, fmt);
+  int len = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+  va_end(ap);
+  size_t used = len < 0 ? 0 : (size_t)len < sizeof err->msg ? (size_t)len : sizeof err->msg - 1;
+  if (reason[0]) snprintf(err->msg + used, sizeof err->msg - used, ": %s", reason);
+  return status;
 }
 
 typedef struct px_inner {

@@ -19,6 +19,12 @@ void px_h5_quiet(void);
 /* The innermost message of the current HDF5 error stack ("" if none), in buf of n bytes. */
 const char *px_h5_reason(char *buf, size_t n);
 
+/* Sets err (when not NULL) to the message fmt formats, followed by ": " and HDF5's innermost
+ * reason when its error stack holds one, and returns status: how an HDF5 call that failed on
+ * our own file reads, `return px_h5_fail(err, PX_ERUN, "cannot write %s: ...", path);`. */
+px_status px_h5_fail(px_error *err, px_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Why path, an HDF5 file, cannot be opened, as PX_EINPUT in the user's terms: a file cut short
  * says how many bytes of how many its superblock records; otherwise HDF5's innermost reason.
  * Opens the file once more on this process alone (with the default driver) to find out. */

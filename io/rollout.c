@@ -190,10 +190,7 @@ static px_status px_check_ranks(const char *path, const px_rollout *r, const px_
 
 /* A failure of the writer (rank `rank` of the run), with HDF5's innermost reason. */
 static px_status px_rollout_fail(px_error *err, const char *path, int rank, const char *what) {
-  char reason[256];
-  px_h5_reason(reason, sizeof reason);
-  return px_error_set(err, PX_ERUN, "cannot write rollout buffer %s (rank %d): %s%s%s", path, rank,
-                      what, reason[0] ? ": " : "", reason);
+  return px_h5_fail(err, PX_ERUN, "cannot write rollout buffer %s (rank %d): %s", path, rank, what);
 }
 
 static herr_t px_write_attrs(hid_t file, const px_rollout *r, const px_rollout_attrs *a) {
@@ -322,9 +319,9 @@ static void px_write_fields(hid_t file, const char *path, const px_rollout *r, i
         px_h5_write_checksummed(file, fd->name, px_elem_file(fd->elem), px_elem_mem(fd->elem),
                                 fd->cols == PX_C_ONE ? 1 : 2, dims, PX_ROLLOUT_CHUNK, all,
                                 shared ? most + 4 : bytes, &w) < 0) {
-      char what[96];
-      snprintf(what, sizeof what, "writing dataset '%s' failed", fd->name);
-      *st = px_rollout_fail(err, path, rank, what);
+      *st = px_h5_fail(err, PX_ERUN,
+                       "cannot write rollout buffer %s (rank %d): writing dataset '%s' failed",
+                       path, rank, fd->name);
     }
   }
   free(gathered);
