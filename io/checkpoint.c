@@ -361,16 +361,8 @@ px_status px_ckpt_resolve(const char *file_or_dir, char *path, size_t n, px_erro
 
 /* Opens a checkpoint for reading and checks its format. */
 static px_status px_ckpt_open(const char *path, hid_t *file, px_error *err) {
-  px_h5_quiet();
-  *file = H5I_INVALID_HID;
-  if (!px_fs_exists(path)) return px_error_set(err, PX_EINPUT, "%s: no such file", path);
-  if (px_h5_is_hdf5(path) <= 0) return px_error_set(err, PX_EINPUT, "%s: not an HDF5 file", path);
-  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) {
-    char reason[256];
-    return px_error_set(err, PX_EINPUT, "%s: cannot open (%s)", path,
-                        px_h5_reason(reason, sizeof reason));
-  }
+  hid_t f;
+  PX_TRY(px_h5_open_read(path, MPI_COMM_NULL, &f, err));
   char format[64] = "";
   int64_t version = 0;
   px_status st = px_h5_attr_read_str(f, "format", format, sizeof format, path, err);

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "h5util.h"
 #include "proxima/comm.h"
@@ -212,41 +211,15 @@ done:
   return st;
 }
 
-/* Why path, which exists, cannot be read at all (px_h5_is_hdf5 failed): a directory, or the
- * library's reason. */
-static px_status px_unreadable(const char *path, px_error *err) {
-  char reason[256];
-  px_h5_reason(reason, sizeof reason);
-  struct stat sb;
-  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-    return px_error_set(err, PX_EINPUT, "%s: is a directory, not a data set file", path);
-  return px_error_set(err, PX_EINPUT, "%s: cannot read (%s)", path,
-                      reason[0] ? reason : "unknown HDF5 error");
-}
-
 px_status px_dataset_read(const char *path, MPI_Comm comm, int part, int parts, int want_kind,
                           px_dataset *out, px_error *err) {
-  px_h5_quiet();
   memset(out, 0, sizeof *out);
-  /* Each process may face a different file (a missing one, say); H5Fopen over MPI-IO is
-   * collective, so check what can be checked alone first and open only a plausible file. */
-  if (!px_fs_exists(path)) return px_error_set(err, PX_EINPUT, "%s: no such file", path);
-  htri_t is_hdf5 = px_h5_is_hdf5(path);
-  if (is_hdf5 < 0) return px_unreadable(path, err);
-  if (is_hdf5 == 0) return px_error_set(err, PX_EINPUT, "%s: not an HDF5 file", path);
-  hid_t fapl = px_h5_fapl_mpio(comm);
-  if (fapl < 0) return px_error_set(err, PX_ERUN, "%s: cannot set up MPI-IO", path);
-  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-  herr_t released = H5Pclose(fapl);
-  if (file < 0) return px_h5_open_failure(path, err);
-  /* From here every path reaches H5Fclose, which is collective. */
-  px_status st =
-      released < 0
-          ? px_error_set(err, PX_ERUN, "%s: cannot release the file-access property list", path)
-          : PX_OK;
+  /* Over MPI-IO (collective); from here every path reaches H5Fclose, which is collective too. */
+  hid_t file;
+  PX_TRY(px_h5_open_read(path, comm, &file, err));
   char format[64] = "", kind_name[64] = "";
   int64_t version = 0, n_total = 0;
-  if (st == PX_OK) st = px_h5_attr_read_str(file, "format", format, sizeof format, path, err);
+  px_status st = px_h5_attr_read_str(file, "format", format, sizeof format, path, err);
   if (st == PX_OK && strcmp(format, PX_DATASET_FORMAT) != 0)
     st = px_error_set(err, PX_EINPUT,
                       "%s: format is '%s', expected '%s' (is this a data set "

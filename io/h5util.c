@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "proxima/fsutil.h"
+
 void px_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 static herr_t px_h5_first(unsigned n, const H5E_error2_t *e, void *data) {
@@ -37,6 +39,31 @@ px_status px_h5_fail(px_error *err, px_status status, const char *fmt, ...) {
   return status;
 }
 
+/* -------------------------------------------------------------------------------------------
+ * Opening a file to read
+ * ------------------------------------------------------------------------------------------- */
+
+/* >0 when path is an HDF5 file, 0 when not, <0 when it cannot be read. */
+static htri_t px_h5_is_hdf5(const char *path) {
+#if H5_VERSION_GE(1, 12, 0)
+  return H5Fis_accessible(path, H5P_DEFAULT);
+#else
+  return H5Fis_hdf5(path);
+#endif
+}
+
+/* Why path, which exists, cannot be read at all (px_h5_is_hdf5 failed): a directory, or HDF5's
+ * reason. */
+static px_status px_h5_unreadable(const char *path, px_error *err) {
+  char reason[256];
+  px_h5_reason(reason, sizeof reason);
+  struct stat sb;
+  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+    return px_error_set(err, PX_EINPUT, "%s: is a directory, not an HDF5 file", path);
+  return px_error_set(err, PX_EINPUT, "%s: cannot read (%s)", path,
+                      reason[0] ? reason : "unknown HDF5 error");
+}
+
 typedef struct px_inner {
   char desc[256];
   hid_t minor;
@@ -51,7 +78,10 @@ static herr_t px_inner_cb(unsigned n, const H5E_error2_t *e, void *data) {
   return 0;
 }
 
-px_status px_h5_open_failure(const char *path, px_error *err) {
+/* Why path, an HDF5 file, cannot be opened, as PX_EINPUT in the user's terms: a file cut short
+ * says how many bytes of how many its superblock records; otherwise HDF5's innermost reason.
+ * Opens the file once more on this process alone (with the default driver) to find out. */
+static px_status px_h5_open_failure(const char *path, px_error *err) {
   px_h5_quiet();
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f >= 0) {
@@ -69,6 +99,36 @@ px_status px_h5_open_failure(const char *path, px_error *err) {
                         path, (long long)st.st_size, strtoll(stored + 13, NULL, 10));
   return px_error_set(err, PX_EINPUT, "%s: cannot open (%s)", path,
                       in.desc[0] ? in.desc : "unknown HDF5 error");
+}
+
+/* A file-access list for the MPI-IO driver on comm. */
+static hid_t px_h5_fapl_mpio(MPI_Comm comm) {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl >= 0 && H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0) {
+    H5Pclose(fapl);
+    return H5I_INVALID_HID;
+  }
+  return fapl;
+}
+
+px_status px_h5_open_read(const char *path, MPI_Comm comm, hid_t *file, px_error *err) {
+  px_h5_quiet();
+  *file = H5I_INVALID_HID;
+  if (!px_fs_exists(path)) return px_error_set(err, PX_EINPUT, "%s: no such file", path);
+  htri_t is_hdf5 = px_h5_is_hdf5(path);
+  if (is_hdf5 < 0) return px_h5_unreadable(path, err);
+  if (is_hdf5 == 0) return px_error_set(err, PX_EINPUT, "%s: not an HDF5 file", path);
+  hid_t fapl = comm == MPI_COMM_NULL ? H5P_DEFAULT : px_h5_fapl_mpio(comm);
+  if (fapl < 0) return px_error_set(err, PX_ERUN, "%s: cannot set up MPI-IO", path);
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+  herr_t released = fapl == H5P_DEFAULT ? 0 : H5Pclose(fapl);
+  if (f < 0) return px_h5_open_failure(path, err);
+  if (released < 0) {
+    H5Fclose(f); /* already failing; collective like the open, as every rank's close is */
+    return px_error_set(err, PX_ERUN, "%s: cannot release the file-access property list", path);
+  }
+  *file = f;
+  return PX_OK;
 }
 
 typedef struct px_visit_fn {
@@ -92,14 +152,6 @@ herr_t px_h5_visit_datasets(hid_t loc, herr_t (*fn)(hid_t loc, const char *name,
   return H5Ovisit3(loc, H5_INDEX_NAME, H5_ITER_INC, px_visit_cb, &v, H5O_INFO_BASIC);
 #else
   return H5Ovisit2(loc, H5_INDEX_NAME, H5_ITER_INC, px_visit_cb, &v, H5O_INFO_BASIC);
-#endif
-}
-
-htri_t px_h5_is_hdf5(const char *path) {
-#if H5_VERSION_GE(1, 12, 0)
-  return H5Fis_accessible(path, H5P_DEFAULT);
-#else
-  return H5Fis_hdf5(path);
 #endif
 }
 
@@ -139,15 +191,6 @@ int px_h5_file_fd(hid_t file) {
     fd = *(const int *)handle;
   if (fapl >= 0) H5Pclose(fapl);
   return fd;
-}
-
-hid_t px_h5_fapl_mpio(MPI_Comm comm) {
-  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-  if (fapl >= 0 && H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0) {
-    H5Pclose(fapl);
-    return H5I_INVALID_HID;
-  }
-  return fapl;
 }
 
 /* Writes a scalar attribute, replacing one of that name: an existing one that cannot be

@@ -25,19 +25,22 @@ const char *px_h5_reason(char *buf, size_t n);
 px_status px_h5_fail(px_error *err, px_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Why path, an HDF5 file, cannot be opened, as PX_EINPUT in the user's terms: a file cut short
- * says how many bytes of how many its superblock records; otherwise HDF5's innermost reason.
- * Opens the file once more on this process alone (with the default driver) to find out. */
-px_status px_h5_open_failure(const char *path, px_error *err);
+/* Opens path read-only into *file: with comm MPI_COMM_NULL on this process alone (HDF5's default,
+ * POSIX driver; not collective), otherwise over MPI-IO on comm (collective over comm). What can
+ * be checked alone is checked first, so that under MPI-IO only a plausible file reaches the
+ * collective open. PX_EINPUT in the user's terms: "PATH: no such file", "PATH: is a directory,
+ * not an HDF5 file", "PATH: not an HDF5 file", "PATH: cannot read (reason)", and for a file that
+ * HDF5 cannot open, a file cut short says how many bytes of how many its superblock records,
+ * anything else HDF5's innermost reason. PX_ERUN when the file-access list cannot be set up or
+ * released (the file is then closed again). On failure *file is H5I_INVALID_HID. Silences
+ * HDF5's error printing (px_h5_quiet). */
+px_status px_h5_open_read(const char *path, MPI_Comm comm, hid_t *file, px_error *err);
 
 /* Calls fn(loc, name, data) for every dataset under loc, recursively, in name order (HDF5's
  * H5Ovisit, whatever its version's signature); fn returns 0 to go on, >0 to stop, <0 on error.
  * Returns what H5Ovisit returns. */
 herr_t px_h5_visit_datasets(hid_t loc, herr_t (*fn)(hid_t loc, const char *name, void *data),
                             void *data);
-
-/* >0 when path is an HDF5 file, 0 when not, <0 when it cannot be read. */
-htri_t px_h5_is_hdf5(const char *path);
 
 /* Dataset creation: chunked (chunk = min(n, max_chunk) elements along dim 0, the rest whole),
  * Fletcher-32 checksum, no modification times (so equal content gives equal bytes).
@@ -50,9 +53,6 @@ hid_t px_h5_gcpl(void);
 /* The POSIX file descriptor of a file open with the sec2 (default) driver; -1 with another
  * driver or on failure. HDF5 keeps it: never close it. Not collective. */
 int px_h5_file_fd(hid_t file);
-
-/* A file-access list for the MPI-IO driver on comm. */
-hid_t px_h5_fapl_mpio(MPI_Comm comm);
 
 /* Attributes on loc (a file, group or dataset). Writes replace an attribute of that name and
  * return <0 on failure (HDF5's error stack holds the reason). Reads return

@@ -529,11 +529,10 @@ static px_status px_read_fields(hid_t file, const char *path, int64_t file_bytes
 /* This process's part of px_rollout_read. */
 static px_status px_read_part(const char *path, int part, int parts, px_rollout *out,
                               px_rollout_attrs *attrs, px_error *err) {
-  struct stat sb;
-  if (stat(path, &sb) != 0) return px_error_set(err, PX_EINPUT, "%s: no such file", path);
-  if (px_h5_is_hdf5(path) <= 0) return px_error_set(err, PX_EINPUT, "%s: not an HDF5 file", path);
-  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (file < 0) return px_h5_open_failure(path, err);
+  hid_t file;
+  PX_TRY(px_h5_open_read(path, MPI_COMM_NULL, &file, err));
+  struct stat sb; /* the bound on what a dataset may store; 0 (all refused) if it is gone */
+  int64_t file_bytes = stat(path, &sb) == 0 ? (int64_t)sb.st_size : 0;
   px_rollout_attrs a;
   memset(&a, 0, sizeof a);
   int64_t N = 0, P = 0, R = 0;
@@ -542,7 +541,7 @@ static px_status px_read_part(const char *path, int part, int parts, px_rollout 
     int64_t lo, hi;
     px_comm_share(N, part, parts, &lo, &hi);
     out->n = hi - lo, out->first = lo, out->n_global = N, out->P = P, out->R = R;
-    st = px_read_fields(file, path, (int64_t)sb.st_size, out, err);
+    st = px_read_fields(file, path, file_bytes, out, err);
   }
   /* What the writer checks, checked again: files can be damaged or made by hand. */
   for (int64_t i = 0; i < out->n && st == PX_OK; i++) {
