@@ -154,27 +154,13 @@ static herr_t px_write_state(hid_t file, hid_t gcpl, const px_ckpt *ck, px_ckpt_
  * collective. */
 static px_status px_create_file(const char *tmp, const char *path, int64_t bytes, hid_t *file,
                                 px_error *err) {
-  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-  hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-  px_status st = PX_OK;
-  if (fapl < 0 || fcpl < 0 || H5Pset_fapl_sec2(fapl) < 0 || H5Pset_obj_track_times(fcpl, 0) < 0)
-    st = px_ckpt_h5_fail(err, path, "setting up the property lists failed");
-  *file = st == PX_OK ? H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl) : H5I_INVALID_HID;
-  if (st == PX_OK && *file < 0) st = px_ckpt_h5_fail(err, path, "cannot create the file");
-  if (fcpl >= 0 && H5Pclose(fcpl) < 0 && st == PX_OK)
-    st = px_ckpt_h5_fail(err, path, "closing the file-creation property list failed");
-  if (fapl >= 0 && H5Pclose(fapl) < 0 && st == PX_OK)
-    st = px_ckpt_h5_fail(err, path, "closing the file-access property list failed");
-  if (st != PX_OK && *file >= 0) {
-    H5Fclose(*file); /* given up: the caller removes tmp */
-    *file = H5I_INVALID_HID;
-  }
-  if (st != PX_OK) return st;
+  *file = px_h5_create(tmp, 0); /* on failure the caller removes tmp */
+  if (*file < 0) return px_ckpt_h5_fail(err, path, "cannot create the file");
   int fd = px_h5_file_fd(*file);
   char what[4300];
   snprintf(what, sizeof what, "checkpoint %s", path);
-  st = fd < 0 ? px_ckpt_h5_fail(err, path, "the file has no descriptor")
-              : px_fs_reserve_fd(fd, what, bytes, err);
+  px_status st = fd < 0 ? px_ckpt_h5_fail(err, path, "the file has no descriptor")
+                        : px_fs_reserve_fd(fd, what, bytes, err);
   if (st != PX_OK) {
     H5Fclose(*file); /* given up: the caller removes tmp */
     *file = H5I_INVALID_HID;

@@ -83,23 +83,11 @@ void px_dataset_free(px_dataset *ds) {
 
 /* ------------------------------------------------------------------------------------------- */
 
-px_status px_dataset_write(const char *path, const px_dataset *ds, px_error *err) {
-  px_h5_quiet();
-  char tmp[4200];
-  px_fs_temp_name(tmp, sizeof tmp, path);
-  PX_TRY(px_fs_check_parent(path, err));
-  hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-  if (fcpl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0)
-    return px_h5_fail(err, PX_ERUN, "cannot write %s: H5Pcreate", path);
-  hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
-  herr_t rc = H5Pclose(fcpl);
-  if (file < 0) {
-    px_status st = px_h5_fail(err, PX_ERUN, "cannot write %s: cannot create the file", path);
-    remove(tmp);
-    return st;
-  }
+/* The root attributes and a group per field (its offsets and tokens) into file. <0 on failure. */
+static herr_t px_write_records(hid_t file, const px_dataset *ds) {
   int n_req, n_pos;
   const char *const *names = px_data_fields(ds->kind, &n_req, &n_pos);
+  herr_t rc = 0;
   rc |= px_h5_attr_write_str(file, "format", PX_DATASET_FORMAT);
   rc |= px_h5_attr_write_i64(file, "format_version", PX_DATASET_VERSION);
   rc |= px_h5_attr_write_str(file, "kind", px_data_kind_name(ds->kind));
@@ -120,10 +108,21 @@ px_status px_dataset_write(const char *path, const px_dataset *ds, px_error *err
     if (H5Gclose(g) < 0) rc = -1;
   }
   if (gcpl >= 0 && H5Pclose(gcpl) < 0) rc = -1;
-  px_status st =
-      rc < 0 ? px_h5_fail(err, PX_ERUN, "cannot write %s: writing the datasets failed", path)
-             : PX_OK;
-  if (H5Fclose(file) < 0 && st == PX_OK)
+  return rc < 0 ? -1 : 0;
+}
+
+px_status px_dataset_write(const char *path, const px_dataset *ds, px_error *err) {
+  px_h5_quiet();
+  char tmp[4200];
+  px_fs_temp_name(tmp, sizeof tmp, path);
+  PX_TRY(px_fs_check_parent(path, err));
+  hid_t file = px_h5_create(tmp, 0);
+  px_status st = PX_OK;
+  if (file < 0)
+    st = px_h5_fail(err, PX_ERUN, "cannot write %s: cannot create the file", path);
+  else if (px_write_records(file, ds) < 0)
+    st = px_h5_fail(err, PX_ERUN, "cannot write %s: writing the datasets failed", path);
+  if (file >= 0 && H5Fclose(file) < 0 && st == PX_OK)
     st = px_h5_fail(err, PX_ERUN, "cannot write %s: closing the file failed", path);
   if (st != PX_OK) {
     remove(tmp);

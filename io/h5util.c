@@ -182,6 +182,25 @@ hid_t px_h5_gcpl(void) {
   return gcpl;
 }
 
+hid_t px_h5_create(const char *path, size_t in_memory) {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE), file = -1;
+  if (fapl >= 0 && fcpl >= 0 && H5Pset_obj_track_times(fcpl, 0) >= 0 &&
+      (in_memory > 0 ? H5Pset_fapl_core(fapl, in_memory, 0) : H5Pset_fapl_sec2(fapl)) >= 0)
+    file = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
+  /* The first failure's reason, kept across the calls after it (each clears the error stack). */
+  hid_t reason = file < 0 ? H5Eget_current_stack() : H5I_INVALID_HID;
+  herr_t closed = 0;
+  if (fcpl >= 0 && H5Pclose(fcpl) < 0) closed = -1;
+  if (fapl >= 0 && H5Pclose(fapl) < 0) closed = -1;
+  if (file >= 0 && closed < 0) {
+    reason = H5Eget_current_stack();
+    H5Fclose(file);
+    file = H5I_INVALID_HID;
+  }
+  if (reason >= 0) H5Eset_current_stack(reason);
+  return file;
+}
+
 int px_h5_file_fd(hid_t file) {
   hid_t fapl = H5Fget_access_plist(file);
   void *handle = NULL;

@@ -47,8 +47,16 @@ herr_t px_h5_visit_datasets(hid_t loc, herr_t (*fn)(hid_t loc, const char *name,
  * Returns a dcpl to close with H5Pclose, or H5I_INVALID_HID. */
 hid_t px_h5_dcpl_checksummed(int rank, const hsize_t *dims, hsize_t max_chunk_elems);
 
-/* Group creation and file creation lists without modification times. */
+/* A group-creation list without modification times. */
 hid_t px_h5_gcpl(void);
+
+/* Creates the file path (replacing one there) without modification times, so that equal content
+ * gives equal bytes: with in_memory 0 through HDF5's POSIX (sec2) driver, otherwise in memory
+ * only (the core driver without a backing store, grown in_memory bytes at a time; its bytes are
+ * had with H5Fget_file_image). Returns the file, or H5I_INVALID_HID with HDF5's reason on its
+ * error stack; a property list that cannot be closed is a failure too (a file made is closed
+ * again; the caller removes it). Not collective. */
+hid_t px_h5_create(const char *path, size_t in_memory);
 
 /* The POSIX file descriptor of a file open with the sec2 (default) driver; -1 with another
  * driver or on failure. HDF5 keeps it: never close it. Not collective. */

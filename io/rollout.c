@@ -231,25 +231,13 @@ static size_t px_rollout_bytes(const px_rollout *r) {
  * On failure nothing is open. Not collective. */
 static px_status px_create_image(const char *path, const px_rollout *r, const px_rollout_attrs *a,
                                  int rank, hid_t *file, px_error *err) {
-  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE);
   /* Room for the data, a checksum per chunk and the metadata at once: growing it would copy. */
-  size_t grow = px_rollout_bytes(r) * 33 / 32 + ((size_t)1 << 20);
-  px_status st = PX_OK;
-  if (fapl < 0 || fcpl < 0 || H5Pset_fapl_core(fapl, grow, 0) < 0 ||
-      H5Pset_obj_track_times(fcpl, 0) < 0)
-    st = px_rollout_fail(err, path, rank, "setting up the property lists failed");
-  *file = st == PX_OK ? H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl) : H5I_INVALID_HID;
-  if (st == PX_OK && *file < 0) st = px_rollout_fail(err, path, rank, "cannot create the file");
-  if (fcpl >= 0 && H5Pclose(fcpl) < 0 && st == PX_OK)
-    st = px_rollout_fail(err, path, rank, "H5Pclose failed");
-  if (fapl >= 0 && H5Pclose(fapl) < 0 && st == PX_OK)
-    st = px_rollout_fail(err, path, rank, "H5Pclose failed");
-  if (st == PX_OK && px_write_attrs(*file, r, a) < 0)
-    st = px_rollout_fail(err, path, rank, "writing the attributes failed");
-  if (st != PX_OK && *file >= 0) {
-    H5Fclose(*file); /* already failing: the first error is the one to report */
-    *file = H5I_INVALID_HID;
-  }
+  *file = px_h5_create(path, px_rollout_bytes(r) * 33 / 32 + ((size_t)1 << 20));
+  if (*file < 0) return px_rollout_fail(err, path, rank, "cannot create the file");
+  if (px_write_attrs(*file, r, a) >= 0) return PX_OK;
+  px_status st = px_rollout_fail(err, path, rank, "writing the attributes failed");
+  H5Fclose(*file); /* already failing: the first error is the one to report */
+  *file = H5I_INVALID_HID;
   return st;
 }
 
