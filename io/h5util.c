@@ -325,32 +325,76 @@ herr_t px_h5_write_1d(hid_t loc, const char *name, hid_t file_type, hid_t mem_ty
   return rc < 0 ? -1 : 0;
 }
 
-px_status px_h5_open_int_1d(hid_t loc, const char *name, hid_t *dset, hsize_t *n, const char *where,
-                            px_error *err) {
+/* "2,3,4": the extents dims[0..nd) into buf. */
+static const char *px_h5_shape(char *buf, size_t n, const hsize_t *dims, int nd) {
+  buf[0] = '\0';
+  for (int i = 0, at = 0; i < nd && (size_t)at < n; i++)
+    at += snprintf(buf + at, n - (size_t)at, "%s%llu", i ? "," : "", (unsigned long long)dims[i]);
+  return buf;
+}
+
+/* px_h5_open_dataset's checks of a dataset's type and dataspace. */
+static px_status px_h5_check_dataset(hid_t type, hid_t space, const char *name, H5T_class_t cls,
+                                     size_t elem, int ndim, const hsize_t *dims, const char *where,
+                                     px_error *err) {
+  size_t size = type < 0 ? 0 : H5Tget_size(type);
+  int nd = space < 0 ? -1 : H5Sget_simple_extent_ndims(space);
+  if (type < 0 || H5Tget_class(type) != cls)
+    return px_error_set(err, PX_EINPUT, "%s: dataset '%s' is not of %s type", where, name,
+                        cls == H5T_FLOAT ? "floating-point" : "integer");
+  if (elem > 0 && size != elem)
+    return px_error_set(err, PX_EINPUT, "%s: dataset '%s' has %zu-byte elements, expected %zu",
+                        where, name, size, elem);
+  if (!dims)
+    return nd == 1 ? PX_OK
+                   : px_error_set(err, PX_EINPUT, "%s: dataset '%s' is not one-dimensional", where,
+                                  name);
+  hsize_t have[H5S_MAX_RANK] = {0};
+  if (nd == ndim && H5Sget_simple_extent_dims(space, have, NULL) >= 0 &&
+      memcmp(have, dims, (size_t)ndim * sizeof *dims) == 0)
+    return PX_OK;
+  char got[256], want[256];
+  return px_error_set(err, PX_EINPUT, "%s: dataset '%s' has shape [%s], expected [%s]", where, name,
+                      px_h5_shape(got, sizeof got, have, nd),
+                      px_h5_shape(want, sizeof want, dims, ndim));
+}
+
+px_status px_h5_open_dataset(hid_t loc, const char *name, H5T_class_t cls, size_t elem, int ndim,
+                             const hsize_t *dims, hid_t *dset, const char *where, px_error *err) {
+  PX_REQUIRE(ndim >= 1 && ndim <= H5S_MAX_RANK && (dims || ndim == 1),
+             "px_h5_open_dataset: ndim %d", ndim);
   *dset = H5I_INVALID_HID;
-  *n = 0;
   if (H5Lexists(loc, name, H5P_DEFAULT) <= 0)
     return px_error_set(err, PX_EINPUT, "%s: dataset '%s' is missing", where, name);
   hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
   if (d < 0) return px_error_set(err, PX_EINPUT, "%s: '%s' is not a dataset", where, name);
   hid_t type = H5Dget_type(d), space = H5Dget_space(d);
-  px_status st = PX_OK;
-  if (type < 0 || H5Tget_class(type) != H5T_INTEGER)
-    st = px_error_set(err, PX_EINPUT, "%s: dataset '%s' is not of integer type", where, name);
-  else if (space < 0 || H5Sget_simple_extent_ndims(space) != 1)
-    st = px_error_set(err, PX_EINPUT, "%s: dataset '%s' is not one-dimensional", where, name);
-  else if (H5Sget_simple_extent_dims(space, n, NULL) < 0) {
-    char reason[256];
-    *n = 0;
-    st = px_error_set(err, PX_EINPUT, "%s: cannot read the length of dataset '%s' (%s)", where,
-                      name, px_h5_reason(reason, sizeof reason));
-  }
-  if (type >= 0) H5Tclose(type);
-  if (space >= 0) H5Sclose(space);
+  px_status st = px_h5_check_dataset(type, space, name, cls, elem, ndim, dims, where, err);
+  if (((type >= 0 && H5Tclose(type) < 0) || (space >= 0 && H5Sclose(space) < 0)) && st == PX_OK)
+    st = px_error_set(err, PX_ERUN, "%s: dataset '%s': closing its type or space failed", where,
+                      name);
   if (st != PX_OK)
-    H5Dclose(d);
+    H5Dclose(d); /* already failing: the first error is the one to report */
   else
     *dset = d;
+  return st;
+}
+
+px_status px_h5_open_int_1d(hid_t loc, const char *name, hid_t *dset, hsize_t *n, const char *where,
+                            px_error *err) {
+  *n = 0;
+  PX_TRY(px_h5_open_dataset(loc, name, H5T_INTEGER, 0, 1, NULL, dset, where, err));
+  hid_t space = H5Dget_space(*dset);
+  if (space >= 0 && H5Sget_simple_extent_dims(space, n, NULL) >= 0) {
+    H5Sclose(space);
+    return PX_OK;
+  }
+  char reason[256];
+  px_status st = px_error_set(err, PX_EINPUT, "%s: cannot read the length of dataset '%s' (%s)",
+                              where, name, px_h5_reason(reason, sizeof reason));
+  if (space >= 0) H5Sclose(space);
+  H5Dclose(*dset);
+  *dset = H5I_INVALID_HID, *n = 0;
   return st;
 }
 
@@ -400,34 +444,14 @@ herr_t px_h5_write_rows(hid_t loc, const char *name, hid_t file_type, hid_t mem_
 
 px_status px_h5_read_f32(hid_t loc, const char *name, int ndim, const hsize_t *dims, float *out,
                          const char *where, px_error *err) {
-  if (H5Lexists(loc, name, H5P_DEFAULT) <= 0)
-    return px_error_set(err, PX_EINPUT, "%s: dataset '%s' is missing", where, name);
-  hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
-  if (d < 0) return px_error_set(err, PX_EINPUT, "%s: '%s' is not a dataset", where, name);
-  hid_t type = H5Dget_type(d), space = H5Dget_space(d);
+  hid_t d;
+  PX_TRY(px_h5_open_dataset(loc, name, H5T_FLOAT, 0, ndim, dims, &d, where, err));
   px_status st = PX_OK;
-  hsize_t have[8] = {0};
-  int nd = space < 0 ? -1 : H5Sget_simple_extent_ndims(space);
-  if (type < 0 || H5Tget_class(type) != H5T_FLOAT) {
-    st = px_error_set(err, PX_EINPUT, "%s: dataset '%s' is not floating point", where, name);
-  } else if (nd != ndim || nd > 8 || H5Sget_simple_extent_dims(space, have, NULL) < 0 ||
-             memcmp(have, dims, (size_t)ndim * sizeof(hsize_t)) != 0) {
-    char want[96] = "", got[96] = "";
-    for (int i = 0, a = 0; i < ndim; i++)
-      a += snprintf(want + a, sizeof want - (size_t)a, "%s%llu", i ? "," : "",
-                    (unsigned long long)dims[i]);
-    for (int i = 0, b = 0; i < nd && i < 8; i++)
-      b += snprintf(got + b, sizeof got - (size_t)b, "%s%llu", i ? "," : "",
-                    (unsigned long long)have[i]);
-    st = px_error_set(err, PX_EINPUT, "%s: dataset '%s' has shape [%s], expected [%s]", where, name,
-                      got, want);
-  } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+  if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
     char reason[256];
     st = px_error_set(err, PX_EINPUT, "%s: cannot read dataset '%s' (%s)", where, name,
                       px_h5_reason(reason, sizeof reason));
   }
-  if (type >= 0) H5Tclose(type);
-  if (space >= 0) H5Sclose(space);
   H5Dclose(d);
   return st;
 }

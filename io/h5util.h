@@ -89,8 +89,17 @@ herr_t px_h5_write_rows(hid_t loc, const char *name, hid_t file_type, hid_t mem_
                         const hsize_t *dims, hsize_t max_chunk, hsize_t first, hsize_t n,
                         const void *data, hid_t dxpl);
 
+/* Opens dataset name under loc into *dset (the caller closes it) after checking what it must be:
+ * of type class cls (H5T_INTEGER or H5T_FLOAT), of elem-byte elements (0: any size), and of the
+ * shape dims[0..ndim) (dims NULL: one-dimensional, any length; ndim is then 1). PX_EINPUT naming
+ * `where` when it is missing, not a dataset, of another class, element size or shape; PX_ERUN
+ * when its type or dataspace cannot be closed. On failure *dset is H5I_INVALID_HID. Not
+ * collective. */
+px_status px_h5_open_dataset(hid_t loc, const char *name, H5T_class_t cls, size_t elem, int ndim,
+                             const hsize_t *dims, hid_t *dset, const char *where, px_error *err);
+
 /* Reads the float dataset `name` into out, which has the expected shape; PX_EINPUT naming
- * `where` when it is missing, not floating point, of another shape, or fails its checksum. */
+ * `where` when it is not such a dataset (px_h5_open_dataset) or fails its checksum. */
 px_status px_h5_read_f32(hid_t loc, const char *name, int ndim, const hsize_t *dims, float *out,
                          const char *where, px_error *err);
 

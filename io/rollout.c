@@ -374,46 +374,19 @@ px_status px_rollout_write(const char *path, MPI_Comm comm, const px_rollout *ro
 static px_status px_open_field(hid_t file, const char *path, int64_t file_bytes, int f, int64_t N,
                                int64_t P, int64_t R, hid_t *out, px_error *err) {
   const px_field *fd = &px_fields[f];
-  *out = H5I_INVALID_HID;
-  if (H5Lexists(file, fd->name, H5P_DEFAULT) <= 0)
-    return px_error_set(err, PX_EINPUT, "%s: dataset '%s' is missing", path, fd->name);
-  hid_t d = H5Dopen2(file, fd->name, H5P_DEFAULT);
-  if (d < 0) return px_error_set(err, PX_EINPUT, "%s: '%s' is not a dataset", path, fd->name);
-  hid_t type = H5Dget_type(d), space = H5Dget_space(d);
-  int ndim = fd->cols == PX_C_ONE ? 1 : 2;
-  hsize_t want[2] = {(hsize_t)N, px_field_cols(fd, P, R)}, have[2] = {0, 0};
-  int nd = space < 0 ? -1 : H5Sget_simple_extent_ndims(space);
-  H5T_class_t cls = type < 0 ? H5T_NO_CLASS : H5Tget_class(type);
-  size_t tsize = type < 0 ? 0 : H5Tget_size(type);
-  px_status st = PX_OK;
-  if (fd->elem == PX_E_F32 ? cls != H5T_FLOAT : cls != H5T_INTEGER)
-    st = px_error_set(err, PX_EINPUT, "%s: dataset '%s' is not of %s type", path, fd->name,
-                      fd->elem == PX_E_F32 ? "floating-point" : "integer");
-  else if (tsize != px_elem_size(fd->elem))
-    st = px_error_set(err, PX_EINPUT, "%s: dataset '%s' has %zu-byte elements, expected %zu", path,
-                      fd->name, tsize, px_elem_size(fd->elem));
-  else if (nd != ndim || H5Sget_simple_extent_dims(space, have, NULL) < 0 || have[0] != want[0] ||
-           (ndim == 2 && have[1] != want[1]))
-    st = px_error_set(err, PX_EINPUT,
-                      "%s: dataset '%s' has %d dimensions [%llu, %llu], expected [%llu%s%llu]",
-                      path, fd->name, nd, (unsigned long long)have[0], (unsigned long long)have[1],
-                      (unsigned long long)want[0], ndim == 2 ? ", " : "]",
-                      ndim == 2 ? (unsigned long long)want[1] : 0ULL);
+  hsize_t want[2] = {(hsize_t)N, px_field_cols(fd, P, R)};
+  PX_TRY(px_h5_open_dataset(file, fd->name, fd->elem == PX_E_F32 ? H5T_FLOAT : H5T_INTEGER,
+                            px_elem_size(fd->elem), fd->cols == PX_C_ONE ? 1 : 2, want, out, path,
+                            err));
   double need = (double)want[0] * (double)want[1] * (double)px_elem_size(fd->elem);
-  double stored = st == PX_OK ? (double)H5Dget_storage_size(d) : 0;
-  if (st == PX_OK && (stored < need || stored > (double)file_bytes))
-    st = px_error_set(err, PX_EINPUT,
+  double stored = (double)H5Dget_storage_size(*out);
+  if (stored >= need && stored <= (double)file_bytes) return PX_OK;
+  H5Dclose(*out); /* already failing */
+  *out = H5I_INVALID_HID;
+  return px_error_set(err, PX_EINPUT,
                       "%s: dataset '%s' needs %.0f bytes for its shape, the file stores %.0f of "
                       "them in %lld bytes (damaged or incomplete file)",
                       path, fd->name, need, stored, (long long)file_bytes);
-  if (((type >= 0 && H5Tclose(type) < 0) || (space >= 0 && H5Sclose(space) < 0)) && st == PX_OK)
-    st = px_error_set(err, PX_ERUN, "%s: dataset '%s': closing its type or space failed", path,
-                      fd->name);
-  if (st != PX_OK)
-    H5Dclose(d); /* already failing: the first error is the one to report */
-  else
-    *out = d;
-  return st;
 }
 
 /* Reads rows [lo, lo + n) of an open dataset of `cols` columns (independent transfer). */
