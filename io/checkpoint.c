@@ -692,23 +692,10 @@ static herr_t px_visit_read(hid_t loc, const char *name, void *data) {
     hsize_t per = PX_CHECK_PIECE / row_bytes > 0 ? PX_CHECK_PIECE / row_bytes : 1;
     if (per > rows) per = rows;
     void *buf = px_malloc((size_t)(per * row_bytes));
-    for (hsize_t r = 0; r < rows && v->st == PX_OK; r += per) {
-      hsize_t n = rows - r < per ? rows - r : per, off[H5S_MAX_RANK] = {0}, cnt[H5S_MAX_RANK];
-      for (int i = 0; i < nd; i++) cnt[i] = dims[i];
-      herr_t rc = 0;
-      hid_t mspace = H5I_INVALID_HID;
-      if (nd > 0) {
-        off[0] = r, cnt[0] = n;
-        mspace = H5Screate_simple(nd, cnt, NULL);
-        rc = mspace < 0 ? -1 : H5Sselect_hyperslab(space, H5S_SELECT_SET, off, NULL, cnt, NULL);
-      }
-      if (rc >= 0)
-        rc = H5Dread(d, mem, nd > 0 ? mspace : H5S_ALL, nd > 0 ? space : H5S_ALL, H5P_DEFAULT, buf);
-      if (rc < 0)
+    for (hsize_t r = 0; r < rows && v->st == PX_OK; r += per)
+      if (px_h5_read_rows(d, mem, r, rows - r < per ? rows - r : per, buf) < 0)
         v->st = px_error_set(v->err, PX_EINPUT, "%s: dataset /%s is damaged (%s)", v->path, name,
                              px_h5_reason(reason, sizeof reason));
-      if (mspace >= 0) v->st = px_ckpt_closed(H5Sclose(mspace), v->path, v->st, v->err);
-    }
     free(buf);
   }
   if (space >= 0) v->st = px_ckpt_closed(H5Sclose(space), v->path, v->st, v->err);

@@ -169,7 +169,7 @@ static px_status px_read_field(hid_t file, const char *path, const char *name, i
 
   int64_t n = hi - lo;
   out->offsets = px_malloc((size_t)(n + 1) * sizeof(int64_t));
-  if (px_h5_read_1d(doff, H5T_NATIVE_INT64, (hsize_t)lo, (hsize_t)n + 1, out->offsets) < 0) {
+  if (px_h5_read_rows(doff, H5T_NATIVE_INT64, (hsize_t)lo, (hsize_t)n + 1, out->offsets) < 0) {
     st = px_error_set(err, PX_EINPUT, "%s: cannot read offsets (damaged file? checksum error?)",
                       where);
     goto done;
@@ -191,7 +191,7 @@ static px_status px_read_field(hid_t file, const char *path, const char *name, i
   }
   int64_t base = out->offsets[0], count = out->offsets[n] - base;
   out->tokens = px_malloc((size_t)(count > 0 ? count : 1) * sizeof(int32_t));
-  if (px_h5_read_1d(dtok, H5T_NATIVE_INT32, (hsize_t)base, (hsize_t)count, out->tokens) < 0) {
+  if (px_h5_read_rows(dtok, H5T_NATIVE_INT32, (hsize_t)base, (hsize_t)count, out->tokens) < 0) {
     st = px_error_set(err, PX_EINPUT, "%s: cannot read tokens (damaged file? checksum error?)",
                       where);
     goto done;

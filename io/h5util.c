@@ -398,21 +398,30 @@ px_status px_h5_open_int_1d(hid_t loc, const char *name, hid_t *dset, hsize_t *n
   return st;
 }
 
-herr_t px_h5_read_1d(hid_t dset, hid_t mem_type, hsize_t start, hsize_t count, void *out) {
-  hid_t fspace = H5Dget_space(dset);
-  hsize_t mdims[1] = {count > 0 ? count : 1};
-  hid_t mspace = H5Screate_simple(1, mdims, NULL);
-  herr_t rc = fspace < 0 || mspace < 0 ? -1 : 0;
-  if (rc == 0 && count == 0) {
-    rc = H5Sselect_none(fspace) < 0 || H5Sselect_none(mspace) < 0 ? -1 : 0;
-  } else if (rc == 0) {
-    hsize_t off[1] = {start}, cnt[1] = {count};
-    rc = H5Sselect_hyperslab(fspace, H5S_SELECT_SET, off, NULL, cnt, NULL);
+herr_t px_h5_read_rows(hid_t dset, hid_t mem_type, hsize_t first, hsize_t n, void *out) {
+  hid_t fspace = H5Dget_space(dset), mspace = H5I_INVALID_HID;
+  int nd = fspace < 0 ? -1 : H5Sget_simple_extent_ndims(fspace);
+  hsize_t cnt[H5S_MAX_RANK], mdims[H5S_MAX_RANK], off[H5S_MAX_RANK] = {0};
+  herr_t rc = nd < 0 || H5Sget_simple_extent_dims(fspace, cnt, NULL) < 0 ? -1 : 0;
+  if (rc == 0 && nd > 0) {
+    memcpy(mdims, cnt, (size_t)nd * sizeof *cnt);
+    off[0] = first, cnt[0] = n, mdims[0] = n > 0 ? n : 1;
+    mspace = H5Screate_simple(nd, mdims, NULL);
+    if (mspace < 0)
+      rc = -1;
+    else if (n == 0)
+      rc = H5Sselect_none(fspace) < 0 || H5Sselect_none(mspace) < 0 ? -1 : 0;
+    else
+      rc = H5Sselect_hyperslab(fspace, H5S_SELECT_SET, off, NULL, cnt, NULL);
   }
-  if (rc >= 0) rc = H5Dread(dset, mem_type, mspace, fspace, H5P_DEFAULT, out);
-  if (mspace >= 0) H5Sclose(mspace);
-  if (fspace >= 0) H5Sclose(fspace);
-  return rc;
+  if (rc >= 0)
+    rc = nd > 0 ? H5Dread(dset, mem_type, mspace, fspace, H5P_DEFAULT, out)
+                : H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+  hid_t reason = rc < 0 ? H5Eget_current_stack() : H5I_INVALID_HID; /* the closes clear it */
+  if (mspace >= 0 && H5Sclose(mspace) < 0) rc = -1;
+  if (fspace >= 0 && H5Sclose(fspace) < 0) rc = -1;
+  if (reason >= 0) H5Eset_current_stack(reason);
+  return rc < 0 ? -1 : 0;
 }
 
 herr_t px_h5_write_rows(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, int ndim,

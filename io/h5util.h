@@ -109,8 +109,9 @@ px_status px_h5_read_f32(hid_t loc, const char *name, int ndim, const hsize_t *d
 px_status px_h5_open_int_1d(hid_t loc, const char *name, hid_t *dset, hsize_t *n, const char *where,
                             px_error *err);
 
-/* Reads elements [start, start+count) of an open 1-D dataset as mem_type (independent I/O).
- * Returns <0 on failure. count may be 0. */
-herr_t px_h5_read_1d(hid_t dset, hid_t mem_type, hsize_t start, hsize_t count, void *out);
+/* Reads rows [first, first + n) of an open dataset (along its first dimension; a scalar is one
+ * row) as mem_type into out, which holds n rows; n may be 0. An independent transfer, so no
+ * other process waits for this one. Returns <0 on failure. */
+herr_t px_h5_read_rows(hid_t dset, hid_t mem_type, hsize_t first, hsize_t n, void *out);
 
 #endif

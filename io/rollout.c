@@ -389,23 +389,6 @@ static px_status px_open_field(hid_t file, const char *path, int64_t file_bytes,
                       path, fd->name, need, stored, (long long)file_bytes);
 }
 
-/* Reads rows [lo, lo + n) of an open dataset of `cols` columns (independent transfer). */
-static herr_t px_read_rows(hid_t dset, hid_t mem_type, int ndim, hsize_t cols, hsize_t lo,
-                           hsize_t n, void *out) {
-  hid_t fspace = H5Dget_space(dset);
-  hsize_t mdims[2] = {n > 0 ? n : 1, cols}, off[2] = {lo, 0}, cnt[2] = {n, cols};
-  hid_t mspace = H5Screate_simple(ndim, mdims, NULL);
-  herr_t rc = fspace < 0 || mspace < 0 ? -1 : 0;
-  if (rc == 0 && n == 0)
-    rc = H5Sselect_none(fspace) < 0 || H5Sselect_none(mspace) < 0 ? -1 : 0;
-  else if (rc == 0)
-    rc = H5Sselect_hyperslab(fspace, H5S_SELECT_SET, off, NULL, cnt, NULL);
-  if (rc >= 0) rc = H5Dread(dset, mem_type, mspace, fspace, H5P_DEFAULT, out);
-  if (mspace >= 0 && H5Sclose(mspace) < 0) rc = -1;
-  if (fspace >= 0 && H5Sclose(fspace) < 0) rc = -1;
-  return rc < 0 ? -1 : 0;
-}
-
 static px_status px_read_attrs(hid_t file, const char *path, px_rollout_attrs *a, int64_t *N,
                                int64_t *P, int64_t *R, px_error *err) {
   char format[64] = "", kl[16] = "";
@@ -475,8 +458,7 @@ static px_status px_read_fields(hid_t file, const char *path, int64_t file_bytes
     size_t bytes = (size_t)(out->n > 0 ? out->n : 1) * cols * px_elem_size(fd->elem);
     void **p = px_field_ptr(out, f);
     *p = px_malloc(bytes);
-    herr_t rc = px_read_rows(d, px_elem_mem(fd->elem), fd->cols == PX_C_ONE ? 1 : 2, cols,
-                             (hsize_t)out->first, (hsize_t)out->n, *p);
+    herr_t rc = px_h5_read_rows(d, px_elem_mem(fd->elem), (hsize_t)out->first, (hsize_t)out->n, *p);
     char reason[256] = "";
     if (rc < 0) px_h5_reason(reason, sizeof reason);
     if (H5Dclose(d) < 0 && rc >= 0) rc = -1;
