@@ -155,7 +155,8 @@ herr_t px_h5_visit_datasets(hid_t loc, herr_t (*fn)(hid_t loc, const char *name,
 #endif
 }
 
-hid_t px_h5_dcpl_checksummed(int rank, const hsize_t *dims, hsize_t max_chunk_elems) {
+/* The creation list of px_h5_create_dataset's datasets; H5I_INVALID_HID on failure. */
+static hid_t px_h5_dcpl_checksummed(int rank, const hsize_t *dims, hsize_t max_chunk_elems) {
   if (rank < 1 || rank > H5S_MAX_RANK) return H5I_INVALID_HID;
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   if (dcpl < 0) return H5I_INVALID_HID;
@@ -171,6 +172,26 @@ hid_t px_h5_dcpl_checksummed(int rank, const hsize_t *dims, hsize_t max_chunk_el
     return H5I_INVALID_HID;
   }
   return dcpl;
+}
+
+hid_t px_h5_create_dataset(hid_t loc, const char *name, hid_t file_type, int ndim,
+                           const hsize_t *dims, hsize_t max_chunk, hsize_t *chunk) {
+  hid_t space = H5Screate_simple(ndim, dims, NULL);
+  hid_t dcpl = px_h5_dcpl_checksummed(ndim, dims, max_chunk);
+  hid_t dset = space < 0 || dcpl < 0
+                   ? H5I_INVALID_HID
+                   : H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  int ok = dset >= 0 && (!chunk || H5Pget_chunk(dcpl, ndim, chunk) == ndim);
+  hid_t reason = ok ? H5I_INVALID_HID : H5Eget_current_stack(); /* the closes clear it */
+  if (dcpl >= 0 && H5Pclose(dcpl) < 0) ok = 0;
+  if (space >= 0 && H5Sclose(space) < 0) ok = 0;
+  if (!ok && dset >= 0) {
+    if (reason < 0) reason = H5Eget_current_stack();
+    H5Dclose(dset);
+    dset = H5I_INVALID_HID;
+  }
+  if (reason >= 0) H5Eset_current_stack(reason);
+  return dset;
 }
 
 hid_t px_h5_gcpl(void) {
@@ -312,16 +333,10 @@ px_status px_h5_attr_read_f64(hid_t loc, const char *name, double *value, const 
 herr_t px_h5_write_1d(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
                       const void *data, hsize_t n) {
   hsize_t dims[1] = {n};
-  hid_t space = H5Screate_simple(1, dims, NULL);
-  hid_t dcpl = px_h5_dcpl_checksummed(1, dims, (hsize_t)1 << 16);
-  hid_t dset = space < 0 || dcpl < 0
-                   ? H5I_INVALID_HID
-                   : H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  hid_t dset = px_h5_create_dataset(loc, name, file_type, 1, dims, (hsize_t)1 << 16, NULL);
   herr_t rc = dset < 0 ? -1 : 0;
   if (rc == 0 && n > 0) rc = H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
   if (dset >= 0 && H5Dclose(dset) < 0) rc = -1;
-  if (dcpl >= 0 && H5Pclose(dcpl) < 0) rc = -1;
-  if (space >= 0 && H5Sclose(space) < 0) rc = -1;
   return rc < 0 ? -1 : 0;
 }
 
@@ -421,33 +436,6 @@ herr_t px_h5_read_rows(hid_t dset, hid_t mem_type, hsize_t first, hsize_t n, voi
   if (mspace >= 0 && H5Sclose(mspace) < 0) rc = -1;
   if (fspace >= 0 && H5Sclose(fspace) < 0) rc = -1;
   if (reason >= 0) H5Eset_current_stack(reason);
-  return rc < 0 ? -1 : 0;
-}
-
-herr_t px_h5_write_rows(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, int ndim,
-                        const hsize_t *dims, hsize_t max_chunk, hsize_t first, hsize_t n,
-                        const void *data, hid_t dxpl) {
-  if (ndim < 1 || ndim > 8) return -1;
-  hsize_t mdims[8], off[8] = {0}, cnt[8];
-  for (int i = 0; i < ndim; i++) mdims[i] = cnt[i] = dims[i];
-  mdims[0] = n > 0 ? n : 1, off[0] = first, cnt[0] = n;
-  hid_t fspace = H5Screate_simple(ndim, dims, NULL);
-  hid_t mspace = H5Screate_simple(ndim, mdims, NULL);
-  hid_t dcpl = px_h5_dcpl_checksummed(ndim, dims, max_chunk);
-  hid_t dset = fspace < 0 || dcpl < 0
-                   ? H5I_INVALID_HID
-                   : H5Dcreate2(loc, name, file_type, fspace, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-  herr_t rc = dset < 0 || mspace < 0 ? -1 : 0;
-  if (rc == 0 && n == 0)
-    rc = H5Sselect_none(fspace) < 0 || H5Sselect_none(mspace) < 0 ? -1 : 0;
-  else if (rc == 0)
-    rc = H5Sselect_hyperslab(fspace, H5S_SELECT_SET, off, NULL, cnt, NULL);
-  static const char nothing[8]; /* an empty selection still needs a buffer */
-  if (rc >= 0) rc = H5Dwrite(dset, mem_type, mspace, fspace, dxpl, n > 0 ? data : nothing);
-  if (dset >= 0 && H5Dclose(dset) < 0) rc = -1;
-  if (dcpl >= 0 && H5Pclose(dcpl) < 0) rc = -1;
-  if (mspace >= 0 && H5Sclose(mspace) < 0) rc = -1;
-  if (fspace >= 0 && H5Sclose(fspace) < 0) rc = -1;
   return rc < 0 ? -1 : 0;
 }
 

@@ -42,10 +42,15 @@ px_status px_h5_open_read(const char *path, MPI_Comm comm, hid_t *file, px_error
 herr_t px_h5_visit_datasets(hid_t loc, herr_t (*fn)(hid_t loc, const char *name, void *data),
                             void *data);
 
-/* Dataset creation: chunked (chunk = min(n, max_chunk) elements along dim 0, the rest whole),
- * Fletcher-32 checksum, no modification times (so equal content gives equal bytes).
- * Returns a dcpl to close with H5Pclose, or H5I_INVALID_HID. */
-hid_t px_h5_dcpl_checksummed(int rank, const hsize_t *dims, hsize_t max_chunk_elems);
+/* Creates dataset name under loc, of file_type and the shape dims[0..ndim), checksummed: chunked
+ * along dim 0 (as many whole rows as fit in max_chunk elements, at least one, at most dims[0];
+ * the other dimensions whole), with the Fletcher-32 filter, and without modification times (so
+ * equal content gives equal bytes). The chunk's extents go into chunk[0..ndim) when chunk is not
+ * NULL. Returns the open dataset (the caller closes it), or H5I_INVALID_HID with HDF5's reason on
+ * its error stack and nothing left open (a dataspace or property list that cannot be closed is
+ * a failure too). Not collective. */
+hid_t px_h5_create_dataset(hid_t loc, const char *name, hid_t file_type, int ndim,
+                           const hsize_t *dims, hsize_t max_chunk, hsize_t *chunk);
 
 /* A group-creation list without modification times. */
 hid_t px_h5_gcpl(void);
@@ -75,19 +80,11 @@ px_status px_h5_attr_read_i64(hid_t loc, const char *name, int64_t *value, const
 px_status px_h5_attr_read_f64(hid_t loc, const char *name, double *value, const char *where,
                               px_error *err);
 
-/* Creates a 1-D checksummed dataset of n elements of mem_type and writes data into it
- * (serial, or collective when the file is open with MPI-IO and every rank passes the same). */
+/* Creates a 1-D checksummed dataset of n elements (px_h5_create_dataset, chunks of at most 2^16)
+ * and writes data, n elements of mem_type, into it through HDF5's filter pipeline. Returns <0
+ * on failure. Not collective. */
 herr_t px_h5_write_1d(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
                       const void *data, hsize_t n);
-
-/* Creates an n-D checksummed dataset of the global shape dims (chunks of at most max_chunk
- * elements) and writes rows [first, first + n) of dim 0 from data, which holds just those rows.
- * Collective when dxpl is an MPI-IO collective transfer list: every rank passes the same name,
- * types and shape and its own rows, and a rank with n = 0 takes part with an empty selection.
- * With H5P_DEFAULT on a serial file, one caller writes all rows. Returns <0 on failure. */
-herr_t px_h5_write_rows(hid_t loc, const char *name, hid_t file_type, hid_t mem_type, int ndim,
-                        const hsize_t *dims, hsize_t max_chunk, hsize_t first, hsize_t n,
-                        const void *data, hid_t dxpl);
 
 /* Opens dataset name under loc into *dset (the caller closes it) after checking what it must be:
  * of type class cls (H5T_INTEGER or H5T_FLOAT), of elem-byte elements (0: any size), and of the
