@@ -242,34 +242,20 @@ static px_status px_info_state(hid_t f, const char *path, FILE *out, px_error *e
 
 /* The root attribute config (the resolved INI): its lines and its settings. */
 static px_status px_info_config(hid_t f, const char *path, FILE *out, px_error *err) {
-  if (H5Aexists(f, "config") <= 0)
-    return px_error_set(err, PX_EINPUT, "%s: attribute 'config' is missing", path);
-  hid_t attr = H5Aopen(f, "config", H5P_DEFAULT);
-  hid_t type = attr < 0 ? H5I_INVALID_HID : H5Aget_type(attr);
-  size_t size = type < 0 || H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) > 0
-                    ? 0
-                    : H5Tget_size(type);
-  char *text = size > 0 ? px_malloc(size + 1) : NULL;
-  px_status st = PX_OK;
-  if (!text || H5Aread(attr, type, text) < 0) {
-    st = px_error_set(err, PX_EINPUT, "%s: attribute 'config' is not a readable string", path);
-  } else {
-    text[size] = '\0';
-    int lines = 0, settings = 0;
-    for (const char *s = text; *s;) {
-      size_t len = strcspn(s, "\n");
-      const char *p = s + strspn(s, " \t");
-      lines++;
-      if (*p != ';' && *p != '#' && *p != '[' && memchr(s, '=', len)) settings++;
-      s += len + (s[len] == '\n');
-    }
-    fprintf(out, "  %-10s %d line%s, %d setting%s (the resolved INI; h5dump -a config shows it)\n",
-            "config", lines, lines == 1 ? "" : "s", settings, settings == 1 ? "" : "s");
+  char *text;
+  PX_TRY(px_h5_attr_read_text(f, "config", &text, path, err));
+  int lines = 0, settings = 0;
+  for (const char *s = text; *s;) {
+    size_t len = strcspn(s, "\n");
+    const char *p = s + strspn(s, " \t");
+    lines++;
+    if (*p != ';' && *p != '#' && *p != '[' && memchr(s, '=', len)) settings++;
+    s += len + (s[len] == '\n');
   }
+  fprintf(out, "  %-10s %d line%s, %d setting%s (the resolved INI; h5dump -a config shows it)\n",
+          "config", lines, lines == 1 ? "" : "s", settings, settings == 1 ? "" : "s");
   free(text);
-  if (type >= 0) H5Tclose(type);
-  if (attr >= 0) H5Aclose(attr);
-  return st;
+  return PX_OK;
 }
 
 /* ---------------------------------------------------------------------------------------------

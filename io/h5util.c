@@ -266,55 +266,78 @@ herr_t px_h5_attr_write_f64(hid_t loc, const char *name, double value) {
   return px_h5_attr_write(loc, name, H5T_NATIVE_DOUBLE, &value);
 }
 
-px_status px_h5_attr_read_str(hid_t loc, const char *name, char *buf, size_t n, const char *where,
-                              px_error *err) {
+/* An attribute open with its type and dataspace (each H5I_INVALID_HID when it could not be had). */
+typedef struct px_h5_attr {
+  hid_t attr, type, space;
+} px_h5_attr;
+
+/* Opens attribute name of loc into *a; PX_EINPUT naming `where` when it is missing. */
+static px_status px_h5_attr_open(hid_t loc, const char *name, px_h5_attr *a, const char *where,
+                                 px_error *err) {
+  *a = (px_h5_attr){H5I_INVALID_HID, H5I_INVALID_HID, H5I_INVALID_HID};
   if (H5Aexists(loc, name) <= 0)
     return px_error_set(err, PX_EINPUT, "%s: attribute '%s' is missing", where, name);
-  hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
-  hid_t type = attr < 0 ? H5I_INVALID_HID : H5Aget_type(attr);
-  hid_t space = attr < 0 ? H5I_INVALID_HID : H5Aget_space(attr);
+  a->attr = H5Aopen(loc, name, H5P_DEFAULT);
+  a->type = a->attr < 0 ? H5I_INVALID_HID : H5Aget_type(a->attr);
+  a->space = a->attr < 0 ? H5I_INVALID_HID : H5Aget_space(a->attr);
+  return PX_OK;
+}
+
+static void px_h5_attr_close(px_h5_attr *a) {
+  if (a->space >= 0) H5Sclose(a->space);
+  if (a->type >= 0) H5Tclose(a->type);
+  if (a->attr >= 0) H5Aclose(a->attr);
+}
+
+px_status px_h5_attr_read_text(hid_t loc, const char *name, char **text, const char *where,
+                               px_error *err) {
+  *text = NULL;
+  px_h5_attr a;
+  PX_TRY(px_h5_attr_open(loc, name, &a, where, err));
   px_status st = PX_OK;
-  if (type < 0 || space < 0 || H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) > 0 ||
-      H5Sget_simple_extent_npoints(space) != 1) {
+  if (a.type < 0 || a.space < 0 || H5Tget_class(a.type) != H5T_STRING ||
+      H5Tis_variable_str(a.type) > 0 || H5Sget_simple_extent_npoints(a.space) != 1) {
     st = px_error_set(err, PX_EINPUT, "%s: attribute '%s' is not a fixed-length string", where,
                       name);
   } else {
-    size_t size = H5Tget_size(type);
-    hid_t mem = H5Tcopy(type);
-    char *tmp = px_malloc(size + 1);
-    if (mem < 0 || H5Aread(attr, mem, tmp) < 0) {
+    size_t size = H5Tget_size(a.type);
+    hid_t mem = H5Tcopy(a.type);
+    *text = px_malloc(size + 1);
+    if (mem < 0 || H5Aread(a.attr, mem, *text) < 0) {
       st = px_error_set(err, PX_EINPUT, "%s: cannot read attribute '%s'", where, name);
+      free(*text);
+      *text = NULL;
     } else {
-      tmp[size] = '\0';
-      snprintf(buf, n, "%s", tmp);
+      (*text)[size] = '\0';
     }
-    free(tmp);
     if (mem >= 0) H5Tclose(mem);
   }
-  if (space >= 0) H5Sclose(space);
-  if (type >= 0) H5Tclose(type);
-  if (attr >= 0) H5Aclose(attr);
+  px_h5_attr_close(&a);
   return st;
+}
+
+px_status px_h5_attr_read_str(hid_t loc, const char *name, char *buf, size_t n, const char *where,
+                              px_error *err) {
+  char *text;
+  PX_TRY(px_h5_attr_read_text(loc, name, &text, where, err));
+  snprintf(buf, n, "%s", text);
+  free(text);
+  return PX_OK;
 }
 
 /* A scalar numeric attribute of the given class, read as mem_type. */
 static px_status px_h5_attr_read_num(hid_t loc, const char *name, H5T_class_t cls, hid_t mem_type,
                                      void *value, const char *what, const char *where,
                                      px_error *err) {
-  if (H5Aexists(loc, name) <= 0)
-    return px_error_set(err, PX_EINPUT, "%s: attribute '%s' is missing", where, name);
-  hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
-  hid_t type = attr < 0 ? H5I_INVALID_HID : H5Aget_type(attr);
-  hid_t space = attr < 0 ? H5I_INVALID_HID : H5Aget_space(attr);
-  px_status st = PX_OK;
-  H5T_class_t have = type < 0 ? H5T_NO_CLASS : H5Tget_class(type);
+  px_h5_attr a;
+  PX_TRY(px_h5_attr_open(loc, name, &a, where, err));
+  H5T_class_t have = a.type < 0 ? H5T_NO_CLASS : H5Tget_class(a.type);
   int ok_class = have == cls || (cls == H5T_FLOAT && have == H5T_INTEGER);
-  if (type < 0 || space < 0 || !ok_class || H5Sget_simple_extent_npoints(space) != 1 ||
-      H5Aread(attr, mem_type, value) < 0)
+  px_status st = PX_OK;
+  if (a.type < 0 || a.space < 0 || !ok_class || H5Sget_simple_extent_npoints(a.space) != 1 ||
+      H5Aread(a.attr, mem_type, value) < 0)
     st = px_error_set(err, PX_EINPUT, "%s: attribute '%s' is not %s", where, name, what);
-  if (space >= 0) H5Sclose(space);
-  if (type >= 0) H5Tclose(type);
-  if (attr >= 0) H5Aclose(attr);
+  px_h5_attr_close(&a);
   return st;
 }
 

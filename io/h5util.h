@@ -75,6 +75,10 @@ herr_t px_h5_attr_write_i64(hid_t loc, const char *name, int64_t value);
 herr_t px_h5_attr_write_f64(hid_t loc, const char *name, double value);
 px_status px_h5_attr_read_str(hid_t loc, const char *name, char *buf, size_t n, const char *where,
                               px_error *err);
+/* A string attribute of any length, into *text (allocated; the caller frees it; NULL on failure).
+ */
+px_status px_h5_attr_read_text(hid_t loc, const char *name, char **text, const char *where,
+                               px_error *err);
 px_status px_h5_attr_read_i64(hid_t loc, const char *name, int64_t *value, const char *where,
                               px_error *err);
 px_status px_h5_attr_read_f64(hid_t loc, const char *name, double *value, const char *where,
