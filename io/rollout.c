@@ -80,7 +80,10 @@ static hid_t px_elem_file(px_elem e) {
   return e == PX_E_I32 ? H5T_STD_I32LE : e == PX_E_F32 ? H5T_IEEE_F32LE : H5T_STD_U8LE;
 }
 
-static const char *px_kl_name(px_rl_kl_kind k) { return k == PX_RL_KL_K3 ? "k3" : "k1"; }
+/* px_rollout_attrs.kl_kind: the estimator's number, N in its name kN (rl.h's px_rl_kl_kind). */
+enum { PX_KL_K1 = 1, PX_KL_K3 = 3 };
+
+static const char *px_kl_name(int k) { return k == PX_KL_K3 ? "k3" : "k1"; }
 
 /* ------------------------------------------------------------------------------------------- */
 
@@ -98,8 +101,8 @@ static px_status px_check_rows(const char *path, const px_rollout *r, const px_r
     return px_error_set(
         err, PX_EINPUT, "%s: %lld prompt and %lld response positions (each must be 1 to %lld)",
         path, (long long)r->P, (long long)r->R, (long long)PX_ROLLOUT_MAX_POSITIONS);
-  if (a->kl_kind != PX_RL_KL_K1 && a->kl_kind != PX_RL_KL_K3)
-    return px_error_set(err, PX_EINPUT, "%s: unknown KL estimator %d", path, (int)a->kl_kind);
+  if (a->kl_kind != PX_KL_K1 && a->kl_kind != PX_KL_K3)
+    return px_error_set(err, PX_EINPUT, "%s: unknown KL estimator %d", path, a->kl_kind);
   if (!(a->whiten_std > 0) || !isfinite(a->whiten_std) || !isfinite(a->whiten_mean))
     return px_error_set(err, PX_EINPUT, "%s: whitening statistics mean %g, std %g are unusable",
                         path, a->whiten_mean, a->whiten_std);
@@ -417,7 +420,7 @@ static px_status px_read_attrs(hid_t file, const char *path, px_rollout_attrs *a
   PX_TRY(px_h5_attr_read_str(file, "kl_estimator", kl, sizeof kl, path, err));
   if (strcmp(kl, "k1") && strcmp(kl, "k3"))
     return px_error_set(err, PX_EINPUT, "%s: kl_estimator is '%s', expected k1 or k3", path, kl);
-  a->kl_kind = strcmp(kl, "k3") ? PX_RL_KL_K1 : PX_RL_KL_K3;
+  a->kl_kind = strcmp(kl, "k3") ? PX_KL_K1 : PX_KL_K3;
   PX_TRY(px_h5_attr_read_f64(file, "kl_clamp", &a->kl_clamp, path, err));
   PX_TRY(px_h5_attr_read_f64(file, "no_eos_penalty", &a->no_eos_penalty, path, err));
   PX_TRY(px_h5_attr_read_f64(file, "whiten_mean", &a->whiten_mean, path, err));
