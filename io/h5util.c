@@ -11,6 +11,10 @@
 
 #include "proxima/fsutil.h"
 
+/* ---------------------------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------------------------- */
+
 void px_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 static herr_t px_h5_first(unsigned n, const H5E_error2_t *e, void *data) {
@@ -39,9 +43,48 @@ px_status px_h5_fail(px_error *err, px_status status, const char *fmt, ...) {
   return status;
 }
 
-/* -------------------------------------------------------------------------------------------
- * Opening a file to read
+/* HDF5's error stack when failed, taken before calls that would clear it (every API call does)
+ * and put back after them with px_h5_put_back: the first failure's reason is the one reported. */
+static hid_t px_h5_keep_reason(int failed) {
+  return failed ? H5Eget_current_stack() : H5I_INVALID_HID;
+}
+
+static void px_h5_put_back(hid_t stack) {
+  if (stack >= 0) H5Eset_current_stack(stack);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Files
  * ------------------------------------------------------------------------------------------- */
+
+hid_t px_h5_create(const char *path, size_t in_memory) {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE), file = -1;
+  if (fapl >= 0 && fcpl >= 0 && H5Pset_obj_track_times(fcpl, 0) >= 0 &&
+      (in_memory > 0 ? H5Pset_fapl_core(fapl, in_memory, 0) : H5Pset_fapl_sec2(fapl)) >= 0)
+    file = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
+  hid_t reason = px_h5_keep_reason(file < 0);
+  herr_t closed = 0;
+  if (fcpl >= 0 && H5Pclose(fcpl) < 0) closed = -1;
+  if (fapl >= 0 && H5Pclose(fapl) < 0) closed = -1;
+  if (file >= 0 && closed < 0) {
+    reason = px_h5_keep_reason(1);
+    H5Fclose(file);
+    file = H5I_INVALID_HID;
+  }
+  px_h5_put_back(reason);
+  return file;
+}
+
+int px_h5_file_fd(hid_t file) {
+  hid_t fapl = H5Fget_access_plist(file);
+  void *handle = NULL;
+  int fd = -1;
+  if (fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 &&
+      H5Fget_vfd_handle(file, fapl, &handle) >= 0 && handle)
+    fd = *(const int *)handle;
+  if (fapl >= 0) H5Pclose(fapl);
+  return fd;
+}
 
 /* >0 when path is an HDF5 file, 0 when not, <0 when it cannot be read. */
 static htri_t px_h5_is_hdf5(const char *path) {
@@ -155,44 +198,9 @@ herr_t px_h5_visit_datasets(hid_t loc, herr_t (*fn)(hid_t loc, const char *name,
 #endif
 }
 
-/* The creation list of px_h5_create_dataset's datasets; H5I_INVALID_HID on failure. */
-static hid_t px_h5_dcpl_checksummed(int rank, const hsize_t *dims, hsize_t max_chunk_elems) {
-  if (rank < 1 || rank > H5S_MAX_RANK) return H5I_INVALID_HID;
-  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-  if (dcpl < 0) return H5I_INVALID_HID;
-  hsize_t chunk[H5S_MAX_RANK];
-  hsize_t inner = 1;
-  for (int i = 1; i < rank; i++) chunk[i] = dims[i] > 0 ? dims[i] : 1, inner *= chunk[i];
-  hsize_t rows = max_chunk_elems / (inner ? inner : 1);
-  if (rows < 1) rows = 1;
-  chunk[0] = dims[0] < rows ? (dims[0] > 0 ? dims[0] : 1) : rows;
-  if (H5Pset_chunk(dcpl, rank, chunk) < 0 || H5Pset_fletcher32(dcpl) < 0 ||
-      H5Pset_obj_track_times(dcpl, 0) < 0) {
-    H5Pclose(dcpl);
-    return H5I_INVALID_HID;
-  }
-  return dcpl;
-}
-
-hid_t px_h5_create_dataset(hid_t loc, const char *name, hid_t file_type, int ndim,
-                           const hsize_t *dims, hsize_t max_chunk, hsize_t *chunk) {
-  hid_t space = H5Screate_simple(ndim, dims, NULL);
-  hid_t dcpl = px_h5_dcpl_checksummed(ndim, dims, max_chunk);
-  hid_t dset = space < 0 || dcpl < 0
-                   ? H5I_INVALID_HID
-                   : H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-  int ok = dset >= 0 && (!chunk || H5Pget_chunk(dcpl, ndim, chunk) == ndim);
-  hid_t reason = ok ? H5I_INVALID_HID : H5Eget_current_stack(); /* the closes clear it */
-  if (dcpl >= 0 && H5Pclose(dcpl) < 0) ok = 0;
-  if (space >= 0 && H5Sclose(space) < 0) ok = 0;
-  if (!ok && dset >= 0) {
-    if (reason < 0) reason = H5Eget_current_stack();
-    H5Dclose(dset);
-    dset = H5I_INVALID_HID;
-  }
-  if (reason >= 0) H5Eset_current_stack(reason);
-  return dset;
-}
+/* ---------------------------------------------------------------------------------------------
+ * Groups and attributes
+ * ------------------------------------------------------------------------------------------- */
 
 hid_t px_h5_gcpl(void) {
   hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
@@ -201,36 +209,6 @@ hid_t px_h5_gcpl(void) {
     return H5I_INVALID_HID;
   }
   return gcpl;
-}
-
-hid_t px_h5_create(const char *path, size_t in_memory) {
-  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE), file = -1;
-  if (fapl >= 0 && fcpl >= 0 && H5Pset_obj_track_times(fcpl, 0) >= 0 &&
-      (in_memory > 0 ? H5Pset_fapl_core(fapl, in_memory, 0) : H5Pset_fapl_sec2(fapl)) >= 0)
-    file = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
-  /* The first failure's reason, kept across the calls after it (each clears the error stack). */
-  hid_t reason = file < 0 ? H5Eget_current_stack() : H5I_INVALID_HID;
-  herr_t closed = 0;
-  if (fcpl >= 0 && H5Pclose(fcpl) < 0) closed = -1;
-  if (fapl >= 0 && H5Pclose(fapl) < 0) closed = -1;
-  if (file >= 0 && closed < 0) {
-    reason = H5Eget_current_stack();
-    H5Fclose(file);
-    file = H5I_INVALID_HID;
-  }
-  if (reason >= 0) H5Eset_current_stack(reason);
-  return file;
-}
-
-int px_h5_file_fd(hid_t file) {
-  hid_t fapl = H5Fget_access_plist(file);
-  void *handle = NULL;
-  int fd = -1;
-  if (fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 &&
-      H5Fget_vfd_handle(file, fapl, &handle) >= 0 && handle)
-    fd = *(const int *)handle;
-  if (fapl >= 0) H5Pclose(fapl);
-  return fd;
 }
 
 /* Writes a scalar attribute, replacing one of that name: an existing one that cannot be
@@ -353,6 +331,49 @@ px_status px_h5_attr_read_f64(hid_t loc, const char *name, double *value, const 
                              err);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Datasets
+ * ------------------------------------------------------------------------------------------- */
+
+/* The creation list of px_h5_create_dataset's datasets; H5I_INVALID_HID on failure. */
+static hid_t px_h5_dcpl_checksummed(int rank, const hsize_t *dims, hsize_t max_chunk_elems) {
+  if (rank < 1 || rank > H5S_MAX_RANK) return H5I_INVALID_HID;
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (dcpl < 0) return H5I_INVALID_HID;
+  hsize_t chunk[H5S_MAX_RANK];
+  hsize_t inner = 1;
+  for (int i = 1; i < rank; i++) chunk[i] = dims[i] > 0 ? dims[i] : 1, inner *= chunk[i];
+  hsize_t rows = max_chunk_elems / (inner ? inner : 1);
+  if (rows < 1) rows = 1;
+  chunk[0] = dims[0] < rows ? (dims[0] > 0 ? dims[0] : 1) : rows;
+  if (H5Pset_chunk(dcpl, rank, chunk) < 0 || H5Pset_fletcher32(dcpl) < 0 ||
+      H5Pset_obj_track_times(dcpl, 0) < 0) {
+    H5Pclose(dcpl);
+    return H5I_INVALID_HID;
+  }
+  return dcpl;
+}
+
+hid_t px_h5_create_dataset(hid_t loc, const char *name, hid_t file_type, int ndim,
+                           const hsize_t *dims, hsize_t max_chunk, hsize_t *chunk) {
+  hid_t space = H5Screate_simple(ndim, dims, NULL);
+  hid_t dcpl = px_h5_dcpl_checksummed(ndim, dims, max_chunk);
+  hid_t dset = space < 0 || dcpl < 0
+                   ? H5I_INVALID_HID
+                   : H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  int ok = dset >= 0 && (!chunk || H5Pget_chunk(dcpl, ndim, chunk) == ndim);
+  hid_t reason = px_h5_keep_reason(!ok);
+  if (dcpl >= 0 && H5Pclose(dcpl) < 0) ok = 0;
+  if (space >= 0 && H5Sclose(space) < 0) ok = 0;
+  if (!ok && dset >= 0) {
+    if (reason < 0) reason = px_h5_keep_reason(1);
+    H5Dclose(dset);
+    dset = H5I_INVALID_HID;
+  }
+  px_h5_put_back(reason);
+  return dset;
+}
+
 herr_t px_h5_write_1d(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
                       const void *data, hsize_t n) {
   hsize_t dims[1] = {n};
@@ -436,6 +457,20 @@ px_status px_h5_open_int_1d(hid_t loc, const char *name, hid_t *dset, hsize_t *n
   return st;
 }
 
+px_status px_h5_read_f32(hid_t loc, const char *name, int ndim, const hsize_t *dims, float *out,
+                         const char *where, px_error *err) {
+  hid_t d;
+  PX_TRY(px_h5_open_dataset(loc, name, H5T_FLOAT, 0, ndim, dims, &d, where, err));
+  px_status st = PX_OK;
+  if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+    char reason[256];
+    st = px_error_set(err, PX_EINPUT, "%s: cannot read dataset '%s' (%s)", where, name,
+                      px_h5_reason(reason, sizeof reason));
+  }
+  H5Dclose(d);
+  return st;
+}
+
 herr_t px_h5_read_rows(hid_t dset, hid_t mem_type, hsize_t first, hsize_t n, void *out) {
   hid_t fspace = H5Dget_space(dset), mspace = H5I_INVALID_HID;
   int nd = fspace < 0 ? -1 : H5Sget_simple_extent_ndims(fspace);
@@ -455,23 +490,9 @@ herr_t px_h5_read_rows(hid_t dset, hid_t mem_type, hsize_t first, hsize_t n, voi
   if (rc >= 0)
     rc = nd > 0 ? H5Dread(dset, mem_type, mspace, fspace, H5P_DEFAULT, out)
                 : H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
-  hid_t reason = rc < 0 ? H5Eget_current_stack() : H5I_INVALID_HID; /* the closes clear it */
+  hid_t reason = px_h5_keep_reason(rc < 0);
   if (mspace >= 0 && H5Sclose(mspace) < 0) rc = -1;
   if (fspace >= 0 && H5Sclose(fspace) < 0) rc = -1;
-  if (reason >= 0) H5Eset_current_stack(reason);
+  px_h5_put_back(reason);
   return rc < 0 ? -1 : 0;
-}
-
-px_status px_h5_read_f32(hid_t loc, const char *name, int ndim, const hsize_t *dims, float *out,
-                         const char *where, px_error *err) {
-  hid_t d;
-  PX_TRY(px_h5_open_dataset(loc, name, H5T_FLOAT, 0, ndim, dims, &d, where, err));
-  px_status st = PX_OK;
-  if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
-    char reason[256];
-    st = px_error_set(err, PX_EINPUT, "%s: cannot read dataset '%s' (%s)", where, name,
-                      px_h5_reason(reason, sizeof reason));
-  }
-  H5Dclose(d);
-  return st;
 }
