@@ -46,6 +46,7 @@
 #include "proxima/fsutil.h"
 #include "proxima/gpt.h"
 #include "proxima/log.h"
+#include "proxima/rl.h"
 #include "proxima/rollout.h"
 
 enum { PIECE = 64 << 20 }; /* bytes per pwrite of the baseline */

@@ -33,19 +33,14 @@
 #define PX_CKPT_CHUNK ((hsize_t)1 << 20) /* elements per chunk, at most (4 MiB of float) */
 
 static px_status px_ckpt_h5_fail(px_error *err, const char *path, const char *what) {
-  char reason[256];
-  px_h5_reason(reason, sizeof reason);
-  return px_error_set(err, PX_ERUN, "cannot write checkpoint %s: %s%s%s", path, what,
-                      reason[0] ? ": " : "", reason);
+  return px_h5_fail(err, PX_ERUN, "cannot write checkpoint %s: %s", path, what);
 }
 
 /* st, or PX_ERUN naming path when st is PX_OK and a close returned closed < 0: what HDF5
  * could not close may not be released (a file stays open). */
 static px_status px_ckpt_closed(herr_t closed, const char *path, px_status st, px_error *err) {
   if (closed >= 0 || st != PX_OK) return st;
-  char reason[256];
-  return px_error_set(err, PX_ERUN, "%s: closing failed%s%s", path,
-                      px_h5_reason(reason, sizeof reason)[0] ? ": " : "", reason);
+  return px_h5_fail(err, PX_ERUN, "%s: closing failed", path);
 }
 
 static void px_tensor_dims(const px_gpt_tensor *t, hsize_t *dims) {
@@ -159,27 +154,13 @@ static herr_t px_write_state(hid_t file, hid_t gcpl, const px_ckpt *ck, px_ckpt_
  * collective. */
 static px_status px_create_file(const char *tmp, const char *path, int64_t bytes, hid_t *file,
                                 px_error *err) {
-  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-  hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-  px_status st = PX_OK;
-  if (fapl < 0 || fcpl < 0 || H5Pset_fapl_sec2(fapl) < 0 || H5Pset_obj_track_times(fcpl, 0) < 0)
-    st = px_ckpt_h5_fail(err, path, "setting up the property lists failed");
-  *file = st == PX_OK ? H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl) : H5I_INVALID_HID;
-  if (st == PX_OK && *file < 0) st = px_ckpt_h5_fail(err, path, "cannot create the file");
-  if (fcpl >= 0 && H5Pclose(fcpl) < 0 && st == PX_OK)
-    st = px_ckpt_h5_fail(err, path, "closing the file-creation property list failed");
-  if (fapl >= 0 && H5Pclose(fapl) < 0 && st == PX_OK)
-    st = px_ckpt_h5_fail(err, path, "closing the file-access property list failed");
-  if (st != PX_OK && *file >= 0) {
-    H5Fclose(*file); /* given up: the caller removes tmp */
-    *file = H5I_INVALID_HID;
-  }
-  if (st != PX_OK) return st;
+  *file = px_h5_create(tmp, 0); /* on failure the caller removes tmp */
+  if (*file < 0) return px_ckpt_h5_fail(err, path, "cannot create the file");
   int fd = px_h5_file_fd(*file);
   char what[4300];
   snprintf(what, sizeof what, "checkpoint %s", path);
-  st = fd < 0 ? px_ckpt_h5_fail(err, path, "the file has no descriptor")
-              : px_fs_reserve_fd(fd, what, bytes, err);
+  px_status st = fd < 0 ? px_ckpt_h5_fail(err, path, "the file has no descriptor")
+                        : px_fs_reserve_fd(fd, what, bytes, err);
   if (st != PX_OK) {
     H5Fclose(*file); /* given up: the caller removes tmp */
     *file = H5I_INVALID_HID;
@@ -366,16 +347,8 @@ px_status px_ckpt_resolve(const char *file_or_dir, char *path, size_t n, px_erro
 
 /* Opens a checkpoint for reading and checks its format. */
 static px_status px_ckpt_open(const char *path, hid_t *file, px_error *err) {
-  px_h5_quiet();
-  *file = H5I_INVALID_HID;
-  if (!px_fs_exists(path)) return px_error_set(err, PX_EINPUT, "%s: no such file", path);
-  if (px_h5_is_hdf5(path) <= 0) return px_error_set(err, PX_EINPUT, "%s: not an HDF5 file", path);
-  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) {
-    char reason[256];
-    return px_error_set(err, PX_EINPUT, "%s: cannot open (%s)", path,
-                        px_h5_reason(reason, sizeof reason));
-  }
+  hid_t f;
+  PX_TRY(px_h5_open_read(path, MPI_COMM_NULL, &f, err));
   char format[64] = "";
   int64_t version = 0;
   px_status st = px_h5_attr_read_str(f, "format", format, sizeof format, path, err);
@@ -719,23 +692,10 @@ static herr_t px_visit_read(hid_t loc, const char *name, void *data) {
     hsize_t per = PX_CHECK_PIECE / row_bytes > 0 ? PX_CHECK_PIECE / row_bytes : 1;
     if (per > rows) per = rows;
     void *buf = px_malloc((size_t)(per * row_bytes));
-    for (hsize_t r = 0; r < rows && v->st == PX_OK; r += per) {
-      hsize_t n = rows - r < per ? rows - r : per, off[H5S_MAX_RANK] = {0}, cnt[H5S_MAX_RANK];
-      for (int i = 0; i < nd; i++) cnt[i] = dims[i];
-      herr_t rc = 0;
-      hid_t mspace = H5I_INVALID_HID;
-      if (nd > 0) {
-        off[0] = r, cnt[0] = n;
-        mspace = H5Screate_simple(nd, cnt, NULL);
-        rc = mspace < 0 ? -1 : H5Sselect_hyperslab(space, H5S_SELECT_SET, off, NULL, cnt, NULL);
-      }
-      if (rc >= 0)
-        rc = H5Dread(d, mem, nd > 0 ? mspace : H5S_ALL, nd > 0 ? space : H5S_ALL, H5P_DEFAULT, buf);
-      if (rc < 0)
+    for (hsize_t r = 0; r < rows && v->st == PX_OK; r += per)
+      if (px_h5_read_rows(d, mem, r, rows - r < per ? rows - r : per, buf) < 0)
         v->st = px_error_set(v->err, PX_EINPUT, "%s: dataset /%s is damaged (%s)", v->path, name,
                              px_h5_reason(reason, sizeof reason));
-      if (mspace >= 0) v->st = px_ckpt_closed(H5Sclose(mspace), v->path, v->st, v->err);
-    }
     free(buf);
   }
   if (space >= 0) v->st = px_ckpt_closed(H5Sclose(space), v->path, v->st, v->err);

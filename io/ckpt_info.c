@@ -12,7 +12,6 @@
 
 #include "h5util.h"
 #include "proxima/checkpoint.h"
-#include "proxima/fsutil.h"
 
 /* ---------------------------------------------------------------------------------------------
  * The file's totals: datasets and the bytes they occupy on disk
@@ -32,15 +31,18 @@ static herr_t px_totals_add(hid_t loc, const char *name, void *data) {
   return H5Dclose(d);
 }
 
-static px_status px_totals_of(hid_t f, const char *path, px_totals *t, px_error *err) {
+/* Opens path (px_h5_open_read) into *f and counts its datasets into *t; on failure nothing is
+ * left open. */
+static px_status px_open_totals(const char *path, hid_t *f, px_totals *t, px_error *err) {
+  PX_TRY(px_h5_open_read(path, MPI_COMM_NULL, f, err));
   *t = (px_totals){0, 0};
-  herr_t rc = px_h5_visit_datasets(f, px_totals_add, t);
-  if (rc < 0) {
-    char reason[256];
-    return px_error_set(err, PX_EINPUT, "%s: cannot walk the file (%s)", path,
-                        px_h5_reason(reason, sizeof reason));
-  }
-  return PX_OK;
+  if (px_h5_visit_datasets(*f, px_totals_add, t) >= 0) return PX_OK;
+  char reason[256];
+  px_status st = px_error_set(err, PX_EINPUT, "%s: cannot walk the file (%s)", path,
+                              px_h5_reason(reason, sizeof reason));
+  H5Fclose(*f); /* already failing */
+  *f = H5I_INVALID_HID;
+  return st;
 }
 
 /* The file's size in bytes, or -1. */
@@ -68,20 +70,6 @@ static const char *px_shortest(char *buf, size_t n, double x) {
     if (strtod(buf, NULL) == x) break;
   }
   return buf;
-}
-
-/* ---------------------------------------------------------------------------------------------
- * Opening: a file HDF5 cannot open, in the user's terms
- * ------------------------------------------------------------------------------------------- */
-
-/* PX_EINPUT when path is an HDF5 file that the library cannot open, saying why
- * (px_h5_open_failure); missing and non-HDF5 files pass: px_ckpt_check names those. */
-static px_status px_ckpt_openable(const char *path, px_error *err) {
-  if (!px_fs_exists(path) || px_h5_is_hdf5(path) <= 0) return PX_OK;
-  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f >= 0)
-    return H5Fclose(f) < 0 ? px_error_set(err, PX_EINPUT, "%s: cannot close", path) : PX_OK;
-  return px_h5_open_failure(path, err);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -254,34 +242,20 @@ static px_status px_info_state(hid_t f, const char *path, FILE *out, px_error *e
 
 /* The root attribute config (the resolved INI): its lines and its settings. */
 static px_status px_info_config(hid_t f, const char *path, FILE *out, px_error *err) {
-  if (H5Aexists(f, "config") <= 0)
-    return px_error_set(err, PX_EINPUT, "%s: attribute 'config' is missing", path);
-  hid_t attr = H5Aopen(f, "config", H5P_DEFAULT);
-  hid_t type = attr < 0 ? H5I_INVALID_HID : H5Aget_type(attr);
-  size_t size = type < 0 || H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) > 0
-                    ? 0
-                    : H5Tget_size(type);
-  char *text = size > 0 ? px_malloc(size + 1) : NULL;
-  px_status st = PX_OK;
-  if (!text || H5Aread(attr, type, text) < 0) {
-    st = px_error_set(err, PX_EINPUT, "%s: attribute 'config' is not a readable string", path);
-  } else {
-    text[size] = '\0';
-    int lines = 0, settings = 0;
-    for (const char *s = text; *s;) {
-      size_t len = strcspn(s, "\n");
-      const char *p = s + strspn(s, " \t");
-      lines++;
-      if (*p != ';' && *p != '#' && *p != '[' && memchr(s, '=', len)) settings++;
-      s += len + (s[len] == '\n');
-    }
-    fprintf(out, "  %-10s %d line%s, %d setting%s (the resolved INI; h5dump -a config shows it)\n",
-            "config", lines, lines == 1 ? "" : "s", settings, settings == 1 ? "" : "s");
+  char *text;
+  PX_TRY(px_h5_attr_read_text(f, "config", &text, path, err));
+  int lines = 0, settings = 0;
+  for (const char *s = text; *s;) {
+    size_t len = strcspn(s, "\n");
+    const char *p = s + strspn(s, " \t");
+    lines++;
+    if (*p != ';' && *p != '#' && *p != '[' && memchr(s, '=', len)) settings++;
+    s += len + (s[len] == '\n');
   }
+  fprintf(out, "  %-10s %d line%s, %d setting%s (the resolved INI; h5dump -a config shows it)\n",
+          "config", lines, lines == 1 ? "" : "s", settings, settings == 1 ? "" : "s");
   free(text);
-  if (type >= 0) H5Tclose(type);
-  if (attr >= 0) H5Aclose(attr);
-  return st;
+  return PX_OK;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -289,28 +263,24 @@ static px_status px_info_config(hid_t f, const char *path, FILE *out, px_error *
  * ------------------------------------------------------------------------------------------- */
 
 px_status px_ckpt_info(const char *file_or_dir, FILE *out, px_error *err) {
-  px_h5_quiet();
   char path[4300];
   PX_TRY(px_ckpt_resolve(file_or_dir, path, sizeof path, err));
-  PX_TRY(px_ckpt_openable(path, err));
   int64_t step, iteration;
   PX_TRY(px_ckpt_read_step(path, &step, &iteration, err)); /* also: is it a checkpoint */
-  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) return px_h5_open_failure(path, err);
+  hid_t f;
   px_totals t;
-  px_status st = px_totals_of(f, path, &t, err);
-  if (st == PX_OK) {
-    char size[40], data[40];
-    long long bytes = px_file_size(path);
-    fprintf(out, "%s\n", path);
-    fprintf(out, "  %-10s %lld bytes (%s)\n", "size", bytes,
-            px_human_bytes(size, sizeof size, (double)bytes));
-    fprintf(out, "  %-10s proxima-checkpoint, version 1\n", "format");
-    fprintf(out, "  %-10s %lld\n  %-10s %lld\n", "step", (long long)step, "iteration",
-            (long long)iteration);
-    fprintf(out, "  %-10s %lld (%s of data, checksums included)\n", "datasets",
-            (long long)t.datasets, px_human_bytes(data, sizeof data, (double)t.stored));
-  }
+  PX_TRY(px_open_totals(path, &f, &t, err));
+  char size[40], data[40];
+  long long bytes = px_file_size(path);
+  fprintf(out, "%s\n", path);
+  fprintf(out, "  %-10s %lld bytes (%s)\n", "size", bytes,
+          px_human_bytes(size, sizeof size, (double)bytes));
+  fprintf(out, "  %-10s proxima-checkpoint, version 1\n", "format");
+  fprintf(out, "  %-10s %lld\n  %-10s %lld\n", "step", (long long)step, "iteration",
+          (long long)iteration);
+  fprintf(out, "  %-10s %lld (%s of data, checksums included)\n", "datasets", (long long)t.datasets,
+          px_human_bytes(data, sizeof data, (double)t.stored));
+  px_status st = PX_OK;
   static const char *const groups[] = {"policy", "reference", "value", "reward"};
   int n_models = 0;
   for (int i = 0; i < 4 && st == PX_OK; i++) {
@@ -326,17 +296,13 @@ px_status px_ckpt_info(const char *file_or_dir, FILE *out, px_error *err) {
 }
 
 px_status px_ckpt_verify(const char *file_or_dir, FILE *out, px_error *err) {
-  px_h5_quiet();
   char path[4300];
   PX_TRY(px_ckpt_resolve(file_or_dir, path, sizeof path, err));
-  PX_TRY(px_ckpt_openable(path, err));
   PX_TRY(px_ckpt_check(path, err));
-  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) return px_h5_open_failure(path, err);
+  hid_t f;
   px_totals t;
-  px_status st = px_totals_of(f, path, &t, err);
+  PX_TRY(px_open_totals(path, &f, &t, err));
   H5Fclose(f);
-  PX_TRY(st);
   fprintf(out, "%s: ok (%lld datasets, %lld bytes)\n", path, (long long)t.datasets,
           px_file_size(path));
   return PX_OK;

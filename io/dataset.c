@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "h5util.h"
 #include "proxima/comm.h"
@@ -84,29 +83,11 @@ void px_dataset_free(px_dataset *ds) {
 
 /* ------------------------------------------------------------------------------------------- */
 
-static px_status px_h5_fail(px_error *err, const char *path, const char *what) {
-  char reason[256];
-  px_h5_reason(reason, sizeof reason);
-  return px_error_set(err, PX_ERUN, "cannot write %s: %s%s%s", path, what, reason[0] ? ": " : "",
-                      reason);
-}
-
-px_status px_dataset_write(const char *path, const px_dataset *ds, px_error *err) {
-  px_h5_quiet();
-  char tmp[4200];
-  px_fs_temp_name(tmp, sizeof tmp, path);
-  PX_TRY(px_fs_check_parent(path, err));
-  hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-  if (fcpl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0) return px_h5_fail(err, path, "H5Pcreate");
-  hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
-  herr_t rc = H5Pclose(fcpl);
-  if (file < 0) {
-    px_status st = px_h5_fail(err, path, "cannot create the file");
-    remove(tmp);
-    return st;
-  }
+/* The root attributes and a group per field (its offsets and tokens) into file. <0 on failure. */
+static herr_t px_write_records(hid_t file, const px_dataset *ds) {
   int n_req, n_pos;
   const char *const *names = px_data_fields(ds->kind, &n_req, &n_pos);
+  herr_t rc = 0;
   rc |= px_h5_attr_write_str(file, "format", PX_DATASET_FORMAT);
   rc |= px_h5_attr_write_i64(file, "format_version", PX_DATASET_VERSION);
   rc |= px_h5_attr_write_str(file, "kind", px_data_kind_name(ds->kind));
@@ -127,8 +108,22 @@ px_status px_dataset_write(const char *path, const px_dataset *ds, px_error *err
     if (H5Gclose(g) < 0) rc = -1;
   }
   if (gcpl >= 0 && H5Pclose(gcpl) < 0) rc = -1;
-  px_status st = rc < 0 ? px_h5_fail(err, path, "writing the datasets failed") : PX_OK;
-  if (H5Fclose(file) < 0 && st == PX_OK) st = px_h5_fail(err, path, "closing the file failed");
+  return rc < 0 ? -1 : 0;
+}
+
+px_status px_dataset_write(const char *path, const px_dataset *ds, px_error *err) {
+  px_h5_quiet();
+  char tmp[4200];
+  px_fs_temp_name(tmp, sizeof tmp, path);
+  PX_TRY(px_fs_check_parent(path, err));
+  hid_t file = px_h5_create(tmp, 0);
+  px_status st = PX_OK;
+  if (file < 0)
+    st = px_h5_fail(err, PX_ERUN, "cannot write %s: cannot create the file", path);
+  else if (px_write_records(file, ds) < 0)
+    st = px_h5_fail(err, PX_ERUN, "cannot write %s: writing the datasets failed", path);
+  if (file >= 0 && H5Fclose(file) < 0 && st == PX_OK)
+    st = px_h5_fail(err, PX_ERUN, "cannot write %s: closing the file failed", path);
   if (st != PX_OK) {
     remove(tmp);
     return st;
@@ -174,7 +169,7 @@ static px_status px_read_field(hid_t file, const char *path, const char *name, i
 
   int64_t n = hi - lo;
   out->offsets = px_malloc((size_t)(n + 1) * sizeof(int64_t));
-  if (px_h5_read_1d(doff, H5T_NATIVE_INT64, (hsize_t)lo, (hsize_t)n + 1, out->offsets) < 0) {
+  if (px_h5_read_rows(doff, H5T_NATIVE_INT64, (hsize_t)lo, (hsize_t)n + 1, out->offsets) < 0) {
     st = px_error_set(err, PX_EINPUT, "%s: cannot read offsets (damaged file? checksum error?)",
                       where);
     goto done;
@@ -196,7 +191,7 @@ static px_status px_read_field(hid_t file, const char *path, const char *name, i
   }
   int64_t base = out->offsets[0], count = out->offsets[n] - base;
   out->tokens = px_malloc((size_t)(count > 0 ? count : 1) * sizeof(int32_t));
-  if (px_h5_read_1d(dtok, H5T_NATIVE_INT32, (hsize_t)base, (hsize_t)count, out->tokens) < 0) {
+  if (px_h5_read_rows(dtok, H5T_NATIVE_INT32, (hsize_t)base, (hsize_t)count, out->tokens) < 0) {
     st = px_error_set(err, PX_EINPUT, "%s: cannot read tokens (damaged file? checksum error?)",
                       where);
     goto done;
@@ -215,41 +210,15 @@ done:
   return st;
 }
 
-/* Why path, which exists, cannot be read at all (px_h5_is_hdf5 failed): a directory, or the
- * library's reason. */
-static px_status px_unreadable(const char *path, px_error *err) {
-  char reason[256];
-  px_h5_reason(reason, sizeof reason);
-  struct stat sb;
-  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-    return px_error_set(err, PX_EINPUT, "%s: is a directory, not a data set file", path);
-  return px_error_set(err, PX_EINPUT, "%s: cannot read (%s)", path,
-                      reason[0] ? reason : "unknown HDF5 error");
-}
-
 px_status px_dataset_read(const char *path, MPI_Comm comm, int part, int parts, int want_kind,
                           px_dataset *out, px_error *err) {
-  px_h5_quiet();
   memset(out, 0, sizeof *out);
-  /* Each process may face a different file (a missing one, say); H5Fopen over MPI-IO is
-   * collective, so check what can be checked alone first and open only a plausible file. */
-  if (!px_fs_exists(path)) return px_error_set(err, PX_EINPUT, "%s: no such file", path);
-  htri_t is_hdf5 = px_h5_is_hdf5(path);
-  if (is_hdf5 < 0) return px_unreadable(path, err);
-  if (is_hdf5 == 0) return px_error_set(err, PX_EINPUT, "%s: not an HDF5 file", path);
-  hid_t fapl = px_h5_fapl_mpio(comm);
-  if (fapl < 0) return px_error_set(err, PX_ERUN, "%s: cannot set up MPI-IO", path);
-  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-  herr_t released = H5Pclose(fapl);
-  if (file < 0) return px_h5_open_failure(path, err);
-  /* From here every path reaches H5Fclose, which is collective. */
-  px_status st =
-      released < 0
-          ? px_error_set(err, PX_ERUN, "%s: cannot release the file-access property list", path)
-          : PX_OK;
+  /* Over MPI-IO (collective); from here every path reaches H5Fclose, which is collective too. */
+  hid_t file;
+  PX_TRY(px_h5_open_read(path, comm, &file, err));
   char format[64] = "", kind_name[64] = "";
   int64_t version = 0, n_total = 0;
-  if (st == PX_OK) st = px_h5_attr_read_str(file, "format", format, sizeof format, path, err);
+  px_status st = px_h5_attr_read_str(file, "format", format, sizeof format, path, err);
   if (st == PX_OK && strcmp(format, PX_DATASET_FORMAT) != 0)
     st = px_error_set(err, PX_EINPUT,
                       "%s: format is '%s', expected '%s' (is this a data set "

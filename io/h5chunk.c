@@ -219,29 +219,21 @@ herr_t px_h5_write_checksummed(hid_t loc, const char *name, hid_t file_type, hid
                                int ndim, const hsize_t *dims, hsize_t max_chunk, void *data,
                                size_t room, px_h5_chunk_writer *w) {
   if (ndim < 1 || ndim > H5S_MAX_RANK) return -1;
-  hid_t space = H5Screate_simple(ndim, dims, NULL);
-  hid_t dcpl = px_h5_dcpl_checksummed(ndim, dims, max_chunk);
-  hid_t dset = space < 0 || dcpl < 0
-                   ? H5I_INVALID_HID
-                   : H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  hsize_t chunk[H5S_MAX_RANK], points = 1;
+  for (int i = 0; i < ndim; i++) points *= dims[i];
+  hid_t dset = px_h5_create_dataset(loc, name, file_type, ndim, dims, max_chunk, chunk);
   htri_t same = dset < 0 ? -1 : H5Tequal(file_type, mem_type);
   htri_t floats = dset < 0 ? -1 : H5Tequal(mem_type, H5T_NATIVE_FLOAT);
   size_t elem = H5Tget_size(mem_type);
-  hssize_t points = space < 0 ? -1 : H5Sget_simple_extent_npoints(space);
-  hsize_t chunk[H5S_MAX_RANK];
-  herr_t rc = same < 0 || floats < 0 || elem == 0 || points < 0 ? -1 : 0;
+  herr_t rc = same < 0 || floats < 0 || elem == 0 ? -1 : 0;
   if (rc == 0 && points == 0)
     rc = 0; /* no chunk to write */
   else if (rc == 0 && same > 0)
-    rc = H5Pget_chunk(dcpl, ndim, chunk) != ndim
-             ? -1
-             : px_write_chunks(dset, ndim, dims, chunk, elem, floats > 0, data, room, w);
+    rc = px_write_chunks(dset, ndim, dims, chunk, elem, floats > 0, data, room, w);
   else if (rc == 0 && floats > 0 && px_refuse_nonfinite(w, data, (size_t)points, 0))
     rc = PX_H5_NONFINITE;
   else if (rc == 0)
     rc = H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
   if (dset >= 0 && H5Dclose(dset) < 0 && rc == 0) rc = -1;
-  if (dcpl >= 0 && H5Pclose(dcpl) < 0 && rc == 0) rc = -1;
-  if (space >= 0 && H5Sclose(space) < 0 && rc == 0) rc = -1;
   return rc == PX_H5_NONFINITE ? rc : rc < 0 ? -1 : 0;
 }

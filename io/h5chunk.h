@@ -45,7 +45,7 @@ void px_h5_chunk_writer_init(px_h5_chunk_writer *w, hid_t file, int finite_only)
 void px_h5_chunk_writer_free(px_h5_chunk_writer *w);
 
 /* Creates dataset `name` under loc, of file_type and shape dims[0..ndim), laid out as
- * px_h5_dcpl_checksummed(ndim, dims, max_chunk) (chunks along dim 0, Fletcher-32, no times),
+ * px_h5_create_dataset(..., ndim, dims, max_chunk) (chunks along dim 0, Fletcher-32, no times),
  * and writes all of data, the whole dataset as mem_type in row-major order. When mem_type is
  * file_type's layout (as native types are their little-endian counterparts on x86), each chunk
  * is copied into scratch (an edge chunk padded with zeros, HDF5's default fill value), its

@@ -80,7 +80,10 @@ static hid_t px_elem_file(px_elem e) {
   return e == PX_E_I32 ? H5T_STD_I32LE : e == PX_E_F32 ? H5T_IEEE_F32LE : H5T_STD_U8LE;
 }
 
-static const char *px_kl_name(px_rl_kl_kind k) { return k == PX_RL_KL_K3 ? "k3" : "k1"; }
+/* px_rollout_attrs.kl_kind: the estimator's number, N in its name kN (rl.h's px_rl_kl_kind). */
+enum { PX_KL_K1 = 1, PX_KL_K3 = 3 };
+
+static const char *px_kl_name(int k) { return k == PX_KL_K3 ? "k3" : "k1"; }
 
 /* ------------------------------------------------------------------------------------------- */
 
@@ -98,8 +101,8 @@ static px_status px_check_rows(const char *path, const px_rollout *r, const px_r
     return px_error_set(
         err, PX_EINPUT, "%s: %lld prompt and %lld response positions (each must be 1 to %lld)",
         path, (long long)r->P, (long long)r->R, (long long)PX_ROLLOUT_MAX_POSITIONS);
-  if (a->kl_kind != PX_RL_KL_K1 && a->kl_kind != PX_RL_KL_K3)
-    return px_error_set(err, PX_EINPUT, "%s: unknown KL estimator %d", path, (int)a->kl_kind);
+  if (a->kl_kind != PX_KL_K1 && a->kl_kind != PX_KL_K3)
+    return px_error_set(err, PX_EINPUT, "%s: unknown KL estimator %d", path, a->kl_kind);
   if (!(a->whiten_std > 0) || !isfinite(a->whiten_std) || !isfinite(a->whiten_mean))
     return px_error_set(err, PX_EINPUT, "%s: whitening statistics mean %g, std %g are unusable",
                         path, a->whiten_mean, a->whiten_std);
@@ -190,10 +193,7 @@ static px_status px_check_ranks(const char *path, const px_rollout *r, const px_
 
 /* A failure of the writer (rank `rank` of the run), with HDF5's innermost reason. */
 static px_status px_rollout_fail(px_error *err, const char *path, int rank, const char *what) {
-  char reason[256];
-  px_h5_reason(reason, sizeof reason);
-  return px_error_set(err, PX_ERUN, "cannot write rollout buffer %s (rank %d): %s%s%s", path, rank,
-                      what, reason[0] ? ": " : "", reason);
+  return px_h5_fail(err, PX_ERUN, "cannot write rollout buffer %s (rank %d): %s", path, rank, what);
 }
 
 static herr_t px_write_attrs(hid_t file, const px_rollout *r, const px_rollout_attrs *a) {
@@ -234,25 +234,13 @@ static size_t px_rollout_bytes(const px_rollout *r) {
  * On failure nothing is open. Not collective. */
 static px_status px_create_image(const char *path, const px_rollout *r, const px_rollout_attrs *a,
                                  int rank, hid_t *file, px_error *err) {
-  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE);
   /* Room for the data, a checksum per chunk and the metadata at once: growing it would copy. */
-  size_t grow = px_rollout_bytes(r) * 33 / 32 + ((size_t)1 << 20);
-  px_status st = PX_OK;
-  if (fapl < 0 || fcpl < 0 || H5Pset_fapl_core(fapl, grow, 0) < 0 ||
-      H5Pset_obj_track_times(fcpl, 0) < 0)
-    st = px_rollout_fail(err, path, rank, "setting up the property lists failed");
-  *file = st == PX_OK ? H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl) : H5I_INVALID_HID;
-  if (st == PX_OK && *file < 0) st = px_rollout_fail(err, path, rank, "cannot create the file");
-  if (fcpl >= 0 && H5Pclose(fcpl) < 0 && st == PX_OK)
-    st = px_rollout_fail(err, path, rank, "H5Pclose failed");
-  if (fapl >= 0 && H5Pclose(fapl) < 0 && st == PX_OK)
-    st = px_rollout_fail(err, path, rank, "H5Pclose failed");
-  if (st == PX_OK && px_write_attrs(*file, r, a) < 0)
-    st = px_rollout_fail(err, path, rank, "writing the attributes failed");
-  if (st != PX_OK && *file >= 0) {
-    H5Fclose(*file); /* already failing: the first error is the one to report */
-    *file = H5I_INVALID_HID;
-  }
+  *file = px_h5_create(path, px_rollout_bytes(r) * 33 / 32 + ((size_t)1 << 20));
+  if (*file < 0) return px_rollout_fail(err, path, rank, "cannot create the file");
+  if (px_write_attrs(*file, r, a) >= 0) return PX_OK;
+  px_status st = px_rollout_fail(err, path, rank, "writing the attributes failed");
+  H5Fclose(*file); /* already failing: the first error is the one to report */
+  *file = H5I_INVALID_HID;
   return st;
 }
 
@@ -322,9 +310,9 @@ static void px_write_fields(hid_t file, const char *path, const px_rollout *r, i
         px_h5_write_checksummed(file, fd->name, px_elem_file(fd->elem), px_elem_mem(fd->elem),
                                 fd->cols == PX_C_ONE ? 1 : 2, dims, PX_ROLLOUT_CHUNK, all,
                                 shared ? most + 4 : bytes, &w) < 0) {
-      char what[96];
-      snprintf(what, sizeof what, "writing dataset '%s' failed", fd->name);
-      *st = px_rollout_fail(err, path, rank, what);
+      *st = px_h5_fail(err, PX_ERUN,
+                       "cannot write rollout buffer %s (rank %d): writing dataset '%s' failed",
+                       path, rank, fd->name);
     }
   }
   free(gathered);
@@ -389,63 +377,19 @@ px_status px_rollout_write(const char *path, MPI_Comm comm, const px_rollout *ro
 static px_status px_open_field(hid_t file, const char *path, int64_t file_bytes, int f, int64_t N,
                                int64_t P, int64_t R, hid_t *out, px_error *err) {
   const px_field *fd = &px_fields[f];
-  *out = H5I_INVALID_HID;
-  if (H5Lexists(file, fd->name, H5P_DEFAULT) <= 0)
-    return px_error_set(err, PX_EINPUT, "%s: dataset '%s' is missing", path, fd->name);
-  hid_t d = H5Dopen2(file, fd->name, H5P_DEFAULT);
-  if (d < 0) return px_error_set(err, PX_EINPUT, "%s: '%s' is not a dataset", path, fd->name);
-  hid_t type = H5Dget_type(d), space = H5Dget_space(d);
-  int ndim = fd->cols == PX_C_ONE ? 1 : 2;
-  hsize_t want[2] = {(hsize_t)N, px_field_cols(fd, P, R)}, have[2] = {0, 0};
-  int nd = space < 0 ? -1 : H5Sget_simple_extent_ndims(space);
-  H5T_class_t cls = type < 0 ? H5T_NO_CLASS : H5Tget_class(type);
-  size_t tsize = type < 0 ? 0 : H5Tget_size(type);
-  px_status st = PX_OK;
-  if (fd->elem == PX_E_F32 ? cls != H5T_FLOAT : cls != H5T_INTEGER)
-    st = px_error_set(err, PX_EINPUT, "%s: dataset '%s' is not of %s type", path, fd->name,
-                      fd->elem == PX_E_F32 ? "floating-point" : "integer");
-  else if (tsize != px_elem_size(fd->elem))
-    st = px_error_set(err, PX_EINPUT, "%s: dataset '%s' has %zu-byte elements, expected %zu", path,
-                      fd->name, tsize, px_elem_size(fd->elem));
-  else if (nd != ndim || H5Sget_simple_extent_dims(space, have, NULL) < 0 || have[0] != want[0] ||
-           (ndim == 2 && have[1] != want[1]))
-    st = px_error_set(err, PX_EINPUT,
-                      "%s: dataset '%s' has %d dimensions [%llu, %llu], expected [%llu%s%llu]",
-                      path, fd->name, nd, (unsigned long long)have[0], (unsigned long long)have[1],
-                      (unsigned long long)want[0], ndim == 2 ? ", " : "]",
-                      ndim == 2 ? (unsigned long long)want[1] : 0ULL);
+  hsize_t want[2] = {(hsize_t)N, px_field_cols(fd, P, R)};
+  PX_TRY(px_h5_open_dataset(file, fd->name, fd->elem == PX_E_F32 ? H5T_FLOAT : H5T_INTEGER,
+                            px_elem_size(fd->elem), fd->cols == PX_C_ONE ? 1 : 2, want, out, path,
+                            err));
   double need = (double)want[0] * (double)want[1] * (double)px_elem_size(fd->elem);
-  double stored = st == PX_OK ? (double)H5Dget_storage_size(d) : 0;
-  if (st == PX_OK && (stored < need || stored > (double)file_bytes))
-    st = px_error_set(err, PX_EINPUT,
+  double stored = (double)H5Dget_storage_size(*out);
+  if (stored >= need && stored <= (double)file_bytes) return PX_OK;
+  H5Dclose(*out); /* already failing */
+  *out = H5I_INVALID_HID;
+  return px_error_set(err, PX_EINPUT,
                       "%s: dataset '%s' needs %.0f bytes for its shape, the file stores %.0f of "
                       "them in %lld bytes (damaged or incomplete file)",
                       path, fd->name, need, stored, (long long)file_bytes);
-  if (((type >= 0 && H5Tclose(type) < 0) || (space >= 0 && H5Sclose(space) < 0)) && st == PX_OK)
-    st = px_error_set(err, PX_ERUN, "%s: dataset '%s': closing its type or space failed", path,
-                      fd->name);
-  if (st != PX_OK)
-    H5Dclose(d); /* already failing: the first error is the one to report */
-  else
-    *out = d;
-  return st;
-}
-
-/* Reads rows [lo, lo + n) of an open dataset of `cols` columns (independent transfer). */
-static herr_t px_read_rows(hid_t dset, hid_t mem_type, int ndim, hsize_t cols, hsize_t lo,
-                           hsize_t n, void *out) {
-  hid_t fspace = H5Dget_space(dset);
-  hsize_t mdims[2] = {n > 0 ? n : 1, cols}, off[2] = {lo, 0}, cnt[2] = {n, cols};
-  hid_t mspace = H5Screate_simple(ndim, mdims, NULL);
-  herr_t rc = fspace < 0 || mspace < 0 ? -1 : 0;
-  if (rc == 0 && n == 0)
-    rc = H5Sselect_none(fspace) < 0 || H5Sselect_none(mspace) < 0 ? -1 : 0;
-  else if (rc == 0)
-    rc = H5Sselect_hyperslab(fspace, H5S_SELECT_SET, off, NULL, cnt, NULL);
-  if (rc >= 0) rc = H5Dread(dset, mem_type, mspace, fspace, H5P_DEFAULT, out);
-  if (mspace >= 0 && H5Sclose(mspace) < 0) rc = -1;
-  if (fspace >= 0 && H5Sclose(fspace) < 0) rc = -1;
-  return rc < 0 ? -1 : 0;
 }
 
 static px_status px_read_attrs(hid_t file, const char *path, px_rollout_attrs *a, int64_t *N,
@@ -476,7 +420,7 @@ static px_status px_read_attrs(hid_t file, const char *path, px_rollout_attrs *a
   PX_TRY(px_h5_attr_read_str(file, "kl_estimator", kl, sizeof kl, path, err));
   if (strcmp(kl, "k1") && strcmp(kl, "k3"))
     return px_error_set(err, PX_EINPUT, "%s: kl_estimator is '%s', expected k1 or k3", path, kl);
-  a->kl_kind = strcmp(kl, "k3") ? PX_RL_KL_K1 : PX_RL_KL_K3;
+  a->kl_kind = strcmp(kl, "k3") ? PX_KL_K1 : PX_KL_K3;
   PX_TRY(px_h5_attr_read_f64(file, "kl_clamp", &a->kl_clamp, path, err));
   PX_TRY(px_h5_attr_read_f64(file, "no_eos_penalty", &a->no_eos_penalty, path, err));
   PX_TRY(px_h5_attr_read_f64(file, "whiten_mean", &a->whiten_mean, path, err));
@@ -517,8 +461,7 @@ static px_status px_read_fields(hid_t file, const char *path, int64_t file_bytes
     size_t bytes = (size_t)(out->n > 0 ? out->n : 1) * cols * px_elem_size(fd->elem);
     void **p = px_field_ptr(out, f);
     *p = px_malloc(bytes);
-    herr_t rc = px_read_rows(d, px_elem_mem(fd->elem), fd->cols == PX_C_ONE ? 1 : 2, cols,
-                             (hsize_t)out->first, (hsize_t)out->n, *p);
+    herr_t rc = px_h5_read_rows(d, px_elem_mem(fd->elem), (hsize_t)out->first, (hsize_t)out->n, *p);
     char reason[256] = "";
     if (rc < 0) px_h5_reason(reason, sizeof reason);
     if (H5Dclose(d) < 0 && rc >= 0) rc = -1;
@@ -532,11 +475,10 @@ static px_status px_read_fields(hid_t file, const char *path, int64_t file_bytes
 /* This process's part of px_rollout_read. */
 static px_status px_read_part(const char *path, int part, int parts, px_rollout *out,
                               px_rollout_attrs *attrs, px_error *err) {
-  struct stat sb;
-  if (stat(path, &sb) != 0) return px_error_set(err, PX_EINPUT, "%s: no such file", path);
-  if (px_h5_is_hdf5(path) <= 0) return px_error_set(err, PX_EINPUT, "%s: not an HDF5 file", path);
-  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (file < 0) return px_h5_open_failure(path, err);
+  hid_t file;
+  PX_TRY(px_h5_open_read(path, MPI_COMM_NULL, &file, err));
+  struct stat sb; /* the bound on what a dataset may store; 0 (all refused) if it is gone */
+  int64_t file_bytes = stat(path, &sb) == 0 ? (int64_t)sb.st_size : 0;
   px_rollout_attrs a;
   memset(&a, 0, sizeof a);
   int64_t N = 0, P = 0, R = 0;
@@ -545,7 +487,7 @@ static px_status px_read_part(const char *path, int part, int parts, px_rollout 
     int64_t lo, hi;
     px_comm_share(N, part, parts, &lo, &hi);
     out->n = hi - lo, out->first = lo, out->n_global = N, out->P = P, out->R = R;
-    st = px_read_fields(file, path, (int64_t)sb.st_size, out, err);
+    st = px_read_fields(file, path, file_bytes, out, err);
   }
   /* What the writer checks, checked again: files can be damaged or made by hand. */
   for (int64_t i = 0; i < out->n && st == PX_OK; i++) {

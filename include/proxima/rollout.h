@@ -41,7 +41,6 @@
 #include <stdint.h>
 
 #include "proxima/error.h"
-#include "proxima/rl.h"
 
 /* Rows [first, first + n) of a rollout batch of n_global rows; arrays as in the layout above,
  * row-major, n rows each. px_rollout_write reads them (and keeps no pointer); px_rollout_read
@@ -68,7 +67,7 @@ typedef struct px_rollout {
 typedef struct px_rollout_attrs {
   int64_t iteration;
   double beta, gamma, lambda;
-  px_rl_kl_kind kl_kind; /* PX_RL_KL_K1 or PX_RL_KL_K3 */
+  int kl_kind;           /* KL estimator kN by its N: 1 or 3, as rl.h's px_rl_kl_kind */
   int whiten_shift_mean; /* 1: advantages = (A - mean) / std; 0: A / std */
   double kl_clamp;       /* INFINITY: no clamp */
   double no_eos_penalty; /* the score of a response without EOS */

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 
 #include "fuzz_h5.h"
+#include "proxima/rl.h"
 #include "proxima/rollout.h"
 #include "proxima/tokenizer.h"
 
