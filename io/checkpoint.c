@@ -239,6 +239,22 @@ static px_status px_check_gain_finite(const char *path, const px_ckpt_model *m, 
 
 static int64_t *px_ckpt_list(const char *dir, size_t *n);
 
+/* Whether name is prefix, decimal digits, suffix (a checkpoint's file name and its
+ * temporary's); the digits' value into *step. Not collective. */
+static int px_ckpt_step_of(const char *name, const char *prefix, const char *suffix,
+                           int64_t *step) {
+  size_t n = strlen(name), np = strlen(prefix), ns = strlen(suffix);
+  if (n <= np + ns || strncmp(name, prefix, np) != 0 || strcmp(name + n - ns, suffix) != 0)
+    return 0;
+  int64_t v = 0;
+  for (size_t i = np; i < n - ns; i++) {
+    if (name[i] < '0' || name[i] > '9' || v > (INT64_MAX - 9) / 10) return 0;
+    v = 10 * v + (name[i] - '0');
+  }
+  *step = v;
+  return 1;
+}
+
 /* Keeps the newest keep_last (0: all) ckpt-*.h5 of dir and removes the temporary files that
  * interrupted writes left behind. Every .ckpt-*.h5.tmp is removed, whoever wrote it: the run
  * directory's lock (runlock.h, taken by px_run_open) keeps every other process out of dir, so
@@ -255,9 +271,8 @@ static void px_prune(const char *dir, int keep_last) {
   DIR *d = opendir(dir);
   if (!d) return;
   for (struct dirent *e; (e = readdir(d));) {
-    long long s;
-    int used = 0;
-    if (sscanf(e->d_name, ".ckpt-%lld.h5.tmp%n", &s, &used) == 1 && e->d_name[used] == '\0') {
+    int64_t s;
+    if (px_ckpt_step_of(e->d_name, ".ckpt-", ".h5.tmp", &s)) {
       snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
       remove(path);
     }
@@ -395,7 +410,7 @@ px_status px_ckpt_read_config(const char *path, const char *group, px_gpt_config
                         (long long)v[i]);
   }
   if (st == PX_OK) st = px_h5_attr_read_str(g, "head", head, sizeof head, where, err);
-  if (st == PX_OK && strcmp(head, "lm") && strcmp(head, "scalar"))
+  if (st == PX_OK && strcmp(head, "lm") != 0 && strcmp(head, "scalar") != 0)
     st = px_error_set(err, PX_EINPUT, "%s: head is '%s', expected lm or scalar", where, head);
   if (st == PX_OK) {
     *config = (px_gpt_config){(int)v[0], (int)v[1],
@@ -518,7 +533,7 @@ px_status px_ckpt_load(const char *file_or_dir, const char *group, px_gpt_head h
                         head == PX_GPT_HEAD_LM ? "lm" : "scalar");
   PX_TRY(px_gpt_check_memory(&mc, max_B, max_T > 0 ? max_T : mc.max_seq_len, trainable, path, err));
   px_gpt_build(model, &mc, max_B, max_T > 0 ? max_T : mc.max_seq_len, trainable);
-  px_ckpt_model cm = {group, model, 0, 0, 1, 0};
+  px_ckpt_model cm = {.group = group, .model = model, .gain = 1};
   px_status st = px_ckpt_read_model(path, &cm, err);
   if (st != PX_OK) {
     px_gpt_free(model);
@@ -569,9 +584,8 @@ static int64_t *px_ckpt_list(const char *dir, size_t *n) {
   DIR *d = opendir(dir);
   if (!d) return NULL;
   for (struct dirent *e; (e = readdir(d));) {
-    long long s;
-    int used = 0;
-    if (sscanf(e->d_name, "ckpt-%lld.h5%n", &s, &used) == 1 && e->d_name[used] == '\0') {
+    int64_t s;
+    if (px_ckpt_step_of(e->d_name, "ckpt-", ".h5", &s)) {
       if (*n == cap) cap = 2 * cap + 16, steps = px_realloc(steps, cap * sizeof *steps);
       steps[(*n)++] = s;
     }
@@ -590,11 +604,10 @@ static px_status px_ckpt_pick(const char *dir, char *path, size_t n, px_error *e
   path[0] = '\0';
   char named[4300] = "";
   px_error lerr;
-  long long latest = -1;
-  int used = 0;
+  int64_t latest = -1;
   if (px_ckpt_latest(dir, named, sizeof named, &lerr) == PX_OK) {
     const char *base = strrchr(named, '/') ? strrchr(named, '/') + 1 : named;
-    if (sscanf(base, "ckpt-%lld.h5%n", &latest, &used) != 1 || base[used] != '\0') latest = -1;
+    if (!px_ckpt_step_of(base, "ckpt-", ".h5", &latest)) latest = -1;
   }
   size_t count;
   int64_t *steps = px_ckpt_list(dir, &count);
@@ -740,7 +753,7 @@ px_status px_ckpt_check(const char *path, px_error *err) {
     if (st != PX_OK) break;
     px_gpt model;
     px_gpt_build(&model, &mc, 1, 1, has_optim);
-    px_ckpt_model cm = {groups[i], &model, has_optim, 0, 1, 0};
+    px_ckpt_model cm = {.group = groups[i], .model = &model, .optim = has_optim, .gain = 1};
     st = px_ckpt_read_model(path, &cm, err);
     px_gpt_free(&model);
   }

@@ -200,7 +200,7 @@ static px_status px_read_field(hid_t file, const char *path, const char *name, i
   for (int64_t t = 0; t < count; t++)
     if (out->tokens[t] < 0 || out->tokens[t] > 255) {
       st = px_error_set(err, PX_EINPUT, "%s: token %lld of the field is %d, not a byte (0-255)",
-                        where, (long long)(base + t), (int)out->tokens[t]);
+                        where, (long long)base + t, (int)out->tokens[t]);
       break;
     }
 done:
@@ -210,9 +210,10 @@ done:
   return st;
 }
 
-px_status px_dataset_read(const char *path, MPI_Comm comm, int part, int parts, int want_kind,
+px_status px_dataset_read(const char *path, px_io_who who, int part, int parts, int want_kind,
                           px_dataset *out, px_error *err) {
   memset(out, 0, sizeof *out);
+  const MPI_Comm comm = who == PX_IO_EVERY_RANK ? px_comm_mpi() : MPI_COMM_SELF;
   /* Over MPI-IO (collective); from here every path reaches H5Fclose, which is collective too. */
   hid_t file;
   PX_TRY(px_h5_open_read(path, comm, &file, err));

@@ -43,10 +43,10 @@ typedef struct px_f32_sums {
 /* One block of PX_F32_BLOCK words at p: *s the sum of its words, *w their weighted sum. */
 PX_SIMD_CLONES static void px_f32_block(const unsigned char *p, uint64_t *s, uint64_t *w) {
   uint32_t s1[PX_F32_LANES] = {0}, s2[PX_F32_LANES] = {0};
-  for (int k = 0; k < PX_F32_ROUNDS; k++, p += 2 * PX_F32_LANES)
+  for (int k = 0; k < PX_F32_ROUNDS; k++, p += (size_t)2 * PX_F32_LANES)
     for (int l = 0; l < PX_F32_LANES; l++) {
       uint16_t word;
-      memcpy(&word, p + 2 * l, 2);
+      memcpy(&word, p + 2 * (size_t)l, 2);
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
       word = __builtin_bswap16(word);
 #endif
@@ -63,7 +63,7 @@ PX_SIMD_CLONES static void px_f32_block(const unsigned char *p, uint64_t *s, uin
 
 /* Adds the words p[0..2 words) to s. */
 static void px_f32_words(px_f32_sums *s, const unsigned char *p, size_t words) {
-  for (; words >= PX_F32_BLOCK; words -= PX_F32_BLOCK, p += 2 * PX_F32_BLOCK) {
+  for (; words >= PX_F32_BLOCK; words -= PX_F32_BLOCK, p += (size_t)2 * PX_F32_BLOCK) {
     uint64_t sum, weighted;
     px_f32_block(p, &sum, &weighted);
     s->b = (s->b + (uint64_t)PX_F32_BLOCK * s->a + weighted) % 65535;

@@ -137,7 +137,7 @@ px_status px_jsonl_read(const char *path, px_data_kind kind, px_dataset *out, px
     st = px_error_set(err, PX_EINPUT, "%s: read error after line %ld: %s", path, lineno,
                       strerror(errno));
   free(line);
-  fclose(f);
+  (void)fclose(f); /* read only: nothing to lose */
   if (st == PX_OK && out->n == 0)
     st = px_error_set(err, PX_EINPUT, "%s: no records (the file is empty or has blank lines only)",
                       path);
@@ -168,7 +168,7 @@ px_status px_jsonl_write(const char *path, const px_dataset *ds, px_error *err) 
         st = px_error_set(err, PX_EINPUT,
                           "record %lld: field \"%s\" is not valid UTF-8, which "
                           "JSON cannot hold",
-                          (long long)(ds->first + i), names[fi]);
+                          (long long)ds->first + i, names[fi]);
         break;
       }
       PX_REQUIRE(json_object_set_new(obj, names[fi], s) == 0, "json_object_set failed");

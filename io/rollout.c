@@ -11,7 +11,7 @@
  * GPT-2 scale, so one writer costs little (bench_ckpt measures it beside a plain write).
  *
  * Reading: each process opens the file alone (POSIX driver, independent reads of its part) and
- * checks everything, then the ranks of comm agree on the outcome.
+ * checks everything, then (PX_IO_EVERY_RANK) the ranks agree on the outcome.
  */
 #include "proxima/rollout.h"
 
@@ -137,36 +137,36 @@ static px_status px_check_rows(const char *path, const px_rollout *r, const px_r
 static px_status px_check_ranks(const char *path, const px_rollout *r, const px_rollout_attrs *a,
                                 int local_ok, px_error *err) {
   int size = px_comm_size(), rank = px_comm_rank();
-  size_t n = 2 * (size_t)size + 4;
+  /* v: each rank's (first, n), then the sums of N, P and R, then how many ranks failed */
+  const size_t tail = 2 * (size_t)size, n = tail + 4;
   int64_t *v = px_calloc(n, sizeof *v);
   if (local_ok) { /* px_check_rows bounded these: their sums cannot overflow */
-    v[2 * rank] = r->first, v[2 * rank + 1] = r->n;
-    v[2 * size] = r->n_global, v[2 * size + 1] = r->P, v[2 * size + 2] = r->R;
+    v[2 * (size_t)rank] = r->first, v[2 * (size_t)rank + 1] = r->n;
+    v[tail] = r->n_global, v[tail + 1] = r->P, v[tail + 2] = r->R;
   } else {
-    v[2 * size + 3] = 1;
+    v[tail + 3] = 1;
   }
   px_comm_allreduce_sum_i64(v, n);
-  if (v[2 * size + 3] > 0) { /* some rank's rows are wrong by themselves */
+  if (v[tail + 3] > 0) { /* some rank's rows are wrong by themselves */
     free(v);
     return local_ok ? PX_OK : px_error_set(err, PX_EINPUT, "%s: bad rows", path);
   }
   px_status st = PX_OK;
-  if (v[2 * size] != size * r->n_global || v[2 * size + 1] != size * r->P ||
-      v[2 * size + 2] != size * r->R)
+  if (v[tail] != size * r->n_global || v[tail + 1] != size * r->P || v[tail + 2] != size * r->R)
     st = px_error_set(err, PX_EINPUT,
                       "%s: the ranks disagree on the rows, prompt or response "
                       "positions of the batch",
                       path);
   int64_t next = 0;
   for (int q = 0; q < size && st == PX_OK; q++) {
-    if (v[2 * q] != next && v[2 * q + 1] > 0)
+    const int64_t first = v[2 * (size_t)q], rows = v[2 * (size_t)q + 1];
+    if (first != next && rows > 0)
       st = px_error_set(err, PX_EINPUT,
                         "%s: rank %d has rows [%lld, %lld), but the rows before it end at %lld "
                         "(each rank's rows must follow the previous rank's, without gap or "
                         "overlap)",
-                        path, q, (long long)v[2 * q], (long long)(v[2 * q] + v[2 * q + 1]),
-                        (long long)next);
-    next += v[2 * q + 1];
+                        path, q, (long long)first, (long long)first + rows, (long long)next);
+    next += rows;
   }
   if (st == PX_OK && next != r->n_global)
     st = px_error_set(err, PX_EINPUT,
@@ -177,16 +177,18 @@ static px_status px_check_ranks(const char *path, const px_rollout *r, const px_
   /* Attributes are metadata that every rank must write alike: compare with rank 0's. */
   px_rollout_attrs root = *a;
   px_comm_bcast(&root, sizeof root, 0);
-  if (st == PX_OK && (root.iteration != a->iteration || root.kl_kind != a->kl_kind ||
-                      root.whiten_shift_mean != a->whiten_shift_mean ||
-                      memcmp(&root.beta, &a->beta, sizeof a->beta) ||
-                      memcmp(&root.gamma, &a->gamma, sizeof a->gamma) ||
-                      memcmp(&root.lambda, &a->lambda, sizeof a->lambda) ||
-                      memcmp(&root.kl_clamp, &a->kl_clamp, sizeof a->kl_clamp) ||
-                      memcmp(&root.no_eos_penalty, &a->no_eos_penalty, sizeof a->no_eos_penalty) ||
-                      memcmp(&root.whiten_mean, &a->whiten_mean, sizeof a->whiten_mean) ||
-                      memcmp(&root.whiten_std, &a->whiten_std, sizeof a->whiten_std) ||
-                      memcmp(&root.whiten_eps, &a->whiten_eps, sizeof a->whiten_eps)))
+  const double mine[] = {a->beta,           a->gamma,       a->lambda,     a->kl_clamp,
+                         a->no_eos_penalty, a->whiten_mean, a->whiten_std, a->whiten_eps};
+  const double theirs[] = {root.beta,           root.gamma,       root.lambda,     root.kl_clamp,
+                           root.no_eos_penalty, root.whiten_mean, root.whiten_std, root.whiten_eps};
+  int same = root.iteration == a->iteration && root.kl_kind == a->kl_kind &&
+             root.whiten_shift_mean == a->whiten_shift_mean;
+  for (size_t k = 0; k < sizeof mine / sizeof mine[0]; k++) { /* bit for bit: NaN too */
+    uint64_t x, y;
+    memcpy(&x, &mine[k], sizeof x), memcpy(&y, &theirs[k], sizeof y);
+    same &= x == y;
+  }
+  if (st == PX_OK && !same)
     st = px_error_set(err, PX_EINPUT, "%s: rank %d's attributes differ from rank 0's", path, rank);
   return st;
 }
@@ -319,12 +321,10 @@ static void px_write_fields(hid_t file, const char *path, const px_rollout *r, i
   if (writer) px_h5_chunk_writer_free(&w);
 }
 
-px_status px_rollout_write(const char *path, MPI_Comm comm, const px_rollout *rows,
+px_status px_rollout_write(const char *path, px_io_who who, const px_rollout *rows,
                            const px_rollout_attrs *attrs, px_error *err) {
   PX_REQUIRE(rows && attrs && path, "px_rollout_write: rows, attrs and path are required");
-  int shared = comm != MPI_COMM_SELF;
-  PX_REQUIRE(!shared || comm == px_comm_mpi(),
-             "px_rollout_write: comm must be px_comm_mpi() or MPI_COMM_SELF");
+  const int shared = who == PX_IO_EVERY_RANK;
   int rank = px_comm_is_up() ? px_comm_rank() : 0, writer = !shared || rank == 0;
   px_h5_quiet();
 
@@ -340,7 +340,7 @@ px_status px_rollout_write(const char *path, MPI_Comm comm, const px_rollout *ro
       return px_error_set(err, PX_EINPUT,
                           "%s: a single process writes all %lld rows, but has rows [%lld, %lld)",
                           path, (long long)rows->n_global, (long long)rows->first,
-                          (long long)(rows->first + rows->n));
+                          (long long)rows->first + rows->n);
   }
 
   /* One writer, the others send it their rows: the file is made in rank 0's memory while the
@@ -418,7 +418,7 @@ static px_status px_read_attrs(hid_t file, const char *path, px_rollout_attrs *a
   PX_TRY(px_h5_attr_read_f64(file, "gamma", &a->gamma, path, err));
   PX_TRY(px_h5_attr_read_f64(file, "lambda", &a->lambda, path, err));
   PX_TRY(px_h5_attr_read_str(file, "kl_estimator", kl, sizeof kl, path, err));
-  if (strcmp(kl, "k1") && strcmp(kl, "k3"))
+  if (strcmp(kl, "k1") != 0 && strcmp(kl, "k3") != 0)
     return px_error_set(err, PX_EINPUT, "%s: kl_estimator is '%s', expected k1 or k3", path, kl);
   a->kl_kind = strcmp(kl, "k3") ? PX_KL_K1 : PX_KL_K3;
   PX_TRY(px_h5_attr_read_f64(file, "kl_clamp", &a->kl_clamp, path, err));
@@ -518,15 +518,13 @@ static px_status px_read_part(const char *path, int part, int parts, px_rollout 
   return PX_OK;
 }
 
-px_status px_rollout_read(const char *path, MPI_Comm comm, int part, int parts, px_rollout *out,
+px_status px_rollout_read(const char *path, px_io_who who, int part, int parts, px_rollout *out,
                           px_rollout_attrs *attrs, px_error *err) {
   px_h5_quiet();
   memset(out, 0, sizeof *out);
   PX_REQUIRE(parts >= 1 && part >= 0 && part < parts, "px_rollout_read: part %d of %d", part,
              parts);
-  int shared = comm != MPI_COMM_SELF;
-  PX_REQUIRE(!shared || comm == px_comm_mpi(),
-             "px_rollout_read: comm must be px_comm_mpi() or MPI_COMM_SELF");
+  const int shared = who == PX_IO_EVERY_RANK;
   /* Each process opens the file alone (no MPI-IO): no rank can wait in a collective open or
    * read for another that stopped early; the ranks agree on the outcome after. */
   px_status st = px_read_part(path, part, parts, out, attrs, err);

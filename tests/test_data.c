@@ -146,7 +146,7 @@ static void px_round_trip(const char *name, px_data_kind kind, const px_case *ca
 
   CU_ASSERT_EQUAL_FATAL(px_jsonl_import(in, kind, out, &err), PX_OK);
   px_dataset ds, js, back;
-  CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, MPI_COMM_SELF, 0, 1, (int)kind, &ds, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, PX_IO_ALONE, 0, 1, (int)kind, &ds, &err), PX_OK);
   CU_ASSERT_EQUAL(ds.kind, kind);
   CU_ASSERT_EQUAL(ds.n_total, n);
   CU_ASSERT_EQUAL(ds.first, 0);
@@ -217,7 +217,7 @@ static void test_ten_megabyte_line(void) {
   CU_ASSERT_EQUAL_FATAL(px_jsonl_import(in, PX_DATA_TEXT, px_path(out, sizeof out, "big.h5"), &err),
                         PX_OK);
   px_dataset ds;
-  CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, MPI_COMM_SELF, 0, 1, PX_DATA_TEXT, &ds, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, PX_IO_ALONE, 0, 1, PX_DATA_TEXT, &ds, &err), PX_OK);
   CU_ASSERT_EQUAL(ds.n, 1);
   CU_ASSERT(px_row_equals(&ds, 0, 0, want, n));
   px_dataset_free(&ds);
@@ -239,8 +239,7 @@ static void test_read_parts(void) {
   CU_ASSERT_EQUAL_FATAL(
       px_jsonl_import(in, PX_DATA_SFT, px_path(out, sizeof out, "seven.h5"), &err), PX_OK);
   px_dataset whole;
-  CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, MPI_COMM_SELF, 0, 1, PX_DATA_SFT, &whole, &err),
-                        PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, PX_IO_ALONE, 0, 1, PX_DATA_SFT, &whole, &err), PX_OK);
   CU_ASSERT_EQUAL_FATAL(whole.n, 7);
 
   static const int64_t first3[3] = {0, 3, 5}, n3[3] = {3, 2, 2};
@@ -248,7 +247,7 @@ static void test_read_parts(void) {
     int64_t covered = 0;
     for (int k = 0; k < parts; k++) {
       px_dataset p;
-      CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, MPI_COMM_SELF, k, parts, PX_DATA_SFT, &p, &err),
+      CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, PX_IO_ALONE, k, parts, PX_DATA_SFT, &p, &err),
                             PX_OK);
       if (parts == 3) {
         CU_ASSERT_EQUAL(p.first, first3[k]);
@@ -435,7 +434,7 @@ static void px_craft(const char *path, const char *format, const char *kind, int
 static void px_read_refused(const char *path, int want_kind, const char *what) {
   px_dataset ds;
   err.msg[0] = '\0';
-  CU_ASSERT_EQUAL(px_dataset_read(path, MPI_COMM_SELF, 0, 1, want_kind, &ds, &err), PX_EINPUT);
+  CU_ASSERT_EQUAL(px_dataset_read(path, PX_IO_ALONE, 0, 1, want_kind, &ds, &err), PX_EINPUT);
   CU_ASSERT(px_test_contains(err.msg, path));
   CU_ASSERT(px_test_contains(err.msg, what));
   CU_ASSERT_EQUAL(ds.n, 0);
@@ -455,7 +454,7 @@ static void test_crafted_file_reads(void) {
   px_craft(px_path(p, sizeof p, "craft-ok.h5"), "proxima-dataset", "text", 4, "text", good_off, 5,
            good_tok, 6);
   px_dataset ds;
-  CU_ASSERT_EQUAL_FATAL(px_dataset_read(p, MPI_COMM_SELF, 0, 1, PX_DATA_TEXT, &ds, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(p, PX_IO_ALONE, 0, 1, PX_DATA_TEXT, &ds, &err), PX_OK);
   CU_ASSERT_EQUAL(ds.n, 4);
   CU_ASSERT(px_row_equals(&ds, 0, 0, "abc", 3));
   CU_ASSERT(px_row_equals(&ds, 0, 1, "de", 2));
@@ -463,7 +462,7 @@ static void test_crafted_file_reads(void) {
   CU_ASSERT(px_row_equals(&ds, 0, 3, "f", 1));
   px_dataset_free(&ds);
   /* Part 1 of 2 (records 2, 3): offsets rebased to 0. */
-  CU_ASSERT_EQUAL_FATAL(px_dataset_read(p, MPI_COMM_SELF, 1, 2, -1, &ds, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(p, PX_IO_ALONE, 1, 2, -1, &ds, &err), PX_OK);
   CU_ASSERT_EQUAL(ds.first, 2);
   CU_ASSERT_EQUAL(ds.n, 2);
   CU_ASSERT(px_row_equals(&ds, 0, 0, "", 0));
@@ -505,7 +504,7 @@ static void test_wrong_kind(void) {
       px_jsonl_import(in, PX_DATA_SFT, px_path(out, sizeof out, "kind-sft.h5"), &err), PX_OK);
   px_read_refused(out, PX_DATA_PREFS, "holds sft records, this command needs prefs records");
   px_dataset ds;
-  CU_ASSERT_EQUAL(px_dataset_read(out, MPI_COMM_SELF, 0, 1, PX_DATA_SFT, &ds, &err), PX_OK);
+  CU_ASSERT_EQUAL(px_dataset_read(out, PX_IO_ALONE, 0, 1, PX_DATA_SFT, &ds, &err), PX_OK);
   px_dataset_free(&ds);
 }
 
@@ -575,12 +574,12 @@ static void test_property_list_close_checked(void) {
 
   px_h5fail_arm(PX_H5FAIL_PCLOSE, 1);
   err.msg[0] = '\0';
-  CU_ASSERT_EQUAL(px_dataset_read(p, MPI_COMM_SELF, 0, 1, -1, &ds, &err), PX_ERUN);
+  CU_ASSERT_EQUAL(px_dataset_read(p, PX_IO_ALONE, 0, 1, -1, &ds, &err), PX_ERUN);
   CU_ASSERT(px_test_contains(err.msg, p));
   CU_ASSERT(px_test_contains(err.msg, "cannot release the file-access property list"));
   CU_ASSERT_EQUAL(ds.n, 0);
   CU_ASSERT_PTR_NULL(ds.field[0].tokens);
-  CU_ASSERT_EQUAL_FATAL(px_dataset_read(p, MPI_COMM_SELF, 0, 1, -1, &ds, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(p, PX_IO_ALONE, 0, 1, -1, &ds, &err), PX_OK);
   CU_ASSERT(px_row_equals(&ds, 0, 0, "abc", 3));
   px_dataset_free(&ds);
 }
@@ -599,7 +598,7 @@ static void test_checksum_catches_flipped_byte(void) {
   CU_ASSERT_EQUAL_FATAL(
       px_jsonl_import(in, PX_DATA_TEXT, px_path(out, sizeof out, "flip.h5"), &err), PX_OK);
   px_dataset ds;
-  CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, MPI_COMM_SELF, 0, 1, PX_DATA_TEXT, &ds, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, PX_IO_ALONE, 0, 1, PX_DATA_TEXT, &ds, &err), PX_OK);
   CU_ASSERT(px_row_equals(&ds, 0, 0, text, N));
   px_dataset_free(&ds);
 

@@ -96,7 +96,7 @@ static void test_parallel_dataset_read(void) {
   }
   CU_ASSERT_EQUAL_FATAL(px_comm_agree(st, &err), PX_OK);
   px_dataset part;
-  st = px_dataset_read(path, px_comm_mpi(), rank, size, PX_DATA_TEXT, &part, &err);
+  st = px_dataset_read(path, PX_IO_EVERY_RANK, rank, size, PX_DATA_TEXT, &part, &err);
   CU_ASSERT_EQUAL_FATAL(px_comm_agree(st, &err), PX_OK);
   int64_t lo, hi;
   px_comm_share(11, rank, size, &lo, &hi);
@@ -119,7 +119,7 @@ static void test_parallel_dataset_read(void) {
   CU_ASSERT_EQUAL(seen[1], 55);
   px_dataset_free(&part);
   /* A file every rank finds damaged fails on every rank, and no rank hangs. */
-  st = px_dataset_read("no-such-file.h5", px_comm_mpi(), rank, size, -1, &part, &err);
+  st = px_dataset_read("no-such-file.h5", PX_IO_EVERY_RANK, rank, size, -1, &part, &err);
   CU_ASSERT_EQUAL(px_comm_agree(st, &err), PX_EINPUT);
   CU_ASSERT(px_test_contains(err.msg, "no-such-file.h5: no such file"));
   px_comm_barrier();

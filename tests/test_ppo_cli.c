@@ -94,11 +94,11 @@ static void test_rollout_files(void) {
   px_rollout one, two;
   px_rollout_attrs a1, a2;
   px_error err;
-  CU_ASSERT_EQUAL_FATAL(px_rollout_read("ppt-one/rollouts/rollouts-00000001.h5", MPI_COMM_SELF, 0,
-                                        1, &one, &a1, &err),
-                        PX_OK);
   CU_ASSERT_EQUAL_FATAL(
-      px_rollout_read("ppt-a/rollouts/rollouts-00000001.h5", MPI_COMM_SELF, 0, 1, &two, &a2, &err),
+      px_rollout_read("ppt-one/rollouts/rollouts-00000001.h5", PX_IO_ALONE, 0, 1, &one, &a1, &err),
+      PX_OK);
+  CU_ASSERT_EQUAL_FATAL(
+      px_rollout_read("ppt-a/rollouts/rollouts-00000001.h5", PX_IO_ALONE, 0, 1, &two, &a2, &err),
       PX_OK);
   CU_ASSERT_EQUAL_FATAL(one.n, 16);
   CU_ASSERT_EQUAL_FATAL(two.n, 16);
@@ -288,7 +288,7 @@ static void test_response_positions(void) {
     px_rollout r;
     px_rollout_attrs a;
     px_error err;
-    CU_ASSERT_EQUAL_FATAL(px_rollout_read(path, MPI_COMM_SELF, 0, 1, &r, &a, &err), PX_OK);
+    CU_ASSERT_EQUAL_FATAL(px_rollout_read(path, PX_IO_ALONE, 0, 1, &r, &a, &err), PX_OK);
     printf("\n    T %d, max_new_tokens %d: R %lld", T, max_new[k], (long long)r.R);
     CU_ASSERT_EQUAL(r.R, max_new[k] < T - 2 ? max_new[k] : T - 2);
     CU_ASSERT(r.R >= prev);

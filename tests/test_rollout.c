@@ -215,7 +215,7 @@ static void test_all_ranks_write_one_file(void) {
   px_rollout_attrs a;
   build_share(&r, &a, &cfg_k1);
   px_error err = {""};
-  CU_ASSERT_EQUAL_FATAL(px_rollout_write(path, px_comm_mpi(), &r, &a, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_rollout_write(path, PX_IO_EVERY_RANK, &r, &a, &err), PX_OK);
   /* Every rank returns after the rename; only the final file is there. */
   CU_ASSERT(px_fs_exists(path));
   CU_ASSERT_EQUAL(px_count_entries(dir), 1);
@@ -224,7 +224,7 @@ static void test_all_ranks_write_one_file(void) {
   px_rollout back;
   px_rollout_attrs ba;
   CU_ASSERT_EQUAL_FATAL(
-      px_rollout_read(path, px_comm_mpi(), px_comm_rank(), px_comm_size(), &back, &ba, &err),
+      px_rollout_read(path, PX_IO_EVERY_RANK, px_comm_rank(), px_comm_size(), &back, &ba, &err),
       PX_OK);
   CU_ASSERT_EQUAL(back.first, r.first);
   CU_ASSERT_EQUAL(back.n, r.n);
@@ -233,7 +233,7 @@ static void test_all_ranks_write_one_file(void) {
   px_rollout_free(&back);
 
   /* All rows, read by one process; this rank's rows are where they belong. */
-  CU_ASSERT_EQUAL_FATAL(px_rollout_read(path, MPI_COMM_SELF, 0, 1, &back, &ba, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_rollout_read(path, PX_IO_ALONE, 0, 1, &back, &ba, &err), PX_OK);
   CU_ASSERT_EQUAL(back.n, N_ROWS);
   CU_ASSERT_EQUAL(back.first, 0);
   CU_ASSERT(same_rows(&back, r.first, &r));
@@ -262,11 +262,11 @@ static void test_one_process_writes_the_same_datasets(void) {
     px_rl_whiten(all.advantages, all.advantages, all.mask, (size_t)N_ROWS * R_POS, a.whiten_mean,
                  a.whiten_std, cfg_k1.shift_mean);
     px_error err = {""};
-    CU_ASSERT_EQUAL_FATAL(px_rollout_write(one, MPI_COMM_SELF, &all, &a, &err), PX_OK);
+    CU_ASSERT_EQUAL_FATAL(px_rollout_write(one, PX_IO_ALONE, &all, &a, &err), PX_OK);
     px_rollout f1, f2;
     px_rollout_attrs a1, a2;
-    CU_ASSERT_EQUAL_FATAL(px_rollout_read(path, MPI_COMM_SELF, 0, 1, &f1, &a1, &err), PX_OK);
-    CU_ASSERT_EQUAL_FATAL(px_rollout_read(one, MPI_COMM_SELF, 0, 1, &f2, &a2, &err), PX_OK);
+    CU_ASSERT_EQUAL_FATAL(px_rollout_read(path, PX_IO_ALONE, 0, 1, &f1, &a1, &err), PX_OK);
+    CU_ASSERT_EQUAL_FATAL(px_rollout_read(one, PX_IO_ALONE, 0, 1, &f2, &a2, &err), PX_OK);
     CU_ASSERT_EQUAL(f2.n, N_ROWS);
     CU_ASSERT(same_rows(&f1, 0, &f2));
     CU_ASSERT(same_rows(&all, 0, &f2));
@@ -276,7 +276,7 @@ static void test_one_process_writes_the_same_datasets(void) {
     px_rollout part;
     build_rows(&part, 1, N_ROWS - 1, &cfg_k1);
     snprintf(one, sizeof one, "%s/partial.h5", dir);
-    CU_ASSERT_EQUAL(px_rollout_write(one, MPI_COMM_SELF, &part, &a, &err), PX_EINPUT);
+    CU_ASSERT_EQUAL(px_rollout_write(one, PX_IO_ALONE, &part, &a, &err), PX_EINPUT);
     CU_ASSERT(px_test_contains(err.msg, "single process"));
     CU_ASSERT(!px_fs_exists(one));
     px_rollout_free(&part);
@@ -321,7 +321,7 @@ static long find_bytes(const char *path, const void *needle, size_t n) {
 static void expect_einput(const char *path, const char *words) {
   px_rollout r;
   px_error err = {""};
-  CU_ASSERT_EQUAL(px_rollout_read(path, MPI_COMM_SELF, 0, 1, &r, NULL, &err), PX_EINPUT);
+  CU_ASSERT_EQUAL(px_rollout_read(path, PX_IO_ALONE, 0, 1, &r, NULL, &err), PX_EINPUT);
   CU_ASSERT(px_test_contains(err.msg, path));
   CU_ASSERT(px_test_contains(err.msg, words));
   CU_ASSERT_PTR_NULL(r.tokens);
@@ -365,7 +365,7 @@ static void test_bad_files_are_input_errors(void) {
     /* A flipped byte inside the advantages fails Fletcher-32. */
     px_rollout r;
     px_error err = {""};
-    CU_ASSERT_EQUAL_FATAL(px_rollout_read(good, MPI_COMM_SELF, 0, 1, &r, NULL, &err), PX_OK);
+    CU_ASSERT_EQUAL_FATAL(px_rollout_read(good, PX_IO_ALONE, 0, 1, &r, NULL, &err), PX_OK);
     long at = find_bytes(good, r.advantages + R_POS, 4 * sizeof(float)); /* row 1, t 0..3 */
     px_rollout_free(&r);
     CU_ASSERT_FATAL(at > 0);
@@ -409,7 +409,7 @@ static void test_ranks_agree_on_a_read(void) {
   px_rollout r;
   px_error err = {""};
   px_status want = px_comm_size() > 1 ? PX_EINPUT : PX_OK;
-  CU_ASSERT_EQUAL(px_rollout_read(path, px_comm_mpi(), 0, 1, &r, NULL, &err), want);
+  CU_ASSERT_EQUAL(px_rollout_read(path, PX_IO_EVERY_RANK, 0, 1, &r, NULL, &err), want);
   if (want != PX_OK) CU_ASSERT(px_test_contains(err.msg, "missing.h5: no such file"));
   CU_ASSERT_EQUAL(r.tokens == NULL, want != PX_OK);
   px_rollout_free(&r);
@@ -430,7 +430,7 @@ static void test_failed_writes_leave_nothing(void) {
 
   /* The last rank's mask disagrees with its lengths: every rank hears of it. */
   if (rank == size - 1 && r.n > 0) r.mask[R_POS - 1] ^= 1;
-  CU_ASSERT_EQUAL(px_rollout_write(path, px_comm_mpi(), &r, &a, &err), PX_EINPUT);
+  CU_ASSERT_EQUAL(px_rollout_write(path, PX_IO_EVERY_RANK, &r, &a, &err), PX_EINPUT);
   CU_ASSERT(px_test_contains(err.msg, "mask at position"));
   if (rank == size - 1 && r.n > 0) r.mask[R_POS - 1] ^= 1;
 
@@ -438,7 +438,7 @@ static void test_failed_writes_leave_nothing(void) {
   int64_t first = r.first;
   r.first = 0, r.n_global = r.n;
   if (size == 1) r.n_global = N_ROWS + 1;
-  CU_ASSERT_EQUAL(px_rollout_write(path, px_comm_mpi(), &r, &a, &err), PX_EINPUT);
+  CU_ASSERT_EQUAL(px_rollout_write(path, PX_IO_EVERY_RANK, &r, &a, &err), PX_EINPUT);
   CU_ASSERT(px_test_contains(err.msg, size > 1 ? "disagree" : "cover the batch"));
   r.first = first, r.n_global = N_ROWS;
 
@@ -446,7 +446,7 @@ static void test_failed_writes_leave_nothing(void) {
   if (size > 1) {
     px_rollout wide;
     if (rank == 0) build_rows(&wide, 0, N_ROWS, &cfg_k1);
-    CU_ASSERT_EQUAL(px_rollout_write(path, px_comm_mpi(), rank == 0 ? &wide : &r, &a, &err),
+    CU_ASSERT_EQUAL(px_rollout_write(path, PX_IO_EVERY_RANK, rank == 0 ? &wide : &r, &a, &err),
                     PX_EINPUT);
     CU_ASSERT(px_test_contains(err.msg, "must follow the previous rank's"));
     if (rank == 0) px_rollout_free(&wide);
@@ -455,14 +455,14 @@ static void test_failed_writes_leave_nothing(void) {
   /* A first row and a count whose sum overflows (no undefined arithmetic: UBSan's build). */
   first = r.first;
   r.first = INT64_MAX - 2;
-  CU_ASSERT_EQUAL(px_rollout_write(path, px_comm_mpi(), &r, &a, &err), PX_EINPUT);
+  CU_ASSERT_EQUAL(px_rollout_write(path, PX_IO_EVERY_RANK, &r, &a, &err), PX_EINPUT);
   CU_ASSERT(px_test_contains(err.msg, "do not lie within"));
   r.first = first;
 
   /* Ranks that disagree on an attribute. */
   a.beta += rank;
   if (size > 1) {
-    CU_ASSERT_EQUAL(px_rollout_write(path, px_comm_mpi(), &r, &a, &err), PX_EINPUT);
+    CU_ASSERT_EQUAL(px_rollout_write(path, PX_IO_EVERY_RANK, &r, &a, &err), PX_EINPUT);
     CU_ASSERT(px_test_contains(err.msg, "attributes differ from rank 0's"));
   }
   a.beta -= rank;
@@ -472,14 +472,14 @@ static void test_failed_writes_leave_nothing(void) {
   /* The final name is taken by a directory: the rename fails, the temporary file goes. */
   if (rank == 0) mkdir(path, 0777);
   px_comm_barrier();
-  CU_ASSERT_EQUAL(px_rollout_write(path, px_comm_mpi(), &r, &a, &err), PX_ERUN);
+  CU_ASSERT_EQUAL(px_rollout_write(path, PX_IO_EVERY_RANK, &r, &a, &err), PX_ERUN);
   CU_ASSERT(px_test_contains(err.msg, path));
   CU_ASSERT_EQUAL(px_count_entries(sub), 1);
   px_comm_barrier();
   if (rank == 0) rmdir(path);
   /* No such directory: nothing to leave. */
   snprintf(path, sizeof path, "%s/no/such/dir/r.h5", sub);
-  CU_ASSERT_EQUAL(px_rollout_write(path, px_comm_mpi(), &r, &a, &err), PX_ERUN);
+  CU_ASSERT_EQUAL(px_rollout_write(path, PX_IO_EVERY_RANK, &r, &a, &err), PX_ERUN);
   CU_ASSERT(px_test_contains(err.msg, "No such file or directory"));
   CU_ASSERT(px_test_contains(err.msg, path));
   px_rollout_free(&r);
@@ -504,7 +504,7 @@ static void test_files_for_the_checker(void) {
     if (k == 2 && r.first <= 3 && 3 < r.first + r.n)
       r.rewards[(3 - r.first) * R_POS] += 1e-3f; /* row 3, first token */
     px_error err = {""};
-    CU_ASSERT_EQUAL(px_rollout_write(path, px_comm_mpi(), &r, &a, &err), PX_OK);
+    CU_ASSERT_EQUAL(px_rollout_write(path, PX_IO_EVERY_RANK, &r, &a, &err), PX_OK);
     px_rollout_free(&r);
   }
 }

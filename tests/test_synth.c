@@ -169,7 +169,7 @@ static void px_load(const char *dir, const char *name, px_data_kind kind, int ch
   char h5[1024], jl[1024];
   snprintf(h5, sizeof h5, "%s/%s.h5", dir, name);
   snprintf(jl, sizeof jl, "%s/%s.jsonl", dir, name);
-  CU_ASSERT_EQUAL_FATAL(px_dataset_read(h5, MPI_COMM_SELF, 0, 1, (int)kind, ds, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(h5, PX_IO_ALONE, 0, 1, (int)kind, ds, &err), PX_OK);
   if (!check_jsonl) return;
   px_dataset js;
   CU_ASSERT_EQUAL_FATAL(px_jsonl_read(jl, kind, &js, &err), PX_OK);

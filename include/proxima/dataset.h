@@ -18,10 +18,10 @@
 #ifndef PROXIMA_DATASET_H
 #define PROXIMA_DATASET_H
 
-#include <mpi.h>
 #include <stdint.h>
 
 #include "proxima/error.h"
+#include "proxima/fsutil.h"
 
 typedef enum px_data_kind {
   PX_DATA_TEXT,
@@ -70,9 +70,10 @@ void px_dataset_append(px_dataset *ds, const char *const *texts, const size_t *l
 px_status px_dataset_write(const char *path, const px_dataset *ds, px_error *err);
 
 /* Reads part `part` of `parts` contiguous parts of the records of path (the split of
- * px_comm_share). Collective over comm (every rank of comm calls it, with its own part).
- * want_kind >= 0 requires that kind. On failure out is left empty. */
-px_status px_dataset_read(const char *path, MPI_Comm comm, int part, int parts, int want_kind,
+ * px_comm_share). who: PX_IO_ALONE, this process alone; PX_IO_EVERY_RANK, collective, every
+ * rank with its own part (over MPI-IO). want_kind >= 0 requires that kind. On failure out is
+ * left empty. */
+px_status px_dataset_read(const char *path, px_io_who who, int part, int parts, int want_kind,
                           px_dataset *out, px_error *err);
 
 void px_dataset_free(px_dataset *ds);

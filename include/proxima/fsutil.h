@@ -12,6 +12,10 @@
 
 #include "proxima/error.h"
 
+/* Who takes part in a read or write of io/ (data sets, rollout buffers): this process alone
+ * (nothing collective), or every rank of the run, each with its own part (collective). */
+typedef enum px_io_who { PX_IO_ALONE, PX_IO_EVERY_RANK } px_io_who;
+
 /* Creates dir and its missing parents (mode 0777 less the umask). PX_EINPUT when dir is empty
  * ("empty path") or a part of it is not a directory; PX_ERUN when mkdir fails. */
 px_status px_fs_mkdirs(const char *dir, px_error *err);

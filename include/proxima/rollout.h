@@ -37,10 +37,10 @@
 #ifndef PROXIMA_ROLLOUT_H
 #define PROXIMA_ROLLOUT_H
 
-#include <mpi.h>
 #include <stdint.h>
 
 #include "proxima/error.h"
+#include "proxima/fsutil.h"
 
 /* Rows [first, first + n) of a rollout batch of n_global rows; arrays as in the layout above,
  * row-major, n rows each. px_rollout_write reads them (and keeps no pointer); px_rollout_read
@@ -76,10 +76,10 @@ typedef struct px_rollout_attrs {
   double whiten_eps;
 } px_rollout_attrs;
 
-/* Writes the rollout file at path. Collective over comm, which is either px_comm_mpi() (every
- * rank of the run passes its rows: rank k's rows follow rank k-1's, together they cover
- * [0, n_global) exactly once, with the same n_global, P, R and attrs everywhere) or
- * MPI_COMM_SELF (one process writes all rows; the other ranks, if any, do not take part).
+/* Writes the rollout file at path. who: PX_IO_EVERY_RANK (collective: every rank of the run
+ * passes its rows, rank k's rows follow rank k-1's, together they cover [0, n_global) exactly
+ * once, with the same n_global, P, R and attrs everywhere) or PX_IO_ALONE (this process writes
+ * all rows; the other ranks, if any, do not take part).
  * The rows are gathered to rank 0, which builds the file in memory and, once every rank has
  * agreed that all went well, writes it under a temporary name beside path (DIR/.NAME.tmp.PID),
  * fsyncs it and renames it to path; every rank returns after that, with the same status. A
@@ -90,18 +90,18 @@ typedef struct px_rollout_attrs {
  * of rank order, ranks that disagree) give PX_EINPUT, an I/O failure PX_ERUN naming the file,
  * the rank and the reason; every rank returns the same status and the message of the lowest
  * failing rank. */
-px_status px_rollout_write(const char *path, MPI_Comm comm, const px_rollout *rows,
+px_status px_rollout_write(const char *path, px_io_who who, const px_rollout *rows,
                            const px_rollout_attrs *attrs, px_error *err);
 
 /* Reads the rollout file at path: part `part` of `parts` of its rows (px_comm_share), or all of
  * them with part 0 of 1, into out (and its attributes into attrs, which may be NULL). Each
- * process opens and reads the file alone; with comm = px_comm_mpi() the ranks then agree on the
- * outcome (collective), with MPI_COMM_SELF nothing is collective. The format, version,
+ * process opens and reads the file alone; with PX_IO_EVERY_RANK the ranks then agree on the
+ * outcome (collective), with PX_IO_ALONE nothing is collective. The format, version,
  * attributes, every dataset's type, shape and stored size (a file that declares more rows than
  * it stores is refused before anything is allocated), the lengths and the mask are checked; a
  * missing, damaged (checksum) or foreign file is PX_EINPUT with a message naming the file and
  * what is wrong. On failure out holds nothing. */
-px_status px_rollout_read(const char *path, MPI_Comm comm, int part, int parts, px_rollout *out,
+px_status px_rollout_read(const char *path, px_io_who who, int part, int parts, px_rollout *out,
                           px_rollout_attrs *attrs, px_error *err);
 
 /* Frees what px_rollout_read allocated and zeroes *r. */

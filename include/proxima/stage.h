@@ -30,16 +30,22 @@ typedef enum {
   PX_METRIC_SUM,    /* each rank's part, summed over the ranks by px_stage_reduce */
 } px_metric_reduce;
 
+/* What else a metric is (px_metric.flags). */
+enum {
+  PX_METRIC_EVAL =
+      1, /* set only at some steps (held-out numbers): a step that sets it is recorded */
+  PX_METRIC_TIMING = 2, /* a wall-clock figure: timings.jsonl, not metrics.jsonl */
+  PX_METRIC_RATE = 4,   /* summed over the steps since the last record, divided by their seconds */
+};
+
 /* One row of a stage's metrics table: the table's order is the order of the keys in a record.
  * A metric is written only in the records of steps that set it (held-out numbers: eval steps). */
 typedef struct px_metric {
-  const char *name;   /* its key in metrics.jsonl (timings.jsonl when timing) */
+  const char *name;   /* its key in metrics.jsonl (timings.jsonl when PX_METRIC_TIMING) */
   const char *label;  /* in the progress line ("loss"); NULL: not shown there */
   const char *format; /* printf format of the value in the progress line ("%.4f") */
   px_metric_reduce reduce;
-  int eval;   /* set only at some steps (held-out numbers): a step that sets it is recorded */
-  int timing; /* a wall-clock figure: timings.jsonl, not metrics.jsonl */
-  int rate;   /* summed over the steps since the last record, divided by their seconds */
+  unsigned flags; /* PX_METRIC_EVAL, PX_METRIC_TIMING, PX_METRIC_RATE */
 } px_metric;
 
 enum { PX_STAGE_MAX_METRICS = 32 };

@@ -163,7 +163,7 @@ static px_status px_eval_load(const px_config *cfg, const px_cli_eval_args *args
                         err));
   if (e->reward_path[0])
     PX_TRY(px_rm_load_model(e->reward_path, &e->reward, mb, &e->gain, &e->bias, err));
-  PX_TRY(px_dataset_read(args->prompts, MPI_COMM_SELF, 0, 1, PX_DATA_PROMPTS, &e->ds, err));
+  PX_TRY(px_dataset_read(args->prompts, PX_IO_ALONE, 0, 1, PX_DATA_PROMPTS, &e->ds, err));
   if (e->ds.n == 0) return px_error_set(err, PX_EINPUT, "%s holds no prompts", args->prompts);
   return PX_OK;
 }

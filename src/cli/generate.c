@@ -41,7 +41,7 @@ static px_status px_load_prompts(const char *prompt, const char *file, int64_t *
       st = px_jsonl_read(file, PX_DATA_PROMPTS, &ds, err); /* every rank reads it, takes a share */
       if (st == PX_OK) px_comm_share(ds.n, rank, size, &lo, &hi);
     } else {
-      st = px_dataset_read(file, px_comm_mpi(), rank, size, -1, &ds, err);
+      st = px_dataset_read(file, PX_IO_EVERY_RANK, rank, size, -1, &ds, err);
       if (st == PX_OK && ds.kind == PX_DATA_TEXT)
         st = px_error_set(err, PX_EINPUT,
                           "%s holds text records; generate needs prompts (a prompts, sft or "

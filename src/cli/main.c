@@ -98,7 +98,7 @@ static px_status px_cmd_import(const px_cli *cli, const px_config *cfg, px_error
   PX_TRY(px_comm_agree(st, err));
   /* Read the file back over every rank, each its own share, as training will. */
   px_dataset ds;
-  st = px_dataset_read(out, px_comm_mpi(), px_comm_rank(), px_comm_size(), kind, &ds, err);
+  st = px_dataset_read(out, PX_IO_EVERY_RANK, px_comm_rank(), px_comm_size(), kind, &ds, err);
   st = px_comm_agree(st, err);
   if (st != PX_OK) return st;
   px_log_info("data import: wrote %s (%lld %s records)", out, (long long)ds.n_total, kind_name);

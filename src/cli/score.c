@@ -26,7 +26,8 @@ static px_status px_read_share(const char *path, px_data_kind kind, px_dataset *
     if (st == PX_OK) px_comm_share(ds->n, px_comm_rank(), px_comm_size(), lo, hi);
     *first = *lo;
   } else {
-    st = px_dataset_read(path, px_comm_mpi(), px_comm_rank(), px_comm_size(), (int)kind, ds, err);
+    st =
+        px_dataset_read(path, PX_IO_EVERY_RANK, px_comm_rank(), px_comm_size(), (int)kind, ds, err);
     *lo = 0, *hi = ds->n, *first = ds->first;
   }
   return px_comm_agree(st, err);

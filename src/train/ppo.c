@@ -162,7 +162,7 @@ static px_status px_ppo_setup(px_ppo *s, const char *resume, px_error *err) {
     px_gpt_build(&s->value, &vc, mb, vc.max_seq_len, 1);
     px_gpt_init(&s->value, (uint64_t)cfg->run_seed);
     if (from_reward) {
-      px_ckpt_model cm = {"reward", &s->value, 0, 0, 1, 0};
+      px_ckpt_model cm = {.group = "reward", .model = &s->value, .gain = 1};
       PX_TRY(px_ckpt_read_model(rpath, &cm, err));
       px_ppo_fold_normalisation(&s->value, s->gain, s->bias);
     } else {
@@ -171,13 +171,13 @@ static px_status px_ppo_setup(px_ppo *s, const char *resume, px_error *err) {
       PX_TRY(px_ckpt_read_trunk(ppath, "policy", &s->value, err));
     }
   }
-  PX_TRY(px_dataset_read(cfg->ppo_prompts, MPI_COMM_SELF, 0, 1, -1, &s->prompts, err));
+  PX_TRY(px_dataset_read(cfg->ppo_prompts, PX_IO_ALONE, 0, 1, -1, &s->prompts, err));
   if (s->prompts.kind == PX_DATA_TEXT)
     return px_error_set(err, PX_EINPUT, "%s holds text records; ppo needs prompts",
                         cfg->ppo_prompts);
   if (cfg->ppo_eval_prompts[0])
-    PX_TRY(px_dataset_read(cfg->ppo_eval_prompts, MPI_COMM_SELF, 0, 1, PX_DATA_PROMPTS, &s->eval,
-                           err));
+    PX_TRY(
+        px_dataset_read(cfg->ppo_eval_prompts, PX_IO_ALONE, 0, 1, PX_DATA_PROMPTS, &s->eval, err));
   s->T = pc->max_seq_len;
   for (int64_t i = 0; i < s->prompts.n; i++) {
     int64_t np;
@@ -537,20 +537,21 @@ static px_status px_ppo_write_rollouts(const px_ppo *s, const char *dir, int64_t
                      .returns = s->ret + off,
                      .mask = s->mask + off,
                      .score = s->score + lo};
-  px_rollout_attrs attrs = {it + 1,
-                            beta,
-                            cfg->ppo_gamma,
-                            cfg->ppo_lambda,
-                            !strcmp(cfg->ppo_kl_estimator, "k3") ? PX_RL_KL_K3 : PX_RL_KL_K1,
-                            cfg->ppo_whiten_shift,
-                            cfg->ppo_kl_clamp,
-                            cfg->ppo_no_eos_penalty,
-                            adv_mean,
-                            adv_std,
-                            PX_PPO_WHITEN_EPS};
+  px_rollout_attrs attrs = {.iteration = it + 1,
+                            .beta = beta,
+                            .gamma = cfg->ppo_gamma,
+                            .lambda = cfg->ppo_lambda,
+                            .kl_kind =
+                                !strcmp(cfg->ppo_kl_estimator, "k3") ? PX_RL_KL_K3 : PX_RL_KL_K1,
+                            .whiten_shift_mean = cfg->ppo_whiten_shift,
+                            .kl_clamp = cfg->ppo_kl_clamp,
+                            .no_eos_penalty = cfg->ppo_no_eos_penalty,
+                            .whiten_mean = adv_mean,
+                            .whiten_std = adv_std,
+                            .whiten_eps = PX_PPO_WHITEN_EPS};
   char path[4300];
   snprintf(path, sizeof path, "%s/rollouts-%08lld.h5", dir, (long long)it + 1);
-  px_status st = px_rollout_write(path, px_comm_mpi(), &rows, &attrs, err);
+  px_status st = px_rollout_write(path, PX_IO_EVERY_RANK, &rows, &attrs, err);
   free(tokens), free(rlen);
   return st;
 }
@@ -586,9 +587,9 @@ enum {
   PPO_N
 };
 #define PX_PPO_METRIC(name, label, format)                                                         \
-  { name, label, format, PX_METRIC_GLOBAL, 0, 0, 0 }
+  { name, label, format, PX_METRIC_GLOBAL, 0 }
 #define PX_PPO_TIMING(name, label)                                                                 \
-  { name, label, "%.1fs", PX_METRIC_GLOBAL, 0, 1, 0 }
+  { name, label, "%.1fs", PX_METRIC_GLOBAL, PX_METRIC_TIMING }
 static const px_metric px_ppo_metrics[PPO_N] = {
     [PPO_SCORE] = PX_PPO_METRIC("score", "score", "%.3f"),
     [PPO_RAW_SCORE] = PX_PPO_METRIC("raw_score", NULL, NULL),
@@ -610,7 +611,7 @@ static const px_metric px_ppo_metrics[PPO_N] = {
     [PPO_ADV_STD] = PX_PPO_METRIC("adv_std", NULL, NULL),
     [PPO_NONFINITE_ROLLOUTS] = PX_PPO_METRIC("nonfinite_rollouts", NULL, NULL),
     [PPO_NONFINITE_STEPS] = PX_PPO_METRIC("nonfinite_steps", NULL, NULL),
-    [PPO_EVAL_GOLD] = {"eval_gold_accuracy", "eval gold", "%.3f", PX_METRIC_GLOBAL, 1, 0, 0},
+    [PPO_EVAL_GOLD] = {"eval_gold_accuracy", "eval gold", "%.3f", PX_METRIC_GLOBAL, PX_METRIC_EVAL},
     [PPO_T_GENERATE] = PX_PPO_TIMING("seconds_generate", "gen"),
     [PPO_T_SCORE] = PX_PPO_TIMING("seconds_score", "scoring"),
     [PPO_T_TRAIN] = PX_PPO_TIMING("seconds_train", "train"),
@@ -737,10 +738,10 @@ static px_status px_ppo_iteration(px_stage *sg, void *ctx, int64_t it, px_error 
 px_status px_ppo_run(const px_config *cfg, px_error *err) {
   px_ppo s = {.cfg = cfg,
               .state = {.seed = cfg->run_seed, .beta = cfg->ppo_beta, .base_gold = NAN}};
-  px_ckpt_model models[4] = {{"policy", &s.policy, 1, 0, 0, 0},
-                             {"value", &s.value, 1, 0, 0, 0},
-                             {"reference", &s.reference, 0, 0, 0, 0},
-                             {"reward", &s.reward, 0, 0, 0, 0}};
+  px_ckpt_model models[4] = {{.group = "policy", .model = &s.policy, .optim = 1},
+                             {.group = "value", .model = &s.value, .optim = 1},
+                             {.group = "reference", .model = &s.reference},
+                             {.group = "reward", .model = &s.reward}};
   const px_ckpt_var vars[] = {PX_PPO_STATE(PX_CKPT_VAR, &s.state)};
   px_stage sg = {.cfg = cfg,
                  .name = "ppo",

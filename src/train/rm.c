@@ -162,13 +162,14 @@ typedef struct px_rm {
 /* The metrics of a step, in the order of their keys in metrics.jsonl. */
 enum { RM_LOSS, RM_ACC, RM_LR, RM_GRAD_NORM, RM_NONFINITE, RM_HELDOUT_ACC, RM_HELDOUT_LOSS, RM_N };
 static const px_metric px_rm_metrics[RM_N] = {
-    [RM_LOSS] = {"loss", "loss", "%.4f", PX_METRIC_SUM, 0, 0, 0},
-    [RM_ACC] = {"accuracy", "acc", "%.3f", PX_METRIC_SUM, 0, 0, 0},
-    [RM_LR] = {"lr", "lr", "%.2e", PX_METRIC_GLOBAL, 0, 0, 0},
-    [RM_GRAD_NORM] = {"grad_norm", NULL, NULL, PX_METRIC_GLOBAL, 0, 0, 0},
-    [RM_NONFINITE] = {"nonfinite_steps", NULL, NULL, PX_METRIC_GLOBAL, 0, 0, 0},
-    [RM_HELDOUT_ACC] = {"heldout_accuracy", "heldout acc", "%.3f", PX_METRIC_GLOBAL, 1, 0, 0},
-    [RM_HELDOUT_LOSS] = {"heldout_loss", "heldout loss", "%.4f", PX_METRIC_GLOBAL, 1, 0, 0},
+    [RM_LOSS] = {"loss", "loss", "%.4f", PX_METRIC_SUM, 0},
+    [RM_ACC] = {"accuracy", "acc", "%.3f", PX_METRIC_SUM, 0},
+    [RM_LR] = {"lr", "lr", "%.2e", PX_METRIC_GLOBAL, 0},
+    [RM_GRAD_NORM] = {"grad_norm", NULL, NULL, PX_METRIC_GLOBAL, 0},
+    [RM_NONFINITE] = {"nonfinite_steps", NULL, NULL, PX_METRIC_GLOBAL, 0},
+    [RM_HELDOUT_ACC] = {"heldout_accuracy", "heldout acc", "%.3f", PX_METRIC_GLOBAL,
+                        PX_METRIC_EVAL},
+    [RM_HELDOUT_LOSS] = {"heldout_loss", "heldout loss", "%.4f", PX_METRIC_GLOBAL, PX_METRIC_EVAL},
 };
 
 static px_status px_rm_setup(px_rm *s, px_error *err) {
@@ -178,7 +179,7 @@ static px_status px_rm_setup(px_rm *s, px_error *err) {
   px_gpt_config mc;
   PX_TRY(px_ckpt_read_config(s->init_path, "policy", &mc, err));
   mc.head = PX_GPT_HEAD_SCALAR;
-  PX_TRY(px_dataset_read(cfg->rm_data, MPI_COMM_SELF, 0, 1, PX_DATA_PREFS, &s->pairs, err));
+  PX_TRY(px_dataset_read(cfg->rm_data, PX_IO_ALONE, 0, 1, PX_DATA_PREFS, &s->pairs, err));
   PX_TRY(px_rm_check_lengths(&s->pairs, mc.max_seq_len, cfg->rm_data, err));
   PX_TRY(px_split_build(&s->split, s->pairs.n, cfg->rm_heldout, (uint64_t)cfg->run_seed,
                         PX_STREAM_RM_HELDOUT, PX_STREAM_RM_EPOCH, cfg->rm_data, "pairs", err));
@@ -293,7 +294,7 @@ static px_status px_rm_finish(px_stage *sg, px_rm *s, px_error *err) {
 
 px_status px_rm_run(const px_config *cfg, px_error *err) {
   px_rm s = {.cfg = cfg, .state = {.seed = cfg->run_seed}, .heldout_acc = NAN};
-  px_ckpt_model reward = {"reward", &s.model, 1, 0, 1, 0};
+  px_ckpt_model reward = {.group = "reward", .model = &s.model, .optim = 1, .gain = 1};
   const px_ckpt_var vars[] = {PX_RM_STATE(PX_CKPT_VAR, &s.state)};
   px_stage sg = {.cfg = cfg,
                  .name = "rm",

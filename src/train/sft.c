@@ -52,13 +52,14 @@ enum {
   SFT_N
 };
 static const px_metric px_sft_metrics[SFT_N] = {
-    [SFT_LOSS] = {"loss", "loss", "%.4f", PX_METRIC_SUM, 0, 0, 0},
-    [SFT_LR] = {"lr", "lr", "%.2e", PX_METRIC_GLOBAL, 0, 0, 0},
-    [SFT_GRAD_NORM] = {"grad_norm", "|g|", "%.3f", PX_METRIC_GLOBAL, 0, 0, 0},
-    [SFT_NONFINITE] = {"nonfinite_steps", NULL, NULL, PX_METRIC_GLOBAL, 0, 0, 0},
-    [SFT_HELDOUT] = {"heldout_loss", "heldout", "%.4f", PX_METRIC_GLOBAL, 1, 0, 0},
-    [SFT_TOKENS] = {"tokens_per_s", "tok/s", "%.0f", PX_METRIC_SUM, 0, 1, 1},
-    [SFT_SECONDS] = {"seconds", NULL, NULL, PX_METRIC_GLOBAL, 0, 1, 0},
+    [SFT_LOSS] = {"loss", "loss", "%.4f", PX_METRIC_SUM, 0},
+    [SFT_LR] = {"lr", "lr", "%.2e", PX_METRIC_GLOBAL, 0},
+    [SFT_GRAD_NORM] = {"grad_norm", "|g|", "%.3f", PX_METRIC_GLOBAL, 0},
+    [SFT_NONFINITE] = {"nonfinite_steps", NULL, NULL, PX_METRIC_GLOBAL, 0},
+    [SFT_HELDOUT] = {"heldout_loss", "heldout", "%.4f", PX_METRIC_GLOBAL, PX_METRIC_EVAL},
+    [SFT_TOKENS] = {"tokens_per_s", "tok/s", "%.0f", PX_METRIC_SUM,
+                    PX_METRIC_TIMING | PX_METRIC_RATE},
+    [SFT_SECONDS] = {"seconds", NULL, NULL, PX_METRIC_GLOBAL, PX_METRIC_TIMING},
 };
 
 px_status px_sft_model_config(const px_config *cfg, px_gpt_config *mc, px_error *err) {
@@ -119,7 +120,7 @@ static px_status px_sft_load(px_sft *s, px_error *err) {
   const px_config *cfg = s->cfg;
   /* Every rank holds every record, so a step's global batch does not depend on the rank
    * count. */
-  PX_TRY(px_dataset_read(cfg->sft_data, MPI_COMM_SELF, 0, 1, -1, &s->data, err));
+  PX_TRY(px_dataset_read(cfg->sft_data, PX_IO_ALONE, 0, 1, -1, &s->data, err));
   if (s->data.kind != PX_DATA_SFT && s->data.kind != PX_DATA_TEXT)
     return px_error_set(err, PX_EINPUT, "%s holds %s records; sft trains on sft or text records",
                         cfg->sft_data, px_data_kind_name(s->data.kind));
@@ -201,7 +202,7 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
   px_gpt_config mc;
   PX_TRY(px_sft_model_config(cfg, &mc, err));
   px_sft s = {.cfg = cfg, .state = {.seed = cfg->run_seed}};
-  px_ckpt_model policy = {"policy", &s.model, 1, 0, 0, 0};
+  px_ckpt_model policy = {.group = "policy", .model = &s.model, .optim = 1};
   const px_ckpt_var vars[] = {PX_SFT_STATE(PX_CKPT_VAR, &s.state)};
   px_stage sg = {.cfg = cfg,
                  .name = "sft",

@@ -75,10 +75,11 @@ static void px_stage_record(px_stage *sg, int64_t step) {
                     (long long)sg->steps);
   for (int k = 0; k < sg->n_metrics; k++) {
     const px_metric *m = &sg->metrics[k];
-    if (!sg->set[k] && !m->rate) continue;
-    double v = m->rate ? sg->acc[k] / (now - sg->t_record + 1e-9) : px_stage_get(sg, k);
-    names[m->timing][n[m->timing]] = m->name;
-    values[m->timing][n[m->timing]++] = v;
+    const int rate = (m->flags & PX_METRIC_RATE) != 0, file = (m->flags & PX_METRIC_TIMING) != 0;
+    if (!sg->set[k] && !rate) continue;
+    double v = rate ? sg->acc[k] / (now - sg->t_record + 1e-9) : px_stage_get(sg, k);
+    names[file][n[file]] = m->name;
+    values[file][n[file]++] = v;
     if (m->label && at < (int)sizeof line) {
       at += snprintf(line + at, sizeof line - (size_t)at, " | %s ", m->label);
       if (at < (int)sizeof line) at += snprintf(line + at, sizeof line - (size_t)at, m->format, v);
@@ -97,8 +98,8 @@ static void px_stage_record(px_stage *sg, int64_t step) {
 static int px_stage_due(px_stage *sg, int64_t step) {
   int due = step + 1 == sg->steps || (sg->log_every > 0 && (step + 1) % sg->log_every == 0);
   for (int k = 0; k < sg->n_metrics; k++) {
-    if (sg->set[k] && sg->metrics[k].eval) due = 1;
-    if (sg->set[k] && sg->metrics[k].rate) sg->acc[k] += px_stage_get(sg, k);
+    if (sg->set[k] && (sg->metrics[k].flags & PX_METRIC_EVAL)) due = 1;
+    if (sg->set[k] && (sg->metrics[k].flags & PX_METRIC_RATE)) sg->acc[k] += px_stage_get(sg, k);
   }
   return due;
 }

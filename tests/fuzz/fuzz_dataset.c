@@ -109,7 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (px_make_file(path, &in) == 0) {
     px_dataset ds;
     px_error err = {""};
-    px_status st = px_dataset_read(path, MPI_COMM_SELF, part, parts, want_kind, &ds, &err);
+    px_status st = px_dataset_read(path, PX_IO_ALONE, part, parts, want_kind, &ds, &err);
     px_fuzz_say("read", (int)st, st == PX_OK ? "" : err.msg);
     if (st == PX_OK)
       px_check_share(&ds, part, parts);

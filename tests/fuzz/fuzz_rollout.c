@@ -312,7 +312,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     px_rollout_attrs attrs;
     px_error err = {""};
     px_status st =
-        px_rollout_read(path, MPI_COMM_SELF, part, parts, &r, want_attrs ? &attrs : NULL, &err);
+        px_rollout_read(path, PX_IO_ALONE, part, parts, &r, want_attrs ? &attrs : NULL, &err);
     px_fuzz_say("read", (int)st, st == PX_OK ? "" : err.msg);
     if (st == PX_OK) {
       px_check_share(&r, w, part, parts);
