@@ -90,4 +90,4 @@ echo "== 5/5 eval: the tuned policy against pi_base on the held-out prompts"
 phase eval px eval --policy "$run/ppo" --prompts "$run/data/eval.h5" --out "$run/eval.json"
 
 echo
-/usr/bin/python3 scripts/report.py "$run" --phases "$phases"
+/usr/bin/python3 scripts/report.py "$run" --phases "$phases" --proxima "$proxima"

@@ -70,8 +70,37 @@ if /usr/bin/python3 -c 'import h5py' 2>/dev/null; then
     /usr/bin/python3 "$src/tests/rollout_check.py" a/ppo/rollouts/rollouts-00000300.h5
 fi
 if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
-  check "the plots are written" sh -c '[ "$(ls a/plots/*.png | wc -l)" -ge 5 ]'
+  check "a plot for every plot of the metrics tables (proxima metrics --json)" sh -c \
+    '[ "$(ls a/plots/*.png | wc -l)" -eq "$("$0" metrics --json | grep -c "\"title\"")" ]' "$proxima"
 fi
+# The stages' metrics tables against what the run recorded: every key of every record is a
+# metric of its stage, in the file the table names, and every metric that is not eval-only is
+# in the last record of its file.
+tables_match_records() {
+  "$proxima" metrics --json >tables.json 2>/dev/null && /usr/bin/python3 - a tables.json <<'PY'
+import json, sys
+run, tables = sys.argv[1], json.load(open(sys.argv[2]))
+bad = []
+for t in tables:
+    for f in ("metrics.jsonl", "timings.jsonl"):
+        recs = [json.loads(l) for l in open("%s/%s/%s" % (run, t["stage"], f))]
+        recs = [r for r in recs if r["phase"] == t["stage"]]
+        mine = {m["name"]: m for m in t["metrics"] if m["file"] == f}
+        seen = set()
+        for r in recs:
+            seen |= set(r) - {"phase", "step"}
+        bad += ["%s/%s: %s is not in the table" % (t["stage"], f, k) for k in seen - set(mine)]
+        need = {k for k, m in mine.items() if not m["eval_only"]}
+        last = recs[-1] if recs else {}
+        bad += ["%s/%s: %s is in no record" % (t["stage"], f, k) for k in need - set(last)]
+        plots = {p["name"] for p in t["plots"]}
+        bad += ["%s: %s's plot %s is not a plot" % (t["stage"], k, m["plot"])
+                for k, m in mine.items() if m["plot"] and m["plot"] not in plots]
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+PY
+}
+check "proxima metrics lists exactly the keys the stages recorded" tables_match_records
 
 # ---- b. Ctrl-C during PPO, then the same command again ----------------------------------------
 echo "b. Ctrl-C during PPO, then the same command"

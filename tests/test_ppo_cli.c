@@ -177,8 +177,8 @@ static void test_eval(void) {
   CU_ASSERT(px_test_contains(px_proc_err, "prefs.h5"));
 }
 
-/* scripts/report.py on the runs: the summary's numbers are eval.json's, and every curve is a
- * PNG (skipped without matplotlib). */
+/* scripts/report.py on the runs: the summary's numbers are eval.json's, and every plot of the
+ * metrics tables (proxima metrics --json) is a PNG (skipped without matplotlib). */
 static void test_report(void) {
   CU_ASSERT_EQUAL_FATAL(system("rm -rf ppt-report && mkdir ppt-report && ln -s ../ppt-sft "
                                "ppt-report/sft && ln -s ../ppt-rm ppt-report/rm && ln -s "
@@ -186,11 +186,11 @@ static void test_report(void) {
                                "ppt-report/eval.json && printf 'sft 1.5\\nppo 2.5\\n' > "
                                "ppt-report/phases"),
                         0);
-  char cmd[1024];
+  char cmd[2048];
   snprintf(cmd, sizeof cmd,
            "/usr/bin/python3 %s/../scripts/report.py ppt-report --phases "
-           "ppt-report/phases > ppt-report/out.txt 2>&1",
-           getenv("PX_SOURCE_DIR"));
+           "ppt-report/phases --proxima %s > ppt-report/out.txt 2>&1",
+           getenv("PX_SOURCE_DIR"), getenv("PX_PROXIMA"));
   CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
   char out[8192];
   px_proc_slurp("ppt-report/out.txt", out, sizeof out);

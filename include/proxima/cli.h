@@ -54,4 +54,9 @@ px_status px_cli_eval_reward(const px_config *cfg, const char *reward, const cha
 px_status px_cli_score(const px_config *cfg, const char *reward, const char *data, int json,
                        px_error *err);
 
+/* `proxima metrics`: every stage's metrics (key, file, how the ranks agree on it, the plot it is
+ * drawn in) as a table, or with json as the JSON document scripts/report.py draws its plots
+ * from, on stdout. Not collective: rank 0 calls it. */
+px_status px_cli_metrics(int json, px_error *err);
+
 #endif

@@ -13,6 +13,7 @@
 #include "proxima/checkpoint.h"
 #include "proxima/config.h"
 #include "proxima/error.h"
+#include "proxima/stage.h"
 
 /* Everything besides the models and moments that PPO needs to resume exactly, one X(s, type,
  * name) per /state dataset (as PX_SFT_STATE): iterations done, the seed (every draw is keyed by
@@ -37,5 +38,8 @@ typedef struct px_ppo_state {
 
 /* Runs PPO as configured ([ppo] and [sample] keys). Collective. */
 px_status px_ppo_run(const px_config *cfg, px_error *err);
+
+/* The stage's metrics and plots (stage.h): `proxima metrics` lists them. */
+extern const px_stage_table px_ppo_table;
 
 #endif

@@ -17,6 +17,7 @@
 #include "proxima/dataset.h"
 #include "proxima/error.h"
 #include "proxima/gpt.h"
+#include "proxima/stage.h"
 
 /* The iteration number that keys the normalisation's samples (apart from PPO's iterations). */
 // clang-format off
@@ -75,5 +76,8 @@ px_status px_rm_check_lengths(const px_dataset *d, int max_T, const char *path, 
 px_status px_rm_normalize(const px_config *cfg, px_gpt *reward, const char *policy_path,
                           const px_dataset *pairs, const int64_t *train, int64_t n_train,
                           float *gain, float *bias, double stats[5], px_error *err);
+
+/* The stage's metrics and plots (stage.h): `proxima metrics` lists them. */
+extern const px_stage_table px_rm_table;
 
 #endif

@@ -12,6 +12,7 @@
 #include "proxima/config.h"
 #include "proxima/error.h"
 #include "proxima/gpt.h"
+#include "proxima/stage.h"
 
 /* Everything besides the policy and its Adam moments that SFT needs to resume exactly, one
  * X(s, type, name) per /state dataset of its checkpoints (checkpoint.h, PX_CKPT_FIELD and
@@ -34,5 +35,8 @@ px_status px_sft_model_config(const px_config *cfg, px_gpt_config *mc, px_error 
 
 /* Runs SFT as configured. Collective; every rank returns the same status. */
 px_status px_sft_run(const px_config *cfg, px_error *err);
+
+/* The stage's metrics and plots (stage.h): `proxima metrics` lists them. */
+extern const px_stage_table px_sft_table;
 
 #endif

@@ -2,7 +2,8 @@
  * stage.h — what every training stage (sft, rm, ppo) shares, so that a stage's file holds only
  * its own step: the run directory, resuming from a checkpoint, the step loop with its stop
  * signals and periodic checkpoints, the step's metrics (one named table per stage, from which
- * both the log line and metrics.jsonl come), and the held-out split of a data set.
+ * the progress line, metrics.jsonl, timings.jsonl and `proxima metrics`, the list that
+ * scripts/report.py draws its plots from, all come), and the held-out split of a data set.
  *
  * A stage's life:
  *   px_stage_open        the run directory (locked), and the checkpoint to resume from
@@ -36,6 +37,7 @@ enum {
       1, /* set only at some steps (held-out numbers): a step that sets it is recorded */
   PX_METRIC_TIMING = 2, /* a wall-clock figure: timings.jsonl, not metrics.jsonl */
   PX_METRIC_RATE = 4,   /* summed over the steps since the last record, divided by their seconds */
+  PX_METRIC_RIGHT = 8,  /* drawn against its plot's right axis */
 };
 
 /* One row of a stage's metrics table: the table's order is the order of the keys in a record.
@@ -45,8 +47,26 @@ typedef struct px_metric {
   const char *label;  /* in the progress line ("loss"); NULL: not shown there */
   const char *format; /* printf format of the value in the progress line ("%.4f") */
   px_metric_reduce reduce;
-  unsigned flags; /* PX_METRIC_EVAL, PX_METRIC_TIMING, PX_METRIC_RATE */
+  unsigned flags;    /* PX_METRIC_EVAL, PX_METRIC_TIMING, PX_METRIC_RATE, PX_METRIC_RIGHT */
+  const char *plot;  /* the name of the plot it is drawn in (px_plot); NULL: not drawn */
+  const char *curve; /* its curve's name in that plot's legend */
 } px_metric;
+
+/* A figure of a stage's metrics against its steps: RUN/plots/<name>.png (scripts/report.py). */
+typedef struct px_plot {
+  const char *name, *title, *ylabel;
+} px_plot;
+
+/* A stage's metrics and plots. The phase of its records is its name; a record of phase
+ * "<name>_eval" at step 0 holds an eval metric's value before the first step. */
+typedef struct px_stage_table {
+  const char *name; /* "sft": messages, the records' phase, the fault point "<name>.<unit>" */
+  const char *unit; /* "step" or "iteration" */
+  const px_metric *metrics;
+  int n_metrics;
+  const px_plot *plots;
+  int n_plots;
+} px_stage_table;
 
 enum { PX_STAGE_MAX_METRICS = 32 };
 
@@ -60,10 +80,7 @@ typedef px_status (*px_stage_step_fn)(px_stage *sg, void *ctx, int64_t step, px_
 struct px_stage {
   /* Set by the stage before px_stage_open. */
   const px_config *cfg;
-  const char *name; /* "sft": messages, the records' phase, the fault point "<name>.<unit>" */
-  const char *unit; /* "step" or "iteration" */
-  const px_metric *metrics; /* the stage's table, n_metrics rows */
-  int n_metrics;
+  const px_stage_table *table; /* its name, unit, metrics and plots */
   const char *batch_key; /* "sft.batch_size": rows per step over all ranks, at least one each */
   int64_t batch;
   /* Set by the stage before px_stage_restore. */

@@ -191,6 +191,12 @@ static px_status px_cmd_config(const px_cli *cli, const px_config *cfg, px_error
   return PX_OK;
 }
 
+static px_status px_cmd_metrics(const px_cli *cli, const px_config *cfg, px_error *err) {
+  px_status st = PX_OK;
+  if (px_comm_rank() == 0) st = px_cli_metrics(px_opt(cli, "--json") != NULL, err);
+  return px_comm_agree(st, err);
+}
+
 static const px_command px_commands[] = {
     {"data synth",
      "[--task arith] [--out DIR] [--seed S]",
@@ -318,6 +324,13 @@ static const px_command px_commands[] = {
      {{"--ini", NULL, NULL, "print the resolved configuration as an INI file instead"}},
      0,
      px_cmd_config},
+    {"metrics",
+     "[--json]",
+     "list every stage's metrics: key, file, how the ranks agree on it, the plot it is drawn in",
+     "",
+     {{"--json", NULL, NULL, "print JSON (what scripts/report.py draws its plots from)"}},
+     0,
+     px_cmd_metrics},
 };
 static const int px_n_commands = (int)(sizeof px_commands / sizeof px_commands[0]);
 

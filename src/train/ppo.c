@@ -584,40 +584,95 @@ enum {
   PPO_T_TRAIN,
   PPO_T_COMM,
   PPO_T_ALL,
+  PPO_GEN_RATE,
   PPO_N
 };
-#define PX_PPO_METRIC(name, label, format)                                                         \
-  { name, label, format, PX_METRIC_GLOBAL, 0 }
-#define PX_PPO_TIMING(name, label)                                                                 \
-  { name, label, "%.1fs", PX_METRIC_GLOBAL, PX_METRIC_TIMING }
+#define PX_PPO_TIMING(name_, label_)                                                               \
+  { .name = (name_), .label = (label_), .format = "%.1fs", .flags = PX_METRIC_TIMING }
 static const px_metric px_ppo_metrics[PPO_N] = {
-    [PPO_SCORE] = PX_PPO_METRIC("score", "score", "%.3f"),
-    [PPO_RAW_SCORE] = PX_PPO_METRIC("raw_score", NULL, NULL),
-    [PPO_KL] = PX_PPO_METRIC("kl", "kl", "%.3f"),
-    [PPO_BETA] = PX_PPO_METRIC("beta", "beta", "%.3g"),
-    [PPO_ENTROPY] = PX_PPO_METRIC("entropy", NULL, NULL),
-    [PPO_CLIP] = PX_PPO_METRIC("clip_fraction", "clip", "%.3f"),
-    [PPO_APPROX_KL] = PX_PPO_METRIC("approx_kl", NULL, NULL),
-    [PPO_POLICY_LOSS] = PX_PPO_METRIC("policy_loss", NULL, NULL),
-    [PPO_VALUE_LOSS] = PX_PPO_METRIC("value_loss", "vloss", "%.4f"),
-    [PPO_VALUE_CLIP] = PX_PPO_METRIC("value_clip_fraction", NULL, NULL),
-    [PPO_EXPLAINED_VAR] = PX_PPO_METRIC("explained_variance", NULL, NULL),
-    [PPO_LENGTH] = PX_PPO_METRIC("response_length", "len", "%.1f"),
-    [PPO_EOS_RATE] = PX_PPO_METRIC("eos_rate", NULL, NULL),
-    [PPO_GOLD] = PX_PPO_METRIC("gold_accuracy", "gold", "%.3f"),
-    [PPO_FIRST_RATIO_DEV] = PX_PPO_METRIC("first_ratio_max_dev", NULL, NULL),
-    [PPO_FIRST_APPROX_KL] = PX_PPO_METRIC("first_approx_kl", NULL, NULL),
-    [PPO_ADV_MEAN] = PX_PPO_METRIC("adv_mean", NULL, NULL),
-    [PPO_ADV_STD] = PX_PPO_METRIC("adv_std", NULL, NULL),
-    [PPO_NONFINITE_ROLLOUTS] = PX_PPO_METRIC("nonfinite_rollouts", NULL, NULL),
-    [PPO_NONFINITE_STEPS] = PX_PPO_METRIC("nonfinite_steps", NULL, NULL),
-    [PPO_EVAL_GOLD] = {"eval_gold_accuracy", "eval gold", "%.3f", PX_METRIC_GLOBAL, PX_METRIC_EVAL},
+    [PPO_SCORE] = {.name = "score",
+                   .label = "score",
+                   .format = "%.3f",
+                   .plot = "ppo_reward",
+                   .curve = "normalised score"},
+    [PPO_RAW_SCORE] = {.name = "raw_score",
+                       .flags = PX_METRIC_RIGHT,
+                       .plot = "ppo_reward",
+                       .curve = "raw reward-model score"},
+    [PPO_KL] = {.name = "kl",
+                .label = "kl",
+                .format = "%.3f",
+                .plot = "ppo_kl_beta",
+                .curve = "mean KL per response"},
+    [PPO_BETA] = {.name = "beta",
+                  .label = "beta",
+                  .format = "%.3g",
+                  .flags = PX_METRIC_RIGHT,
+                  .plot = "ppo_kl_beta",
+                  .curve = "beta"},
+    [PPO_ENTROPY] = {.name = "entropy"},
+    [PPO_CLIP] = {.name = "clip_fraction",
+                  .label = "clip",
+                  .format = "%.3f",
+                  .plot = "ppo_clip",
+                  .curve = "policy clip fraction"},
+    [PPO_APPROX_KL] = {.name = "approx_kl",
+                       .flags = PX_METRIC_RIGHT,
+                       .plot = "ppo_clip",
+                       .curve = "approximate KL"},
+    [PPO_POLICY_LOSS] = {.name = "policy_loss",
+                         .plot = "ppo_losses",
+                         .curve = "policy loss (clipped surrogate)"},
+    [PPO_VALUE_LOSS] = {.name = "value_loss",
+                        .label = "vloss",
+                        .format = "%.4f",
+                        .flags = PX_METRIC_RIGHT,
+                        .plot = "ppo_losses",
+                        .curve = "value loss (clipped)"},
+    [PPO_VALUE_CLIP] = {.name = "value_clip_fraction",
+                        .plot = "ppo_clip",
+                        .curve = "value clip fraction"},
+    [PPO_EXPLAINED_VAR] = {.name = "explained_variance"},
+    [PPO_LENGTH] = {.name = "response_length", .label = "len", .format = "%.1f"},
+    [PPO_EOS_RATE] = {.name = "eos_rate"},
+    [PPO_GOLD] = {.name = "gold_accuracy",
+                  .label = "gold",
+                  .format = "%.3f",
+                  .plot = "ppo_gold_accuracy",
+                  .curve = "training prompts (this iteration)"},
+    [PPO_FIRST_RATIO_DEV] = {.name = "first_ratio_max_dev"},
+    [PPO_FIRST_APPROX_KL] = {.name = "first_approx_kl"},
+    [PPO_ADV_MEAN] = {.name = "adv_mean"},
+    [PPO_ADV_STD] = {.name = "adv_std"},
+    [PPO_NONFINITE_ROLLOUTS] = {.name = "nonfinite_rollouts"},
+    [PPO_NONFINITE_STEPS] = {.name = "nonfinite_steps"},
+    [PPO_EVAL_GOLD] = {.name = "eval_gold_accuracy",
+                       .label = "eval gold",
+                       .format = "%.3f",
+                       .flags = PX_METRIC_EVAL,
+                       .plot = "ppo_gold_accuracy",
+                       .curve = "held-out prompts"},
     [PPO_T_GENERATE] = PX_PPO_TIMING("seconds_generate", "gen"),
     [PPO_T_SCORE] = PX_PPO_TIMING("seconds_score", "scoring"),
     [PPO_T_TRAIN] = PX_PPO_TIMING("seconds_train", "train"),
     [PPO_T_COMM] = PX_PPO_TIMING("seconds_comm", NULL),
     [PPO_T_ALL] = PX_PPO_TIMING("seconds", "took"),
+    [PPO_GEN_RATE] = {.name = "generated_tokens_per_s",
+                      .flags = PX_METRIC_TIMING,
+                      .plot = "ppo_generation_throughput",
+                      .curve = "response tokens/s"},
 };
+static const px_plot px_ppo_plots[] = {
+    {"ppo_reward", "Reward of the sampled responses", "normalised score"},
+    {"ppo_kl_beta", "KL to pi_base and the KL coefficient", "mean KL per response"},
+    {"ppo_gold_accuracy", "Gold exact-match accuracy of sampled answers", "gold accuracy"},
+    {"ppo_losses", "PPO losses", "policy loss"},
+    {"ppo_clip", "Clipping and approximate KL of the updates", "fraction"},
+    {"ppo_generation_throughput", "PPO generation throughput (all ranks)", "tokens/s"},
+};
+const px_stage_table px_ppo_table = {
+    "ppo", "iteration",  px_ppo_metrics,
+    PPO_N, px_ppo_plots, (int)(sizeof px_ppo_plots / sizeof px_ppo_plots[0])};
 
 /* The iteration's metrics over the kept rollouts (every rank holds every rollout, so these need
  * no reduction), and beta adapted to the iteration's KL when ppo.adaptive_kl. */
@@ -719,8 +774,15 @@ static px_status px_ppo_iteration(px_stage *sg, void *ctx, int64_t it, px_error 
     PX_TRY(px_ppo_eval_gold(s, &gold, err));
     px_stage_set(sg, PPO_EVAL_GOLD, gold, 1);
   }
-  const double t[] = {t_gen, t_score, t_train, px_comm_seconds() - comm0, px_log_elapsed() - t_it};
-  for (int k = 0; k < 5; k++) px_stage_set(sg, PPO_T_GENERATE + k, t[k], 1);
+  double generated = 0; /* response tokens of the iteration, over all ranks */
+  for (int i = 0; i < s->B; i++) generated += s->rlen[i];
+  const double t[] = {t_gen,
+                      t_score,
+                      t_train,
+                      px_comm_seconds() - comm0,
+                      px_log_elapsed() - t_it,
+                      generated / (t_gen > 0 ? t_gen : 1e-9)};
+  for (int k = 0; k < 6; k++) px_stage_set(sg, PPO_T_GENERATE + k, t[k], 1);
   double kl = px_stage_get(sg, PPO_KL);
   if (kl > cfg->ppo_kl_bound)
     px_log_warn("ppo it %lld: mean KL to pi_base %.3f is over ppo.kl_bound %.3f", (long long)it + 1,
@@ -744,10 +806,7 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
                              {.group = "reward", .model = &s.reward}};
   const px_ckpt_var vars[] = {PX_PPO_STATE(PX_CKPT_VAR, &s.state)};
   px_stage sg = {.cfg = cfg,
-                 .name = "ppo",
-                 .unit = "iteration",
-                 .metrics = px_ppo_metrics,
-                 .n_metrics = PPO_N,
+                 .table = &px_ppo_table,
                  .batch_key = "ppo.batch_size",
                  .batch = cfg->ppo_batch_size,
                  .steps = cfg->ppo_iterations,

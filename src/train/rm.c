@@ -162,15 +162,33 @@ typedef struct px_rm {
 /* The metrics of a step, in the order of their keys in metrics.jsonl. */
 enum { RM_LOSS, RM_ACC, RM_LR, RM_GRAD_NORM, RM_NONFINITE, RM_HELDOUT_ACC, RM_HELDOUT_LOSS, RM_N };
 static const px_metric px_rm_metrics[RM_N] = {
-    [RM_LOSS] = {"loss", "loss", "%.4f", PX_METRIC_SUM, 0},
-    [RM_ACC] = {"accuracy", "acc", "%.3f", PX_METRIC_SUM, 0},
-    [RM_LR] = {"lr", "lr", "%.2e", PX_METRIC_GLOBAL, 0},
-    [RM_GRAD_NORM] = {"grad_norm", NULL, NULL, PX_METRIC_GLOBAL, 0},
-    [RM_NONFINITE] = {"nonfinite_steps", NULL, NULL, PX_METRIC_GLOBAL, 0},
-    [RM_HELDOUT_ACC] = {"heldout_accuracy", "heldout acc", "%.3f", PX_METRIC_GLOBAL,
-                        PX_METRIC_EVAL},
-    [RM_HELDOUT_LOSS] = {"heldout_loss", "heldout loss", "%.4f", PX_METRIC_GLOBAL, PX_METRIC_EVAL},
+    [RM_LOSS] = {.name = "loss", .label = "loss", .format = "%.4f", .reduce = PX_METRIC_SUM},
+    [RM_ACC] = {.name = "accuracy",
+                .label = "acc",
+                .format = "%.3f",
+                .reduce = PX_METRIC_SUM,
+                .plot = "rm_accuracy",
+                .curve = "training batch"},
+    [RM_LR] = {.name = "lr", .label = "lr", .format = "%.2e"},
+    [RM_GRAD_NORM] = {.name = "grad_norm"},
+    [RM_NONFINITE] = {.name = "nonfinite_steps"},
+    [RM_HELDOUT_ACC] = {.name = "heldout_accuracy",
+                        .label = "heldout acc",
+                        .format = "%.3f",
+                        .flags = PX_METRIC_EVAL,
+                        .plot = "rm_accuracy",
+                        .curve = "held-out pairs"},
+    [RM_HELDOUT_LOSS] = {.name = "heldout_loss",
+                         .label = "heldout loss",
+                         .format = "%.4f",
+                         .flags = PX_METRIC_EVAL},
 };
+static const px_plot px_rm_plots[] = {
+    {"rm_accuracy", "Reward model: pairwise accuracy", "accuracy"},
+};
+const px_stage_table px_rm_table = {
+    "rm", "step",      px_rm_metrics,
+    RM_N, px_rm_plots, (int)(sizeof px_rm_plots / sizeof px_rm_plots[0])};
 
 static px_status px_rm_setup(px_rm *s, px_error *err) {
   const px_config *cfg = s->cfg;
@@ -297,10 +315,7 @@ px_status px_rm_run(const px_config *cfg, px_error *err) {
   px_ckpt_model reward = {.group = "reward", .model = &s.model, .optim = 1, .gain = 1};
   const px_ckpt_var vars[] = {PX_RM_STATE(PX_CKPT_VAR, &s.state)};
   px_stage sg = {.cfg = cfg,
-                 .name = "rm",
-                 .unit = "step",
-                 .metrics = px_rm_metrics,
-                 .n_metrics = RM_N,
+                 .table = &px_rm_table,
                  .batch_key = "rm.batch_size",
                  .batch = cfg->rm_batch_size,
                  .log_every = cfg->rm_log_every,

@@ -52,15 +52,37 @@ enum {
   SFT_N
 };
 static const px_metric px_sft_metrics[SFT_N] = {
-    [SFT_LOSS] = {"loss", "loss", "%.4f", PX_METRIC_SUM, 0},
-    [SFT_LR] = {"lr", "lr", "%.2e", PX_METRIC_GLOBAL, 0},
-    [SFT_GRAD_NORM] = {"grad_norm", "|g|", "%.3f", PX_METRIC_GLOBAL, 0},
-    [SFT_NONFINITE] = {"nonfinite_steps", NULL, NULL, PX_METRIC_GLOBAL, 0},
-    [SFT_HELDOUT] = {"heldout_loss", "heldout", "%.4f", PX_METRIC_GLOBAL, PX_METRIC_EVAL},
-    [SFT_TOKENS] = {"tokens_per_s", "tok/s", "%.0f", PX_METRIC_SUM,
-                    PX_METRIC_TIMING | PX_METRIC_RATE},
-    [SFT_SECONDS] = {"seconds", NULL, NULL, PX_METRIC_GLOBAL, PX_METRIC_TIMING},
+    [SFT_LOSS] = {.name = "loss",
+                  .label = "loss",
+                  .format = "%.4f",
+                  .reduce = PX_METRIC_SUM,
+                  .plot = "sft_loss",
+                  .curve = "training loss"},
+    [SFT_LR] = {.name = "lr", .label = "lr", .format = "%.2e"},
+    [SFT_GRAD_NORM] = {.name = "grad_norm", .label = "|g|", .format = "%.3f"},
+    [SFT_NONFINITE] = {.name = "nonfinite_steps"},
+    [SFT_HELDOUT] = {.name = "heldout_loss",
+                     .label = "heldout",
+                     .format = "%.4f",
+                     .flags = PX_METRIC_EVAL,
+                     .plot = "sft_loss",
+                     .curve = "held-out loss"},
+    [SFT_TOKENS] = {.name = "tokens_per_s",
+                    .label = "tok/s",
+                    .format = "%.0f",
+                    .reduce = PX_METRIC_SUM,
+                    .flags = PX_METRIC_TIMING | PX_METRIC_RATE,
+                    .plot = "sft_throughput",
+                    .curve = "tokens/s"},
+    [SFT_SECONDS] = {.name = "seconds", .flags = PX_METRIC_TIMING},
 };
+static const px_plot px_sft_plots[] = {
+    {"sft_loss", "SFT loss", "cross-entropy"},
+    {"sft_throughput", "SFT training throughput (all ranks)", "tokens/s"},
+};
+const px_stage_table px_sft_table = {
+    "sft", "step",       px_sft_metrics,
+    SFT_N, px_sft_plots, (int)(sizeof px_sft_plots / sizeof px_sft_plots[0])};
 
 px_status px_sft_model_config(const px_config *cfg, px_gpt_config *mc, px_error *err) {
   *mc = (px_gpt_config){(int)cfg->model_vocab_size, (int)cfg->model_max_seq_len,
@@ -205,10 +227,7 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
   px_ckpt_model policy = {.group = "policy", .model = &s.model, .optim = 1};
   const px_ckpt_var vars[] = {PX_SFT_STATE(PX_CKPT_VAR, &s.state)};
   px_stage sg = {.cfg = cfg,
-                 .name = "sft",
-                 .unit = "step",
-                 .metrics = px_sft_metrics,
-                 .n_metrics = SFT_N,
+                 .table = &px_sft_table,
                  .batch_key = "sft.batch_size",
                  .batch = cfg->sft_batch_size,
                  .steps = cfg->sft_steps,

@@ -13,8 +13,9 @@
 #include "proxima/log.h"
 
 px_status px_stage_open(px_stage *sg, px_error *err) {
-  PX_REQUIRE(sg->n_metrics <= PX_STAGE_MAX_METRICS, "%s: %d metrics, more than the %d a stage has",
-             sg->name, sg->n_metrics, PX_STAGE_MAX_METRICS);
+  const px_stage_table *t = sg->table;
+  PX_REQUIRE(t->n_metrics <= PX_STAGE_MAX_METRICS, "%s: %d metrics, more than the %d a stage has",
+             t->name, t->n_metrics, PX_STAGE_MAX_METRICS);
   if (sg->batch < px_comm_size())
     return px_error_set(err, PX_EINPUT, "%s = %lld is less than the %d ranks", sg->batch_key,
                         (long long)sg->batch, px_comm_size());
@@ -27,36 +28,39 @@ px_status px_stage_open(px_stage *sg, px_error *err) {
 void px_stage_close(px_stage *sg) { px_run_close(&sg->run); }
 
 px_status px_stage_restore(px_stage *sg, px_error *err) {
+  const px_stage_table *t = sg->table;
   sg->first = 0;
   if (!sg->resume[0]) return PX_OK;
   PX_TRY(px_run_restore(&sg->run, sg->cfg, sg->resume, sg->models, sg->n_restored, sg->vars,
                         sg->n_vars, sg->seed, sg->metrics_bytes, err));
   sg->first = *sg->step;
-  px_log_info("%s: resuming from %s after %s %lld", sg->name, sg->resume, sg->unit,
+  px_log_info("%s: resuming from %s after %s %lld", t->name, sg->resume, t->unit,
               (long long)sg->first);
   return PX_OK;
 }
 
 px_status px_stage_checkpoint(px_stage *sg, int64_t step, px_error *err) {
-  int64_t iteration = strcmp(sg->unit, "iteration") == 0 ? step : 0;
+  int64_t iteration = strcmp(sg->table->unit, "iteration") == 0 ? step : 0;
   return px_run_checkpoint(&sg->run, sg->cfg, step, iteration, sg->models, sg->n_models, sg->vars,
                            sg->n_vars, sg->metrics_bytes, err);
 }
 
 void px_stage_set(px_stage *sg, int k, double num, double den) {
-  PX_REQUIRE(k >= 0 && k < sg->n_metrics, "%s: no metric %d", sg->name, k);
+  const px_stage_table *t = sg->table;
+  PX_REQUIRE(k >= 0 && k < t->n_metrics, "%s: no metric %d", t->name, k);
   sg->num[k] = num, sg->den[k] = den, sg->set[k] = 1;
 }
 
 void px_stage_reduce(px_stage *sg) {
+  const px_stage_table *t = sg->table;
   double sums[PX_STAGE_MAX_METRICS];
   int n = 0;
-  for (int k = 0; k < sg->n_metrics; k++)
-    if (sg->set[k] && sg->metrics[k].reduce == PX_METRIC_SUM) sums[n++] = sg->num[k];
+  for (int k = 0; k < t->n_metrics; k++)
+    if (sg->set[k] && t->metrics[k].reduce == PX_METRIC_SUM) sums[n++] = sg->num[k];
   px_comm_allreduce_sum_f64(sums, n);
   n = 0;
-  for (int k = 0; k < sg->n_metrics; k++)
-    if (sg->set[k] && sg->metrics[k].reduce == PX_METRIC_SUM) sg->num[k] = sums[n++];
+  for (int k = 0; k < t->n_metrics; k++)
+    if (sg->set[k] && t->metrics[k].reduce == PX_METRIC_SUM) sg->num[k] = sums[n++];
 }
 
 double px_stage_get(const px_stage *sg, int k) {
@@ -64,17 +68,18 @@ double px_stage_get(const px_stage *sg, int k) {
 }
 
 /* The record of step (1-based): metrics.jsonl, timings.jsonl and the progress line, from the
- * metrics set since the last record, in table order. */
+ * metrics this step set and the rates summed since the last record, in table order. */
 static void px_stage_record(px_stage *sg, int64_t step) {
+  const px_stage_table *t = sg->table;
   const char *names[2][PX_STAGE_MAX_METRICS];
   double values[2][PX_STAGE_MAX_METRICS];
   int n[2] = {0, 0};
   double now = px_log_elapsed();
   char line[1024], eta[32];
-  int at = snprintf(line, sizeof line, "%s %s %lld/%lld", sg->name, sg->unit, (long long)step,
+  int at = snprintf(line, sizeof line, "%s %s %lld/%lld", t->name, t->unit, (long long)step,
                     (long long)sg->steps);
-  for (int k = 0; k < sg->n_metrics; k++) {
-    const px_metric *m = &sg->metrics[k];
+  for (int k = 0; k < t->n_metrics; k++) {
+    const px_metric *m = &t->metrics[k];
     const int rate = (m->flags & PX_METRIC_RATE) != 0, file = (m->flags & PX_METRIC_TIMING) != 0;
     if (!sg->set[k] && !rate) continue;
     double v = rate ? sg->acc[k] / (now - sg->t_record + 1e-9) : px_stage_get(sg, k);
@@ -86,8 +91,8 @@ static void px_stage_record(px_stage *sg, int64_t step) {
     }
     sg->acc[k] = 0;
   }
-  px_run_metrics(&sg->run, sg->name, step, n[0], names[0], values[0]);
-  if (n[1] > 0) px_run_timings(&sg->run, sg->name, step, n[1], names[1], values[1]);
+  px_run_metrics(&sg->run, t->name, step, n[0], names[0], values[0]);
+  if (n[1] > 0) px_run_timings(&sg->run, t->name, step, n[1], names[1], values[1]);
   px_log_duration(eta, sizeof eta,
                   (now - sg->t_start) / (double)(step - sg->first) * (double)(sg->steps - step));
   px_log_info("%s | ETA %s", line, eta);
@@ -96,17 +101,19 @@ static void px_stage_record(px_stage *sg, int64_t step) {
 
 /* After step (0-based): whether a record is due, and keep the rates' sums. */
 static int px_stage_due(px_stage *sg, int64_t step) {
+  const px_stage_table *t = sg->table;
   int due = step + 1 == sg->steps || (sg->log_every > 0 && (step + 1) % sg->log_every == 0);
-  for (int k = 0; k < sg->n_metrics; k++) {
-    if (sg->set[k] && (sg->metrics[k].flags & PX_METRIC_EVAL)) due = 1;
-    if (sg->set[k] && (sg->metrics[k].flags & PX_METRIC_RATE)) sg->acc[k] += px_stage_get(sg, k);
+  for (int k = 0; k < t->n_metrics; k++) {
+    if (sg->set[k] && (t->metrics[k].flags & PX_METRIC_EVAL)) due = 1;
+    if (sg->set[k] && (t->metrics[k].flags & PX_METRIC_RATE)) sg->acc[k] += px_stage_get(sg, k);
   }
   return due;
 }
 
 px_status px_stage_loop(px_stage *sg, px_stage_step_fn step_fn, void *ctx, px_error *err) {
+  const px_stage_table *t = sg->table;
   char fault[64];
-  snprintf(fault, sizeof fault, "%s.%s", sg->name, sg->unit);
+  snprintf(fault, sizeof fault, "%s.%s", t->name, t->unit);
   sg->t_start = sg->t_record = px_log_elapsed();
   memset(sg->acc, 0, sizeof sg->acc);
   for (int64_t step = sg->first; step < sg->steps; step++) {
@@ -122,7 +129,7 @@ px_status px_stage_loop(px_stage *sg, px_stage_step_fn step_fn, void *ctx, px_er
       return px_error_set(err, PX_EINTERRUPTED,
                           "%s: stopped by a signal after %s %lld, checkpoint written; continue "
                           "with --resume auto",
-                          sg->name, sg->unit, (long long)step + 1);
+                          t->name, t->unit, (long long)step + 1);
   }
   return PX_OK;
 }
