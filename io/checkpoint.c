@@ -312,7 +312,7 @@ px_status px_ckpt_write(const char *dir, const px_ckpt *ck, int keep_last, px_er
       char latest[4200], line[300];
       snprintf(latest, sizeof latest, "%s/LATEST", dir);
       int len = snprintf(line, sizeof line, "ckpt-%08lld.h5\n", (long long)ck->step);
-      st = px_fs_write_atomic(latest, line, (size_t)len, err);
+      st = px_fs_write_atomic(latest, NULL, line, (size_t)len, err);
     }
     st = px_comm_agree(st, err);
     px_fault_point("ckpt.latest");

@@ -273,14 +273,9 @@ static px_status px_close_image(hid_t file, const char *path, int rank, px_statu
  * to path (px_fs_write_atomic: on failure nothing is left). Not collective. */
 static px_status px_store_image(const char *path, int rank, const unsigned char *image, size_t n,
                                 px_error *err) {
-  px_status st = px_fs_write_atomic(path, (const char *)image, n, err);
-  if (st == PX_OK) return PX_OK;
-  /* "cannot write PATH: reason": say which file this is and which rank wrote it. */
-  char prefix[4400], inner[sizeof err->msg];
-  snprintf(prefix, sizeof prefix, "cannot write %s: ", path);
-  snprintf(inner, sizeof inner, "%s", err->msg);
-  const char *reason = strncmp(inner, prefix, strlen(prefix)) ? inner : inner + strlen(prefix);
-  return px_error_set(err, st, "cannot write rollout buffer %s (rank %d): %s", path, rank, reason);
+  char what[4400]; /* which file this is, and which rank wrote it */
+  snprintf(what, sizeof what, "rollout buffer %s (rank %d)", path, rank);
+  return px_fs_write_atomic(path, what, (const char *)image, n, err);
 }
 
 /* Every dataset: the ranks' rows of field f gathered to the writer, which writes them whole as

@@ -42,8 +42,12 @@ px_status px_fs_publish(const char *tmp, const char *final, px_error *err);
  * without a reservation. Not collective. */
 px_status px_fs_reserve_fd(int fd, const char *what, int64_t bytes, px_error *err);
 
-/* Writes text to path atomically (via px_fs_temp_name and px_fs_publish). */
-px_status px_fs_write_atomic(const char *path, const char *text, size_t len, px_error *err);
+/* Writes len bytes of text to path atomically (via px_fs_temp_name and px_fs_publish): on
+ * failure nothing is left and a file already at path is untouched. PX_ERUN "cannot write WHAT:
+ * reason", what naming the file for the user ("rollout buffer PATH (rank 0)"; NULL: the path).
+ * Not collective. */
+px_status px_fs_write_atomic(const char *path, const char *what, const char *text, size_t len,
+                             px_error *err);
 
 /* PX_EINPUT naming the directory when the directory path would be created in does not exist
  * or is not a directory: an output path's mistake, reported before anything is written. */

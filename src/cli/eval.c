@@ -250,7 +250,7 @@ static px_status px_eval_write_json(json_t *o, const char *path, px_error *err) 
   size_t tl = strlen(text);
   text = px_realloc(text, tl + 2);
   text[tl] = '\n', text[tl + 1] = '\0';
-  px_status st = px_fs_write_atomic(path, text, tl + 1, err);
+  px_status st = px_fs_write_atomic(path, NULL, text, tl + 1, err);
   if (st == PX_OK) px_log_info("eval: wrote %s", path);
   free(text);
   return st;

@@ -215,7 +215,7 @@ px_status px_synth_run(const px_config *cfg, px_error *err) {
   char path[4096];
   snprintf(path, sizeof path, "%s/synth-config.ini", dir);
   char *text = px_config_to_text(cfg);
-  px_status st = px_fs_write_atomic(path, text, strlen(text), err);
+  px_status st = px_fs_write_atomic(path, NULL, text, strlen(text), err);
   free(text);
   return st;
 }

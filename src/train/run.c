@@ -35,7 +35,7 @@ px_status px_run_open(px_run *run, const px_config *cfg, px_error *err) {
     if (st == PX_OK) st = px_fs_mkdirs(run->rollout_dir, err);
     if (st == PX_OK) {
       snprintf(path, sizeof path, "%s/config.ini", run->dir);
-      st = px_fs_write_atomic(path, run->config_text, strlen(run->config_text), err);
+      st = px_fs_write_atomic(path, NULL, run->config_text, strlen(run->config_text), err);
     }
     if (st == PX_OK) {
       snprintf(path, sizeof path, "%s/metrics.jsonl", run->dir);

@@ -96,20 +96,27 @@ px_status px_fs_publish(const char *tmp, const char *final, px_error *err) {
   return PX_OK;
 }
 
-px_status px_fs_write_atomic(const char *path, const char *text, size_t len, px_error *err) {
+px_status px_fs_write_atomic(const char *path, const char *what, const char *text, size_t len,
+                             px_error *err) {
   char tmp[4200];
   px_fs_temp_name(tmp, sizeof tmp, path);
+  if (!what) what = path;
   FILE *f = fopen(tmp, "wb");
-  if (!f) return px_error_set(err, PX_ERUN, "cannot write %s: %s", path, strerror(errno));
+  if (!f) return px_error_set(err, PX_ERUN, "cannot write %s: %s", what, strerror(errno));
   size_t put = fwrite(text, 1, len, f);
   int bad = put != len || fflush(f) != 0;
   int e = errno;
   if (fclose(f) != 0 && !bad) bad = 1, e = errno;
   if (bad) {
     unlink(tmp);
-    return px_error_set(err, PX_ERUN, "cannot write %s: %s", path, strerror(e));
+    return px_error_set(err, PX_ERUN, "cannot write %s: %s", what, strerror(e));
   }
-  return px_fs_publish(tmp, path, err);
+  px_status st = px_fs_publish(tmp, path, err);
+  if (st != PX_OK && what != path) {
+    px_error inner = *err;
+    return px_error_set(err, st, "cannot write %s: %s", what, inner.msg);
+  }
+  return st;
 }
 
 px_status px_fs_reserve_fd(int fd, const char *what, int64_t bytes, px_error *err) {
