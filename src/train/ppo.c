@@ -776,17 +776,15 @@ static px_status px_ppo_iteration(px_stage *sg, void *ctx, int64_t it, px_error 
   }
   double generated = 0; /* response tokens of the iteration, over all ranks */
   for (int i = 0; i < s->B; i++) generated += s->rlen[i];
-  const double t[] = {t_gen,
-                      t_score,
-                      t_train,
-                      px_comm_seconds() - comm0,
-                      px_log_elapsed() - t_it,
-                      generated / (t_gen > 0 ? t_gen : 1e-9)};
-  for (int k = 0; k < 6; k++) px_stage_set(sg, PPO_T_GENERATE + k, t[k], 1);
-  double kl = px_stage_get(sg, PPO_KL);
-  if (kl > cfg->ppo_kl_bound)
+  px_stage_set(sg, PPO_T_GENERATE, t_gen, 1);
+  px_stage_set(sg, PPO_T_SCORE, t_score, 1);
+  px_stage_set(sg, PPO_T_TRAIN, t_train, 1);
+  px_stage_set(sg, PPO_T_COMM, px_comm_seconds() - comm0, 1);
+  px_stage_set(sg, PPO_T_ALL, px_log_elapsed() - t_it, 1);
+  px_stage_set(sg, PPO_GEN_RATE, generated, t_gen > 0 ? t_gen : 1e-9);
+  if (px_stage_get(sg, PPO_KL) > cfg->ppo_kl_bound)
     px_log_warn("ppo it %lld: mean KL to pi_base %.3f is over ppo.kl_bound %.3f", (long long)it + 1,
-                kl, cfg->ppo_kl_bound);
+                px_stage_get(sg, PPO_KL), cfg->ppo_kl_bound);
   /* 5: what a checkpoint after this iteration holds; then collect again */
   px_ppo_state *state = &s->state;
   state->iteration = it + 1, state->prompt_cursor += s->B, state->beta = s->beta;
