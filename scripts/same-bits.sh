@@ -5,7 +5,7 @@
 # BEFORE and AFTER are proxima binaries, or git revisions (built into WORK_DIR/build-REV from a
 # clean worktree). The pipeline: data synth, sft, rm, ppo (rollout buffers, held-out evaluation),
 # eval, eval of the reward model on pairs, generate and score, with configs/demo.ini shortened
-# by the keys below (the demo's models, data and sampling; fewer steps). Compared: every data
+# (the demo's models, data and sampling; fewer records and steps: the script's `short` list). Compared: every data
 # set, checkpoint, rollout buffer, metrics.jsonl and config.ini, eval.json and the generate and
 # score outputs; not compared: proxima.log and timings.jsonl (wall-clock times).
 # Exit 0 when everything is the same, 1 with the list of files that differ.
