@@ -38,6 +38,23 @@
  * sends it). */
 #define ROLL_ARGS PPO_ARGS " ppo.rollout_every=1"
 
+/* The next launches talk over TCP (self,tcp) instead of the BTLs the tests' environment names
+ * (tests/CMakeLists.txt, PX_TEST_MPI_ENV); over_tcp(0) puts those back. */
+static void over_tcp(int on) {
+  static char saved[256];
+  static int had;
+  if (on) {
+    const char *btl = getenv("OMPI_MCA_btl");
+    had = btl != NULL;
+    snprintf(saved, sizeof saved, "%s", btl ? btl : "");
+    setenv("OMPI_MCA_btl", "self,tcp", 1);
+  } else if (had) {
+    setenv("OMPI_MCA_btl", saved, 1);
+  } else {
+    unsetenv("OMPI_MCA_btl");
+  }
+}
+
 /* A fresh run in dir stopped by SIGTERM at `fault` (exit 3); then dir/sub ("." for all of dir)
  * is copied to dir.saved/ to compare with after a failure. */
 static void stopped_and_saved(const char *fault, const char *args, const char *dir,
@@ -154,9 +171,9 @@ static void test_disk_full(void) {
   char launch[1024];
   snprintf(launch, sizeof launch, "%s sh -c 'ulimit -f 1200; trap \"\" XFSZ; exec \"$@\"' sh",
            getenv("PX_LAUNCH_2"));
-  setenv("OMPI_MCA_btl", "self,tcp", 1);
+  over_tcp(1);
   int rc = px_proc_run(launch, SFT_ARGS " --run ft-full --resume auto");
-  unsetenv("OMPI_MCA_btl");
+  over_tcp(0);
   CU_ASSERT_EQUAL(rc, 2);
   CU_ASSERT(px_test_contains(px_proc_err, "cannot write checkpoint "
                                           "ft-full/checkpoints/ckpt-00000008.h5: no room"));
@@ -261,11 +278,11 @@ static int resume_with_limit(const char *dir, int rank, long kb, double *took) {
            "%s sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = %d ]; then ulimit -f %ld; fi; "
            "trap \"\" XFSZ; exec \"$@\"' sh",
            getenv("PX_LAUNCH_2"), rank, kb);
-  setenv("OMPI_MCA_btl", "self,tcp", 1);
+  over_tcp(1);
   double t0 = px_proc_seconds();
   int rc = px_proc_run(launch, ROLL_ARGS " --run %s --resume auto", dir);
   *took = px_proc_seconds() - t0;
-  unsetenv("OMPI_MCA_btl");
+  over_tcp(0);
   return rc;
 }
 

@@ -28,17 +28,28 @@ static inline void px_proc_slurp(const char *path, char *buf, size_t cap) {
   if (f) fclose(f);
 }
 
+/* Variables the runner had before MPI started, which the singleton never sets: a user's
+ * OMPI_ALLOW_RUN_AS_ROOT*, and the settings tests/CMakeLists.txt gives every test
+ * (PX_TEST_ENV, PX_TEST_MPI_ENV). */
+static inline int px_proc_keep_var(const char *e) {
+  static const char *keep[] = {"OMPI_ALLOW_RUN_AS_ROOT",
+                               "OMPI_MCA_mca_base_component_disable_dlclose=", "OMPI_MCA_pml=",
+                               "OMPI_MCA_btl=", "OMPI_MCA_ess_singleton_isolated="};
+  for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
+    if (!strncmp(e, keep[i], strlen(keep[i]))) return 1;
+  return 0;
+}
+
 /* The runner starts MPI as a singleton, which leaves its own job's variables in the
  * environment; a launcher started from a test would take them for its own. Call once before
- * running anything (a user's OMPI_ALLOW_RUN_AS_ROOT* stay). */
+ * running anything (px_proc_keep_var's stay). */
 static inline void px_proc_forget_singleton_job(void) {
   extern char **environ;
   for (int again = 1; again;) {
     again = 0;
     for (char **e = environ; *e; e++) {
       int ours = !strncmp(*e, "PMIX_", 5) || !strncmp(*e, "ORTE_", 5) ||
-                 (!strncmp(*e, "OMPI_", 5) && strncmp(*e, "OMPI_ALLOW_RUN_AS_ROOT", 22) &&
-                  strncmp(*e, "OMPI_MCA_mca_base_component_disable_dlclose", 43));
+                 (!strncmp(*e, "OMPI_", 5) && !px_proc_keep_var(*e));
       if (!ours) continue;
       char name[256];
       size_t n = strcspn(*e, "=");
