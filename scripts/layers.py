@@ -20,7 +20,7 @@ ORDER = ["util", "dist", "model", "io", "rollout", "train", "cli"]
 FOLDER = {"util": "util", "dist": "dist", "model": "model", "rl": "model", "io": "io",
           "data": "io", "rollout": "rollout", "train": "train", "cli": "cli"}
 HEADER = {
-    "util": "config error fault finite fsutil log rng runlock signals simd text tokenizer",
+    "util": "bpe config error fault finite fsutil log rng runlock signals simd text tokenizer",
     "dist": "comm",
     "model": "blas gpt kernels optim rl",
     "io": "checkpoint dataset jsonl rollout synth",
