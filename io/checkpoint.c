@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "ckpt_tokenizer.h"
 #include "h5chunk.h"
 #include "h5util.h"
 #include "proxima/comm.h"
@@ -182,6 +183,7 @@ static px_status px_write_contents(hid_t file, const char *path, const px_ckpt *
     rc |= px_h5_attr_write_str(file, "config", ck->config_text ? ck->config_text : "");
     rc = rc < 0 ? -1 : 0;
   }
+  if (rc >= 0) rc = px_ckpt_write_tokenizer(file, gcpl, ck->tokenizer, &out.w);
   for (int i = 0; i < ck->n_models && rc >= 0; i++)
     rc = px_write_model(file, gcpl, &ck->models[i], &out);
   if (rc >= 0) rc = px_write_state(file, gcpl, ck, &out);
@@ -193,7 +195,8 @@ static px_status px_write_contents(hid_t file, const char *path, const px_ckpt *
 
 /* The bytes of a checkpoint's tensors and state: a lower bound of its file's size. */
 static int64_t px_ckpt_data_bytes(const px_ckpt *ck) {
-  int64_t bytes = 8 * (int64_t)ck->n_state;
+  int64_t bytes =
+      8 * (int64_t)ck->n_state + (int64_t)(ck->tokenizer->vocab_len + ck->tokenizer->merges_len);
   for (int i = 0; i < ck->n_models; i++)
     bytes += (int64_t)ck->models[i].model->n_params * 4 * (ck->models[i].optim ? 3 : 1);
   return bytes;
@@ -383,6 +386,32 @@ static px_status px_open_group(hid_t file, const char *path, const char *group, 
   if (H5Lexists(file, group, H5P_DEFAULT) <= 0 || (*g = H5Gopen2(file, group, H5P_DEFAULT)) < 0)
     return px_error_set(err, PX_EINPUT, "%s: group '/%s' is missing", path, group);
   return PX_OK;
+}
+
+px_status px_ckpt_read_tokenizer(const char *file_or_dir, px_tokenizer *t, px_error *err) {
+  char path[4300];
+  hid_t f;
+  PX_TRY(px_ckpt_resolve(file_or_dir, path, sizeof path, err));
+  PX_TRY(px_ckpt_open(path, &f, err));
+  px_status st = px_ckpt_read_tokenizer_in(f, path, t, err);
+  st = px_ckpt_closed(H5Fclose(f), path, st, err);
+  if (st != PX_OK) px_tokenizer_free(t);
+  return st;
+}
+
+px_status px_ckpt_check_tokenizer(const char *file_or_dir, const char *what,
+                                  const px_tokenizer *want, const char *against, px_error *err) {
+  px_tokenizer have;
+  PX_TRY(px_ckpt_read_tokenizer(file_or_dir, &have, err));
+  px_status st = PX_OK;
+  if (!px_tokenizer_same(&have, want))
+    st = px_error_set(err, PX_EINPUT,
+                      "%s %s has the %s tokenizer (sha256 %.12s) but %s has %s (sha256 %.12s): "
+                      "the models of a run must share one tokenizer",
+                      what, file_or_dir, px_tok_kind_name(have.kind), have.hash, against,
+                      px_tok_kind_name(want->kind), want->hash);
+  px_tokenizer_free(&have);
+  return st;
 }
 
 px_status px_ckpt_read_step(const char *path, int64_t *step, int64_t *iteration, px_error *err) {
@@ -740,6 +769,10 @@ px_status px_ckpt_check(const char *path, px_error *err) {
     st = px_error_set(err, PX_EINPUT, "%s: attribute 'config' is missing", path);
   if (st == PX_OK && H5Lexists(f, "state", H5P_DEFAULT) <= 0)
     st = px_error_set(err, PX_EINPUT, "%s: group '/state' is missing", path);
+  /* The tokenizer rebuilt from its stored files; every model must hold its ids. */
+  px_tokenizer tok;
+  px_tokenizer_byte(&tok);
+  if (st == PX_OK) st = px_ckpt_read_tokenizer_in(f, path, &tok, err);
   static const char *const groups[] = {"policy", "reference", "value", "reward"};
   int n_models = 0;
   for (int i = 0; i < 4 && st == PX_OK; i++) {
@@ -750,6 +783,11 @@ px_status px_ckpt_check(const char *path, px_error *err) {
     int has_optim = H5Lexists(f, "optim", H5P_DEFAULT) > 0 && H5Lexists(f, optim, H5P_DEFAULT) > 0;
     px_gpt_config mc;
     st = px_ckpt_read_config(path, groups[i], &mc, err);
+    if (st == PX_OK) {
+      char what[4300];
+      snprintf(what, sizeof what, "%s: /%s", path, groups[i]);
+      st = px_tokenizer_check_vocab(&tok, mc.vocab_size, what, err);
+    }
     if (st != PX_OK) break;
     px_gpt model;
     px_gpt_build(&model, &mc, 1, 1, has_optim);
@@ -762,5 +800,6 @@ px_status px_ckpt_check(const char *path, px_error *err) {
                       "%s: holds no model group (policy, reference, value or "
                       "reward)",
                       path);
+  px_tokenizer_free(&tok);
   return px_ckpt_closed(H5Fclose(f), path, st, err);
 }

@@ -258,6 +258,31 @@ static px_status px_info_config(hid_t f, const char *path, FILE *out, px_error *
   return PX_OK;
 }
 
+/* /tokenizer from its attributes (the files it stores are not read): kind, ids and hash; a
+ * checkpoint without one is the byte tokenizer's (written before tokenizers were stored). */
+static px_status px_info_tokenizer(hid_t f, const char *path, FILE *out, px_error *err) {
+  if (H5Lexists(f, "tokenizer", H5P_DEFAULT) <= 0) {
+    fprintf(out, "  %-10s byte (not stored: an older checkpoint)\n", "tokenizer");
+    return PX_OK;
+  }
+  char where[4400], kind[32], hash[80];
+  snprintf(where, sizeof where, "%s: /tokenizer", path);
+  hid_t g = H5Gopen2(f, "tokenizer", H5P_DEFAULT);
+  if (g < 0) return px_error_set(err, PX_EINPUT, "%s is not a group", where);
+  int64_t ids[4] = {0};
+  static const char *const names[4] = {"n_vocab", "pad_id", "bos_id", "eos_id"};
+  px_status st = px_h5_attr_read_str(g, "kind", kind, sizeof kind, where, err);
+  if (st == PX_OK) st = px_h5_attr_read_str(g, "sha256", hash, sizeof hash, where, err);
+  for (int i = 0; i < 4 && st == PX_OK; i++)
+    st = px_h5_attr_read_i64(g, names[i], &ids[i], where, err);
+  H5Gclose(g);
+  if (st == PX_OK)
+    fprintf(out, "  %-10s %s: %lld tokens, BOS %lld, EOS %lld, PAD %lld, sha256 %.16s\n",
+            "tokenizer", kind, (long long)ids[0], (long long)ids[2], (long long)ids[3],
+            (long long)ids[1], hash);
+  return st;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * The two commands
  * ------------------------------------------------------------------------------------------- */
@@ -280,7 +305,7 @@ px_status px_ckpt_info(const char *file_or_dir, FILE *out, px_error *err) {
           (long long)iteration);
   fprintf(out, "  %-10s %lld (%s of data, checksums included)\n", "datasets", (long long)t.datasets,
           px_human_bytes(data, sizeof data, (double)t.stored));
-  px_status st = PX_OK;
+  px_status st = px_info_tokenizer(f, path, out, err);
   static const char *const groups[] = {"policy", "reference", "value", "reward"};
   int n_models = 0;
   for (int i = 0; i < 4 && st == PX_OK; i++) {

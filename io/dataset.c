@@ -13,7 +13,7 @@
 #include "proxima/tokenizer.h"
 
 #define PX_DATASET_FORMAT "proxima-dataset"
-#define PX_DATASET_VERSION 1
+#define PX_DATASET_VERSION 2
 
 static const char *const px_kind_names[] = {"text", "sft", "prefs", "prompts"};
 static const char *const px_fields_text[] = {"text"};
@@ -44,10 +44,14 @@ const int32_t *px_dataset_row(const px_dataset *ds, int f, int64_t i, int64_t *l
   return r->tokens + r->offsets[i];
 }
 
-void px_dataset_init(px_dataset *ds, px_data_kind kind, int n_fields) {
+void px_dataset_init(px_dataset *ds, px_data_kind kind, int n_fields, px_tokenizer *tok) {
   memset(ds, 0, sizeof *ds);
   ds->kind = kind;
   ds->n_fields = n_fields;
+  ds->tok = tok;
+  snprintf(ds->tokenizer, sizeof ds->tokenizer, "%s", px_tok_kind_name(tok->kind));
+  memcpy(ds->tokenizer_hash, tok->hash, sizeof ds->tokenizer_hash);
+  ds->tokenizer_n_vocab = tok->n_vocab;
   for (int f = 0; f < n_fields; f++) ds->field[f].offsets = px_calloc(1, sizeof(int64_t));
 }
 
@@ -60,14 +64,15 @@ void px_dataset_append(px_dataset *ds, const char *const *texts, const size_t *l
   }
   for (int f = 0; f < ds->n_fields; f++) {
     px_ragged *r = &ds->field[f];
-    int64_t used = r->offsets[ds->n], need = used + (int64_t)lens[f];
     /* tokens is never NULL once a record is in (even an empty one): rows point into it */
-    if (need > ds->cap_tokens[f] || !r->tokens) {
-      ds->cap_tokens[f] = need > 2 * ds->cap_tokens[f] + 1024 ? need : 2 * ds->cap_tokens[f] + 1024;
-      r->tokens = px_realloc(r->tokens, (size_t)ds->cap_tokens[f] * sizeof(int32_t));
+    if (!r->tokens) {
+      ds->cap_tokens[f] = 1024;
+      r->tokens = px_malloc((size_t)ds->cap_tokens[f] * sizeof(int32_t));
     }
-    px_tok_encode(r->tokens + used, texts[f], lens[f]);
-    r->offsets[ds->n + 1] = need;
+    size_t len = (size_t)r->offsets[ds->n], cap = (size_t)ds->cap_tokens[f];
+    px_tokenizer_encode(ds->tok, texts[f], lens[f], &r->tokens, &len, &cap);
+    ds->cap_tokens[f] = (int64_t)cap;
+    r->offsets[ds->n + 1] = (int64_t)len;
   }
   ds->n++;
   ds->n_total = ds->n;
@@ -92,7 +97,9 @@ static herr_t px_write_records(hid_t file, const px_dataset *ds) {
   rc |= px_h5_attr_write_i64(file, "format_version", PX_DATASET_VERSION);
   rc |= px_h5_attr_write_str(file, "kind", px_data_kind_name(ds->kind));
   rc |= px_h5_attr_write_i64(file, "n_records", ds->n);
-  rc |= px_h5_attr_write_str(file, "tokenizer", "bytes");
+  rc |= px_h5_attr_write_str(file, "tokenizer", ds->tokenizer);
+  rc |= px_h5_attr_write_str(file, "tokenizer_sha256", ds->tokenizer_hash);
+  rc |= px_h5_attr_write_i64(file, "tokenizer_n_vocab", ds->tokenizer_n_vocab);
   hid_t gcpl = px_h5_gcpl();
   for (int f = 0; f < ds->n_fields && rc >= 0; f++) {
     hid_t g = H5Gcreate2(file, names[f], H5P_DEFAULT, gcpl, H5P_DEFAULT);
@@ -137,7 +144,8 @@ px_status px_dataset_write(const char *path, const px_dataset *ds, px_error *err
  * that finds bad data may stop early, since only H5Fopen and H5Fclose are collective and every
  * path of px_dataset_read reaches the latter. */
 static px_status px_read_field(hid_t file, const char *path, const char *name, int64_t n_total,
-                               int64_t lo, int64_t hi, px_ragged *out, px_error *err) {
+                               int64_t lo, int64_t hi, int32_t n_vocab, px_ragged *out,
+                               px_error *err) {
   char where[4200];
   snprintf(where, sizeof where, "%s: field '%s'", path, name);
   if (H5Lexists(file, name, H5P_DEFAULT) <= 0)
@@ -198,9 +206,11 @@ static px_status px_read_field(hid_t file, const char *path, const char *name, i
   }
   for (int64_t i = 0; i <= n; i++) out->offsets[i] -= base;
   for (int64_t t = 0; t < count; t++)
-    if (out->tokens[t] < 0 || out->tokens[t] > 255) {
-      st = px_error_set(err, PX_EINPUT, "%s: token %lld of the field is %d, not a byte (0-255)",
-                        where, (long long)base + t, (int)out->tokens[t]);
+    if (out->tokens[t] < 0 || out->tokens[t] >= n_vocab) {
+      st = px_error_set(err, PX_EINPUT,
+                        "%s: token %lld of the field is %d, outside the tokenizer's vocabulary "
+                        "(0-%d)",
+                        where, (long long)base + t, (int)out->tokens[t], (int)n_vocab - 1);
       break;
     }
 done:
@@ -210,8 +220,40 @@ done:
   return st;
 }
 
+/* Which tokenizer made the file: version 2's attributes; version 1 recorded "bytes" only. */
+static px_status px_read_tokenizer_attrs(hid_t file, const char *path, int64_t version,
+                                         px_dataset *out, px_error *err) {
+  px_tokenizer bytes;
+  px_tokenizer_byte(&bytes);
+  PX_TRY(px_h5_attr_read_str(file, "tokenizer", out->tokenizer, sizeof out->tokenizer, path, err));
+  int kind = px_tok_kind_parse(out->tokenizer);
+  if (kind < 0)
+    return px_error_set(err, PX_EINPUT, "%s: tokenizer is '%s', expected byte or gpt2", path,
+                        out->tokenizer);
+  snprintf(out->tokenizer, sizeof out->tokenizer, "%s", px_tok_kind_name((px_tok_kind)kind));
+  if (version == 1) {
+    memcpy(out->tokenizer_hash, bytes.hash, sizeof out->tokenizer_hash);
+    out->tokenizer_n_vocab = bytes.n_vocab;
+    return PX_OK;
+  }
+  int64_t n_vocab = 0;
+  PX_TRY(px_h5_attr_read_str(file, "tokenizer_sha256", out->tokenizer_hash,
+                             sizeof out->tokenizer_hash, path, err));
+  PX_TRY(px_h5_attr_read_i64(file, "tokenizer_n_vocab", &n_vocab, path, err));
+  if (n_vocab < 1 || n_vocab > (1 << 24))
+    return px_error_set(err, PX_EINPUT, "%s: tokenizer_n_vocab is %lld, expected 1 to %d", path,
+                        (long long)n_vocab, 1 << 24);
+  out->tokenizer_n_vocab = (int32_t)n_vocab;
+  return PX_OK;
+}
+
+px_status px_dataset_check_tokenizer(const px_dataset *ds, const char *path,
+                                     const px_tokenizer *tok, px_error *err) {
+  return px_tokenizer_check_data(tok, path, ds->tokenizer, ds->tokenizer_hash, err);
+}
+
 px_status px_dataset_read(const char *path, px_io_who who, int part, int parts, int want_kind,
-                          px_dataset *out, px_error *err) {
+                          const px_tokenizer *tok, px_dataset *out, px_error *err) {
   memset(out, 0, sizeof *out);
   const MPI_Comm comm = who == PX_IO_EVERY_RANK ? px_comm_mpi() : MPI_COMM_SELF;
   /* Over MPI-IO (collective); from here every path reaches H5Fclose, which is collective too. */
@@ -226,9 +268,12 @@ px_status px_dataset_read(const char *path, px_io_who who, int part, int parts, 
                       "made by proxima data import?)",
                       path, format, PX_DATASET_FORMAT);
   if (st == PX_OK) st = px_h5_attr_read_i64(file, "format_version", &version, path, err);
-  if (st == PX_OK && version != PX_DATASET_VERSION)
-    st = px_error_set(err, PX_EINPUT, "%s: format_version %lld, this proxima reads version %d",
-                      path, (long long)version, PX_DATASET_VERSION);
+  if (st == PX_OK && version != 1 && version != PX_DATASET_VERSION)
+    st = px_error_set(err, PX_EINPUT,
+                      "%s: format_version %lld, this proxima reads versions 1 and %d", path,
+                      (long long)version, PX_DATASET_VERSION);
+  if (st == PX_OK) st = px_read_tokenizer_attrs(file, path, version, out, err);
+  if (st == PX_OK && tok) st = px_dataset_check_tokenizer(out, path, tok, err);
   if (st == PX_OK) st = px_h5_attr_read_str(file, "kind", kind_name, sizeof kind_name, path, err);
   int kind = st == PX_OK ? px_data_kind_parse(kind_name) : -1;
   if (st == PX_OK && kind < 0)
@@ -252,7 +297,8 @@ px_status px_dataset_read(const char *path, px_io_who who, int part, int parts, 
     out->n = hi - lo;
     for (int f = 0; f < n_pos && st == PX_OK; f++) {
       if (f >= n_req && H5Lexists(file, names[f], H5P_DEFAULT) <= 0) break;
-      st = px_read_field(file, path, names[f], n_total, lo, hi, &out->field[f], err);
+      st = px_read_field(file, path, names[f], n_total, lo, hi, out->tokenizer_n_vocab,
+                         &out->field[f], err);
       out->n_fields = f + 1;
     }
   }

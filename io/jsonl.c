@@ -83,13 +83,14 @@ static int px_blank(const char *s, size_t n) {
   return 1;
 }
 
-px_status px_jsonl_read(const char *path, px_data_kind kind, px_dataset *out, px_error *err) {
+px_status px_jsonl_read(const char *path, px_data_kind kind, px_tokenizer *tok, px_dataset *out,
+                        px_error *err) {
   memset(out, 0, sizeof *out);
   FILE *f = fopen(path, "rb");
   if (!f) return px_error_set(err, PX_EINPUT, "cannot open %s: %s", path, strerror(errno));
   int n_req, n_pos;
   const char *const *names = px_data_fields(kind, &n_req, &n_pos);
-  px_dataset_init(out, kind, n_pos);
+  px_dataset_init(out, kind, n_pos, tok);
   int fields_seen = -1; /* how many fields the records have (all the same) */
   long first_line = 0;
   char *line = NULL;
@@ -145,7 +146,8 @@ px_status px_jsonl_read(const char *path, px_data_kind kind, px_dataset *out, px
   return st;
 }
 
-px_status px_jsonl_write(const char *path, const px_dataset *ds, px_error *err) {
+px_status px_jsonl_write(const char *path, const px_dataset *ds, const px_tokenizer *tok,
+                         px_error *err) {
   char tmp[4200];
   px_fs_temp_name(tmp, sizeof tmp, path);
   FILE *f = fopen(tmp, "wb");
@@ -153,17 +155,16 @@ px_status px_jsonl_write(const char *path, const px_dataset *ds, px_error *err) 
   int n_req, n_pos;
   const char *const *names = px_data_fields(ds->kind, &n_req, &n_pos);
   px_status st = PX_OK;
-  char *text = NULL;
-  size_t text_cap = 0;
+  px_text text = {0};
   for (int64_t i = 0; i < ds->n && st == PX_OK; i++) {
     json_t *obj = json_object();
     PX_REQUIRE(obj, "json_object failed (out of memory)");
     for (int fi = 0; fi < ds->n_fields; fi++) {
       int64_t len;
       const int32_t *toks = px_dataset_row(ds, fi, i, &len);
-      if ((size_t)len + 1 > text_cap) text_cap = (size_t)len + 1, text = px_realloc(text, text_cap);
-      px_tok_decode(text, toks, (size_t)len);
-      json_t *s = json_stringn(text, (size_t)len);
+      text.n = 0;
+      px_tokenizer_decode(tok, &text, toks, (size_t)len);
+      json_t *s = json_stringn(text.p, text.n);
       if (!s) {
         st = px_error_set(err, PX_EINPUT,
                           "record %lld: field \"%s\" is not valid UTF-8, which "
@@ -184,7 +185,7 @@ px_status px_jsonl_write(const char *path, const px_dataset *ds, px_error *err) 
       st = px_error_set(err, PX_ERUN, "cannot write %s: %s", path, strerror(errno));
     free(line);
   }
-  free(text);
+  px_text_free(&text);
   if (fclose(f) != 0 && st == PX_OK)
     st = px_error_set(err, PX_ERUN, "cannot write %s: %s", path, strerror(errno));
   if (st != PX_OK) {
@@ -194,9 +195,10 @@ px_status px_jsonl_write(const char *path, const px_dataset *ds, px_error *err) 
   return px_fs_publish(tmp, path, err);
 }
 
-px_status px_jsonl_import(const char *in, px_data_kind kind, const char *out, px_error *err) {
+px_status px_jsonl_import(const char *in, px_data_kind kind, px_tokenizer *tok, const char *out,
+                          px_error *err) {
   px_dataset ds;
-  PX_TRY(px_jsonl_read(in, kind, &ds, err));
+  PX_TRY(px_jsonl_read(in, kind, tok, &ds, err));
   px_status st = px_dataset_write(out, &ds, err);
   px_dataset_free(&ds);
   return st;

@@ -216,9 +216,9 @@ static herr_t px_write_attrs(hid_t file, const px_rollout *r, const px_rollout_a
   rc |= px_h5_attr_write_f64(file, "whiten_std", a->whiten_std);
   rc |= px_h5_attr_write_f64(file, "whiten_eps", a->whiten_eps);
   rc |= px_h5_attr_write_i64(file, "whiten_shift_mean", a->whiten_shift_mean ? 1 : 0);
-  rc |= px_h5_attr_write_i64(file, "pad_id", PX_TOK_PAD);
-  rc |= px_h5_attr_write_i64(file, "bos_id", PX_TOK_BOS);
-  rc |= px_h5_attr_write_i64(file, "eos_id", PX_TOK_EOS);
+  rc |= px_h5_attr_write_i64(file, "pad_id", a->pad_id);
+  rc |= px_h5_attr_write_i64(file, "bos_id", a->bos_id);
+  rc |= px_h5_attr_write_i64(file, "eos_id", a->eos_id);
   return rc < 0 ? -1 : 0;
 }
 
@@ -427,13 +427,12 @@ static px_status px_read_attrs(hid_t file, const char *path, px_rollout_attrs *a
                         (long long)shift);
   a->whiten_shift_mean = (int)shift;
   const char *ids[3] = {"pad_id", "bos_id", "eos_id"};
-  const int64_t want[3] = {PX_TOK_PAD, PX_TOK_BOS, PX_TOK_EOS};
+  int64_t *into[3] = {&a->pad_id, &a->bos_id, &a->eos_id};
   for (int k = 0; k < 3; k++) {
-    int64_t id = 0;
-    PX_TRY(px_h5_attr_read_i64(file, ids[k], &id, path, err));
-    if (id != want[k])
-      return px_error_set(err, PX_EINPUT, "%s: %s is %lld, this tokenizer's is %lld", path, ids[k],
-                          (long long)id, (long long)want[k]);
+    PX_TRY(px_h5_attr_read_i64(file, ids[k], into[k], path, err));
+    if (*into[k] < 0 || *into[k] >= (1 << 24))
+      return px_error_set(err, PX_EINPUT, "%s: %s is %lld, expected 0 to %d", path, ids[k],
+                          (long long)*into[k], (1 << 24) - 1);
   }
   return PX_OK;
 }

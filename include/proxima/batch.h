@@ -11,18 +11,21 @@
 #include <stdint.h>
 
 #include "proxima/dataset.h"
+#include "proxima/tokenizer.h"
 
 typedef struct px_batch {
-  int cap_B, cap_T; /* room */
-  int B, T;         /* rows in use; positions in use (the longest row) */
-  int32_t *tokens;  /* [B,T] inputs, PAD past lengths[b] (stride cap_T until packed) */
-  int32_t *targets; /* [B,T] next tokens, -1 past lengths[b] */
-  float *weights;   /* [B,T] loss weights, 0 past lengths[b] */
-  int32_t *lengths; /* [B] */
-  int truncated;    /* rows cut to cap_T since px_batch_build */
+  int cap_B, cap_T;      /* room */
+  int B, T;              /* rows in use; positions in use (the longest row) */
+  int32_t *tokens;       /* [B,T] inputs, PAD past lengths[b] (stride cap_T until packed) */
+  int32_t *targets;      /* [B,T] next tokens, -1 past lengths[b] */
+  float *weights;        /* [B,T] loss weights, 0 past lengths[b] */
+  int32_t *lengths;      /* [B] */
+  int truncated;         /* rows cut to cap_T since px_batch_build */
+  int32_t pad, bos, eos; /* the tokenizer's */
 } px_batch;
 
-void px_batch_build(px_batch *b, int cap_B, int cap_T);
+/* A batch of up to cap_B rows of cap_T positions, for sequences of tok's ids. */
+void px_batch_build(px_batch *b, const px_tokenizer *tok, int cap_B, int cap_T);
 void px_batch_free(px_batch *b);
 
 /* Empties the batch (B = T = 0). */

@@ -5,7 +5,9 @@
  * format_version, step, iteration and config (the resolved INI text); one group per model
  * (/policy, /reference, /value, /reward) with attributes vocab_size, max_seq_len, n_layer,
  * n_head, n_embd, head ("lm" or "scalar") — the reward group also gain and bias — and one
- * float32 dataset per tensor, named and shaped as the model's tensor table; the Adam moments in
+ * float32 dataset per tensor, named and shaped as the model's tensor table; /tokenizer, the
+ * models' tokenizer whole (attributes kind, sha256, n_vocab, pad_id, bos_id, eos_id; for gpt2
+ * the uint8 datasets vocab and merges, the text of vocab.json and merges.txt); the Adam moments in
  * /optim/<model>/m/<tensor> and /optim/<model>/v/<tensor> with attribute step. Every dataset is
  * chunked with the Fletcher-32 checksum (chunks along the first dimension, at most 4 MiB). A
  * checkpoint is written under a temporary name, fsynced and renamed; DIR/LATEST (one line naming
@@ -24,6 +26,7 @@
 
 #include "proxima/error.h"
 #include "proxima/gpt.h"
+#include "proxima/tokenizer.h"
 
 /* One model of a checkpoint. */
 typedef struct px_ckpt_model {
@@ -60,6 +63,7 @@ typedef struct px_ckpt {
   int n_models;
   const px_ckpt_var *state;
   int n_state;
+  const px_tokenizer *tokenizer; /* the models' tokenizer, stored whole in /tokenizer */
 } px_ckpt;
 
 /* Writes DIR/ckpt-<step>.h5. Every rank holds the same models and state (data parallel), so
@@ -132,6 +136,18 @@ px_status px_ckpt_read_trunk(const char *path, const char *group, px_gpt *model,
 px_status px_ckpt_load(const char *file_or_dir, const char *group, px_gpt_head head, int max_B,
                        int max_T, int trainable, px_gpt *model, double *gain, double *bias,
                        px_error *err);
+
+/* The tokenizer stored in the checkpoint file_or_dir (px_ckpt_resolve) into t (free it with
+ * px_tokenizer_free): its files rebuilt and checked against the stored hash and ids; the byte
+ * tokenizer when the file has no /tokenizer (written before tokenizers were stored). PX_EINPUT
+ * naming the problem. Not collective. */
+px_status px_ckpt_read_tokenizer(const char *file_or_dir, px_tokenizer *t, px_error *err);
+
+/* PX_EINPUT unless the checkpoint file_or_dir stores the tokenizer want; what names the
+ * checkpoint's role in messages ("ppo.reward"), against names want's ("ppo.policy"). Not
+ * collective. */
+px_status px_ckpt_check_tokenizer(const char *file_or_dir, const char *what,
+                                  const px_tokenizer *want, const char *against, px_error *err);
 
 /* The root attributes step and iteration. Not collective. */
 px_status px_ckpt_read_step(const char *path, int64_t *step, int64_t *iteration, px_error *err);

@@ -42,8 +42,14 @@
     "a wrong completion is off by a nonzero offset drawn uniformly from -max_offset..max_offset")  \
   X(synth, flip_rate, REAL, "0.1", "0..0.5",                                                       \
     "fraction of preference labels flipped (rater noise); the agreement ceiling is 1 - flip_rate") \
-  X(model, vocab_size, INT, "259", "259..1048576",                                                 \
-    "tokens: 256 bytes + PAD, BOS, EOS; more only pads the embedding (never sampled)")             \
+  X(model, tokenizer, CHOICE, "byte", "byte|gpt2",                                                 \
+    "byte = the 256 bytes + PAD, BOS, EOS (no files); gpt2 = GPT-2's byte-level BPE from "         \
+    "model.tokenizer_dir (sft reads it; later stages take the checkpoint's)")                      \
+  X(model, tokenizer_dir, STR, "", "",                                                             \
+    "directory of the gpt2 tokenizer's vocab.json + merges.txt (or encoder.json + vocab.bpe)")     \
+  X(model, vocab_size, INT, "0", "0..1048576",                                                     \
+    "embedding rows: 0 = fit the tokenizer (byte 259, gpt2 50304: 50257 + PAD rounded up to 64); " \
+    "rows past the tokenizer's ids only pad the embedding (never sampled)")                        \
   X(model, max_seq_len, INT, "32", "2..65536", "longest sequence (prompt + response + BOS, EOS)")  \
   X(model, n_layer, INT, "4", "1..1024", "transformer blocks")                                     \
   X(model, n_head, INT, "4", "1..4096", "attention heads (must divide n_embd)")                    \

@@ -6,10 +6,13 @@
  *   sft      prompt, completion
  *   prefs    prompt, chosen, rejected
  *   prompts  prompt [, reference]      (reference: the gold answer, when the task has one)
- * A field is stored ragged, as the byte tokens of every record end to end plus where each
- * record starts: group /FIELD with datasets tokens (int32 [total]) and offsets (int64 [N+1],
- * offsets[0] = 0). Tokens hold bytes only; BOS and EOS are added when sequences are built.
- * Root attributes: format "proxima-dataset", format_version 1, kind, n_records.
+ * A field is stored ragged, as the tokens of every record end to end plus where each record
+ * starts: group /FIELD with datasets tokens (int32 [total]) and offsets (int64 [N+1],
+ * offsets[0] = 0). Tokens are the text tokens of the tokenizer that made the set (tokenizer.h),
+ * each in [0, tokenizer_n_vocab); BOS and EOS are added when sequences are built.
+ * Root attributes: format "proxima-dataset", format_version 2, kind, n_records, and which
+ * tokenizer made it: tokenizer ("byte" | "gpt2"), tokenizer_sha256 (its hash) and
+ * tokenizer_n_vocab. Version 1 files (tokenizer "bytes", no hash) read as the byte tokenizer's.
  *
  * Reading is split over ranks: each reads only its contiguous share of the records (hyperslabs,
  * through HDF5's MPI-IO driver). Everything read is checked, since files may be damaged or
@@ -22,6 +25,7 @@
 
 #include "proxima/error.h"
 #include "proxima/fsutil.h"
+#include "proxima/tokenizer.h"
 
 typedef enum px_data_kind {
   PX_DATA_TEXT,
@@ -46,6 +50,10 @@ typedef struct px_dataset {
   int n_fields;    /* fields present (a prompts set without references has 1) */
   px_ragged field[PX_DATA_MAX_FIELDS];
   int64_t cap_rows, cap_tokens[PX_DATA_MAX_FIELDS]; /* room allocated, for px_dataset_append */
+  char tokenizer[16];        /* the kind of tokenizer that made it ("byte", "gpt2") */
+  char tokenizer_hash[65];   /* its hash */
+  int32_t tokenizer_n_vocab; /* tokens are below this */
+  px_tokenizer *tok;         /* px_dataset_append's encoder (not owned); NULL when read */
 } px_dataset;
 
 /* The name of a kind ("text", ...) and the reverse; parse returns -1 for an unknown name. */
@@ -58,10 +66,11 @@ const char *const *px_data_fields(px_data_kind kind, int *n_required, int *n_pos
 /* Record i (local index) of field f: *len tokens at the returned pointer. */
 const int32_t *px_dataset_row(const px_dataset *ds, int f, int64_t i, int64_t *len);
 
-/* An empty data set of a kind, to be filled with px_dataset_append. */
-void px_dataset_init(px_dataset *ds, px_data_kind kind, int n_fields);
+/* An empty data set of a kind whose records tok encodes (tok must outlive the filling), to be
+ * filled with px_dataset_append. */
+void px_dataset_init(px_dataset *ds, px_data_kind kind, int n_fields, px_tokenizer *tok);
 
-/* Appends a record: texts[f] of lens[f] bytes for each field. */
+/* Appends a record: texts[f] of lens[f] bytes for each field, encoded by the set's tokenizer. */
 void px_dataset_append(px_dataset *ds, const char *const *texts, const size_t *lens);
 
 /* Writes ds (all records, held by this process) to path: a temporary file, then fsync and
@@ -71,12 +80,17 @@ px_status px_dataset_write(const char *path, const px_dataset *ds, px_error *err
 
 /* Reads part `part` of `parts` contiguous parts of the records of path (the split of
  * px_comm_share). who: PX_IO_ALONE, this process alone; PX_IO_EVERY_RANK, collective, every
- * rank with its own part (over MPI-IO). want_kind >= 0 requires that kind. On failure out is
- * left empty. */
+ * rank with its own part (over MPI-IO). want_kind >= 0 requires that kind; tok (NULL: any)
+ * requires that tokenizer (px_dataset_check_tokenizer). On failure out is left empty. */
 px_status px_dataset_read(const char *path, px_io_who who, int part, int parts, int want_kind,
-                          px_dataset *out, px_error *err);
+                          const px_tokenizer *tok, px_dataset *out, px_error *err);
 
 void px_dataset_free(px_dataset *ds);
+
+/* PX_EINPUT unless ds (read from path) was made by the tokenizer tok: a data set made by
+ * another tokenizer would feed a model ids that mean other text. Not collective. */
+px_status px_dataset_check_tokenizer(const px_dataset *ds, const char *path,
+                                     const px_tokenizer *tok, px_error *err);
 
 /* "HDF5 1.10.8 (parallel)", in buf of n bytes, for --version. */
 const char *px_io_library(char *buf, size_t n);

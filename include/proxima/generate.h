@@ -29,6 +29,7 @@
 #include "proxima/error.h"
 #include "proxima/gpt.h"
 #include "proxima/sampler.h"
+#include "proxima/tokenizer.h"
 
 /* Responses to n prompts; row i belongs to the call's prompt i. */
 typedef struct px_generation {
@@ -54,11 +55,12 @@ typedef struct px_prompts {
  * T - 3 tokens of a prompt, so that BOS, the prompt, a response token and EOS fit. */
 static inline int64_t px_prompt_max_tokens(int T) { return T > 3 ? T - 3 : 0; }
 
-/* Packs the prompts (field 0) of records[0..n) of d (records NULL: first, first + 1, ...) for a
+/* Packs the prompts (field 0) of records[0..n) of d (records NULL: first, first + 1, ...), each
+ * after tok's BOS, for a
  * model of max_seq_len T, each cut to px_prompt_max_tokens(T); T = 0: whole, for a command that
  * refuses a prompt too long (px_generate names it). Not collective. */
-void px_prompts_pack(px_prompts *p, const px_dataset *d, const int64_t *records, int64_t first,
-                     int64_t n, int T);
+void px_prompts_pack(px_prompts *p, const px_dataset *d, const px_tokenizer *tok,
+                     const int64_t *records, int64_t first, int64_t n, int T);
 void px_prompts_free(px_prompts *p);
 
 /* Warns once (on rank 0) how many prompts over all ranks px_prompts_pack cut; who names the
@@ -85,10 +87,12 @@ typedef struct px_generator {
 } px_generator;
 
 /* A generator of up to batch sequences at once and max_new_tokens tokens per response, for a
- * model with the LM head; the sampler configuration must pass px_sampler_config_check. The KV
- * cache holds batch x max_seq_len positions of every layer. */
-void px_generator_build(px_generator *g, const px_gpt *model, const px_sampler_config *sampling,
-                        uint64_t seed, int batch, int max_new_tokens);
+ * model with the LM head and its tokenizer tok (which must outlive the generator); the sampler
+ * configuration must pass px_sampler_config_check. The KV cache holds batch x max_seq_len positions
+ * of every layer. */
+void px_generator_build(px_generator *g, const px_gpt *model, const px_tokenizer *tok,
+                        const px_sampler_config *sampling, uint64_t seed, int batch,
+                        int max_new_tokens);
 void px_generator_free(px_generator *g);
 
 /* The bytes px_generator_build allocates for a model of this configuration and batch, its KV

@@ -31,7 +31,7 @@ typedef enum px_gpt_head {
 } px_gpt_head;
 
 typedef struct px_gpt_config {
-  int vocab_size;  /* V: at least PX_TOK_COUNT for the byte tokenizer */
+  int vocab_size;  /* V: at least the tokenizer's n_ids (tokenizer.h) */
   int max_seq_len; /* T of wpe [T,C] */
   int n_layer;     /* L */
   int n_head;      /* NH, dividing n_embd */

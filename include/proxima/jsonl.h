@@ -19,11 +19,15 @@
 /* The longest line accepted; a longer one is refused with its line number. */
 #define PX_JSONL_MAX_LINE ((size_t)256 << 20)
 
-/* Reads every record of a JSONL file of the given kind into out. Not collective. */
-px_status px_jsonl_read(const char *path, px_data_kind kind, px_dataset *out, px_error *err);
+/* Reads every record of a JSONL file of the given kind into out, encoded by tok. Not
+ * collective. */
+px_status px_jsonl_read(const char *path, px_data_kind kind, px_tokenizer *tok, px_dataset *out,
+                        px_error *err);
 
-/* Writes every record of ds as JSONL to path, atomically. Not collective. */
-px_status px_jsonl_write(const char *path, const px_dataset *ds, px_error *err);
+/* Writes every record of ds, decoded by tok (the set's tokenizer), as JSONL to path,
+ * atomically. Not collective. */
+px_status px_jsonl_write(const char *path, const px_dataset *ds, const px_tokenizer *tok,
+                         px_error *err);
 
 /* Appends one metrics record to f, a line {"phase": phase, "step": step, names[i]: values[i], ...}
  * in that order, reals with 10 significant digits and a non-finite value as null, and flushes it.
@@ -31,8 +35,10 @@ px_status px_jsonl_write(const char *path, const px_dataset *ds, px_error *err);
 int px_jsonl_write_record(FILE *f, const char *phase, int64_t step, int n, const char *const *names,
                           const double *values);
 
-/* `proxima data import`: JSONL in, HDF5 data set out (atomically: on failure nothing is left
- * at out and a file already there is untouched). Not collective: call it on one rank. */
-px_status px_jsonl_import(const char *in, px_data_kind kind, const char *out, px_error *err);
+/* `proxima data import`: JSONL in, encoded by tok, HDF5 data set out (atomically: on failure
+ * nothing is left at out and a file already there is untouched). Not collective: call it on one
+ * rank. */
+px_status px_jsonl_import(const char *in, px_data_kind kind, px_tokenizer *tok, const char *out,
+                          px_error *err);
 
 #endif

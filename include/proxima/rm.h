@@ -47,11 +47,12 @@ px_status px_rm_run(const px_config *cfg, px_error *err);
  * row's last position (its EOS) + bias, into scores [B]. Not collective. */
 void px_rm_scores(const px_gpt *model, const px_batch *b, float gain, float bias, float *scores);
 
-/* Scores n (prompt, response) pairs, prompt and response as tokens without BOS and EOS, in
- * batches of the model's max_B. Not collective. */
-void px_rm_score(px_gpt *model, float gain, float bias, const int32_t *const *prompts,
-                 const int64_t *prompt_lens, const int32_t *const *responses,
-                 const int64_t *response_lens, int64_t n, float *scores);
+/* Scores n (prompt, response) pairs, prompt and response as tokens of tok without BOS and EOS,
+ * in batches of the model's max_B. Not collective. */
+void px_rm_score(px_gpt *model, const px_tokenizer *tok, float gain, float bias,
+                 const int32_t *const *prompts, const int64_t *prompt_lens,
+                 const int32_t *const *responses, const int64_t *response_lens, int64_t n,
+                 float *scores);
 
 /* Loads the reward group of a checkpoint (file or run directory) into a new model for batches
  * of max_B sequences, with its gain and bias. Not collective. */
@@ -61,8 +62,9 @@ px_status px_rm_load_model(const char *file_or_dir, px_gpt *model, int max_B, fl
 /* Accuracy (pairs scored the right way round) and mean loss over the ranks' pairs: this rank
  * scores pairs idx[0..n) of its data set, n_global pairs in all, in micro-batches of mb.
  * Collective. */
-px_status px_rm_evaluate(px_gpt *model, const px_dataset *pairs, const int64_t *idx, int64_t n,
-                         int64_t n_global, int mb, double *accuracy, double *loss);
+px_status px_rm_evaluate(px_gpt *model, const px_tokenizer *tok, const px_dataset *pairs,
+                         const int64_t *idx, int64_t n, int64_t n_global, int mb, double *accuracy,
+                         double *loss);
 
 /* PX_EINPUT naming the first pair of the prefs data set d (read from path) whose chosen or
  * rejected sequence, with BOS and EOS, is longer than max_T. Not collective. */
@@ -73,9 +75,10 @@ px_status px_rm_check_lengths(const px_dataset *d, int max_T, const char *path, 
  * bias from their allreduced mean and standard deviation; then scores them again with gain and
  * bias applied. stats: raw mean, raw std, normalised mean, normalised std, the fraction that
  * ended with EOS (NaN when rm.norm_samples is 0). Collective. */
-px_status px_rm_normalize(const px_config *cfg, px_gpt *reward, const char *policy_path,
-                          const px_dataset *pairs, const int64_t *train, int64_t n_train,
-                          float *gain, float *bias, double stats[5], px_error *err);
+px_status px_rm_normalize(const px_config *cfg, px_gpt *reward, const px_tokenizer *tok,
+                          const char *policy_path, const px_dataset *pairs, const int64_t *train,
+                          int64_t n_train, float *gain, float *bias, double stats[5],
+                          px_error *err);
 
 /* The stage's metrics and plots (stage.h): `proxima metrics` lists them. */
 extern const px_stage_table px_rm_table;

@@ -74,6 +74,7 @@ typedef struct px_rollout_attrs {
   double whiten_mean;    /* global masked mean of the raw advantages */
   double whiten_std;     /* sqrt(global masked variance + whiten_eps) */
   double whiten_eps;
+  int64_t pad_id, bos_id, eos_id; /* the tokenizer's specials, as tokens holds them */
 } px_rollout_attrs;
 
 /* Writes the rollout file at path. who: PX_IO_EVERY_RANK (collective: every rank of the run

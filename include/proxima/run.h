@@ -58,12 +58,14 @@ int64_t px_run_metrics_bytes(px_run *run);
  * not there twice. Not collective: rank 0 acts, the others return. */
 void px_run_metrics_rewind(px_run *run, const char *ckpt_path, int64_t bytes);
 
-/* Writes the checkpoint of step (and iteration) into run.dir/checkpoints, keeping
+/* Writes the checkpoint of step (and iteration), with the models' tokenizer, into
+ * run.dir/checkpoints, keeping
  * run.keep_last: first *metrics_bytes (a state variable in vars) is set to metrics.jsonl's
  * size, so that the file records it. Collective. */
 px_status px_run_checkpoint(px_run *run, const px_config *cfg, int64_t step, int64_t iteration,
-                            const px_ckpt_model *models, int n_models, const px_ckpt_var *vars,
-                            int n_vars, int64_t *metrics_bytes, px_error *err);
+                            const px_tokenizer *tokenizer, const px_ckpt_model *models,
+                            int n_models, const px_ckpt_var *vars, int n_vars,
+                            int64_t *metrics_bytes, px_error *err);
 
 /* Resumes from the checkpoint at path: reads models[0..n_models) (into models already built to
  * their configuration) and the state vars on every rank, refuses a checkpoint written with

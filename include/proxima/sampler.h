@@ -2,9 +2,9 @@
  * sampler.h — picking the next token from a row of logits (llama2.c's sampler, grown up):
  * temperature, top-k, top-p (nucleus) and greedy, over the tokens a response may hold.
  *
- * What may be drawn: the bytes 0-255 and EOS. PAD and BOS never are, nor any token id of a
- * larger vocabulary (>= PX_TOK_COUNT: padding of the embedding, never trained), whatever the
- * logits say.
+ * What may be drawn: the tokenizer's text tokens and EOS (px_tokenizer_sampleable). PAD and
+ * BOS never are, nor any id of a wider model vocabulary (from the tokenizer's n_ids up: padding
+ * of the embedding, never trained), whatever the logits say.
  *
  * Randomness enters in one place, px_sampler_coin: one uniform draw of Philox keyed by (seed,
  * iteration, global sample index, position), so what sample i draws does not depend on the rank
@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "proxima/error.h"
+#include "proxima/tokenizer.h"
 
 typedef struct px_sampler_config {
   float temperature; /* logits are divided by it; 0 means greedy */
@@ -39,19 +40,18 @@ typedef struct px_sampler_candidate {
 typedef struct px_sampler {
   px_sampler_config config;
   uint64_t seed;
+  const px_tokenizer *tok;       /* not owned: which ids may be drawn */
   int vocab_size;                /* V of the logits rows */
   int max_rows;                  /* rows px_sampler_sample_rows takes at once */
-  px_sampler_candidate *scratch; /* [max_rows, PX_TOK_COUNT] */
+  px_sampler_candidate *scratch; /* [max_rows, tok->n_ids] */
 } px_sampler;
 
-/* A sampler for logits rows of vocab_size entries (>= PX_TOK_COUNT), up to max_rows at once.
- * The configuration must pass px_sampler_config_check. */
-void px_sampler_build(px_sampler *s, const px_sampler_config *config, uint64_t seed, int vocab_size,
-                      int max_rows);
+/* A sampler for logits rows of vocab_size entries (>= tok->n_ids), up to max_rows at once, over
+ * the tokens of tok (which must outlive it). The configuration must pass
+ * px_sampler_config_check. */
+void px_sampler_build(px_sampler *s, const px_sampler_config *config, const px_tokenizer *tok,
+                      uint64_t seed, int vocab_size, int max_rows);
 void px_sampler_free(px_sampler *s);
-
-/* Whether a token may be sampled at all (a byte or EOS). */
-int px_sampler_allowed(int32_t token);
 
 /* Whether the sampler takes the argmax (greedy set, or temperature 0). */
 int px_sampler_is_greedy(const px_sampler *s);
@@ -66,7 +66,7 @@ float px_sampler_logprob_temperature(const px_sampler *s);
 double px_sampler_coin(const px_sampler *s, uint64_t iteration, int64_t sample, int position);
 
 /* The token for one row of logits [vocab_size] and a coin in [0, 1), with scratch room for
- * PX_TOK_COUNT candidates. Greedy: the allowed token of the largest logit (the lowest id on a
+ * tok->n_ids candidates. Greedy: the allowed token of the largest logit (the lowest id on a
  * tie). Otherwise, over the allowed tokens: softmax(logits / temperature), keep the top_k most
  * likely, then the smallest most-likely prefix whose mass reaches top_p, renormalise, and invert
  * the cumulative distribution at the coin (candidates ordered by probability, ties by id). */

@@ -29,9 +29,11 @@ typedef struct px_sft_state {
   PX_SFT_STATE(PX_CKPT_FIELD, )
 } px_sft_state;
 
-/* The policy's model configuration from the [model] keys; PX_EINPUT when they do not fit
- * together (e.g. n_head not dividing n_embd). Not collective. */
-px_status px_sft_model_config(const px_config *cfg, px_gpt_config *mc, px_error *err);
+/* The policy's model configuration from the [model] keys for the tokenizer tok (vocab_size 0:
+ * px_tokenizer_vocab_size); PX_EINPUT when they do not fit together (e.g. n_head not dividing
+ * n_embd, a vocab_size below the tokenizer's ids). Not collective. */
+px_status px_sft_model_config(const px_config *cfg, const px_tokenizer *tok, px_gpt_config *mc,
+                              px_error *err);
 
 /* Runs SFT as configured. Collective; every rank returns the same status. */
 px_status px_sft_run(const px_config *cfg, px_error *err);

@@ -88,9 +88,10 @@ struct px_stage {
   int64_t log_every;        /* a record every this many steps (and at the last; 1: every step) */
   int64_t checkpoint_every; /* 0: only at the end and on a stop signal */
   int last_checkpoint;      /* the loop checkpoints its last step (0: the stage does after it) */
-  px_ckpt_model *models;    /* what a checkpoint holds */
-  int n_models, n_restored; /* models[0..n_restored) are read back by px_stage_restore */
-  const px_ckpt_var *vars;  /* the stage's state */
+  const px_tokenizer *tokenizer; /* the models' (stored in every checkpoint) */
+  px_ckpt_model *models;         /* what a checkpoint holds */
+  int n_models, n_restored;      /* models[0..n_restored) are read back by px_stage_restore */
+  const px_ckpt_var *vars;       /* the stage's state */
   int n_vars;
   int64_t *seed, *metrics_bytes,
       *step; /* in the state: run.seed, metrics.jsonl's size, steps done */
@@ -115,8 +116,9 @@ struct px_stage {
  * failure nothing is left open. */
 px_status px_stage_open(px_stage *sg, px_error *err);
 
-/* When resuming: reads models[0..n_restored) and the state, refuses another run.seed, rewinds
- * metrics.jsonl, and says so in the log; sets sg->first to the steps done. Fresh: sg->first 0. */
+/* When resuming: refuses a checkpoint whose tokenizer is not sg->tokenizer, reads
+ * models[0..n_restored) and the state, refuses another run.seed, rewinds metrics.jsonl, and says
+ * so in the log; sets sg->first to the steps done. Fresh: sg->first 0. */
 px_status px_stage_restore(px_stage *sg, px_error *err);
 
 /* Runs steps sg->first .. sg->steps-1 with step(sg, ctx, step, err). After each: the record of

@@ -31,16 +31,17 @@ typedef struct px_answers {
 
 /* Sampled and greedy answers of model to prompts [lo, lo + n) (tokens/offsets: BOS prompt),
  * their gold counts and, with a reward model, the sum of the sampled answers' scores. */
-static px_status px_eval_answer(const px_config *cfg, px_gpt *model, px_gpt *reward, float gain,
-                                float bias, const px_dataset *ds, const int32_t *tokens,
-                                const int64_t *offsets, int64_t lo, int64_t n, int max_new,
-                                px_answers *a, px_error *err) {
+static px_status px_eval_answer(const px_config *cfg, const px_tokenizer *tok, px_gpt *model,
+                                px_gpt *reward, float gain, float bias, const px_dataset *ds,
+                                const int32_t *tokens, const int64_t *offsets, int64_t lo,
+                                int64_t n, int max_new, px_answers *a, px_error *err) {
   memset(a, 0, sizeof *a);
   for (int greedy = 0; greedy < 2; greedy++) {
     px_sampler_config sc = px_sample_config(cfg);
     if (greedy) sc.greedy = 1, sc.temperature = 0;
     px_generator gen;
-    px_generator_build(&gen, model, &sc, (uint64_t)cfg->run_seed, (int)cfg->sample_batch, max_new);
+    px_generator_build(&gen, model, tok, &sc, (uint64_t)cfg->run_seed, (int)cfg->sample_batch,
+                       max_new);
     px_generation *g = greedy ? &a->greedy : &a->sampled;
     px_status st = px_generate(&gen, tokens, offsets, n, PX_PPO_EVAL_ITERATION, lo, g, err);
     px_generator_free(&gen);
@@ -60,7 +61,7 @@ static px_status px_eval_answer(const px_config *cfg, px_gpt *model, px_gpt *rew
     const int32_t *p = tokens + offsets[i] + 1, *r = g->tokens + (size_t)i * g->max_new;
     int64_t pl = offsets[i + 1] - offsets[i] - 1, rl = g->lengths[i] - 1;
     float score;
-    px_rm_score(reward, gain, bias, &p, &pl, &r, &rl, 1, &score);
+    px_rm_score(reward, tok, gain, bias, &p, &pl, &r, &rl, 1, &score);
     a->reward_sum += score;
   }
   return PX_OK;
@@ -68,11 +69,12 @@ static px_status px_eval_answer(const px_config *cfg, px_gpt *model, px_gpt *rew
 
 /* Sum over responses of sum_t log pi_model(y_t | ...) at temperature T, teacher-forced, into
  * lp[i] for each of the n generated responses. */
-static void px_eval_logprobs(px_gpt *model, const int32_t *tokens, const int64_t *offsets,
-                             const px_generation *g, float temperature, double *lp) {
+static void px_eval_logprobs(px_gpt *model, const px_tokenizer *tok, const int32_t *tokens,
+                             const int64_t *offsets, const px_generation *g, float temperature,
+                             double *lp) {
   const int T = model->config.max_seq_len, mb = model->max_B;
   px_batch b;
-  px_batch_build(&b, mb, T);
+  px_batch_build(&b, tok, mb, T);
   int32_t *seq = px_malloc((size_t)T * sizeof *seq);
   float *out = px_malloc((size_t)mb * T * sizeof *out);
   for (int64_t start = 0; start < g->n; start += mb) {
@@ -99,24 +101,26 @@ static void px_eval_logprobs(px_gpt *model, const int32_t *tokens, const int64_t
   px_batch_free(&b);
 }
 
-/* The n tokens as printable text (px_text_printable) into buf of cap bytes: at most
- * (cap - 1) / 3 of them, so that the text (3 bytes a token at most) is never cut inside a
- * character. */
-static void px_eval_printable(const int32_t *tokens, int64_t n, char *buf, size_t cap) {
-  if (n > (int64_t)((cap - 1) / 3)) n = (int64_t)((cap - 1) / 3);
-  char *tmp = px_malloc((size_t)n + 1);
-  size_t len = px_tok_decode(tmp, tokens, (size_t)n);
-  px_text t = {0};
-  px_text_printable(&t, tmp, len);
-  snprintf(buf, cap, "%s", t.p);
+/* The text n tokens decode to as printable text (px_text_printable) into buf of cap bytes, cut
+ * at a character boundary when it does not fit. */
+static void px_eval_printable(const px_tokenizer *tok, const int32_t *tokens, int64_t n, char *buf,
+                              size_t cap) {
+  px_text bytes = {0}, t = {0};
+  px_tokenizer_decode(tok, &bytes, tokens, (size_t)n);
+  px_text_printable(&t, bytes.p, bytes.n);
+  size_t len = t.n < cap - 1 ? t.n : cap - 1;
+  while (len > 0 && len < t.n && ((unsigned char)t.p[len] & 0xC0) == 0x80) len--;
+  memcpy(buf, t.p, len);
+  buf[len] = '\0';
+  px_text_free(&bytes);
   px_text_free(&t);
-  free(tmp);
 }
 
 /* The text of a response (EOS dropped) into buf of n bytes. */
-static void px_eval_text(const px_generation *g, int64_t i, char *buf, size_t n) {
+static void px_eval_text(const px_tokenizer *tok, const px_generation *g, int64_t i, char *buf,
+                         size_t n) {
   int L = g->lengths[i] - (g->eos[i] ? 1 : 0);
-  px_eval_printable(g->tokens + (size_t)i * g->max_new, L, buf, n);
+  px_eval_printable(tok, g->tokens + (size_t)i * g->max_new, L, buf, n);
 }
 
 static json_t *px_eval_side(double gold_s, double gold_g, double reward, int has_ref,
@@ -134,6 +138,7 @@ typedef struct px_eval {
   px_gpt tuned, base, reward;
   float gain, bias; /* the reward model's normalisation */
   px_dataset ds;
+  px_tokenizer tok; /* the policy's, which pi_base, the reward model and the prompts share */
 } px_eval;
 
 /* The tuned policy, pi_base (--base's policy group, else the policy checkpoint's reference
@@ -157,19 +162,26 @@ static px_status px_eval_load(const px_config *cfg, const px_cli_eval_args *args
     PX_TRY(px_ckpt_resolve(args->reward, e->reward_path, sizeof e->reward_path, err));
   else if (px_ckpt_read_config(e->path, "reward", &probe, &ignored) == PX_OK)
     snprintf(e->reward_path, sizeof e->reward_path, "%s", e->path);
+  PX_TRY(px_ckpt_read_tokenizer(e->path, &e->tok, err));
+  if (e->base_path[0])
+    PX_TRY(px_ckpt_check_tokenizer(e->base_path, "pi_base", &e->tok, "the policy", err));
+  if (e->reward_path[0])
+    PX_TRY(px_ckpt_check_tokenizer(e->reward_path, "the reward model", &e->tok, "the policy", err));
   PX_TRY(px_ckpt_load(e->path, "policy", PX_GPT_HEAD_LM, mb, 0, 0, &e->tuned, NULL, NULL, err));
+  PX_TRY(px_tokenizer_check_vocab(&e->tok, e->tuned.config.vocab_size, e->path, err));
   if (e->base_path[0])
     PX_TRY(px_ckpt_load(e->base_path, base_group, PX_GPT_HEAD_LM, mb, 0, 0, &e->base, NULL, NULL,
                         err));
   if (e->reward_path[0])
     PX_TRY(px_rm_load_model(e->reward_path, &e->reward, mb, &e->gain, &e->bias, err));
-  PX_TRY(px_dataset_read(args->prompts, PX_IO_ALONE, 0, 1, PX_DATA_PROMPTS, &e->ds, err));
+  PX_TRY(px_dataset_read(args->prompts, PX_IO_ALONE, 0, 1, PX_DATA_PROMPTS, &e->tok, &e->ds, err));
   if (e->ds.n == 0) return px_error_set(err, PX_EINPUT, "%s holds no prompts", args->prompts);
   return PX_OK;
 }
 
 static void px_eval_free(px_eval *e) {
   px_dataset_free(&e->ds);
+  px_tokenizer_free(&e->tok);
   px_gpt *models[] = {&e->tuned, &e->base, &e->reward};
   for (int i = 0; i < 3; i++)
     if (models[i]->params) px_gpt_free(models[i]);
@@ -219,16 +231,16 @@ static json_t *px_eval_report(const px_config *cfg, const px_cli_eval_args *args
   for (int pass = 0; pass < 2; pass++)
     for (int64_t i = 0; i < n && shown < k; i++) {
       char prompt[256], ref[256] = "", bt[256] = "-", tt[256];
-      if (has_base) px_eval_text(&ab->sampled, i, bt, sizeof bt);
-      px_eval_text(&at->sampled, i, tt, sizeof tt);
+      if (has_base) px_eval_text(&e->tok, &ab->sampled, i, bt, sizeof bt);
+      px_eval_text(&e->tok, &at->sampled, i, tt, sizeof tt);
       if ((strcmp(bt, tt) == 0) != pass) continue; /* pass 0: the answers differ; 1: the same */
       shown++;
       int64_t np, nr;
       const int32_t *p = px_dataset_row(&e->ds, 0, i, &np);
-      px_eval_printable(p, np, prompt, sizeof prompt);
+      px_eval_printable(&e->tok, p, np, prompt, sizeof prompt);
       if (has_ref) {
         const int32_t *r = px_dataset_row(&e->ds, 1, i, &nr);
-        px_eval_printable(r, nr, ref, sizeof ref);
+        px_eval_printable(&e->tok, r, nr, ref, sizeof ref);
       }
       printf("%-20s %-12s %-16s %-16s\n", prompt, ref, bt, tt);
       json_t *x = json_object();
@@ -271,7 +283,7 @@ px_status px_cli_eval_policy(const px_config *cfg, const px_cli_eval_args *args,
   px_comm_share(e.ds.n, px_comm_rank(), px_comm_size(), &lo, &hi);
   const int64_t n = hi - lo;
   px_prompts pr;
-  px_prompts_pack(&pr, &e.ds, NULL, lo, n, T);
+  px_prompts_pack(&pr, &e.ds, &e.tok, NULL, lo, n, T);
   px_prompts_warn_cut(&pr, "eval", T);
   px_log_info("eval: %lld prompts of %s; policy %s%s%s%s%s", (long long)e.ds.n, args->prompts,
               e.path, e.base_path[0] ? ", pi_base " : " (no pi_base)", e.base_path,
@@ -280,11 +292,11 @@ px_status px_cli_eval_policy(const px_config *cfg, const px_cli_eval_args *args,
   double *lp_t = px_calloc((size_t)n + 1, sizeof *lp_t),
          *lp_b = px_calloc((size_t)n + 1, sizeof *lp_b);
   px_gpt *rm = e.reward_path[0] ? &e.reward : NULL;
-  st = px_eval_answer(cfg, &e.tuned, rm, e.gain, e.bias, &e.ds, pr.tokens, pr.offsets, lo, n,
-                      max_new, &at, err);
+  st = px_eval_answer(cfg, &e.tok, &e.tuned, rm, e.gain, e.bias, &e.ds, pr.tokens, pr.offsets, lo,
+                      n, max_new, &at, err);
   if (st == PX_OK && e.base_path[0])
-    st = px_eval_answer(cfg, &e.base, rm, e.gain, e.bias, &e.ds, pr.tokens, pr.offsets, lo, n,
-                        max_new, &ab, err);
+    st = px_eval_answer(cfg, &e.tok, &e.base, rm, e.gain, e.bias, &e.ds, pr.tokens, pr.offsets, lo,
+                        n, max_new, &ab, err);
   st = px_comm_agree(st, err);
   /* sums over the ranks: tuned gold s/g, reward; base gold s/g, reward; KL */
   double sums[7] = {at.gold_sampled,
@@ -297,8 +309,8 @@ px_status px_cli_eval_policy(const px_config *cfg, const px_cli_eval_args *args,
   if (st == PX_OK && e.base_path[0]) {
     px_sampler_config sc = px_sample_config(cfg);
     float temp = sc.greedy || sc.temperature <= 0 ? 1.0f : sc.temperature;
-    px_eval_logprobs(&e.tuned, pr.tokens, pr.offsets, &at.sampled, temp, lp_t);
-    px_eval_logprobs(&e.base, pr.tokens, pr.offsets, &at.sampled, temp, lp_b);
+    px_eval_logprobs(&e.tuned, &e.tok, pr.tokens, pr.offsets, &at.sampled, temp, lp_t);
+    px_eval_logprobs(&e.base, &e.tok, pr.tokens, pr.offsets, &at.sampled, temp, lp_b);
     for (int64_t i = 0; i < n; i++) sums[6] += lp_t[i] - lp_b[i];
   }
   if (st == PX_OK) px_comm_allreduce_sum_f64(sums, 7);

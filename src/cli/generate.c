@@ -22,15 +22,15 @@
 
 /* The prompts of this rank, whole (px_generate refuses one too long for the model), with the
  * global index of the first and the total count. Collective (a data set is read with MPI-IO). */
-static px_status px_load_prompts(const char *prompt, const char *file, int64_t *first,
-                                 int64_t *n_total, px_prompts *pr, px_error *err) {
+static px_status px_load_prompts(px_tokenizer *tok, const char *prompt, const char *file,
+                                 int64_t *first, int64_t *n_total, px_prompts *pr, px_error *err) {
   const int rank = px_comm_rank(), size = px_comm_size();
   px_dataset ds;
   memset(&ds, 0, sizeof ds);
   px_status st = PX_OK;
   int64_t lo = 0, hi = 0;
   if (prompt) {
-    px_dataset_init(&ds, PX_DATA_PROMPTS, 1);
+    px_dataset_init(&ds, PX_DATA_PROMPTS, 1, tok);
     size_t len = strlen(prompt);
     const char *texts[1] = {prompt};
     px_dataset_append(&ds, texts, &len);
@@ -38,10 +38,11 @@ static px_status px_load_prompts(const char *prompt, const char *file, int64_t *
   } else {
     size_t len = strlen(file);
     if (len >= 6 && strcmp(file + len - 6, ".jsonl") == 0) {
-      st = px_jsonl_read(file, PX_DATA_PROMPTS, &ds, err); /* every rank reads it, takes a share */
+      /* every rank reads it, takes a share */
+      st = px_jsonl_read(file, PX_DATA_PROMPTS, tok, &ds, err);
       if (st == PX_OK) px_comm_share(ds.n, rank, size, &lo, &hi);
     } else {
-      st = px_dataset_read(file, PX_IO_EVERY_RANK, rank, size, -1, &ds, err);
+      st = px_dataset_read(file, PX_IO_EVERY_RANK, rank, size, -1, tok, &ds, err);
       if (st == PX_OK && ds.kind == PX_DATA_TEXT)
         st = px_error_set(err, PX_EINPUT,
                           "%s holds text records; generate needs prompts (a prompts, sft or "
@@ -56,44 +57,45 @@ static px_status px_load_prompts(const char *prompt, const char *file, int64_t *
   }
   *first = lo + ds.first; /* one of the two is 0 */
   *n_total = ds.n_total;
-  px_prompts_pack(pr, &ds, NULL, lo, hi - lo, 0);
+  px_prompts_pack(pr, &ds, tok, NULL, lo, hi - lo, 0);
   px_dataset_free(&ds);
   return PX_OK;
 }
 
-/* This rank's output lines, in prompt order. */
-static void px_format(px_text *t, const px_generation *g, const int32_t *tokens,
-                      const int64_t *offsets, int64_t first, int json) {
-  size_t cap = 1;
+/* This rank's output lines, in prompt order: the texts the tokens decode to, as valid UTF-8
+ * (a response cut inside a character shows U+FFFD there). */
+static void px_format(px_text *t, const px_tokenizer *tok, const px_generation *g,
+                      const int32_t *tokens, const int64_t *offsets, int64_t first, int json) {
+  px_text prompt = {0}, resp = {0}, esc = {0};
   for (int64_t i = 0; i < g->n; i++) {
-    size_t need = (size_t)(offsets[i + 1] - offsets[i]) + (size_t)g->max_new + 1;
-    if (need > cap) cap = need;
-  }
-  char *buf = px_malloc(cap), *resp = px_malloc(cap);
-  for (int64_t i = 0; i < g->n; i++) {
-    size_t plen = px_tok_decode(buf, tokens + offsets[i], (size_t)(offsets[i + 1] - offsets[i]));
-    size_t rlen = px_tok_decode(resp, g->tokens + i * g->max_new, (size_t)g->lengths[i]);
+    prompt.n = resp.n = esc.n = 0;
+    px_tokenizer_decode(tok, &prompt, tokens + offsets[i], (size_t)(offsets[i + 1] - offsets[i]));
+    px_tokenizer_decode(tok, &resp, g->tokens + i * g->max_new, (size_t)g->lengths[i]);
     if (json) {
       double lp = 0.0;
       for (int j = 0; j < g->lengths[i]; j++) lp += g->logprobs[i * g->max_new + j];
       char head[64], tail[160];
       snprintf(head, sizeof head, "{\"index\": %lld, \"prompt\": ", (long long)first + i);
       px_text_str(t, head);
-      px_text_json(t, buf, plen);
+      px_text_json(t, prompt.p, prompt.n);
       px_text_str(t, ", \"response\": ");
-      px_text_json(t, resp, rlen);
+      px_text_json(t, resp.p, resp.n);
       snprintf(tail, sizeof tail, ", \"eos\": %s, \"tokens\": %d, \"logprob\": %.6g}\n",
                g->eos[i] ? "true" : "false", g->lengths[i], isfinite(lp) ? lp : -1e300);
       px_text_str(t, tail);
     } else {
-      px_text_escaped(t, buf, plen);
+      px_text_escaped(&esc, prompt.p, prompt.n);
+      px_text_printable(t, esc.p, esc.n);
       px_text_str(t, "\t");
-      px_text_escaped(t, resp, rlen);
+      esc.n = 0;
+      px_text_escaped(&esc, resp.p, resp.n);
+      px_text_printable(t, esc.p, esc.n);
       px_text_str(t, "\n");
     }
   }
-  free(buf);
-  free(resp);
+  px_text_free(&prompt);
+  px_text_free(&resp);
+  px_text_free(&esc);
 }
 
 px_status px_cli_generate(const px_config *cfg, const char *ckpt, const char *prompt,
@@ -112,16 +114,22 @@ px_status px_cli_generate(const px_config *cfg, const char *ckpt, const char *pr
   px_gpt model;
   memset(&model, 0, sizeof model);
   /* generation uses the KV cache, not the arena: a 1 x 1 arena */
-  px_status st = px_ckpt_load(ckpt, "policy", PX_GPT_HEAD_LM, 1, 1, 0, &model, NULL, NULL, err);
+  px_tokenizer tok;
+  px_tokenizer_byte(&tok);
+  px_status st = px_ckpt_read_tokenizer(ckpt, &tok, err);
+  if (st == PX_OK)
+    st = px_ckpt_load(ckpt, "policy", PX_GPT_HEAD_LM, 1, 1, 0, &model, NULL, NULL, err);
+  if (st == PX_OK) st = px_tokenizer_check_vocab(&tok, model.config.vocab_size, ckpt, err);
   st = px_comm_agree(st, err);
   if (st != PX_OK) {
     if (model.params) px_gpt_free(&model);
+    px_tokenizer_free(&tok);
     return st;
   }
 
   int64_t first = 0, n_total = 0;
   px_prompts pr = {0};
-  st = px_comm_agree(px_load_prompts(prompt, prompts, &first, &n_total, &pr, err), err);
+  st = px_comm_agree(px_load_prompts(&tok, prompt, prompts, &first, &n_total, &pr, err), err);
   const int64_t n = pr.n;
   px_generation gen;
   memset(&gen, 0, sizeof gen);
@@ -134,14 +142,14 @@ px_status px_cli_generate(const px_config *cfg, const char *ckpt, const char *pr
                 ckpt, (long long)n_total, n_total == 1 ? "" : "s", px_comm_size(),
                 px_comm_size() == 1 ? "" : "s", model.config.n_layer, model.config.n_embd,
                 (double)sc.temperature, sc.top_k, (double)sc.top_p);
-    px_generator_build(&g, &model, &sc, (uint64_t)cfg->run_seed, batch,
+    px_generator_build(&g, &model, &tok, &sc, (uint64_t)cfg->run_seed, batch,
                        (int)cfg->sample_max_new_tokens);
     st = px_generate(&g, pr.tokens, pr.offsets, n, 0, first, &gen, err);
     st = px_comm_agree(st, err);
   }
   if (st == PX_OK) {
     px_text t = {NULL, 0, 0};
-    px_format(&t, &gen, pr.tokens, pr.offsets, first, json);
+    px_format(&t, &tok, &gen, pr.tokens, pr.offsets, first, json);
     char *all = NULL;
     size_t all_n = 0;
     px_comm_gather_bytes(t.p, t.n, &all, &all_n);
@@ -158,5 +166,6 @@ px_status px_cli_generate(const px_config *cfg, const char *ckpt, const char *pr
   px_generation_free(&gen);
   px_prompts_free(&pr);
   px_gpt_free(&model);
+  px_tokenizer_free(&tok);
   return st;
 }

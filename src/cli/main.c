@@ -78,6 +78,30 @@ static px_status px_cmd_synth(const px_cli *cli, const px_config *cfg, px_error 
   return px_comm_agree(st, err);
 }
 
+/* The tokenizer `data import --tokenizer` names: "byte", a directory of GPT-2 tokenizer files,
+ * or a checkpoint (file or run directory) whose tokenizer to use; without the option,
+ * model.tokenizer (and model.tokenizer_dir). Not collective. */
+static px_status px_import_tokenizer(const char *arg, const px_config *cfg, px_tokenizer *tok,
+                                     px_error *err) {
+  if (!arg) return px_tokenizer_load(tok, cfg->model_tokenizer, cfg->model_tokenizer_dir, err);
+  if (!strcmp(arg, "byte")) {
+    px_tokenizer_byte(tok);
+    return PX_OK;
+  }
+  char probe[4200];
+  const char *const names[] = {"vocab.json", "encoder.json", "merges.txt", "vocab.bpe"};
+  for (int i = 0; i < 4; i++) {
+    snprintf(probe, sizeof probe, "%s/%s", arg, names[i]);
+    if (px_fs_exists(probe)) return px_tokenizer_load_dir(tok, arg, err);
+  }
+  px_error why;
+  if (px_ckpt_read_tokenizer(arg, tok, &why) == PX_OK) return PX_OK;
+  return px_error_set(err, PX_EINPUT,
+                      "--tokenizer %s is not byte, a directory of GPT-2 tokenizer files "
+                      "(vocab.json + merges.txt or encoder.json + vocab.bpe) or a checkpoint: %s",
+                      arg, why.msg);
+}
+
 static px_status px_cmd_import(const px_cli *cli, const px_config *cfg, px_error *err) {
   const char *kind_name = px_opt(cli, "--kind");
   if (!kind_name)
@@ -90,20 +114,26 @@ static px_status px_cmd_import(const px_cli *cli, const px_config *cfg, px_error
                         "--kind %s is not a kind (expected text, sft, prefs or prompts)",
                         kind_name);
   const char *in = cli->positional[0], *out = cli->positional[1];
+  px_tokenizer tok;
+  PX_TRY(px_comm_agree(px_import_tokenizer(px_opt(cli, "--tokenizer"), cfg, &tok, err), err));
   px_status st = PX_OK;
   if (px_comm_rank() == 0) {
-    px_log_info("data import: reading %s as %s records", in, kind_name);
-    st = px_jsonl_import(in, (px_data_kind)kind, out, err);
+    px_log_info("data import: reading %s as %s records (%s tokenizer)", in, kind_name,
+                px_tok_kind_name(tok.kind));
+    st = px_jsonl_import(in, (px_data_kind)kind, &tok, out, err);
   }
-  PX_TRY(px_comm_agree(st, err));
-  /* Read the file back over every rank, each its own share, as training will. */
-  px_dataset ds;
-  st = px_dataset_read(out, PX_IO_EVERY_RANK, px_comm_rank(), px_comm_size(), kind, &ds, err);
   st = px_comm_agree(st, err);
-  if (st != PX_OK) return st;
-  px_log_info("data import: wrote %s (%lld %s records)", out, (long long)ds.n_total, kind_name);
+  /* Read the file back over every rank, each its own share, as training will. */
+  px_dataset ds = {0};
+  if (st == PX_OK)
+    st = px_comm_agree(px_dataset_read(out, PX_IO_EVERY_RANK, px_comm_rank(), px_comm_size(), kind,
+                                       &tok, &ds, err),
+                       err);
+  if (st == PX_OK)
+    px_log_info("data import: wrote %s (%lld %s records)", out, (long long)ds.n_total, kind_name);
   px_dataset_free(&ds);
-  return PX_OK;
+  px_tokenizer_free(&tok);
+  return st;
 }
 
 static px_status px_cmd_sft(const px_cli *cli, const px_config *cfg, px_error *err) {
@@ -208,12 +238,16 @@ static const px_command px_commands[] = {
      0,
      px_cmd_synth},
     {"data import",
-     "--kind KIND IN.jsonl OUT.h5",
+     "--kind KIND [--tokenizer byte|DIR|CKPT] IN.jsonl OUT.h5",
      "tokenize a JSONL file into an HDF5 data set (text, sft, prefs or prompts records)",
-     "",
+     "model",
      {{"--kind", "KIND", NULL,
        "text {\"text\"} | sft {\"prompt\",\"completion\"} | prefs "
-       "{\"prompt\",\"chosen\",\"rejected\"} | prompts {\"prompt\"[,\"reference\"]}"}},
+       "{\"prompt\",\"chosen\",\"rejected\"} | prompts {\"prompt\"[,\"reference\"]}"},
+      {"--tokenizer", "byte|DIR|CKPT", NULL,
+       "the tokenizer: byte, a directory of GPT-2 tokenizer files (vocab.json + merges.txt or "
+       "encoder.json + vocab.bpe), or a checkpoint or run directory whose model's tokenizer to "
+       "use (default: model.tokenizer and model.tokenizer_dir)"}},
      2,
      px_cmd_import},
     {"sft",

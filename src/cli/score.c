@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxima/checkpoint.h"
 #include "proxima/cli.h"
 #include "proxima/comm.h"
 #include "proxima/dataset.h"
@@ -17,20 +18,37 @@
 
 /* This rank's share of the records of path (a data set, or JSONL of the kind), as local rows
  * [*lo, *hi) of *ds, with the global index of local row 0 in *first. Collective. */
-static px_status px_read_share(const char *path, px_data_kind kind, px_dataset *ds, int64_t *lo,
-                               int64_t *hi, int64_t *first, px_error *err) {
+static px_status px_read_share(const char *path, px_data_kind kind, px_tokenizer *tok,
+                               px_dataset *ds, int64_t *lo, int64_t *hi, int64_t *first,
+                               px_error *err) {
   size_t len = strlen(path);
   px_status st;
   if (len >= 6 && strcmp(path + len - 6, ".jsonl") == 0) {
-    st = px_jsonl_read(path, kind, ds, err); /* small files: every rank parses, takes a share */
+    st =
+        px_jsonl_read(path, kind, tok, ds, err); /* small files: every rank parses, takes a share */
     if (st == PX_OK) px_comm_share(ds->n, px_comm_rank(), px_comm_size(), lo, hi);
     *first = *lo;
   } else {
-    st =
-        px_dataset_read(path, PX_IO_EVERY_RANK, px_comm_rank(), px_comm_size(), (int)kind, ds, err);
+    st = px_dataset_read(path, PX_IO_EVERY_RANK, px_comm_rank(), px_comm_size(), (int)kind, tok, ds,
+                         err);
     *lo = 0, *hi = ds->n, *first = ds->first;
   }
   return px_comm_agree(st, err);
+}
+
+/* The reward model of a checkpoint and its tokenizer. Collective: the ranks agree. */
+static px_status px_load_reward(const char *reward, int max_B, px_tokenizer *tok, px_gpt *model,
+                                float *gain, float *bias, px_error *err) {
+  px_tokenizer_byte(tok);
+  px_status st = px_ckpt_read_tokenizer(reward, tok, err);
+  if (st == PX_OK) st = px_rm_load_model(reward, model, max_B, gain, bias, err);
+  if (st == PX_OK) st = px_tokenizer_check_vocab(tok, model->config.vocab_size, reward, err);
+  st = px_comm_agree(st, err);
+  if (st != PX_OK) {
+    if (model->params) px_gpt_free(model);
+    px_tokenizer_free(tok);
+  }
+  return st;
 }
 
 px_status px_cli_eval_reward(const px_config *cfg, const char *reward, const char *pairs,
@@ -39,17 +57,17 @@ px_status px_cli_eval_reward(const px_config *cfg, const char *reward, const cha
   px_dataset ds = {0};
   float gain = 1, bias = 0;
   const int mb = (int)cfg->rm_micro_batch;
-  px_status st = px_comm_agree(px_rm_load_model(reward, &model, 2 * mb, &gain, &bias, err), err);
-  if (st != PX_OK) return st;
+  px_tokenizer tok;
+  PX_TRY(px_load_reward(reward, 2 * mb, &tok, &model, &gain, &bias, err));
   int64_t lo = 0, hi = 0, first = 0;
-  st = px_read_share(pairs, PX_DATA_PREFS, &ds, &lo, &hi, &first, err);
+  px_status st = px_read_share(pairs, PX_DATA_PREFS, &tok, &ds, &lo, &hi, &first, err);
   if (st == PX_OK) st = px_comm_agree(px_rm_check_lengths(&ds, model.max_T, pairs, err), err);
   if (st == PX_OK) {
     int64_t *idx = px_malloc((size_t)(hi - lo + 1) * sizeof *idx);
     for (int64_t i = lo; i < hi; i++) idx[i - lo] = i;
     double acc, loss;
     int64_t n_total = ds.n_total;
-    px_rm_evaluate(&model, &ds, idx, hi - lo, n_total, mb, &acc, &loss);
+    px_rm_evaluate(&model, &tok, &ds, idx, hi - lo, n_total, mb, &acc, &loss);
     if (px_comm_rank() == 0) {
       printf("reward model  %s (score gain %.6g, bias %.6g)\n", reward, gain, bias);
       printf("pairs         %s (%lld)\n", pairs, (long long)n_total);
@@ -61,6 +79,7 @@ px_status px_cli_eval_reward(const px_config *cfg, const char *reward, const cha
   }
   px_dataset_free(&ds);
   px_gpt_free(&model);
+  px_tokenizer_free(&tok);
   return st;
 }
 
@@ -69,11 +88,10 @@ px_status px_cli_score(const px_config *cfg, const char *reward, const char *dat
   px_gpt model = {0};
   px_dataset ds = {0};
   float gain = 1, bias = 0;
-  px_status st = px_comm_agree(
-      px_rm_load_model(reward, &model, (int)cfg->rm_micro_batch, &gain, &bias, err), err);
-  if (st != PX_OK) return st;
+  px_tokenizer tok;
+  PX_TRY(px_load_reward(reward, (int)cfg->rm_micro_batch, &tok, &model, &gain, &bias, err));
   int64_t lo = 0, hi = 0, first = 0;
-  st = px_read_share(data, PX_DATA_SFT, &ds, &lo, &hi, &first, err);
+  px_status st = px_read_share(data, PX_DATA_SFT, &tok, &ds, &lo, &hi, &first, err);
   int64_t n = hi - lo;
   const int32_t **ps = px_malloc((size_t)(n + 1) * sizeof *ps);
   const int32_t **rs = px_malloc((size_t)(n + 1) * sizeof *rs);
@@ -92,9 +110,9 @@ px_status px_cli_score(const px_config *cfg, const char *reward, const char *dat
   }
   if (st == PX_OK) st = px_comm_agree(mine, err);
   if (st == PX_OK) {
-    px_rm_score(&model, gain, bias, ps, pl, rs, rl, n, scores);
-    px_text out = {0};
-    char num[64], *bytes = px_malloc((size_t)model.max_T + 1);
+    px_rm_score(&model, &tok, gain, bias, ps, pl, rs, rl, n, scores);
+    px_text out = {0}, bytes = {0}, esc = {0};
+    char num[64];
     for (int64_t i = 0; i < n; i++) {
       snprintf(num, sizeof num, "%.6f", scores[i]);
       if (json) {
@@ -107,13 +125,15 @@ px_status px_cli_score(const px_config *cfg, const char *reward, const char *dat
         px_text_str(&out, "\t");
       }
       for (int f = 0; f < 2; f++) {
-        size_t len = px_tok_decode(bytes, f ? rs[i] : ps[i], (size_t)(f ? rl[i] : pl[i]));
+        bytes.n = esc.n = 0;
+        px_tokenizer_decode(&tok, &bytes, f ? rs[i] : ps[i], (size_t)(f ? rl[i] : pl[i]));
         if (json) {
           if (f) px_text_str(&out, ", \"completion\": ");
-          px_text_json(&out, bytes, len);
+          px_text_json(&out, bytes.p, bytes.n);
         } else {
           if (f) px_text_str(&out, "\t");
-          px_text_escaped(&out, bytes, len);
+          px_text_escaped(&esc, bytes.p, bytes.n);
+          px_text_printable(&out, esc.p, esc.n);
         }
       }
       px_text_str(&out, json ? "}\n" : "\n");
@@ -124,11 +144,13 @@ px_status px_cli_score(const px_config *cfg, const char *reward, const char *dat
     if (px_comm_rank() == 0) st = px_text_write_stdout(all, all_n, err);
     st = px_comm_agree(st, err);
     free(all);
-    free(bytes);
+    px_text_free(&bytes);
+    px_text_free(&esc);
     px_text_free(&out);
   }
   free(ps), free(rs), free(pl), free(rl), free(scores);
   px_dataset_free(&ds);
   px_gpt_free(&model);
+  px_tokenizer_free(&tok);
   return st;
 }

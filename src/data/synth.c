@@ -73,8 +73,8 @@ static px_status px_synth_emit(const char *dir, const char *name, const px_datas
   char jsonl[4096], h5[4096];
   snprintf(jsonl, sizeof jsonl, "%s/%s.jsonl", dir, name);
   snprintf(h5, sizeof h5, "%s/%s.h5", dir, name);
-  PX_TRY(px_jsonl_write(jsonl, ds, err));
-  PX_TRY(px_jsonl_import(jsonl, ds->kind, h5, err));
+  PX_TRY(px_jsonl_write(jsonl, ds, ds->tok, err));
+  PX_TRY(px_jsonl_import(jsonl, ds->kind, ds->tok, h5, err));
   px_log_info("data synth: wrote %s and %s (%lld records)", jsonl, h5, (long long)ds->n);
   return PX_OK;
 }
@@ -109,7 +109,9 @@ static px_status px_synth_sft(const px_arith *t, const px_arith_split *s, int64_
   const char *texts[2];
   size_t lens[2];
   px_dataset ds;
-  px_dataset_init(&ds, PX_DATA_SFT, 2);
+  px_tokenizer bytes; /* the built-in task is the byte tokenizer's */
+  px_tokenizer_byte(&bytes);
+  px_dataset_init(&ds, PX_DATA_SFT, 2, &bytes);
   for (int64_t i = 0; i < n; i++) {
     px_rng_ctr c = {{PX_STREAM_SFT, (uint32_t)i, 0, 7}};
     int p = s->train[px_rng_below(t->seed, c, (uint64_t)s->n_train)];
@@ -132,7 +134,9 @@ static px_status px_synth_prefs(const px_arith *t, const px_arith_split *s, int6
   const char *texts[3];
   size_t lens[3];
   px_dataset ds;
-  px_dataset_init(&ds, PX_DATA_PREFS, 3);
+  px_tokenizer bytes; /* the built-in task is the byte tokenizer's */
+  px_tokenizer_byte(&bytes);
+  px_dataset_init(&ds, PX_DATA_PREFS, 3, &bytes);
   for (int64_t i = 0; i < n; i++) {
     px_rng_ctr c = {{PX_STREAM_PREFS, (uint32_t)i, 0, 7}};
     int p = s->train[px_rng_below(t->seed, c, (uint64_t)s->n_train)];
@@ -173,10 +177,12 @@ static px_status px_synth_prompts(const px_arith *t, const px_arith_split *s, in
   const char *texts[2];
   size_t lens[2];
   px_dataset ds;
+  px_tokenizer bytes; /* the built-in task is the byte tokenizer's */
+  px_tokenizer_byte(&bytes);
   px_status st = PX_OK;
   for (int which = 0; which < 2 && st == PX_OK; which++) {
     int64_t n = which == 0 ? n_prompts : s->n_eval;
-    px_dataset_init(&ds, PX_DATA_PROMPTS, 2);
+    px_dataset_init(&ds, PX_DATA_PROMPTS, 2, &bytes);
     for (int64_t i = 0; i < n; i++) {
       px_rng_ctr c = {{PX_STREAM_PROMPTS, (uint32_t)i, 0, 7}};
       int p = which == 0 ? s->train[px_rng_below(t->seed, c, (uint64_t)s->n_train)] : s->eval[i];

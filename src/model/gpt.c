@@ -22,11 +22,10 @@
  * ------------------------------------------------------------------------------------------- */
 
 px_status px_gpt_config_check(const px_gpt_config *c, px_error *err) {
-  if (c->vocab_size < PX_TOK_COUNT || c->vocab_size > (1 << 20))
-    return px_error_set(err, PX_EINPUT,
-                        "model vocab_size is %d: expected %d (bytes and the PAD, BOS, EOS "
-                        "tokens) to %d",
-                        c->vocab_size, PX_TOK_COUNT, 1 << 20);
+  /* That the tokenizer's ids fit is px_tokenizer_check_vocab's to say: the model knows none. */
+  if (c->vocab_size < 2 || c->vocab_size > (1 << 20))
+    return px_error_set(err, PX_EINPUT, "model vocab_size is %d: expected 2 to %d", c->vocab_size,
+                        1 << 20);
   if (c->max_seq_len < 1 || c->max_seq_len > (1 << 16))
     return px_error_set(err, PX_EINPUT, "model max_seq_len is %d: expected 1 to %d", c->max_seq_len,
                         1 << 16);

@@ -30,8 +30,9 @@ void px_generation_free(px_generation *g) {
   memset(g, 0, sizeof *g);
 }
 
-void px_generator_build(px_generator *g, const px_gpt *model, const px_sampler_config *sampling,
-                        uint64_t seed, int batch, int max_new_tokens) {
+void px_generator_build(px_generator *g, const px_gpt *model, const px_tokenizer *tok,
+                        const px_sampler_config *sampling, uint64_t seed, int batch,
+                        int max_new_tokens) {
   PX_REQUIRE(batch >= 1 && max_new_tokens >= 1, "px_generator_build: batch %d, max_new %d", batch,
              max_new_tokens);
   memset(g, 0, sizeof *g);
@@ -39,7 +40,7 @@ void px_generator_build(px_generator *g, const px_gpt *model, const px_sampler_c
   g->model = model;
   g->batch = batch;
   g->max_new = max_new_tokens;
-  px_sampler_build(&g->sampler, sampling, seed, V, batch);
+  px_sampler_build(&g->sampler, sampling, tok, seed, V, batch);
   const int rows = batch > PX_PREFILL_ROWS ? batch : PX_PREFILL_ROWS;
   px_gpt_kv_build(&g->kv, model, batch, model->config.max_seq_len, rows);
   g->rows = px_calloc((size_t)batch * V, sizeof(float));
@@ -59,7 +60,7 @@ double px_generator_bytes(const px_gpt_config *config, int batch) {
    * n_new, feed, active, entry, final, coins. */
   const int rows = batch > PX_PREFILL_ROWS ? batch : PX_PREFILL_ROWS;
   const double B = batch, V = config->vocab_size;
-  return B * PX_TOK_COUNT * sizeof(px_sampler_candidate) +
+  return B * V * sizeof(px_sampler_candidate) + /* at most V candidates a row */
          px_gpt_kv_bytes(config, batch, config->max_seq_len, rows) + 2 * B * V * sizeof(float) +
          B * (sizeof(float) + 2 * sizeof(int32_t) + 2 * sizeof(int) + 1 + sizeof(double)) +
          (double)rows * sizeof(int32_t);
@@ -143,7 +144,8 @@ px_status px_generate(px_generator *g, const int32_t *tokens, const int64_t *off
   out->logprobs = px_calloc((size_t)(n > 0 ? n : 1) * R, sizeof(float));
   out->lengths = px_calloc((size_t)(n > 0 ? n : 1), sizeof(int32_t));
   out->eos = px_calloc((size_t)(n > 0 ? n : 1), sizeof(uint8_t));
-  for (int64_t i = 0; i < n * R; i++) out->tokens[i] = PX_TOK_PAD;
+  const px_tokenizer *tok = g->sampler.tok;
+  for (int64_t i = 0; i < n * R; i++) out->tokens[i] = tok->pad;
   const float lp_temp = px_sampler_logprob_temperature(&g->sampler);
   const double t0 = px_log_elapsed();
 
@@ -173,7 +175,7 @@ px_status px_generate(px_generator *g, const int32_t *tokens, const int64_t *off
         out->logprobs[i * R + len] = -g->losses[j];
         out->lengths[i] = len + 1;
         const int full = (int)(offsets[i + 1] - offsets[i]) + len + 1;
-        if (g->next[j] == PX_TOK_EOS) {
+        if (g->next[j] == tok->eos) {
           out->eos[i] = 1;
           continue;
         }
@@ -200,8 +202,8 @@ px_sampler_config px_sample_config(const px_config *cfg) {
   return c;
 }
 
-void px_prompts_pack(px_prompts *p, const px_dataset *d, const int64_t *records, int64_t first,
-                     int64_t n, int T) {
+void px_prompts_pack(px_prompts *p, const px_dataset *d, const px_tokenizer *tok,
+                     const int64_t *records, int64_t first, int64_t n, int T) {
   const int64_t max = T > 0 ? px_prompt_max_tokens(T) : INT64_MAX;
   p->n = n, p->cut = 0;
   p->offsets = px_malloc((size_t)(n + 1) * sizeof *p->offsets);
@@ -217,7 +219,7 @@ void px_prompts_pack(px_prompts *p, const px_dataset *d, const int64_t *records,
     int64_t len;
     const int32_t *row = px_dataset_row(d, 0, records ? records[i] : first + i, &len);
     int32_t *dst = p->tokens + p->offsets[i];
-    dst[0] = PX_TOK_BOS;
+    dst[0] = tok->bos;
     memcpy(dst + 1, row, (size_t)(p->offsets[i + 1] - p->offsets[i] - 1) * sizeof *dst);
   }
 }

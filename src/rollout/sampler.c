@@ -30,26 +30,25 @@ px_status px_sampler_config_check(const px_sampler_config *c, px_error *err) {
   return PX_OK;
 }
 
-void px_sampler_build(px_sampler *s, const px_sampler_config *config, uint64_t seed, int vocab_size,
-                      int max_rows) {
+void px_sampler_build(px_sampler *s, const px_sampler_config *config, const px_tokenizer *tok,
+                      uint64_t seed, int vocab_size, int max_rows) {
   px_error err;
   PX_REQUIRE(px_sampler_config_check(config, &err) == PX_OK, "bad sampler: %s", err.msg);
-  PX_REQUIRE(vocab_size >= PX_TOK_COUNT && max_rows >= 1,
-             "px_sampler_build: vocabulary %d, %d rows", vocab_size, max_rows);
+  PX_REQUIRE(vocab_size >= tok->n_ids && max_rows >= 1, "px_sampler_build: vocabulary %d, %d rows",
+             vocab_size, max_rows);
   memset(s, 0, sizeof *s);
   s->config = *config;
+  s->tok = tok;
   s->seed = seed;
   s->vocab_size = vocab_size;
   s->max_rows = max_rows;
-  s->scratch = px_calloc((size_t)max_rows * PX_TOK_COUNT, sizeof *s->scratch);
+  s->scratch = px_calloc((size_t)max_rows * (size_t)tok->n_ids, sizeof *s->scratch);
 }
 
 void px_sampler_free(px_sampler *s) {
   free(s->scratch);
   memset(s, 0, sizeof *s);
 }
-
-int px_sampler_allowed(int32_t token) { return (token >= 0 && token < 256) || token == PX_TOK_EOS; }
 
 int px_sampler_is_greedy(const px_sampler *s) {
   return s->config.greedy || s->config.temperature == 0.0f;
@@ -79,9 +78,9 @@ int32_t px_sampler_sample(const px_sampler *s, const float *logits, double coin,
   /* The allowed tokens, with non-finite logits (NaN, -inf) treated as impossible. */
   int n = 0;
   float best = -INFINITY;
-  int32_t argmax = PX_TOK_EOS;
-  for (int32_t v = 0; v < PX_TOK_COUNT; v++) {
-    if (!px_sampler_allowed(v)) continue;
+  int32_t argmax = s->tok->eos;
+  for (int32_t v = 0; v < s->tok->n_ids; v++) {
+    if (!px_tokenizer_sampleable(s->tok, v)) continue;
     float z = logits[v];
     if (isnan(z) || z == -INFINITY) continue;
     if (z > best) best = z, argmax = v; /* strict: the lowest id wins a tie */
@@ -139,5 +138,5 @@ void px_sampler_sample_rows(const px_sampler *s, int32_t *tokens, const float *l
 #pragma omp parallel for
   for (int i = 0; i < n; i++)
     tokens[i] = px_sampler_sample(s, logits + (size_t)i * s->vocab_size, coins[i],
-                                  s->scratch + (size_t)i * PX_TOK_COUNT);
+                                  s->scratch + (size_t)i * (size_t)s->tok->n_ids);
 }

@@ -10,8 +10,9 @@
 #include "proxima/rng.h"
 #include "proxima/tokenizer.h"
 
-void px_batch_build(px_batch *b, int cap_B, int cap_T) {
+void px_batch_build(px_batch *b, const px_tokenizer *tok, int cap_B, int cap_T) {
   memset(b, 0, sizeof *b);
+  b->pad = tok->pad, b->bos = tok->bos, b->eos = tok->eos;
   b->cap_B = cap_B;
   b->cap_T = cap_T;
   size_t n = (size_t)cap_B * (size_t)cap_T;
@@ -45,16 +46,16 @@ float px_batch_add_lm(px_batch *b, const px_dataset *ds, int64_t i) {
   float sum = 0;
   for (int64_t t = 0; t < b->cap_T; t++) {
     if (t >= len) {
-      tok[t] = PX_TOK_PAD, tgt[t] = -1, w[t] = 0;
+      tok[t] = b->pad, tgt[t] = -1, w[t] = 0;
       continue;
     }
     /* token at sequence position t, and the one after it */
     for (int k = 0; k < 2; k++) {
       int64_t s = t + k;
-      int32_t v = s == 0         ? PX_TOK_BOS
+      int32_t v = s == 0         ? b->bos
                   : s <= np      ? prompt[s - 1]
                   : s <= np + nc ? rest[s - 1 - np]
-                                 : PX_TOK_EOS;
+                                 : b->eos;
       if (k == 0)
         tok[t] = v;
       else
@@ -77,11 +78,11 @@ int px_batch_add_scored(px_batch *b, const int32_t *prompt, int64_t np, const in
   int32_t *tok = b->tokens + (size_t)b->B * b->cap_T;
   int32_t *tgt = b->targets + (size_t)b->B * b->cap_T;
   float *w = b->weights + (size_t)b->B * b->cap_T;
-  tok[0] = PX_TOK_BOS;
+  tok[0] = b->bos;
   memcpy(tok + 1, prompt, (size_t)np * sizeof *tok);
   memcpy(tok + 1 + np, response, (size_t)nr * sizeof *tok);
-  tok[len - 1] = PX_TOK_EOS;
-  for (int64_t t = len; t < b->cap_T; t++) tok[t] = PX_TOK_PAD;
+  tok[len - 1] = b->eos;
+  for (int64_t t = len; t < b->cap_T; t++) tok[t] = b->pad;
   for (int64_t t = 0; t < b->cap_T; t++) tgt[t] = -1, w[t] = 0;
   b->lengths[b->B++] = (int32_t)len;
   if (len > b->T) b->T = (int)len;
@@ -104,7 +105,7 @@ void px_batch_add_response(px_batch *b, const int32_t *seq, int P, int L) {
   PX_REQUIRE(b->B < b->cap_B && len <= b->cap_T, "px_batch_add_response: no room for the row");
   size_t at = (size_t)b->B * b->cap_T;
   for (int t = 0; t < b->cap_T; t++) {
-    b->tokens[at + t] = t < len ? seq[t] : PX_TOK_PAD;
+    b->tokens[at + t] = t < len ? seq[t] : b->pad;
     b->targets[at + t] = t >= P - 1 && t < len ? seq[t + 1] : -1;
     b->weights[at + t] = 0;
   }

@@ -71,6 +71,7 @@ typedef struct px_ppo {
   uint8_t *dropped;     /* [B]: a non-finite number in the row: left out of everything */
   int64_t bad_in_a_row; /* iterations in a row whose every rollout was dropped */
   px_ppo_state state;
+  px_tokenizer tok; /* the policy's, which every model and data set must share */
   /* scratch for forward passes over rows, micro_batch rows of up to T positions */
   px_batch batch;
   float *out, *grad, *row_lp, *row_d; /* [mb, T] x2, [R] x2 */
@@ -141,7 +142,10 @@ static px_status px_ppo_setup(px_ppo *s, const char *resume, px_error *err) {
   const char *policy = resume[0] ? resume : cfg->ppo_policy;
   const char *reward = resume[0] ? resume : cfg->ppo_reward;
   char rpath[4300];
+  PX_TRY(px_ckpt_read_tokenizer(policy, &s->tok, err));
+  PX_TRY(px_ckpt_check_tokenizer(reward, "the reward model", &s->tok, "the policy", err));
   PX_TRY(px_ckpt_load(policy, "policy", PX_GPT_HEAD_LM, mb, 0, 1, &s->policy, NULL, NULL, err));
+  PX_TRY(px_tokenizer_check_vocab(&s->tok, s->policy.config.vocab_size, policy, err));
   PX_TRY(px_ckpt_load(policy, resume[0] ? "reference" : "policy", PX_GPT_HEAD_LM, mb, 0, 0,
                       &s->reference, NULL, NULL, err));
   PX_TRY(px_rm_load_model(reward, &s->reward, mb, &s->gain, &s->bias, err));
@@ -171,13 +175,13 @@ static px_status px_ppo_setup(px_ppo *s, const char *resume, px_error *err) {
       PX_TRY(px_ckpt_read_trunk(ppath, "policy", &s->value, err));
     }
   }
-  PX_TRY(px_dataset_read(cfg->ppo_prompts, PX_IO_ALONE, 0, 1, -1, &s->prompts, err));
+  PX_TRY(px_dataset_read(cfg->ppo_prompts, PX_IO_ALONE, 0, 1, -1, &s->tok, &s->prompts, err));
   if (s->prompts.kind == PX_DATA_TEXT)
     return px_error_set(err, PX_EINPUT, "%s holds text records; ppo needs prompts",
                         cfg->ppo_prompts);
   if (cfg->ppo_eval_prompts[0])
-    PX_TRY(
-        px_dataset_read(cfg->ppo_eval_prompts, PX_IO_ALONE, 0, 1, PX_DATA_PROMPTS, &s->eval, err));
+    PX_TRY(px_dataset_read(cfg->ppo_eval_prompts, PX_IO_ALONE, 0, 1, PX_DATA_PROMPTS, &s->tok,
+                           &s->eval, err));
   s->T = pc->max_seq_len;
   for (int64_t i = 0; i < s->prompts.n; i++) {
     int64_t np;
@@ -209,7 +213,7 @@ static void px_ppo_alloc(px_ppo *s) {
   s->mask = px_calloc(BR, 1);
   s->score = px_calloc((size_t)s->B, sizeof(float));
   s->raw = px_calloc((size_t)s->B, sizeof(float));
-  px_batch_build(&s->batch, mb, s->T);
+  px_batch_build(&s->batch, &s->tok, mb, s->T);
   s->out = px_malloc((size_t)mb * s->T * sizeof(float));
   s->grad = px_malloc((size_t)mb * s->T * sizeof(float));
   s->prompt_ids = px_malloc((size_t)s->prompts.n * sizeof(int64_t));
@@ -217,7 +221,7 @@ static void px_ppo_alloc(px_ppo *s) {
   px_epochs_init(&s->prompt_stream, s->prompt_ids, s->prompts.n, (uint64_t)cfg->run_seed,
                  PX_STREAM_PPO_PROMPTS);
   px_sampler_config sampling = px_sample_config(cfg);
-  px_generator_build(&s->gen, &s->policy, &sampling, (uint64_t)cfg->run_seed,
+  px_generator_build(&s->gen, &s->policy, &s->tok, &sampling, (uint64_t)cfg->run_seed,
                      (int)cfg->sample_batch, s->R);
   s->temperature = px_sampler_logprob_temperature(&s->gen.sampler);
   s->beta = cfg->ppo_beta;
@@ -260,6 +264,7 @@ static void px_ppo_free(px_ppo *s) {
     if (models[i]->params) px_gpt_free(models[i]);
   px_dataset_free(&s->prompts);
   px_dataset_free(&s->eval);
+  px_tokenizer_free(&s->tok);
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -288,7 +293,7 @@ static px_status px_ppo_collect(px_ppo *s, int64_t it, int64_t cursor, int64_t l
   int64_t *recs = px_malloc((size_t)(n + 1) * sizeof *recs);
   for (int64_t i = 0; i < n; i++) recs[i] = px_epochs_item(&s->prompt_stream, cursor + lo + i);
   px_prompts pr; /* no prompt is cut: px_ppo_setup refused any too long */
-  px_prompts_pack(&pr, &s->prompts, recs, 0, n, T);
+  px_prompts_pack(&pr, &s->prompts, &s->tok, recs, 0, n, T);
   double t0 = px_log_elapsed();
   px_generation g = {0};
   px_status st = px_generate(&s->gen, pr.tokens, pr.offsets, n, (uint64_t)it, lo, &g, err);
@@ -319,7 +324,7 @@ static px_status px_ppo_collect(px_ppo *s, int64_t it, int64_t cursor, int64_t l
       if (s->eos[row]) {
         const int32_t *pp = seq + 1, *rr = seq + P;
         int64_t pl = P - 1, rl = L - 1;
-        px_rm_score(&s->reward, 1, 0, &pp, &pl, &rr, &rl, 1, &s->raw[row]);
+        px_rm_score(&s->reward, &s->tok, 1, 0, &pp, &pl, &rr, &rl, 1, &s->raw[row]);
         s->score[row] = s->gain * s->raw[row] + s->bias;
       } else {
         s->raw[row] = NAN;
@@ -481,7 +486,7 @@ static px_status px_ppo_eval_gold(px_ppo *s, double *accuracy, px_error *err) {
   px_comm_share(ev->n, px_comm_rank(), px_comm_size(), &lo, &hi);
   int64_t n = hi - lo;
   px_prompts pr;
-  px_prompts_pack(&pr, ev, NULL, lo, n, s->T);
+  px_prompts_pack(&pr, ev, &s->tok, NULL, lo, n, s->T);
   px_generation g = {0};
   double right = 0;
   px_status st = px_generate(&s->gen, pr.tokens, pr.offsets, n, PX_PPO_EVAL_ITERATION, lo, &g, err);
@@ -517,8 +522,8 @@ static px_status px_ppo_write_rollouts(const px_ppo *s, const char *dir, int64_t
     const int32_t *seq = s->seq + (size_t)(lo + i) * s->T;
     int32_t *row = tokens + (size_t)i * (P + R);
     int pl = s->plen[lo + i], rl = rlen[i] = s->dropped[lo + i] ? 0 : s->rlen[lo + i];
-    for (int t = 0; t < P; t++) row[t] = t < pl ? seq[t] : PX_TOK_PAD;
-    for (int t = 0; t < R; t++) row[P + t] = t < rl ? seq[pl + t] : PX_TOK_PAD;
+    for (int t = 0; t < P; t++) row[t] = t < pl ? seq[t] : s->tok.pad;
+    for (int t = 0; t < R; t++) row[P + t] = t < rl ? seq[pl + t] : s->tok.pad;
   }
   size_t off = (size_t)lo * R;
   px_rollout rows = {.n = n,
@@ -548,7 +553,10 @@ static px_status px_ppo_write_rollouts(const px_ppo *s, const char *dir, int64_t
                             .no_eos_penalty = cfg->ppo_no_eos_penalty,
                             .whiten_mean = adv_mean,
                             .whiten_std = adv_std,
-                            .whiten_eps = PX_PPO_WHITEN_EPS};
+                            .whiten_eps = PX_PPO_WHITEN_EPS,
+                            .pad_id = s->tok.pad,
+                            .bos_id = s->tok.bos,
+                            .eos_id = s->tok.eos};
   char path[4300];
   snprintf(path, sizeof path, "%s/rollouts-%08lld.h5", dir, (long long)it + 1);
   px_status st = px_rollout_write(path, PX_IO_EVERY_RANK, &rows, &attrs, err);
@@ -811,6 +819,7 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
                  .log_every = 1,
                  .checkpoint_every = cfg->ppo_checkpoint_every,
                  .last_checkpoint = 1,
+                 .tokenizer = &s.tok,
                  .models = models,
                  .n_models = 4,
                  .n_restored = 2, /* the moments; the models come with px_ppo_setup */

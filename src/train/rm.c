@@ -126,11 +126,12 @@ static void px_rm_pass(px_gpt *model, const px_dataset *pairs, const int64_t *id
   }
 }
 
-px_status px_rm_evaluate(px_gpt *model, const px_dataset *pairs, const int64_t *idx, int64_t n,
-                         int64_t n_global, int mb, double *accuracy, double *loss) {
+px_status px_rm_evaluate(px_gpt *model, const px_tokenizer *tok, const px_dataset *pairs,
+                         const int64_t *idx, int64_t n, int64_t n_global, int mb, double *accuracy,
+                         double *loss) {
   px_batch batch;
   px_rm_work w;
-  px_batch_build(&batch, 2 * mb, model->max_T);
+  px_batch_build(&batch, tok, 2 * mb, model->max_T);
   px_rm_work_build(&w, mb, model->max_T);
   int64_t correct = 0;
   double sums[2] = {0, 0};
@@ -157,6 +158,7 @@ typedef struct px_rm {
   int64_t *idx, lo, hi; /* a step's B pairs; this rank's share [lo, hi) of them */
   double heldout_acc;   /* at the last evaluation */
   char init_path[4300];
+  px_tokenizer tok; /* the SFT checkpoint's */
 } px_rm;
 
 /* The metrics of a step, in the order of their keys in metrics.jsonl. */
@@ -197,7 +199,9 @@ static px_status px_rm_setup(px_rm *s, px_error *err) {
   px_gpt_config mc;
   PX_TRY(px_ckpt_read_config(s->init_path, "policy", &mc, err));
   mc.head = PX_GPT_HEAD_SCALAR;
-  PX_TRY(px_dataset_read(cfg->rm_data, PX_IO_ALONE, 0, 1, PX_DATA_PREFS, &s->pairs, err));
+  PX_TRY(px_ckpt_read_tokenizer(s->init_path, &s->tok, err));
+  PX_TRY(px_tokenizer_check_vocab(&s->tok, mc.vocab_size, s->init_path, err));
+  PX_TRY(px_dataset_read(cfg->rm_data, PX_IO_ALONE, 0, 1, PX_DATA_PREFS, &s->tok, &s->pairs, err));
   PX_TRY(px_rm_check_lengths(&s->pairs, mc.max_seq_len, cfg->rm_data, err));
   PX_TRY(px_split_build(&s->split, s->pairs.n, cfg->rm_heldout, (uint64_t)cfg->run_seed,
                         PX_STREAM_RM_HELDOUT, PX_STREAM_RM_EPOCH, cfg->rm_data, "pairs", err));
@@ -207,7 +211,7 @@ static px_status px_rm_setup(px_rm *s, px_error *err) {
   /* head N(0, 1/sqrt(C+1)), bias 0: px_gpt_init's scalar head; then the SFT trunk over it */
   px_gpt_init(&s->model, (uint64_t)cfg->run_seed);
   PX_TRY(px_ckpt_read_trunk(s->init_path, "policy", &s->model, err));
-  px_batch_build(&s->batch, 2 * mb, mc.max_seq_len);
+  px_batch_build(&s->batch, &s->tok, 2 * mb, mc.max_seq_len);
   px_rm_work_build(&s->work, mb, mc.max_seq_len);
   s->idx = px_malloc((size_t)cfg->rm_batch_size * sizeof *s->idx);
   px_comm_share(cfg->rm_batch_size, px_comm_rank(), px_comm_size(), &s->lo, &s->hi);
@@ -221,6 +225,7 @@ static void px_rm_free(px_rm *s) {
   if (s->model.params) px_gpt_free(&s->model);
   px_split_free(&s->split);
   px_dataset_free(&s->pairs);
+  px_tokenizer_free(&s->tok);
 }
 
 /* The optimizer steps of rm.epochs passes over the training pairs. */
@@ -278,8 +283,8 @@ static px_status px_rm_step(px_stage *sg, void *ctx, int64_t step, px_error *err
     if (sp->n_heldout > 0) {
       int64_t hlo, hhi;
       px_comm_share(sp->n_heldout, px_comm_rank(), px_comm_size(), &hlo, &hhi);
-      px_rm_evaluate(&s->model, &s->pairs, sp->heldout + hlo, hhi - hlo, sp->n_heldout, mb, &acc,
-                     &loss_h);
+      px_rm_evaluate(&s->model, &s->tok, &s->pairs, sp->heldout + hlo, hhi - hlo, sp->n_heldout, mb,
+                     &acc, &loss_h);
     }
     s->heldout_acc = acc;
     px_stage_set(sg, RM_HELDOUT_ACC, acc, 1);
@@ -293,7 +298,7 @@ static px_status px_rm_step(px_stage *sg, void *ctx, int64_t step, px_error *err
 static px_status px_rm_finish(px_stage *sg, px_rm *s, px_error *err) {
   float gain = 1, bias = 0;
   double norm_stats[5];
-  PX_TRY(px_rm_normalize(s->cfg, &s->model, s->init_path, &s->pairs, s->split.train,
+  PX_TRY(px_rm_normalize(s->cfg, &s->model, &s->tok, s->init_path, &s->pairs, s->split.train,
                          s->split.n_train, &gain, &bias, norm_stats, err));
   if (s->cfg->rm_norm_samples > 0) {
     const char *names[] = {"raw_mean", "raw_std", "normalized_mean", "normalized_std", "eos_rate"};
@@ -321,6 +326,7 @@ px_status px_rm_run(const px_config *cfg, px_error *err) {
                  .log_every = cfg->rm_log_every,
                  .checkpoint_every = cfg->rm_checkpoint_every,
                  .last_checkpoint = 0, /* the last one is the normalised model's, px_rm_finish */
+                 .tokenizer = &s.tok,
                  .models = &reward,
                  .n_models = 1,
                  .n_restored = 1,
@@ -346,11 +352,12 @@ px_status px_rm_run(const px_config *cfg, px_error *err) {
   return st;
 }
 
-void px_rm_score(px_gpt *model, float gain, float bias, const int32_t *const *prompts,
-                 const int64_t *prompt_lens, const int32_t *const *responses,
-                 const int64_t *response_lens, int64_t n, float *scores) {
+void px_rm_score(px_gpt *model, const px_tokenizer *tok, float gain, float bias,
+                 const int32_t *const *prompts, const int64_t *prompt_lens,
+                 const int32_t *const *responses, const int64_t *response_lens, int64_t n,
+                 float *scores) {
   px_batch batch;
-  px_batch_build(&batch, model->max_B, model->max_T);
+  px_batch_build(&batch, tok, model->max_B, model->max_T);
   for (int64_t start = 0; start < n; start += model->max_B) {
     int rows = (int)(n - start < model->max_B ? n - start : model->max_B);
     px_batch_clear(&batch);
@@ -367,9 +374,10 @@ void px_rm_score(px_gpt *model, float gain, float bias, const int32_t *const *pr
   px_batch_free(&batch);
 }
 
-px_status px_rm_normalize(const px_config *cfg, px_gpt *reward, const char *policy_path,
-                          const px_dataset *pairs, const int64_t *train, int64_t n_train,
-                          float *gain, float *bias, double stats[5], px_error *err) {
+px_status px_rm_normalize(const px_config *cfg, px_gpt *reward, const px_tokenizer *tok,
+                          const char *policy_path, const px_dataset *pairs, const int64_t *train,
+                          int64_t n_train, float *gain, float *bias, double stats[5],
+                          px_error *err) {
   *gain = 1, *bias = 0;
   for (int i = 0; i < 5; i++) stats[i] = NAN;
   const int64_t n = cfg->rm_norm_samples;
@@ -391,11 +399,11 @@ px_status px_rm_normalize(const px_config *cfg, px_gpt *reward, const char *poli
   int64_t *recs = px_malloc((size_t)(hi - lo + 1) * sizeof *recs);
   for (int64_t i = lo; i < hi; i++) recs[i - lo] = train[i % n_train];
   px_prompts pr;
-  px_prompts_pack(&pr, pairs, recs, 0, hi - lo, mc.max_seq_len);
+  px_prompts_pack(&pr, pairs, tok, recs, 0, hi - lo, mc.max_seq_len);
   free(recs);
   px_sampler_config sampling = px_sample_config(cfg);
   px_generator gen;
-  px_generator_build(&gen, &policy, &sampling, (uint64_t)cfg->run_seed, gen_batch,
+  px_generator_build(&gen, &policy, tok, &sampling, (uint64_t)cfg->run_seed, gen_batch,
                      (int)cfg->sample_max_new_tokens);
   px_generation out = {0};
   st = px_generate(&gen, pr.tokens, pr.offsets, hi - lo, PX_RM_NORM_ITERATION, lo, &out, err);
@@ -415,7 +423,7 @@ px_status px_rm_normalize(const px_config *cfg, px_gpt *reward, const char *poli
     rl[m] = out.lengths[i] - 1; /* without EOS */
     m++;
   }
-  px_rm_score(reward, 1, 0, ps, pl, rs, rl, m, scores);
+  px_rm_score(reward, tok, 1, 0, ps, pl, rs, rl, m, scores);
   for (int64_t i = 0; i < m; i++)
     sums[0] += scores[i], sums[1] += (double)scores[i] * scores[i], sums[2] += 1;
   st = px_comm_agree(st, err);
@@ -434,7 +442,7 @@ px_status px_rm_normalize(const px_config *cfg, px_gpt *reward, const char *poli
       *bias = (float)(-mean / sd);
       /* Score the set again as every later use will, gain and bias applied: the check. */
       double check[2] = {0, 0};
-      px_rm_score(reward, *gain, *bias, ps, pl, rs, rl, m, scores);
+      px_rm_score(reward, tok, *gain, *bias, ps, pl, rs, rl, m, scores);
       for (int64_t i = 0; i < m; i++)
         check[0] += scores[i], check[1] += (double)scores[i] * scores[i];
       px_comm_allreduce_sum_f64(check, 2);

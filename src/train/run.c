@@ -122,11 +122,12 @@ void px_run_metrics_rewind(px_run *run, const char *ckpt_path, int64_t bytes) {
 }
 
 px_status px_run_checkpoint(px_run *run, const px_config *cfg, int64_t step, int64_t iteration,
-                            const px_ckpt_model *models, int n_models, const px_ckpt_var *vars,
-                            int n_vars, int64_t *metrics_bytes, px_error *err) {
+                            const px_tokenizer *tokenizer, const px_ckpt_model *models,
+                            int n_models, const px_ckpt_var *vars, int n_vars,
+                            int64_t *metrics_bytes, px_error *err) {
   double t0 = px_log_elapsed();
   *metrics_bytes = px_run_metrics_bytes(run);
-  px_ckpt ckpt = {step, iteration, run->config_text, models, n_models, vars, n_vars};
+  px_ckpt ckpt = {step, iteration, run->config_text, models, n_models, vars, n_vars, tokenizer};
   PX_TRY(px_ckpt_write(run->ckpt_dir, &ckpt, (int)cfg->run_keep_last, err));
   px_log_info("checkpoint %s/ckpt-%08lld.h5 written in %.2fs", run->ckpt_dir, (long long)step,
               px_log_elapsed() - t0);

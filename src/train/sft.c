@@ -30,6 +30,7 @@ enum { PX_STREAM_HELDOUT = 11, PX_STREAM_EPOCH = 12 };
 
 typedef struct px_sft {
   const px_config *cfg;
+  px_tokenizer tok; /* model.tokenizer's: encodes the data, stored in every checkpoint */
   px_dataset data;
   px_split split; /* held-out and training records, the stream of training records */
   px_gpt model;
@@ -84,10 +85,16 @@ const px_stage_table px_sft_table = {
     "sft", "step",       px_sft_metrics,
     SFT_N, px_sft_plots, (int)(sizeof px_sft_plots / sizeof px_sft_plots[0])};
 
-px_status px_sft_model_config(const px_config *cfg, px_gpt_config *mc, px_error *err) {
-  *mc = (px_gpt_config){(int)cfg->model_vocab_size, (int)cfg->model_max_seq_len,
-                        (int)cfg->model_n_layer,    (int)cfg->model_n_head,
-                        (int)cfg->model_n_embd,     PX_GPT_HEAD_LM};
+px_status px_sft_model_config(const px_config *cfg, const px_tokenizer *tok, px_gpt_config *mc,
+                              px_error *err) {
+  int64_t V = cfg->model_vocab_size ? cfg->model_vocab_size : px_tokenizer_vocab_size(tok);
+  PX_TRY(px_tokenizer_check_vocab(tok, V, "model", err));
+  *mc = (px_gpt_config){(int)V,
+                        (int)cfg->model_max_seq_len,
+                        (int)cfg->model_n_layer,
+                        (int)cfg->model_n_head,
+                        (int)cfg->model_n_embd,
+                        PX_GPT_HEAD_LM};
   return px_gpt_config_check(mc, err);
 }
 
@@ -142,7 +149,7 @@ static px_status px_sft_load(px_sft *s, px_error *err) {
   const px_config *cfg = s->cfg;
   /* Every rank holds every record, so a step's global batch does not depend on the rank
    * count. */
-  PX_TRY(px_dataset_read(cfg->sft_data, PX_IO_ALONE, 0, 1, -1, &s->data, err));
+  PX_TRY(px_dataset_read(cfg->sft_data, PX_IO_ALONE, 0, 1, -1, &s->tok, &s->data, err));
   if (s->data.kind != PX_DATA_SFT && s->data.kind != PX_DATA_TEXT)
     return px_error_set(err, PX_EINPUT, "%s holds %s records; sft trains on sft or text records",
                         cfg->sft_data, px_data_kind_name(s->data.kind));
@@ -157,7 +164,7 @@ static px_status px_sft_build(px_sft *s, const px_gpt_config *mc, px_error *err)
   PX_TRY(px_gpt_check_memory(mc, mb, T, 1, "sft", err));
   px_gpt_build(&s->model, mc, mb, T, 1);
   px_gpt_init(&s->model, (uint64_t)cfg->run_seed);
-  px_batch_build(&s->batch, mb, T);
+  px_batch_build(&s->batch, &s->tok, mb, T);
   s->logprobs = px_malloc((size_t)mb * T * sizeof(float));
   s->dlogprobs = px_malloc((size_t)mb * T * sizeof(float));
   s->records = px_malloc((size_t)cfg->sft_batch_size * sizeof *s->records);
@@ -187,6 +194,7 @@ static void px_sft_free(px_sft *s) {
   if (s->model.params) px_gpt_free(&s->model);
   px_split_free(&s->split);
   px_dataset_free(&s->data);
+  px_tokenizer_free(&s->tok);
 }
 
 /* One optimizer step over the global batch of B records at data_cursor. */
@@ -221,9 +229,15 @@ static px_status px_sft_step(px_stage *sg, void *ctx, int64_t step, px_error *er
 }
 
 px_status px_sft_run(const px_config *cfg, px_error *err) {
-  px_gpt_config mc;
-  PX_TRY(px_sft_model_config(cfg, &mc, err));
   px_sft s = {.cfg = cfg, .state = {.seed = cfg->run_seed}};
+  px_gpt_config mc;
+  PX_TRY(px_comm_agree(
+      px_tokenizer_load(&s.tok, cfg->model_tokenizer, cfg->model_tokenizer_dir, err), err));
+  px_status st = px_sft_model_config(cfg, &s.tok, &mc, err);
+  if (st != PX_OK) {
+    px_tokenizer_free(&s.tok);
+    return st;
+  }
   px_ckpt_model policy = {.group = "policy", .model = &s.model, .optim = 1};
   const px_ckpt_var vars[] = {PX_SFT_STATE(PX_CKPT_VAR, &s.state)};
   px_stage sg = {.cfg = cfg,
@@ -234,12 +248,17 @@ px_status px_sft_run(const px_config *cfg, px_error *err) {
                  .log_every = cfg->sft_log_every,
                  .checkpoint_every = cfg->sft_checkpoint_every,
                  .last_checkpoint = 1,
+                 .tokenizer = &s.tok,
                  .models = &policy,
                  .n_models = 1,
                  .n_restored = 1,
                  PX_STAGE_STATE(vars, s.state, step)};
-  PX_TRY(px_stage_open(&sg, err));
-  px_status st = px_comm_agree(px_sft_load(&s, err), err);
+  st = px_stage_open(&sg, err);
+  if (st != PX_OK) {
+    px_tokenizer_free(&s.tok);
+    return st;
+  }
+  st = px_comm_agree(px_sft_load(&s, err), err);
   if (st == PX_OK) st = px_comm_agree(px_sft_build(&s, &mc, err), err);
   if (st == PX_OK) {
     px_log_info("sft: %lld %s records (%lld held out), model %d layers x %d wide, %zu parameters",

@@ -31,6 +31,16 @@ px_status px_stage_restore(px_stage *sg, px_error *err) {
   const px_stage_table *t = sg->table;
   sg->first = 0;
   if (!sg->resume[0]) return PX_OK;
+  px_tokenizer stored;
+  px_status st = px_ckpt_read_tokenizer(sg->resume, &stored, err);
+  if (st == PX_OK && !px_tokenizer_same(&stored, sg->tokenizer))
+    st = px_error_set(err, PX_EINPUT,
+                      "%s was written with the %s tokenizer (sha256 %.12s), but this %s run's is "
+                      "%s (sha256 %.12s): resume with the same model.tokenizer",
+                      sg->resume, px_tok_kind_name(stored.kind), stored.hash, t->name,
+                      px_tok_kind_name(sg->tokenizer->kind), sg->tokenizer->hash);
+  px_tokenizer_free(&stored);
+  PX_TRY(px_comm_agree(st, err));
   PX_TRY(px_run_restore(&sg->run, sg->cfg, sg->resume, sg->models, sg->n_restored, sg->vars,
                         sg->n_vars, sg->seed, sg->metrics_bytes, err));
   sg->first = *sg->step;
@@ -41,8 +51,8 @@ px_status px_stage_restore(px_stage *sg, px_error *err) {
 
 px_status px_stage_checkpoint(px_stage *sg, int64_t step, px_error *err) {
   int64_t iteration = strcmp(sg->table->unit, "iteration") == 0 ? step : 0;
-  return px_run_checkpoint(&sg->run, sg->cfg, step, iteration, sg->models, sg->n_models, sg->vars,
-                           sg->n_vars, sg->metrics_bytes, err);
+  return px_run_checkpoint(&sg->run, sg->cfg, step, iteration, sg->tokenizer, sg->models,
+                           sg->n_models, sg->vars, sg->n_vars, sg->metrics_bytes, err);
 }
 
 void px_stage_set(px_stage *sg, int k, double num, double den) {
