@@ -4,8 +4,8 @@
  * verify on a small model with random weights, under a 2-rank launch and on one rank. Checks
  * the files (which tokenizer each data set and checkpoint records, that the stored tokens decode
  * back to the JSONL's text, that the checkpoint alone rebuilds the tokenizer), that 1 and 2
- * ranks agree as they do for bytes, and that a data set made by another tokenizer is refused
- * with exit 1 and nothing written.
+ * ranks agree as they do for bytes (data import too: the same bytes from 1 and 2 ranks), and
+ * that a data set made by another tokenizer is refused with exit 1 and nothing written.
  */
 #include <jansson.h>
 #include <math.h>
@@ -231,7 +231,19 @@ static void test_mismatch_refused(void) {
   /* ppo's prompts, eval's prompts and rm's pairs are checked the same way. */
   CU_ASSERT_EQUAL(px_proc_run("", "eval --policy g2-ppo --prompts g2-data/sft-byte.h5"), 1);
   CU_ASSERT(px_test_contains(px_proc_err, "was tokenized with byte"));
-  /* The tokenizer taken from a checkpoint tokenizes as the directory's. */
+  /* A bad line in the second rank's half is named by its line in the whole file. */
+  FILE *f = fopen("g2-data/bad.jsonl", "w");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  for (int i = 1; i <= 40; i++)
+    fprintf(f, i == 33 ? "{\"prompt\": [1]}\n" : "{\"prompt\": \"line %d\"}\n\n", i);
+  CU_ASSERT_EQUAL_FATAL(fclose(f), 0);
+  CU_ASSERT_EQUAL(px_proc_run(getenv("PX_LAUNCH_2"), "data import --kind prompts g2-data/bad.jsonl "
+                                                     "g2-data/bad.h5"),
+                  1);
+  CU_ASSERT(px_test_contains(px_proc_err, "g2-data/bad.jsonl:65: field \"prompt\" is an array"));
+  CU_ASSERT_EQUAL(px_test_file_size("g2-data/bad.h5"), -1);
+  /* The tokenizer taken from a checkpoint, on one rank, tokenizes as the directory's did on two:
+   * the same file, byte for byte. */
   CU_ASSERT_EQUAL(px_proc_run("", "data import --kind sft --tokenizer g2-sft g2-data/sft.jsonl "
                                   "g2-data/sft-ckpt.h5 run.log_level=warn"),
                   0);

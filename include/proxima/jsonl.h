@@ -41,4 +41,12 @@ int px_jsonl_write_record(FILE *f, const char *phase, int64_t step, int n, const
 px_status px_jsonl_import(const char *in, px_data_kind kind, px_tokenizer *tok, const char *out,
                           px_error *err);
 
+/* px_jsonl_import over every rank of the run: each parses and encodes the lines that start in
+ * its contiguous share of the file's bytes (its line numbers counted from the lines before it),
+ * rank 0 gathers the records in order and writes the one file, the same bytes as
+ * px_jsonl_import's. A bad line anywhere is PX_EINPUT on every rank (the first such line's
+ * message), and nothing is written. Collective. */
+px_status px_jsonl_import_parallel(const char *in, px_data_kind kind, px_tokenizer *tok,
+                                   const char *out, px_error *err);
+
 #endif

@@ -116,13 +116,9 @@ static px_status px_cmd_import(const px_cli *cli, const px_config *cfg, px_error
   const char *in = cli->positional[0], *out = cli->positional[1];
   px_tokenizer tok;
   PX_TRY(px_comm_agree(px_import_tokenizer(px_opt(cli, "--tokenizer"), cfg, &tok, err), err));
-  px_status st = PX_OK;
-  if (px_comm_rank() == 0) {
-    px_log_info("data import: reading %s as %s records (%s tokenizer)", in, kind_name,
-                px_tok_kind_name(tok.kind));
-    st = px_jsonl_import(in, (px_data_kind)kind, &tok, out, err);
-  }
-  st = px_comm_agree(st, err);
+  px_log_info("data import: reading %s as %s records (%s tokenizer, %d rank%s)", in, kind_name,
+              px_tok_kind_name(tok.kind), px_comm_size(), px_comm_size() == 1 ? "" : "s");
+  px_status st = px_jsonl_import_parallel(in, (px_data_kind)kind, &tok, out, err);
   /* Read the file back over every rank, each its own share, as training will. */
   px_dataset ds = {0};
   if (st == PX_OK)
