@@ -139,6 +139,11 @@ def main():
         k = "rollout_write_np%d_gb_per_s" % r
         if k in px:
             row(k, px[k], get(base, k), note="one writer; baseline: every rank pwrites its share")
+    k = "tokenizer_encode_mb_per_s"
+    if k in px:
+        row(k, px[k], get(base, k), note="GPT-2 encode, one core; baseline: npm gpt-3-encoder (node)")
+        row("tokenizer_encode_mb_per_s (vs 10 MB/s)", px[k], 10.0, 1.0,
+            note="issue 22: >= 10 MB/s per core on English prose")
     # PPO: value = 2 ranks, baseline = 1 rank, ratio t1 / t2 (weak scaling: same per-rank batch)
     for ph in ("generate", "score", "train", "comm", "checkpoint", "iteration"):
         t1, t2 = get(px, "ppo_np1_%s_s" % ph), get(px, "ppo_np2_%s_s" % ph)

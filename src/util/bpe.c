@@ -426,7 +426,7 @@ static void px_bpe_compute_hash(px_bpe *b, const uint16_t byte_cp[256]) {
   PX_REQUIRE(EVP_DigestFinal_ex(ctx, md, &md_len) == 1 && md_len == 32,
              "EVP_DigestFinal_ex(SHA-256) failed");
   EVP_MD_CTX_free(ctx);
-  for (unsigned i = 0; i < 32; i++) snprintf(b->hash_hex + 2 * i, 3, "%02x", md[i]);
+  for (size_t i = 0; i < 32; i++) snprintf(b->hash_hex + 2 * i, 3, "%02x", md[i]);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -453,7 +453,7 @@ static void px_bpe_compile(px_bpe *b) {
   if (b->jit) {
     /* The default 32 KiB JIT stack is enough for every piece we measured, but a pathological
      * text should not be the one that runs out. */
-    b->jit_stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
+    b->jit_stack = pcre2_jit_stack_create((size_t)32 << 10, (size_t)8 << 20, NULL);
     PX_REQUIRE(b->jit_stack, "pcre2_jit_stack_create: out of memory");
     pcre2_jit_stack_assign(b->mctx, NULL, b->jit_stack);
   }
