@@ -307,17 +307,18 @@ static void px_gather_records(const px_dataset *mine, px_dataset *all) {
 static px_status px_agree_fields(const char *path, px_data_kind kind, const px_jsonl_range *r,
                                  int *fields, px_error *err) {
   const int rank = px_comm_rank(), size = px_comm_size();
-  int64_t *seen = px_calloc(2 * (size_t)size, sizeof *seen); /* fields + 1 (0: none), line */
-  seen[2 * rank] = r->fields_seen + 1, seen[2 * rank + 1] = r->first_line;
+  /* per rank: the first record's field count + 1 (0: no records), and its line */
+  int64_t *seen = px_calloc(2 * (size_t)size, sizeof *seen), *line = seen + size;
+  seen[rank] = r->fields_seen + 1, line[rank] = r->first_line;
   px_comm_allreduce_sum_i64(seen, 2 * (size_t)size);
   int k0 = 0;
-  while (k0 < size && seen[2 * k0] == 0) k0++;
+  while (k0 < size && seen[k0] == 0) k0++;
   px_status st = PX_OK;
-  *fields = k0 < size ? (int)seen[2 * k0] - 1 : 0;
+  *fields = k0 < size ? (int)seen[k0] - 1 : 0;
   if (k0 == size) {
     st = px_error_set(err, PX_EINPUT, "%s: no records (the file is empty or has blank lines only)",
                       path);
-  } else if (seen[2 * rank] != 0 && r->fields_seen != *fields) {
+  } else if (seen[rank] != 0 && r->fields_seen != *fields) {
     int n_req, n_pos;
     const char *const *names = px_data_fields(kind, &n_req, &n_pos);
     const int more = r->fields_seen > *fields;
@@ -325,7 +326,7 @@ static px_status px_agree_fields(const char *path, px_data_kind kind, const px_j
                       "%s:%ld: field \"%s\" is %s here but %s on line %lld (every record has it "
                       "or none)",
                       path, r->first_line, names[n_req], more ? "present" : "missing",
-                      more ? "missing" : "present", (long long)seen[2 * k0 + 1]);
+                      more ? "missing" : "present", (long long)line[k0]);
   }
   free(seen);
   return px_comm_agree(st, err);
