@@ -564,6 +564,16 @@ px_status px_ckpt_load(const char *file_or_dir, const char *group, px_gpt_head h
   px_gpt_build(model, &mc, max_B, max_T > 0 ? max_T : mc.max_seq_len, trainable);
   px_ckpt_model cm = {.group = group, .model = model, .gain = 1};
   px_status st = px_ckpt_read_model(path, &cm, err);
+  px_tokenizer tok;
+  px_tokenizer_byte(&tok);
+  if (st == PX_OK) st = px_ckpt_read_tokenizer(path, &tok, err);
+  if (st == PX_OK) {
+    char what[4400];
+    snprintf(what, sizeof what, "%s: /%s", path, group);
+    st = px_tokenizer_check_vocab(&tok, mc.vocab_size, what, err);
+  }
+  if (st == PX_OK) px_gpt_set_live_vocab(model, px_tokenizer_softmax_span(&tok));
+  px_tokenizer_free(&tok);
   if (st != PX_OK) {
     px_gpt_free(model);
     return st;

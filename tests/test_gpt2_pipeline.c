@@ -13,6 +13,7 @@
 
 #include "proxima/checkpoint.h"
 #include "proxima/dataset.h"
+#include "proxima/gpt.h"
 #include "proxima/jsonl.h"
 #include "proxima/tokenizer.h"
 #include "test_proc.h"
@@ -156,6 +157,30 @@ static void test_pipeline_two_ranks(void) {
     px_tokenizer_free(&have);
     CU_ASSERT_EQUAL(px_proc_run("", "ckpt verify %s", runs[r]), 0);
   }
+  /* The embedding's padding rows (PAD 50257 and the ids up to 50304) take no part in the
+   * softmax: no gradient ever reached them, so their Adam moments are still zero. */
+  char path[4300];
+  CU_ASSERT_EQUAL_FATAL(px_ckpt_resolve("g2-sft", path, sizeof path, &err), PX_OK);
+  px_gpt_config mc;
+  CU_ASSERT_EQUAL_FATAL(px_ckpt_read_config(path, "policy", &mc, &err), PX_OK);
+  CU_ASSERT_EQUAL(mc.vocab_size, 50304);
+  px_gpt m;
+  px_gpt_build(&m, &mc, 1, 1, 1);
+  px_ckpt_model cm = {.group = "policy", .model = &m, .optim = 1};
+  CU_ASSERT_EQUAL_FATAL(px_ckpt_read_model(path, &cm, &err), PX_OK);
+  const px_gpt_tensor *wte = px_gpt_find_tensor(&m, "wte");
+  const size_t C = (size_t)mc.n_embd;
+  int padding_zero = 1, text_moved = 0;
+  for (size_t i = 0; i < 50304 * C; i++) {
+    const float v = m.v[wte->offset + i];
+    if (i >= 50257 * C)
+      padding_zero &= v == 0.0f;
+    else
+      text_moved |= v != 0.0f;
+  }
+  CU_ASSERT(padding_zero);
+  CU_ASSERT(text_moved);
+  px_gpt_free(&m);
   CU_ASSERT_EQUAL(px_proc_run("", "ckpt info g2-ppo"), 0);
   CU_ASSERT(px_test_contains(px_proc_out, "tokenizer  gpt2: 50257 tokens"));
   CU_ASSERT(px_test_contains(px_proc_out, "vocab 50304"));

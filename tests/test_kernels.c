@@ -632,7 +632,7 @@ static void test_residual(void) {
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct {
-  int N, V;
+  int N, V, Vs; /* rows, row length, the logits the softmax spans */
   double temperature;
   const int32_t *targets;
   double *logits, *w, *losses;
@@ -646,8 +646,8 @@ static void ref_xent(xent_ctx *c) {
     }
     const double *z = c->logits + n * c->V;
     double mx = -INFINITY, s = 0.0;
-    for (int v = 0; v < c->V; v++) mx = fmax(mx, z[v] / c->temperature);
-    for (int v = 0; v < c->V; v++) s += exp(z[v] / c->temperature - mx);
+    for (int v = 0; v < c->Vs; v++) mx = fmax(mx, z[v] / c->temperature);
+    for (int v = 0; v < c->Vs; v++) s += exp(z[v] / c->temperature - mx);
     c->losses[n] = log(s) + mx - z[c->targets[n]] / c->temperature;
   }
 }
@@ -658,39 +658,48 @@ static double xent_loss(void *ctx) {
   return dot(c->w, c->losses, (size_t)c->N);
 }
 
+/* Over the whole row, and over its first Vs logits (a padded vocabulary: the padding columns
+ * take no part, whatever their values, and get no gradient). */
 static void test_crossentropy(void) {
   enum { N = 5, V = 11 };
-  const int32_t targets[N] = {3, 0, -1, 10, 7};
+  const int32_t targets[2][N] = {{3, 0, -1, 10, 7}, {3, 0, -1, 7, 5}};
+  const int spans[2] = {V, 8};
   const float temps[] = {1.0f, 0.7f, 2.5f};
-  for (size_t k = 0; k < sizeof temps / sizeof temps[0]; k++) {
-    float logits[N * V], probs[N * V], w[N], losses[N], dlogits[N * V] = {0};
-    fill(logits, N * V, 70, 5.0f), fill(w, N, 71, 1.0f);
-    logits[V + 4] = 80.0f; /* a dominant logit: no overflow, tiny probs stay finite */
-    px_crossentropy_forward(losses, probs, logits, targets, temps[k], N, V);
-    px_crossentropy_backward(dlogits, w, probs, targets, temps[k], N, V);
-    xent_ctx c = {N,
-                  V,
-                  temps[k],
-                  targets,
-                  to_double(logits, N * V),
-                  to_double(w, N),
-                  px_malloc(N * sizeof(double))};
-    ref_xent(&c);
-    char what[64];
-    snprintf(what, sizeof what, "crossentropy at temperature %g", (double)temps[k]);
-    CU_ASSERT(close_to(what, losses, c.losses, N, 1e-5, 1e-5));
-    CU_ASSERT(grad_check(what, c.logits, N * V, xent_loss, &c, dlogits));
-    int ok = losses[2] == 0.0f;
-    for (int v = 0; v < V; v++) ok &= dlogits[2 * V + v] == 0.0f;
-    for (int n = 0; n < N; n++) {
-      if (targets[n] < 0) continue;
-      double s = 0.0;
-      for (int v = 0; v < V; v++) s += probs[n * V + v];
-      ok &= fabs(s - 1.0) < 1e-5;
+  for (int sp = 0; sp < 2; sp++)
+    for (size_t k = 0; k < sizeof temps / sizeof temps[0]; k++) {
+      const int Vs = spans[sp];
+      float logits[N * V], probs[N * V], w[N], losses[N], dlogits[N * V] = {0};
+      fill(logits, N * V, 70, 5.0f), fill(w, N, 71, 1.0f);
+      logits[V + 4] = 80.0f; /* a dominant logit: no overflow, tiny probs stay finite */
+      logits[V + 9] = 90.0f; /* the largest, in the padding when Vs = 8 */
+      px_crossentropy_forward(losses, probs, logits, targets[sp], temps[k], N, V, Vs);
+      px_crossentropy_backward(dlogits, w, probs, targets[sp], temps[k], N, V, Vs);
+      xent_ctx c = {N,
+                    V,
+                    Vs,
+                    temps[k],
+                    targets[sp],
+                    to_double(logits, N * V),
+                    to_double(w, N),
+                    px_malloc(N * sizeof(double))};
+      ref_xent(&c);
+      char what[80];
+      snprintf(what, sizeof what, "crossentropy over %d of %d at temperature %g", Vs, V,
+               (double)temps[k]);
+      CU_ASSERT(close_to(what, losses, c.losses, N, 1e-5, 1e-5));
+      CU_ASSERT(grad_check(what, c.logits, N * V, xent_loss, &c, dlogits));
+      int ok = losses[2] == 0.0f;
+      for (int v = 0; v < V; v++) ok &= dlogits[2 * V + v] == 0.0f;
+      for (int n = 0; n < N; n++) {
+        if (targets[sp][n] < 0) continue;
+        double s = 0.0;
+        for (int v = 0; v < Vs; v++) s += probs[n * V + v];
+        ok &= fabs(s - 1.0) < 1e-5;
+        for (int v = Vs; v < V; v++) ok &= dlogits[n * V + v] == 0.0f;
+      }
+      CU_ASSERT(ok);
+      free(c.logits), free(c.w), free(c.losses);
     }
-    CU_ASSERT(ok);
-    free(c.logits), free(c.w), free(c.losses);
-  }
 }
 
 /* NaN, +-infinity and the largest finite values at every kind of place (block edges, the tail

@@ -104,6 +104,7 @@ typedef struct px_gpt {
   float *grads;    /* NULL unless built trainable */
   px_gpt_params g; /* views into grads */
   float *m, *v;    /* Adam moments, NULL unless built trainable */
+  int live_vocab; /* the LM head's softmax spans logits [0, live_vocab) (px_gpt_set_live_vocab) */
   int max_B, max_T;
   int B, T; /* of the last forward */
   /* Outputs of the last px_gpt_forward (zero at padded positions), valid until the next:
@@ -119,6 +120,12 @@ typedef struct px_gpt {
  * when trainable, the gradients, the Adam moments (zeroed) and the backward's scratch.
  * The configuration must pass px_gpt_config_check. */
 void px_gpt_build(px_gpt *model, const px_gpt_config *config, int max_B, int max_T, int trainable);
+
+/* Limits the LM head's softmax (px_gpt_logprobs, its backward, generation's log-probs) to the
+ * logits of ids 0 .. n-1, the ids a tokenizer can put in a sequence (px_tokenizer_softmax_span);
+ * the rows of a wider embedding (padding for speed, PAD) then get no gradient and no
+ * probability. 1 <= n <= vocab_size; px_gpt_build sets vocab_size. Not collective. */
+void px_gpt_set_live_vocab(px_gpt *model, int n);
 
 /* The bytes px_gpt_build allocates for this configuration and batch size: parameters (and,
  * trainable, gradients and Adam moments), the activation arena and the backward's scratch.

@@ -169,14 +169,17 @@ void px_residual_backward(float *da, float *db, const float *dout, long N);
  * gpt6x384's gradient: 1.8 ms on one thread, 0.9 on two). */
 void px_zero(float *x, size_t N);
 
-/* Softmax at a temperature and cross-entropy: probs[n,:] = softmax(logits[n,:] / temperature),
- * losses[n] = -log probs[n, targets[n]] (computed as logsumexp - logit, so it never overflows).
- * A row with targets[n] < 0 is skipped: loss 0, probs row untouched, no gradient.
+/* Softmax at a temperature and cross-entropy over the first Vs of each row's V logits (the
+ * tokenizer's; the rest pad the embedding and take no part): probs[n,:Vs] =
+ * softmax(logits[n,:Vs] / temperature), losses[n] = -log probs[n, targets[n]] (computed as
+ * logsumexp - logit, so it never overflows; targets below Vs). A row with targets[n] < 0 is
+ * skipped: loss 0, probs row untouched, no gradient. probs[n, Vs:] are never written.
  * losses [N], probs, logits [N,V], targets [N]. The backward adds
- * dlosses[n] * (probs[n,v] - [v == targets[n]]) / temperature to dlogits [N,V]. */
+ * dlosses[n] * (probs[n,v] - [v == targets[n]]) / temperature to dlogits [N,:Vs], nothing to
+ * the padding columns. */
 void px_crossentropy_forward(float *losses, float *probs, const float *logits,
-                             const int32_t *targets, float temperature, int N, int V);
+                             const int32_t *targets, float temperature, int N, int V, int Vs);
 void px_crossentropy_backward(float *dlogits, const float *dlosses, const float *probs,
-                              const int32_t *targets, float temperature, int N, int V);
+                              const int32_t *targets, float temperature, int N, int V, int Vs);
 
 #endif

@@ -89,6 +89,11 @@ px_status px_tokenizer_check_vocab(const px_tokenizer *t, int64_t vocab_size, co
  * vocabulary (50257 + PAD -> 50304, as llm.c pads), exactly n_ids for byte (259). */
 int64_t px_tokenizer_vocab_size(const px_tokenizer *t);
 
+/* The ids a model's softmax spans, 0 .. n-1: every id a sequence holds as a target (text and
+ * EOS): max(n_vocab, eos + 1), 259 for byte (PAD and BOS inside), 50257 for gpt2 (PAD outside).
+ * px_gpt_set_live_vocab takes it. */
+int32_t px_tokenizer_softmax_span(const px_tokenizer *t);
+
 /* Whether id stands for text (a vocabulary token that is not a special): what data sets hold. */
 int px_tokenizer_is_text(const px_tokenizer *t, int32_t id);
 

@@ -168,7 +168,6 @@ static px_status px_eval_load(const px_config *cfg, const px_cli_eval_args *args
   if (e->reward_path[0])
     PX_TRY(px_ckpt_check_tokenizer(e->reward_path, "the reward model", &e->tok, "the policy", err));
   PX_TRY(px_ckpt_load(e->path, "policy", PX_GPT_HEAD_LM, mb, 0, 0, &e->tuned, NULL, NULL, err));
-  PX_TRY(px_tokenizer_check_vocab(&e->tok, e->tuned.config.vocab_size, e->path, err));
   if (e->base_path[0])
     PX_TRY(px_ckpt_load(e->base_path, base_group, PX_GPT_HEAD_LM, mb, 0, 0, &e->base, NULL, NULL,
                         err));

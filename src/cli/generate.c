@@ -119,7 +119,6 @@ px_status px_cli_generate(const px_config *cfg, const char *ckpt, const char *pr
   px_status st = px_ckpt_read_tokenizer(ckpt, &tok, err);
   if (st == PX_OK)
     st = px_ckpt_load(ckpt, "policy", PX_GPT_HEAD_LM, 1, 1, 0, &model, NULL, NULL, err);
-  if (st == PX_OK) st = px_tokenizer_check_vocab(&tok, model.config.vocab_size, ckpt, err);
   st = px_comm_agree(st, err);
   if (st != PX_OK) {
     if (model.params) px_gpt_free(&model);

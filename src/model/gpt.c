@@ -231,6 +231,12 @@ px_status px_gpt_check_memory(const px_gpt_config *config, int max_B, int max_T,
   return PX_OK;
 }
 
+void px_gpt_set_live_vocab(px_gpt *model, int n) {
+  PX_REQUIRE(n >= 1 && n <= model->config.vocab_size,
+             "px_gpt_set_live_vocab: %d of a vocabulary of %d", n, model->config.vocab_size);
+  model->live_vocab = n;
+}
+
 void px_gpt_build(px_gpt *model, const px_gpt_config *config, int max_B, int max_T, int trainable) {
   px_error err;
   PX_REQUIRE(px_gpt_config_check(config, &err) == PX_OK, "bad model configuration: %s", err.msg);
@@ -239,6 +245,7 @@ void px_gpt_build(px_gpt *model, const px_gpt_config *config, int max_B, int max
              config->max_seq_len);
   memset(model, 0, sizeof *model);
   model->config = *config;
+  model->live_vocab = config->vocab_size;
   model->max_B = max_B;
   model->max_T = max_T;
   px_fill_table(model);
@@ -402,11 +409,13 @@ void px_gpt_logprobs(px_gpt *model, float *logprobs, const int32_t *targets, flo
   for (int b = 0; b < B; b++)
     for (int t = 0; t < T; t++) {
       int32_t y = targets[b * T + t];
-      PX_REQUIRE(y < V, "px_gpt_logprobs: target %d at (%d, %d) is outside the vocabulary (%d)", y,
-                 b, t, V);
+      PX_REQUIRE(y < model->live_vocab,
+                 "px_gpt_logprobs: target %d at (%d, %d) is outside the vocabulary (%d of %d)", y,
+                 b, t, model->live_vocab, V);
       a->targets[b * T + t] = t < a->lengths[b] && y >= 0 ? y : -1;
     }
-  px_crossentropy_forward(a->losses, a->probs, a->out, a->targets, temperature, B * T, V);
+  px_crossentropy_forward(a->losses, a->probs, a->out, a->targets, temperature, B * T, V,
+                          model->live_vocab);
   if (logprobs)
     for (int i = 0; i < B * T; i++) logprobs[i] = a->targets[i] >= 0 ? -a->losses[i] : 0.0f;
   a->temperature = temperature;
@@ -490,7 +499,8 @@ void px_gpt_backward_ex(px_gpt *model, const float *dout, const px_gpt_grad_hook
   /* The head, from dL/d(log-prob) = -dL/d(loss) or dL/d(value); padding contributes nothing. */
   if (lm) {
     for (int i = 0; i < N; i++) a->dlosses[i] = a->targets[i] >= 0 ? -dout[i] : 0.0f;
-    px_crossentropy_backward(a->dhead, a->dlosses, a->probs, a->targets, a->temperature, N, V);
+    px_crossentropy_backward(a->dhead, a->dlosses, a->probs, a->targets, a->temperature, N, V,
+                             model->live_vocab);
     PX_GPT_TIMED(model, PX_GPT_MATMUL,
                  px_matmul_backward(a->dlnf, g->wte, NULL, a->dhead, a->lnf, p->wte, N, C, V));
   } else {

@@ -580,12 +580,14 @@ void px_residual_backward(float *da, float *db, const float *dout, long N) {
 
 PX_SIMD_CLONES
 void px_crossentropy_forward(float *losses, float *probs, const float *logits,
-                             const int32_t *targets, float temperature, int N, int V) {
-  // logits, probs (N,V); losses, targets (N). With z = logits / temperature:
+                             const int32_t *targets, float temperature, int N, int V, int Vs) {
+  // logits, probs (N,V); losses, targets (N). With z = logits[:Vs] / temperature:
   // loss = logsumexp(z) - z[target] = -log softmax(z)[target], finite however small the prob.
   const float inv_temp = 1.0f / temperature;
+  PX_REQUIRE(Vs >= 1 && Vs <= V, "softmax over %d of %d logits", Vs, V);
   for (int n = 0; n < N; n++)
-    PX_REQUIRE(targets[n] < V, "target %d out of the vocabulary (%d) at row %d", targets[n], V, n);
+    PX_REQUIRE(targets[n] < Vs, "target %d out of the vocabulary (%d) at row %d", targets[n], Vs,
+               n);
 #pragma omp parallel for
   for (int n = 0; n < N; n++) {
     if (targets[n] < 0) {
@@ -595,17 +597,17 @@ void px_crossentropy_forward(float *losses, float *probs, const float *logits,
     const float *z = logits + (size_t)n * V;
     float *p = probs + (size_t)n * V;
     /* max(z / temperature) = max(z) / temperature: dividing is monotonic */
-    const float maxval = px_max16(z, V) * inv_temp;
-    for (int v = 0; v < V; v++) p[v] = px_expf(z[v] * inv_temp - maxval);
-    const float sum = px_sum16(p, V), inv = 1.0f / sum;
-    for (int v = 0; v < V; v++) p[v] *= inv;
+    const float maxval = px_max16(z, Vs) * inv_temp;
+    for (int v = 0; v < Vs; v++) p[v] = px_expf(z[v] * inv_temp - maxval);
+    const float sum = px_sum16(p, Vs), inv = 1.0f / sum;
+    for (int v = 0; v < Vs; v++) p[v] *= inv;
     losses[n] = logf(sum) + maxval - z[targets[n]] * inv_temp;
   }
 }
 
 PX_SIMD_CLONES
 void px_crossentropy_backward(float *dlogits, const float *dlosses, const float *probs,
-                              const int32_t *targets, float temperature, int N, int V) {
+                              const int32_t *targets, float temperature, int N, int V, int Vs) {
   // dlogits, probs (N,V); dlosses, targets (N). d loss / d z = probs - onehot(target), and
   // z = logits / temperature.
   const float inv_temp = 1.0f / temperature;
@@ -615,6 +617,6 @@ void px_crossentropy_backward(float *dlogits, const float *dlosses, const float 
     const float *p = probs + (size_t)n * V;
     float *dz = dlogits + (size_t)n * V;
     float d = dlosses[n] * inv_temp;
-    for (int v = 0; v < V; v++) dz[v] += (p[v] - (v == targets[n] ? 1.0f : 0.0f)) * d;
+    for (int v = 0; v < Vs; v++) dz[v] += (p[v] - (v == targets[n] ? 1.0f : 0.0f)) * d;
   }
 }

@@ -163,7 +163,8 @@ px_status px_generate(px_generator *g, const int32_t *tokens, const int64_t *off
         g->coins[j] = px_sampler_coin(&g->sampler, iteration, first_index + i, pos);
       }
       px_sampler_sample_rows(&g->sampler, g->next, rows, g->coins, M);
-      px_crossentropy_forward(g->losses, g->probs, rows, g->next, lp_temp, M, V);
+      px_crossentropy_forward(g->losses, g->probs, rows, g->next, lp_temp, M, V,
+                              g->model->live_vocab);
 
       /* 3. record; keep the unfinished ones, in order, and feed their tokens */
       int kept = 0;

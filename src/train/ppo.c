@@ -145,7 +145,6 @@ static px_status px_ppo_setup(px_ppo *s, const char *resume, px_error *err) {
   PX_TRY(px_ckpt_read_tokenizer(policy, &s->tok, err));
   PX_TRY(px_ckpt_check_tokenizer(reward, "the reward model", &s->tok, "the policy", err));
   PX_TRY(px_ckpt_load(policy, "policy", PX_GPT_HEAD_LM, mb, 0, 1, &s->policy, NULL, NULL, err));
-  PX_TRY(px_tokenizer_check_vocab(&s->tok, s->policy.config.vocab_size, policy, err));
   PX_TRY(px_ckpt_load(policy, resume[0] ? "reference" : "policy", PX_GPT_HEAD_LM, mb, 0, 0,
                       &s->reference, NULL, NULL, err));
   PX_TRY(px_rm_load_model(reward, &s->reward, mb, &s->gain, &s->bias, err));

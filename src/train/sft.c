@@ -163,6 +163,7 @@ static px_status px_sft_build(px_sft *s, const px_gpt_config *mc, px_error *err)
   const int T = (int)cfg->model_max_seq_len, mb = (int)cfg->sft_micro_batch;
   PX_TRY(px_gpt_check_memory(mc, mb, T, 1, "sft", err));
   px_gpt_build(&s->model, mc, mb, T, 1);
+  px_gpt_set_live_vocab(&s->model, px_tokenizer_softmax_span(&s->tok));
   px_gpt_init(&s->model, (uint64_t)cfg->run_seed);
   px_batch_build(&s->batch, &s->tok, mb, T);
   s->logprobs = px_malloc((size_t)mb * T * sizeof(float));

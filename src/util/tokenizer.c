@@ -170,6 +170,10 @@ int64_t px_tokenizer_vocab_size(const px_tokenizer *t) {
   return ((int64_t)t->n_ids + 63) / 64 * 64;
 }
 
+int32_t px_tokenizer_softmax_span(const px_tokenizer *t) {
+  return t->n_vocab > t->eos + 1 ? t->n_vocab : t->eos + 1;
+}
+
 int px_tokenizer_is_text(const px_tokenizer *t, int32_t id) {
   return id >= 0 && id < t->n_vocab && id != t->pad && id != t->bos && id != t->eos;
 }
