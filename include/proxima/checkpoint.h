@@ -132,8 +132,8 @@ px_status px_ckpt_read_trunk(const char *path, const char *group, px_gpt *model,
 /* Builds model from group of the checkpoint file_or_dir (px_ckpt_resolve) for batches of max_B
  * sequences of max_T positions (0: the model's max_seq_len), trainable or not, and reads its
  * tensors; the group must have the given head, and hold the checkpoint's tokenizer's ids, whose
- * softmax span the model then takes (px_gpt_set_live_vocab). gain and bias (may be NULL) receive a reward
- * group's normalisation. On failure model is left unbuilt. Not collective. */
+ * softmax span the model then takes (px_gpt_set_live_vocab). gain and bias (may be NULL) receive a
+ * reward group's normalisation. On failure model is left unbuilt. Not collective. */
 px_status px_ckpt_load(const char *file_or_dir, const char *group, px_gpt_head head, int max_B,
                        int max_T, int trainable, px_gpt *model, double *gain, double *bias,
                        px_error *err);
