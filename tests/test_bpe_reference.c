@@ -33,22 +33,17 @@
 #include <pcre2.h>
 
 #include "proxima/bpe.h"
+#include "proxima/fsutil.h"
 #include "proxima/text.h"
 #include "test_util.h"
 
 enum { NCP = 0x110000 };
 
+/* The whole file at path (NUL-ended, *n bytes), or NULL when it cannot be read. */
 static char *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  px_text t = {0};
-  char buf[65536];
-  size_t k;
-  px_text_str(&t, "");
-  while ((k = fread(buf, 1, sizeof buf, f)) > 0) px_text_put(&t, buf, k);
-  fclose(f);
-  *n = t.n;
-  return t.p;
+  char *data = NULL;
+  px_error err;
+  return px_fs_read_file(path, (size_t)1 << 30, &data, n, &err) == PX_OK ? data : NULL;
 }
 
 static int utf8(unsigned cp, unsigned char *o) {

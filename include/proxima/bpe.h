@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "proxima/error.h"
+#include "proxima/text.h"
 
 typedef struct px_bpe px_bpe;
 
@@ -63,5 +64,10 @@ void px_bpe_hash(const px_bpe *b, char hex[65]);
  * live in b; give each thread its own px_bpe. */
 size_t px_bpe_encode(px_bpe *b, const char *text, size_t n, int32_t **tokens, size_t *len,
                      size_t *cap);
+
+/* Appends to out the token string that spells n bytes, as vocab.json and merges.txt write
+ * tokens: each byte as its character of GPT-2's byte <-> unicode table, in UTF-8. Not
+ * collective. */
+void px_bpe_spell(px_text *out, const char *bytes, size_t n);
 
 #endif

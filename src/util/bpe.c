@@ -152,6 +152,17 @@ static int px_bpe_utf8(unsigned cp, char *out) {
   return 2;
 }
 
+void px_bpe_spell(px_text *out, const char *bytes, size_t n) {
+  uint16_t byte_cp[256];
+  int16_t cp_byte[PX_BPE_NCP];
+  px_bpe_byte_table(byte_cp, cp_byte);
+  px_text_put(out, "", 0);
+  for (size_t i = 0; i < n; i++) {
+    char s[2];
+    px_text_put(out, s, (size_t)px_bpe_utf8(byte_cp[(unsigned char)bytes[i]], s));
+  }
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Hash tables
  * --------------------------------------------------------------------------------------------- */

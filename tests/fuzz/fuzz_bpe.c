@@ -17,40 +17,22 @@
 #include <string.h>
 
 #include "fuzz_util.h"
+#include "proxima/bpe.h"
 #include "proxima/text.h"
 #include "proxima/tokenizer.h"
 
 static px_tokenizer small;
 
-/* encoder.py's bytes_to_unicode: the code point that spells byte b. */
-static unsigned px_byte_cp(int b) {
-  int next = 0x100;
-  for (int c = 0; c < 256; c++) {
-    const int printable = (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || c >= 0xAE;
-    if (c == b) return printable ? (unsigned)c : (unsigned)next;
-    if (!printable) next++;
+/* The spelling of the bytes of s (as vocab.json and merges.txt write tokens), JSON-escaped
+ * where the spelling holds a quote or a backslash, appended to t. */
+static void px_spell(px_text *t, const char *s, size_t n, int json) {
+  px_text sp = {0};
+  px_bpe_spell(&sp, s, n);
+  for (size_t i = 0; i < sp.n; i++) {
+    if (json && (sp.p[i] == '"' || sp.p[i] == '\\')) px_text_put(t, "\\", 1);
+    px_text_put(t, sp.p + i, 1);
   }
-  return 0;
-}
-
-static void px_put_cp(px_text *t, unsigned cp) {
-  char s[2];
-  if (cp < 0x80) {
-    s[0] = (char)cp;
-    px_text_put(t, s, 1);
-  } else {
-    s[0] = (char)(0xC0 | (cp >> 6)), s[1] = (char)(0x80 | (cp & 0x3F));
-    px_text_put(t, s, 2);
-  }
-}
-
-/* The spelling of the bytes of s (as vocab.json and merges.txt write tokens) appended to t. */
-static void px_spell(px_text *t, const char *s) {
-  for (; *s; s++) {
-    unsigned cp = px_byte_cp((unsigned char)*s);
-    if (cp == '"' || cp == '\\') px_text_put(t, "\\", 1);
-    px_put_cp(t, cp);
-  }
+  px_text_free(&sp);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -68,13 +50,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   px_text_str(&v, "{");
   char num[32];
   for (int b = 0; b < 256; b++) {
-    char one[2] = {(char)b, 0};
+    const char one = (char)b;
     px_text_str(&v, b ? ", \"" : "\"");
-    if (b == 0) {
-      px_put_cp(&v, px_byte_cp(0));
-    } else {
-      px_spell(&v, one);
-    }
+    px_spell(&v, &one, 1, 1);
     snprintf(num, sizeof num, "\": %d", b);
     px_text_str(&v, num);
   }
@@ -83,12 +61,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     char both[16];
     snprintf(both, sizeof both, "%s%s", merges[i][0], merges[i][1]);
     px_text_str(&v, ", \"");
-    px_spell(&v, both);
+    px_spell(&v, both, strlen(both), 1);
     snprintf(num, sizeof num, "\": %d", 256 + i);
     px_text_str(&v, num);
-    px_spell(&m, merges[i][0]);
+    px_spell(&m, merges[i][0], strlen(merges[i][0]), 0);
     px_text_str(&m, " ");
-    px_spell(&m, merges[i][1]);
+    px_spell(&m, merges[i][1], strlen(merges[i][1]), 0);
     px_text_str(&m, "\n");
   }
   snprintf(num, sizeof num, ", \"<|endoftext|>\": %d}", 256 + n_merges);
