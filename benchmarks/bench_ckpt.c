@@ -48,6 +48,7 @@
 #include "proxima/log.h"
 #include "proxima/rl.h"
 #include "proxima/rollout.h"
+#include "proxima/tokenizer.h"
 
 enum { PIECE = 64 << 20 }; /* bytes per pwrite of the baseline */
 
@@ -186,7 +187,11 @@ static double time_rollout(const char *path, const px_rollout *r) {
                         .no_eos_penalty = -1,
                         .whiten_mean = 0.1,
                         .whiten_std = 1.3,
-                        .whiten_eps = 1e-8};
+                        .whiten_eps = 1e-8,
+                        /* GPT-2's specials: the tokens are ids of its 50257-token vocabulary */
+                        .pad_id = 50257,
+                        .bos_id = 50256,
+                        .eos_id = 50256};
   px_error err;
   px_comm_barrier();
   double t0 = now();
@@ -258,7 +263,9 @@ int main(int argc, char **argv) {
   double beta = 0.05;
   px_ckpt_var state[2] = {{"cursor", &cursor, NULL}, {"beta", NULL, &beta}};
   const char *ini = "[run]\nseed = 1\n";
-  const px_ckpt ck = {100, 10, ini, models, 2, state, 2};
+  px_tokenizer byte_tok;
+  px_tokenizer_byte(&byte_tok);
+  const px_ckpt ck = {100, 10, ini, models, 2, state, 2, &byte_tok};
   const double payload = 3.0 * 4.0 * (double)(policy.n_params + value.n_params);
 
   double best_ck = 1e30, best_plain = 1e30, t_ck[100], t_plain[100];

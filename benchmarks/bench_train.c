@@ -405,7 +405,7 @@ static void bench_no_eos(px_gpt *m) {
   const int C = m->config.n_embd, V = m->config.vocab_size, d = C - 1;
   m->p.lnf_w[d] = 0.0f;
   m->p.lnf_b[d] = 1.0f;
-  for (int v = 0; v < V; v++) m->p.wte[(size_t)v * C + d] = v == PX_TOK_EOS ? -1e4f : 0.0f;
+  for (int v = 0; v < V; v++) m->p.wte[(size_t)v * C + d] = v == PX_TOK_BYTE_EOS ? -1e4f : 0.0f;
 }
 
 /* The effective FLOPs of one generation run (see above). */
@@ -430,12 +430,14 @@ static void bench_generate(const bench_gen *bg, int warmup, int iters) {
   offsets[0] = 0;
   for (int b = 0; b < B; b++) {
     offsets[b + 1] = offsets[b] + P;
-    tokens[b * P] = PX_TOK_BOS;
+    tokens[b * P] = PX_TOK_BYTE_BOS;
     for (int t = 1; t < P; t++) tokens[b * P + t] = (int32_t)((b * 977 + t * 131 + 7) % 256);
   }
   const px_sampler_config sampling = {1.0f, 0, 1.0f, 0}; /* temperature 1, no top-k, top-p */
+  px_tokenizer bytes; /* the prompts are bytes; EOS is the byte tokenizer's */
+  px_tokenizer_byte(&bytes);
   px_generator gen;
-  px_generator_build(&gen, &model, &sampling, 1234, B, G);
+  px_generator_build(&gen, &model, &bytes, &sampling, 1234, B, G);
 
   double *times = px_malloc((size_t)iters * sizeof(double));
   px_gpt_profile *profs = px_malloc((size_t)iters * sizeof(px_gpt_profile));

@@ -249,7 +249,34 @@ static px_status px_read_tokenizer_attrs(hid_t file, const char *path, int64_t v
 
 px_status px_dataset_check_tokenizer(const px_dataset *ds, const char *path,
                                      const px_tokenizer *tok, px_error *err) {
-  return px_tokenizer_check_data(tok, path, ds->tokenizer, ds->tokenizer_hash, err);
+  PX_TRY(px_tokenizer_check_data(tok, path, ds->tokenizer, ds->tokenizer_hash, err));
+  if (ds->tokenizer_n_vocab != tok->n_vocab)
+    return px_error_set(err, PX_EINPUT,
+                        "%s: tokenizer_n_vocab is %d but its tokenizer (%s) has %d tokens (a "
+                        "damaged or hand-made file)",
+                        path, (int)ds->tokenizer_n_vocab, ds->tokenizer, (int)tok->n_vocab);
+  return PX_OK;
+}
+
+/* Every token of the records held is text of tok (not a special it spells, such as GPT-2's
+ * <|endoftext|>, which import never writes). */
+static px_status px_check_text_tokens(const px_dataset *ds, const char *path,
+                                      const px_tokenizer *tok, px_error *err) {
+  int n_req, n_pos;
+  const char *const *names = px_data_fields(ds->kind, &n_req, &n_pos);
+  for (int f = 0; f < ds->n_fields; f++)
+    for (int64_t i = 0; i < ds->n; i++) {
+      int64_t len;
+      const int32_t *row = px_dataset_row(ds, f, i, &len);
+      for (int64_t t = 0; t < len; t++)
+        if (!px_tokenizer_is_text(tok, row[t]))
+          return px_error_set(err, PX_EINPUT,
+                              "%s: record %lld, field '%s', token %lld is %d: a special token of "
+                              "the %s tokenizer, which text never holds",
+                              path, (long long)(ds->first + i), names[f], (long long)t, (int)row[t],
+                              px_tok_kind_name(tok->kind));
+    }
+  return PX_OK;
 }
 
 px_status px_dataset_read(const char *path, px_io_who who, int part, int parts, int want_kind,
@@ -304,6 +331,7 @@ px_status px_dataset_read(const char *path, px_io_who who, int part, int parts, 
   }
   if (H5Fclose(file) < 0 && st == PX_OK)
     st = px_error_set(err, PX_ERUN, "%s: closing the file failed", path);
+  if (st == PX_OK && tok) st = px_check_text_tokens(out, path, tok, err);
   if (st != PX_OK) px_dataset_free(out);
   return st;
 }

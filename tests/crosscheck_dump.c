@@ -33,6 +33,7 @@
 #include "proxima/error.h"
 #include "proxima/gpt.h"
 #include "proxima/rng.h"
+#include "proxima/tokenizer.h"
 
 #define XC_H5(call)                                                                                \
   do {                                                                                             \
@@ -132,7 +133,7 @@ static void usage(void) {
 int main(int argc, char **argv) {
   px_blas_init();
   px_comm_init(&argc, &argv);
-  px_gpt_config cfg = {259, 16, 2, 2, 32, PX_GPT_HEAD_LM};
+  px_gpt_config cfg = {PX_TOK_BYTE_IDS, 16, 2, 2, 32, PX_GPT_HEAD_LM};
   int B = 3;
   const char *ckpt_dir = NULL, *out = NULL;
   for (int i = 1; i < argc; i++) {
@@ -161,7 +162,10 @@ int main(int argc, char **argv) {
   }
   px_error err;
   if (!ckpt_dir || !out || B < 1) usage();
-  if (px_gpt_config_check(&cfg, &err) != PX_OK) {
+  px_tokenizer bytes; /* the models here are the byte tokenizer's */
+  px_tokenizer_byte(&bytes);
+  if (px_gpt_config_check(&cfg, &err) != PX_OK ||
+      px_tokenizer_check_vocab(&bytes, cfg.vocab_size, "the model", &err) != PX_OK) {
     fprintf(stderr, "crosscheck_dump: %s\n", err.msg);
     return 2;
   }
@@ -172,7 +176,7 @@ int main(int argc, char **argv) {
   px_gpt_init(&model, 1234);
   perturb(&model);
   px_ckpt_model cm = {lm ? "policy" : "value", &model, 0, 0, 0.0, 0.0};
-  if (px_ckpt_write(ckpt_dir, &(px_ckpt){0, 0, "", &cm, 1, NULL, 0}, 0, &err) != PX_OK) {
+  if (px_ckpt_write(ckpt_dir, &(px_ckpt){0, 0, "", &cm, 1, NULL, 0, &bytes}, 0, &err) != PX_OK) {
     fprintf(stderr, "crosscheck_dump: %s\n", err.msg);
     return 2;
   }

@@ -27,9 +27,12 @@
 /* The datasets of the checkpoint: policy 16 + its moments 2 x 16, reward 18, state 3. */
 enum { N_DATASETS = 16 + 32 + 18 + 3 };
 
+/* The models' tokenizer, stored in every checkpoint (the byte one: /tokenizer holds no dataset). */
+static px_tokenizer bytes;
+
 static void test_write(void) {
-  px_gpt_config pc = {PX_TOK_COUNT, 32, 2, 2, 16, PX_GPT_HEAD_LM};
-  px_gpt_config rc = {PX_TOK_COUNT, 32, 2, 2, 16, PX_GPT_HEAD_SCALAR};
+  px_gpt_config pc = {PX_TOK_BYTE_IDS, 32, 2, 2, 16, PX_GPT_HEAD_LM};
+  px_gpt_config rc = {PX_TOK_BYTE_IDS, 32, 2, 2, 16, PX_GPT_HEAD_SCALAR};
   px_gpt policy, reward;
   px_gpt_build(&policy, &pc, 1, 1, 1);
   px_gpt_build(&reward, &rc, 1, 1, 0);
@@ -44,7 +47,8 @@ static void test_write(void) {
   px_ckpt_var state[3] = {{"cursor", &cursor, NULL}, {"beta", NULL, &beta}, {"seed", &seed, NULL}};
   const char *ini = "[run]\nseed = 42\n\n[ppo]\nbeta = 0.125\n";
   px_error err;
-  CU_ASSERT_EQUAL(px_ckpt_write("ck", &(px_ckpt){7, 3, ini, models, 2, state, 3}, 0, &err), PX_OK);
+  CU_ASSERT_EQUAL(px_ckpt_write("ck", &(px_ckpt){7, 3, ini, models, 2, state, 3, &bytes}, 0, &err),
+                  PX_OK);
   px_gpt_free(&policy);
   px_gpt_free(&reward);
   CU_ASSERT_EQUAL_FATAL(access(CKPT, R_OK), 0);
@@ -147,7 +151,7 @@ static void test_intact(void) {
   CU_ASSERT(px_test_contains(o, "seed                 42\n"));
   CU_ASSERT(px_test_contains(o, "config     5 lines, 2 settings"));
   /* parameters: the policy's and the reward model's, from their tensor tables */
-  px_gpt_config pc = {PX_TOK_COUNT, 32, 2, 2, 16, PX_GPT_HEAD_LM};
+  px_gpt_config pc = {PX_TOK_BYTE_IDS, 32, 2, 2, 16, PX_GPT_HEAD_LM};
   px_gpt m;
   px_gpt_build(&m, &pc, 1, 1, 0);
   char params[64];
@@ -237,11 +241,11 @@ static void test_other_format(void) {
 static void test_wrong_shape(void) {
   hid_t f = open_copy("shape.h5");
   CU_ASSERT(H5Ldelete(f, "/policy/wte", H5P_DEFAULT) >= 0);
-  hsize_t dims[2] = {PX_TOK_COUNT, 17}; /* width 16 in the group's attributes */
+  hsize_t dims[2] = {PX_TOK_BYTE_IDS, 17}; /* width 16 in the group's attributes */
   hid_t space = H5Screate_simple(2, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
   CU_ASSERT(H5Pset_chunk(dcpl, 2, dims) >= 0 && H5Pset_fletcher32(dcpl) >= 0);
   hid_t d = H5Dcreate2(f, "/policy/wte", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-  float *zeros = calloc(PX_TOK_COUNT * 17, sizeof(float));
+  float *zeros = calloc(PX_TOK_BYTE_IDS * 17, sizeof(float));
   CU_ASSERT(d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, zeros) >= 0);
   free(zeros);
   H5Dclose(d);
@@ -250,7 +254,7 @@ static void test_wrong_shape(void) {
   CU_ASSERT(H5Fclose(f) >= 0);
   char problem[128];
   snprintf(problem, sizeof problem, "/policy: dataset 'wte' has shape [%d,17], expected [%d,16]",
-           PX_TOK_COUNT, PX_TOK_COUNT);
+           PX_TOK_BYTE_IDS, PX_TOK_BYTE_IDS);
   expect_refused("shape.h5", problem, problem, 0);
 }
 
@@ -287,14 +291,14 @@ static void test_hollow_dataset(void) {
 
 /* A one-layer policy's checkpoint of this step into dir. */
 static px_status write_small(const char *dir, int64_t step, px_error *err) {
-  px_gpt_config c = {PX_TOK_COUNT, 8, 1, 1, 8, PX_GPT_HEAD_LM};
+  px_gpt_config c = {PX_TOK_BYTE_IDS, 8, 1, 1, 8, PX_GPT_HEAD_LM};
   px_gpt policy;
   px_gpt_build(&policy, &c, 1, 1, 0);
   px_gpt_init(&policy, 5);
   px_ckpt_model models[1] = {{"policy", &policy, 0, 0, 0, 0}};
   int64_t cursor = 1;
   px_ckpt_var state[1] = {{"cursor", &cursor, NULL}};
-  px_status st = px_ckpt_write(dir, &(px_ckpt){step, 0, "", models, 1, state, 1}, 0, err);
+  px_status st = px_ckpt_write(dir, &(px_ckpt){step, 0, "", models, 1, state, 1, &bytes}, 0, err);
   px_gpt_free(&policy);
   return st;
 }
@@ -351,6 +355,7 @@ static int suite_init(void) {
 static int suite_clean(void) { return chdir("..") == 0 ? 0 : 1; }
 
 void px_test_register(void) {
+  px_tokenizer_byte(&bytes);
   static CU_TestInfo tests[] = {{"write a checkpoint", test_write},
                                 {"verify and info of an intact checkpoint", test_intact},
                                 {"one byte flipped in /policy/wte", test_flipped_byte},

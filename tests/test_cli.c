@@ -46,7 +46,7 @@ static void test_help_and_version(void) {
   CU_ASSERT(px_test_contains(out_text, "synth.flip_rate"));
   CU_ASSERT(px_test_contains(out_text, "--out DIR"));
   CU_ASSERT_EQUAL(run("data import --help"), 0);
-  CU_ASSERT(px_test_contains(out_text, "--kind KIND IN.jsonl OUT.h5"));
+  CU_ASSERT(px_test_contains(out_text, "--kind KIND [--tokenizer byte|DIR|CKPT] IN.jsonl OUT.h5"));
   CU_ASSERT_EQUAL(run("%s", ""), 1);
   CU_ASSERT(px_test_contains(err_text, "Usage:"));
   CU_ASSERT_EQUAL(run("--version"), 0);

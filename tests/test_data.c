@@ -27,6 +27,9 @@
 
 static px_error err;
 
+/* The byte tokenizer, which makes every data set here. */
+static px_tokenizer tok;
+
 /* "scratch-data-PID/name" in buf (the scratch directory is made on first use). */
 static const char *px_path(char *buf, size_t n, const char *name) {
   snprintf(buf, n, "%s/%s", px_test_dir("data"), name);
@@ -49,11 +52,13 @@ static char *px_slurp(const char *path, size_t *len) {
 static int px_row_equals(const px_dataset *ds, int f, int64_t i, const char *want, size_t len) {
   int64_t n;
   const int32_t *toks = px_dataset_row(ds, f, i, &n);
-  if (n != (int64_t)len || !px_tok_all_bytes(toks, (size_t)n)) return 0;
-  char *buf = malloc((size_t)n + 1);
-  size_t got = px_tok_decode(buf, toks, (size_t)n);
-  int same = got == len && memcmp(buf, want, len) == 0;
-  free(buf);
+  if (n != (int64_t)len) return 0;
+  for (int64_t t = 0; t < n; t++)
+    if (!px_tokenizer_is_text(&tok, toks[t]) || toks[t] > 255) return 0;
+  px_text buf = {0};
+  size_t got = px_tokenizer_decode(&tok, &buf, toks, (size_t)n);
+  int same = got == len && buf.n == len && (len == 0 || memcmp(buf.p, want, len) == 0);
+  px_text_free(&buf);
   return same;
 }
 
@@ -144,9 +149,9 @@ static void px_round_trip(const char *name, px_data_kind kind, const px_case *ca
   for (int i = 0; i < n; i++) fprintf(f, "%s%s", cases[i].json, i == 0 ? "\r\n\n  \n" : "\n");
   fclose(f);
 
-  CU_ASSERT_EQUAL_FATAL(px_jsonl_import(in, kind, out, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_jsonl_import(in, kind, &tok, out, &err), PX_OK);
   px_dataset ds, js, back;
-  CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, PX_IO_ALONE, 0, 1, (int)kind, &ds, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, PX_IO_ALONE, 0, 1, (int)kind, &tok, &ds, &err), PX_OK);
   CU_ASSERT_EQUAL(ds.kind, kind);
   CU_ASSERT_EQUAL(ds.n_total, n);
   CU_ASSERT_EQUAL(ds.first, 0);
@@ -160,11 +165,11 @@ static void px_round_trip(const char *name, px_data_kind kind, const px_case *ca
       }
 
   /* The JSONL reader gives the same records as the HDF5 file. */
-  CU_ASSERT_EQUAL_FATAL(px_jsonl_read(in, kind, &js, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_jsonl_read(in, kind, &tok, &js, &err), PX_OK);
   CU_ASSERT(px_same_records(&ds, &js));
   /* Written back out as JSONL (escaping NUL, quotes, newlines) and read again: the same. */
-  CU_ASSERT_EQUAL_FATAL(px_jsonl_write(again, &ds, &err), PX_OK);
-  CU_ASSERT_EQUAL_FATAL(px_jsonl_read(again, kind, &back, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_jsonl_write(again, &ds, &tok, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_jsonl_read(again, kind, &tok, &back, &err), PX_OK);
   CU_ASSERT(px_same_records(&ds, &back));
   px_dataset_free(&ds);
   px_dataset_free(&js);
@@ -214,10 +219,11 @@ static void test_ten_megabyte_line(void) {
   char in[512], out[512];
   CU_ASSERT_EQUAL_FATAL(px_test_write(px_path(in, sizeof in, "big.jsonl"), json, j), 0);
   free(json);
-  CU_ASSERT_EQUAL_FATAL(px_jsonl_import(in, PX_DATA_TEXT, px_path(out, sizeof out, "big.h5"), &err),
-                        PX_OK);
+  CU_ASSERT_EQUAL_FATAL(
+      px_jsonl_import(in, PX_DATA_TEXT, &tok, px_path(out, sizeof out, "big.h5"), &err), PX_OK);
   px_dataset ds;
-  CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, PX_IO_ALONE, 0, 1, PX_DATA_TEXT, &ds, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, PX_IO_ALONE, 0, 1, PX_DATA_TEXT, &tok, &ds, &err),
+                        PX_OK);
   CU_ASSERT_EQUAL(ds.n, 1);
   CU_ASSERT(px_row_equals(&ds, 0, 0, want, n));
   px_dataset_free(&ds);
@@ -237,9 +243,10 @@ static void test_read_parts(void) {
             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", i);
   fclose(f);
   CU_ASSERT_EQUAL_FATAL(
-      px_jsonl_import(in, PX_DATA_SFT, px_path(out, sizeof out, "seven.h5"), &err), PX_OK);
+      px_jsonl_import(in, PX_DATA_SFT, &tok, px_path(out, sizeof out, "seven.h5"), &err), PX_OK);
   px_dataset whole;
-  CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, PX_IO_ALONE, 0, 1, PX_DATA_SFT, &whole, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, PX_IO_ALONE, 0, 1, PX_DATA_SFT, &tok, &whole, &err),
+                        PX_OK);
   CU_ASSERT_EQUAL_FATAL(whole.n, 7);
 
   static const int64_t first3[3] = {0, 3, 5}, n3[3] = {3, 2, 2};
@@ -247,8 +254,8 @@ static void test_read_parts(void) {
     int64_t covered = 0;
     for (int k = 0; k < parts; k++) {
       px_dataset p;
-      CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, PX_IO_ALONE, k, parts, PX_DATA_SFT, &p, &err),
-                            PX_OK);
+      CU_ASSERT_EQUAL_FATAL(
+          px_dataset_read(out, PX_IO_ALONE, k, parts, PX_DATA_SFT, &tok, &p, &err), PX_OK);
       if (parts == 3) {
         CU_ASSERT_EQUAL(p.first, first3[k]);
         CU_ASSERT_EQUAL(p.n, n3[k]);
@@ -263,10 +270,10 @@ static void test_read_parts(void) {
         for (int64_t i = 0; i < p.n; i++) {
           int64_t lw;
           const int32_t *tw = px_dataset_row(&whole, fi, p.first + i, &lw);
-          char *text = malloc((size_t)lw + 1);
-          px_tok_decode(text, tw, (size_t)lw);
-          CU_ASSERT(px_row_equals(&p, fi, i, text, (size_t)lw));
-          free(text);
+          px_text text = {0};
+          px_tokenizer_decode(&tok, &text, tw, (size_t)lw);
+          CU_ASSERT(px_row_equals(&p, fi, i, text.p ? text.p : "", text.n));
+          px_text_free(&text);
         }
       }
       covered += p.n;
@@ -306,7 +313,7 @@ static void px_refused(const char *name, px_data_kind kind, const char *content,
   snprintf(want, sizeof want, "%s%s", in, where);
   for (int pass = 0; pass < 2; pass++) {
     err.msg[0] = '\0';
-    px_status st = px_jsonl_import(in, kind, pass == 0 ? fresh : kept, &err);
+    px_status st = px_jsonl_import(in, kind, &tok, pass == 0 ? fresh : kept, &err);
     CU_ASSERT_EQUAL(st, PX_EINPUT);
     CU_ASSERT(px_test_contains(err.msg, want));
     CU_ASSERT(px_test_contains(err.msg, what));
@@ -408,16 +415,28 @@ static void px_dset_1d(hid_t loc, const char *name, hid_t file_type, hid_t mem_t
   H5Sclose(space);
 }
 
+/* What px_craft records as the tokenizer: format_version 2 with its kind, hash and n_vocab (the
+ * byte tokenizer's unless a test changes them), or format_version 1 with tokenizer "bytes". */
+static int craft_version = 2;
+static const char *craft_tokenizer = "byte", *craft_hash = NULL;
+
 /* A hand-made data set file (plain contiguous datasets, no checksums): root attributes format
- * and kind (skipped when NULL), format_version 1, n_records; one group `group` (none when NULL)
- * holding offsets and tokens as given. */
+ * and kind (skipped when NULL), format_version and the tokenizer's (above), n_records; one group
+ * `group` (none when NULL) holding offsets and tokens as given. */
 static void px_craft(const char *path, const char *format, const char *kind, int64_t n_records,
                      const char *group, const int64_t *offsets, hsize_t n_off,
                      const int32_t *tokens, hsize_t n_tok) {
   hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   CU_ASSERT_FATAL(file >= 0);
   if (format) px_attr_str(file, "format", format);
-  px_attr_i64(file, "format_version", 1);
+  px_attr_i64(file, "format_version", craft_version);
+  if (craft_version == 1) {
+    px_attr_str(file, "tokenizer", "bytes");
+  } else {
+    px_attr_str(file, "tokenizer", craft_tokenizer);
+    px_attr_str(file, "tokenizer_sha256", craft_hash ? craft_hash : tok.hash);
+    px_attr_i64(file, "tokenizer_n_vocab", tok.n_vocab);
+  }
   if (kind) px_attr_str(file, "kind", kind);
   px_attr_i64(file, "n_records", n_records);
   if (group) {
@@ -434,7 +453,7 @@ static void px_craft(const char *path, const char *format, const char *kind, int
 static void px_read_refused(const char *path, int want_kind, const char *what) {
   px_dataset ds;
   err.msg[0] = '\0';
-  CU_ASSERT_EQUAL(px_dataset_read(path, PX_IO_ALONE, 0, 1, want_kind, &ds, &err), PX_EINPUT);
+  CU_ASSERT_EQUAL(px_dataset_read(path, PX_IO_ALONE, 0, 1, want_kind, &tok, &ds, &err), PX_EINPUT);
   CU_ASSERT(px_test_contains(err.msg, path));
   CU_ASSERT(px_test_contains(err.msg, what));
   CU_ASSERT_EQUAL(ds.n, 0);
@@ -454,19 +473,53 @@ static void test_crafted_file_reads(void) {
   px_craft(px_path(p, sizeof p, "craft-ok.h5"), "proxima-dataset", "text", 4, "text", good_off, 5,
            good_tok, 6);
   px_dataset ds;
-  CU_ASSERT_EQUAL_FATAL(px_dataset_read(p, PX_IO_ALONE, 0, 1, PX_DATA_TEXT, &ds, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(p, PX_IO_ALONE, 0, 1, PX_DATA_TEXT, &tok, &ds, &err),
+                        PX_OK);
   CU_ASSERT_EQUAL(ds.n, 4);
   CU_ASSERT(px_row_equals(&ds, 0, 0, "abc", 3));
   CU_ASSERT(px_row_equals(&ds, 0, 1, "de", 2));
   CU_ASSERT(px_row_equals(&ds, 0, 2, "", 0));
   CU_ASSERT(px_row_equals(&ds, 0, 3, "f", 1));
   px_dataset_free(&ds);
-  /* Part 1 of 2 (records 2, 3): offsets rebased to 0. */
-  CU_ASSERT_EQUAL_FATAL(px_dataset_read(p, PX_IO_ALONE, 1, 2, -1, &ds, &err), PX_OK);
+  /* Part 1 of 2 (records 2, 3), any tokenizer: offsets rebased to 0. */
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(p, PX_IO_ALONE, 1, 2, -1, NULL, &ds, &err), PX_OK);
   CU_ASSERT_EQUAL(ds.first, 2);
   CU_ASSERT_EQUAL(ds.n, 2);
   CU_ASSERT(px_row_equals(&ds, 0, 0, "", 0));
   CU_ASSERT(px_row_equals(&ds, 0, 1, "f", 1));
+  CU_ASSERT_STRING_EQUAL(ds.tokenizer, "byte");
+  CU_ASSERT_STRING_EQUAL(ds.tokenizer_hash, tok.hash);
+  CU_ASSERT_EQUAL(ds.tokenizer_n_vocab, 256);
+  px_dataset_free(&ds);
+  /* format_version 1 (tokenizer "bytes", no hash) reads as the byte tokenizer's. */
+  craft_version = 1;
+  px_craft(px_path(p, sizeof p, "craft-v1.h5"), "proxima-dataset", "text", 4, "text", good_off, 5,
+           good_tok, 6);
+  craft_version = 2;
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(p, PX_IO_ALONE, 0, 1, PX_DATA_TEXT, &tok, &ds, &err),
+                        PX_OK);
+  CU_ASSERT(px_row_equals(&ds, 0, 0, "abc", 3));
+  CU_ASSERT_STRING_EQUAL(ds.tokenizer, "byte");
+  CU_ASSERT_STRING_EQUAL(ds.tokenizer_hash, tok.hash);
+  px_dataset_free(&ds);
+}
+
+/* A data set another tokenizer made is refused when the byte tokenizer is asked for, and read
+ * when any is. */
+static void test_other_tokenizer(void) {
+  char p[512];
+  craft_tokenizer = "gpt2";
+  craft_hash = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+  px_craft(px_path(p, sizeof p, "craft-gpt2.h5"), "proxima-dataset", "text", 4, "text", good_off, 5,
+           good_tok, 6);
+  craft_tokenizer = "byte";
+  craft_hash = NULL;
+  px_read_refused(p, PX_DATA_TEXT, "was tokenized with gpt2");
+  px_dataset ds;
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(p, PX_IO_ALONE, 0, 1, PX_DATA_TEXT, NULL, &ds, &err),
+                        PX_OK);
+  CU_ASSERT_STRING_EQUAL(ds.tokenizer, "gpt2");
+  CU_ASSERT_EQUAL(ds.n, 4);
   px_dataset_free(&ds);
 }
 
@@ -501,10 +554,10 @@ static void test_wrong_kind(void) {
                                      "{\"prompt\": \"a\", \"completion\": \"b\"}\n"),
                         0);
   CU_ASSERT_EQUAL_FATAL(
-      px_jsonl_import(in, PX_DATA_SFT, px_path(out, sizeof out, "kind-sft.h5"), &err), PX_OK);
+      px_jsonl_import(in, PX_DATA_SFT, &tok, px_path(out, sizeof out, "kind-sft.h5"), &err), PX_OK);
   px_read_refused(out, PX_DATA_PREFS, "holds sft records, this command needs prefs records");
   px_dataset ds;
-  CU_ASSERT_EQUAL(px_dataset_read(out, PX_IO_ALONE, 0, 1, PX_DATA_SFT, &ds, &err), PX_OK);
+  CU_ASSERT_EQUAL(px_dataset_read(out, PX_IO_ALONE, 0, 1, PX_DATA_SFT, &tok, &ds, &err), PX_OK);
   px_dataset_free(&ds);
 }
 
@@ -525,7 +578,7 @@ static void test_bad_offsets_and_tokens(void) {
   static const int32_t t300[6] = {'a', 'b', 300, 'd', 'e', 'f'};
   px_craft(px_path(p, sizeof p, "t300.h5"), "proxima-dataset", "text", 4, "text", good_off, 5, t300,
            6);
-  px_read_refused(p, -1, "token 2 of the field is 300, not a byte");
+  px_read_refused(p, -1, "token 2 of the field is 300, outside the tokenizer's vocabulary (0-255)");
   static const int32_t tneg[6] = {'a', 'b', 'c', 'd', 'e', -1};
   px_craft(px_path(p, sizeof p, "tneg.h5"), "proxima-dataset", "text", 4, "text", good_off, 5, tneg,
            6);
@@ -560,7 +613,7 @@ static void test_property_list_close_checked(void) {
   CU_ASSERT_EQUAL_FATAL(px_fs_mkdirs(dir, &err), PX_OK);
   snprintf(p, sizeof p, "%s/t.h5", dir);
   px_dataset ds;
-  px_dataset_init(&ds, PX_DATA_TEXT, 1);
+  px_dataset_init(&ds, PX_DATA_TEXT, 1, &tok);
   const char *text = "abc";
   size_t len = 3;
   px_dataset_append(&ds, &text, &len);
@@ -574,12 +627,12 @@ static void test_property_list_close_checked(void) {
 
   px_h5fail_arm(PX_H5FAIL_PCLOSE, 1);
   err.msg[0] = '\0';
-  CU_ASSERT_EQUAL(px_dataset_read(p, PX_IO_ALONE, 0, 1, -1, &ds, &err), PX_ERUN);
+  CU_ASSERT_EQUAL(px_dataset_read(p, PX_IO_ALONE, 0, 1, -1, &tok, &ds, &err), PX_ERUN);
   CU_ASSERT(px_test_contains(err.msg, p));
   CU_ASSERT(px_test_contains(err.msg, "cannot release the file-access property list"));
   CU_ASSERT_EQUAL(ds.n, 0);
   CU_ASSERT_PTR_NULL(ds.field[0].tokens);
-  CU_ASSERT_EQUAL_FATAL(px_dataset_read(p, PX_IO_ALONE, 0, 1, -1, &ds, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(p, PX_IO_ALONE, 0, 1, -1, &tok, &ds, &err), PX_OK);
   CU_ASSERT(px_row_equals(&ds, 0, 0, "abc", 3));
   px_dataset_free(&ds);
 }
@@ -596,9 +649,10 @@ static void test_checksum_catches_flipped_byte(void) {
   CU_ASSERT_EQUAL_FATAL(px_test_write(px_path(in, sizeof in, "flip.jsonl"), json, (size_t)jl), 0);
   free(json);
   CU_ASSERT_EQUAL_FATAL(
-      px_jsonl_import(in, PX_DATA_TEXT, px_path(out, sizeof out, "flip.h5"), &err), PX_OK);
+      px_jsonl_import(in, PX_DATA_TEXT, &tok, px_path(out, sizeof out, "flip.h5"), &err), PX_OK);
   px_dataset ds;
-  CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, PX_IO_ALONE, 0, 1, PX_DATA_TEXT, &ds, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(out, PX_IO_ALONE, 0, 1, PX_DATA_TEXT, &tok, &ds, &err),
+                        PX_OK);
   CU_ASSERT(px_row_equals(&ds, 0, 0, text, N));
   px_dataset_free(&ds);
 
@@ -640,6 +694,7 @@ static void test_checksum_catches_flipped_byte(void) {
 }
 
 void px_test_register(void) {
+  px_tokenizer_byte(&tok);
   static const CU_TestInfo round_trip[] = {
       {"text: UTF-8, escapes, NUL, extra fields", test_round_trip_text},
       {"sft", test_round_trip_sft},
@@ -663,6 +718,7 @@ void px_test_register(void) {
       {"hand-made control file reads", test_crafted_file_reads},
       {"not HDF5, empty, missing", test_not_hdf5},
       {"bad root attributes", test_bad_attributes},
+      {"made by another tokenizer", test_other_tokenizer},
       {"wrong kind", test_wrong_kind},
       {"bad offsets and tokens", test_bad_offsets_and_tokens},
       {"missing group", test_missing_group},

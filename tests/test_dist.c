@@ -7,6 +7,7 @@
 
 #include "proxima/comm.h"
 #include "proxima/dataset.h"
+#include "proxima/tokenizer.h"
 #include "test_util.h"
 
 static void test_share_covers_range(void) {
@@ -83,9 +84,11 @@ static void test_parallel_dataset_read(void) {
     snprintf(texts[i], sizeof texts[i], "record %d %.*s", i, i, "xxxxxxxxxxx");
   px_error err = {""};
   px_status st = PX_OK;
+  px_tokenizer bytes;
+  px_tokenizer_byte(&bytes);
   if (rank == 0) {
     px_dataset ds;
-    px_dataset_init(&ds, PX_DATA_TEXT, 1);
+    px_dataset_init(&ds, PX_DATA_TEXT, 1, &bytes);
     for (int i = 0; i < 11; i++) {
       const char *t[1] = {texts[i]};
       size_t len[1] = {strlen(texts[i])};
@@ -96,7 +99,7 @@ static void test_parallel_dataset_read(void) {
   }
   CU_ASSERT_EQUAL_FATAL(px_comm_agree(st, &err), PX_OK);
   px_dataset part;
-  st = px_dataset_read(path, PX_IO_EVERY_RANK, rank, size, PX_DATA_TEXT, &part, &err);
+  st = px_dataset_read(path, PX_IO_EVERY_RANK, rank, size, PX_DATA_TEXT, &bytes, &part, &err);
   CU_ASSERT_EQUAL_FATAL(px_comm_agree(st, &err), PX_OK);
   int64_t lo, hi;
   px_comm_share(11, rank, size, &lo, &hi);
@@ -119,7 +122,7 @@ static void test_parallel_dataset_read(void) {
   CU_ASSERT_EQUAL(seen[1], 55);
   px_dataset_free(&part);
   /* A file every rank finds damaged fails on every rank, and no rank hangs. */
-  st = px_dataset_read("no-such-file.h5", PX_IO_EVERY_RANK, rank, size, -1, &part, &err);
+  st = px_dataset_read("no-such-file.h5", PX_IO_EVERY_RANK, rank, size, -1, NULL, &part, &err);
   CU_ASSERT_EQUAL(px_comm_agree(st, &err), PX_EINPUT);
   CU_ASSERT(px_test_contains(err.msg, "no-such-file.h5: no such file"));
   px_comm_barrier();

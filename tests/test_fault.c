@@ -17,6 +17,7 @@
 
 #include "proxima/checkpoint.h"
 #include "proxima/finite.h"
+#include "proxima/tokenizer.h"
 #include "test_proc.h"
 #include "test_util.h"
 
@@ -394,25 +395,29 @@ static void test_ppo_nan_gradient(void) {
  * was: the previous checkpoint, LATEST, no temporary file. */
 static void test_checkpoint_refuses_nonfinite(void) {
   px_gpt m;
-  px_gpt_config mc = {259, 8, 1, 1, 8, PX_GPT_HEAD_LM};
+  px_gpt_config mc = {PX_TOK_BYTE_IDS, 8, 1, 1, 8, PX_GPT_HEAD_LM};
   px_gpt_build(&m, &mc, 1, 8, 1);
   px_gpt_init(&m, 3);
   px_ckpt_model cm = {"policy", &m, 1, 0, 0, 0};
+  px_tokenizer bytes;
+  px_tokenizer_byte(&bytes);
   px_error err;
   CU_ASSERT_EQUAL_FATAL(
-      px_ckpt_write("ft-nonfinite", &(px_ckpt){1, 0, "", &cm, 1, NULL, 0}, 0, &err), PX_OK);
+      px_ckpt_write("ft-nonfinite", &(px_ckpt){1, 0, "", &cm, 1, NULL, 0, &bytes}, 0, &err), PX_OK);
   CU_ASSERT_EQUAL_FATAL(system("cp ft-nonfinite/LATEST ft-nonfinite/ckpt-00000001.h5 ."), 0);
   const px_gpt_tensor *last = &m.tensors[m.n_tensors - 1];
   m.params[last->offset + 1] = NAN;
-  CU_ASSERT_EQUAL(px_ckpt_write("ft-nonfinite", &(px_ckpt){2, 0, "", &cm, 1, NULL, 0}, 0, &err),
-                  PX_ERUN);
+  CU_ASSERT_EQUAL(
+      px_ckpt_write("ft-nonfinite", &(px_ckpt){2, 0, "", &cm, 1, NULL, 0, &bytes}, 0, &err),
+      PX_ERUN);
   char want[128];
   snprintf(want, sizeof want, "/policy/%s holds a non-finite value (nan at element 1)", last->name);
   CU_ASSERT(px_test_contains(err.msg, want));
   m.params[last->offset + 1] = 0;
   m.v[5] = INFINITY;
-  CU_ASSERT_EQUAL(px_ckpt_write("ft-nonfinite", &(px_ckpt){2, 0, "", &cm, 1, NULL, 0}, 0, &err),
-                  PX_ERUN);
+  CU_ASSERT_EQUAL(
+      px_ckpt_write("ft-nonfinite", &(px_ckpt){2, 0, "", &cm, 1, NULL, 0, &bytes}, 0, &err),
+      PX_ERUN);
   CU_ASSERT(px_test_contains(err.msg, "/optim/policy/v/"));
   CU_ASSERT_EQUAL(px_count_entries("ft-nonfinite"), 2);
   CU_ASSERT(px_proc_same_file("LATEST", "ft-nonfinite/LATEST"));

@@ -29,6 +29,9 @@
 
 enum { MAXT = 24, NP = 7 };
 
+/* The byte tokenizer, which every model here uses. */
+static px_tokenizer tok;
+
 static px_gpt_config tiny(int vocab) {
   px_gpt_config c = {vocab, MAXT, 2, 2, 16, PX_GPT_HEAD_LM};
   return c;
@@ -51,7 +54,7 @@ static void prompts(int32_t *tokens, int64_t *offsets) {
   offsets[0] = 0;
   for (int i = 0; i < NP; i++) {
     offsets[i + 1] = offsets[i] + prompt_len[i];
-    tokens[offsets[i]] = PX_TOK_BOS;
+    tokens[offsets[i]] = PX_TOK_BYTE_BOS;
     for (int t = 1; t < prompt_len[i]; t++) {
       px_rng_ctr ctr = {{(uint32_t)i, (uint32_t)t, 0, 5}};
       tokens[offsets[i] + t] = (int32_t)px_rng_below(3, ctr, 256);
@@ -64,7 +67,7 @@ static void gen(px_gpt *m, const px_sampler_config *sc, uint64_t seed, int batch
                 px_generation *out) {
   px_generator g;
   px_error err;
-  px_generator_build(&g, m, sc, seed, batch, max_new);
+  px_generator_build(&g, m, &tok, sc, seed, batch, max_new);
   CU_ASSERT_EQUAL(px_generate(&g, tokens, offsets, n, 3, first, out, &err), PX_OK);
   px_generator_free(&g);
 }
@@ -103,8 +106,8 @@ static double teacher_forced(px_gpt *m, const px_generation *gen, const int32_t 
       if (!greedy) continue;
       const float *z = m->logits + ((size_t)b * MAXT + t) * V;
       int best = -1;
-      for (int v = 0; v < PX_TOK_COUNT; v++)
-        if (px_sampler_allowed(v) && (best < 0 || z[v] > z[best])) best = v;
+      for (int v = 0; v < PX_TOK_BYTE_IDS; v++)
+        if (px_tokenizer_sampleable(&tok, v) && (best < 0 || z[v] > z[best])) best = v;
       argmax_ok &= best == gen->tokens[b * gen->max_new + j];
     }
   }
@@ -124,13 +127,13 @@ static void check_shape(const px_generation *g, const int64_t *offsets, int max_
     CU_ASSERT(rl >= 1 && rl <= max_new && pl + rl <= MAXT);
     for (int j = 0; j < rl; j++) {
       int32_t y = g->tokens[i * g->max_new + j];
-      CU_ASSERT(px_sampler_allowed(y));
-      if (y == PX_TOK_EOS) CU_ASSERT(j == rl - 1);
+      CU_ASSERT(px_tokenizer_sampleable(&tok, y));
+      if (y == PX_TOK_BYTE_EOS) CU_ASSERT(j == rl - 1);
     }
-    CU_ASSERT_EQUAL(g->eos[i], g->tokens[i * g->max_new + rl - 1] == PX_TOK_EOS);
+    CU_ASSERT_EQUAL(g->eos[i], g->tokens[i * g->max_new + rl - 1] == PX_TOK_BYTE_EOS);
     CU_ASSERT(g->eos[i] || rl == max_new || pl + rl == MAXT);
     for (int j = rl; j < g->max_new; j++) {
-      CU_ASSERT_EQUAL(g->tokens[i * g->max_new + j], PX_TOK_PAD);
+      CU_ASSERT_EQUAL(g->tokens[i * g->max_new + j], PX_TOK_BYTE_PAD);
       CU_ASSERT_EQUAL(g->logprobs[i * g->max_new + j], 0.0f);
     }
   }
@@ -138,7 +141,7 @@ static void check_shape(const px_generation *g, const int64_t *offsets, int max_
 
 static void test_logprobs_teacher_forced(void) {
   px_gpt m;
-  random_model(&m, PX_TOK_COUNT, NP);
+  random_model(&m, PX_TOK_BYTE_IDS, NP);
   int32_t tokens[64];
   int64_t offsets[NP + 1];
   prompts(tokens, offsets);
@@ -171,7 +174,7 @@ static int same_tokens(const px_generation *a, int64_t ia, const px_generation *
 
 static void test_batch_invariance(void) {
   px_gpt m;
-  random_model(&m, PX_TOK_COUNT, 1);
+  random_model(&m, PX_TOK_BYTE_IDS, 1);
   int32_t tokens[64];
   int64_t offsets[NP + 1];
   prompts(tokens, offsets);
@@ -205,7 +208,7 @@ static void test_batch_invariance(void) {
 
 static void test_greedy_family(void) {
   px_gpt m;
-  random_model(&m, PX_TOK_COUNT, NP);
+  random_model(&m, PX_TOK_BYTE_IDS, NP);
   int32_t tokens[64];
   int64_t offsets[NP + 1];
   prompts(tokens, offsets);
@@ -251,8 +254,8 @@ static void controlled_model(px_gpt *m, const float *z) {
  * bytes -3. Over the allowed tokens: p(a) ~ 0.38, p(a) + p(b) ~ 0.62, + p(c) ~ 0.76; after
  * top-k 3 (renormalised over a, b, c): p(a) ~ 0.506, p(a) + p(b) ~ 0.81. */
 static void hand_logits(float *z, float eos) {
-  for (int v = 0; v < VBIG; v++) z[v] = px_sampler_allowed(v) ? -3.0f : 50.0f;
-  z['a'] = 3.0f, z['b'] = 2.5f, z['c'] = 2.0f, z[PX_TOK_EOS] = eos;
+  for (int v = 0; v < VBIG; v++) z[v] = px_tokenizer_sampleable(&tok, v) ? -3.0f : 50.0f;
+  z['a'] = 3.0f, z['b'] = 2.5f, z['c'] = 2.0f, z[PX_TOK_BYTE_EOS] = eos;
 }
 
 static void count_tokens(const px_generation *g, int *counts) {
@@ -270,7 +273,7 @@ static void test_allowed_sets(void) {
   int32_t tokens[N];
   int64_t offsets[N + 1];
   for (int i = 0; i <= N; i++) offsets[i] = i;
-  for (int i = 0; i < N; i++) tokens[i] = PX_TOK_BOS;
+  for (int i = 0; i < N; i++) tokens[i] = PX_TOK_BYTE_BOS;
   int counts[VBIG];
   struct {
     px_sampler_config sc;
@@ -288,7 +291,8 @@ static void test_allowed_sets(void) {
     int outside = 0, total = 0;
     for (int v = 0; v < VBIG; v++) {
       total += counts[v];
-      if (!px_sampler_allowed(v) || (cases[k].set && (v > 255 || !strchr(cases[k].set, v))))
+      if (!px_tokenizer_sampleable(&tok, v) ||
+          (cases[k].set && (v > 255 || !strchr(cases[k].set, v))))
         outside += counts[v];
     }
     CU_ASSERT_EQUAL(outside, 0);
@@ -299,9 +303,9 @@ static void test_allowed_sets(void) {
   }
   /* The sampler alone, over many coins: the same sets. */
   px_sampler s;
-  px_sampler_candidate scratch[PX_TOK_COUNT];
+  px_sampler_candidate scratch[PX_TOK_BYTE_IDS];
   const px_sampler_config topk2 = {1.0f, 2, 1.0f, 0};
-  px_sampler_build(&s, &topk2, 1, VBIG, 1);
+  px_sampler_build(&s, &topk2, &tok, 1, VBIG, 1);
   int seen_a = 0, seen_b = 0, bad = 0;
   for (int i = 0; i < 4000; i++) {
     int32_t y = px_sampler_sample(&s, z, (i + 0.5) / 4000.0, scratch);
@@ -316,7 +320,7 @@ static void test_allowed_sets(void) {
 static void test_stops(void) {
   float z[VBIG];
   int32_t tokens[MAXT];
-  for (int t = 0; t < MAXT; t++) tokens[t] = t == 0 ? PX_TOK_BOS : 'x';
+  for (int t = 0; t < MAXT; t++) tokens[t] = t == 0 ? PX_TOK_BYTE_BOS : 'x';
   const px_sampler_config sc = {1.0f, 0, 1.0f, 0};
 
   /* EOS far the likeliest: every response is EOS alone. */
@@ -328,7 +332,7 @@ static void test_stops(void) {
   gen(&m, &sc, 2, 2, 10, tokens, offsets, 2, 0, &g);
   for (int i = 0; i < 2; i++) {
     CU_ASSERT_EQUAL(g.lengths[i], 1);
-    CU_ASSERT_EQUAL(g.tokens[i * g.max_new], PX_TOK_EOS);
+    CU_ASSERT_EQUAL(g.tokens[i * g.max_new], PX_TOK_BYTE_EOS);
     CU_ASSERT(g.eos[i]);
   }
   px_generation_free(&g);
@@ -348,7 +352,7 @@ static void test_stops(void) {
   /* A prompt that fills max_seq_len, or is empty, or holds a token outside the vocabulary. */
   px_generator gr;
   px_error err;
-  px_generator_build(&gr, &m, &sc, 1, 2, 4);
+  px_generator_build(&gr, &m, &tok, &sc, 1, 2, 4);
   int64_t full[2] = {0, MAXT}, empty[2] = {0, 0}, one[2] = {0, 1};
   int32_t bad_tok[1] = {VBIG};
   CU_ASSERT_EQUAL(px_generate(&gr, tokens, full, 1, 0, 41, &g, &err), PX_EINPUT);
@@ -366,9 +370,9 @@ static void test_stops(void) {
  * of one whole forward. */
 static void test_kv_chunks(void) {
   px_gpt m;
-  random_model(&m, PX_TOK_COUNT, 1);
+  random_model(&m, PX_TOK_BYTE_IDS, 1);
   int32_t tokens[MAXT], len[1] = {MAXT};
-  for (int t = 0; t < MAXT; t++) tokens[t] = t == 0 ? PX_TOK_BOS : 'a' + t;
+  for (int t = 0; t < MAXT; t++) tokens[t] = t == 0 ? PX_TOK_BYTE_BOS : 'a' + t;
   px_gpt_forward(&m, tokens, len, 1, MAXT);
   px_gpt_kv kv;
   px_gpt_kv_build(&kv, &m, 2, MAXT, 5);
@@ -377,8 +381,8 @@ static void test_kv_chunks(void) {
   for (int t = 0; t < MAXT; t += 5) {
     int32_t n = MAXT - t < 5 ? MAXT - t : 5;
     px_gpt_kv_extend(&m, &kv, 1, &slot, &n, tokens + t);
-    const float *want = m.logits + (size_t)(t + n - 1) * PX_TOK_COUNT;
-    for (int v = 0; v < PX_TOK_COUNT; v++) worst = fmax(worst, fabs(kv.logits[v] - want[v]));
+    const float *want = m.logits + (size_t)(t + n - 1) * PX_TOK_BYTE_IDS;
+    for (int v = 0; v < PX_TOK_BYTE_IDS; v++) worst = fmax(worst, fabs(kv.logits[v] - want[v]));
   }
   CU_ASSERT_EQUAL(kv.pos[1], MAXT);
   CU_ASSERT(worst < 1e-5);
@@ -390,7 +394,7 @@ static void test_kv_chunks(void) {
  * the prompts generated alone. One rank: the same check, trivially split. Collective. */
 static void test_ranks(void) {
   px_gpt m;
-  random_model(&m, PX_TOK_COUNT, 1);
+  random_model(&m, PX_TOK_BYTE_IDS, 1);
   int32_t tokens[64];
   int64_t offsets[NP + 1], lo, hi;
   prompts(tokens, offsets);
@@ -429,13 +433,13 @@ static void test_generator_bytes(void) {
   return;
 #endif
   px_gpt m;
-  px_gpt_config c = {PX_TOK_COUNT, 64, 2, 2, 32, PX_GPT_HEAD_LM};
+  px_gpt_config c = {PX_TOK_BYTE_IDS, 64, 2, 2, 32, PX_GPT_HEAD_LM};
   px_gpt_build(&m, &c, 1, 64, 0);
   const px_sampler_config sc = {1.0f, 0, 1.0f, 0};
   for (int batch = 1; batch <= 1600; batch += 1599) {
     const double before = px_heap_bytes();
     px_generator g;
-    px_generator_build(&g, &m, &sc, 1, batch, 8);
+    px_generator_build(&g, &m, &tok, &sc, 1, batch, 8);
     const double used = px_heap_bytes() - before, est = px_generator_bytes(&c, batch);
     px_generator_free(&g);
     printf("\n    batch %d: estimate %.0f bytes, heap grew %.0f", batch, est, used);
@@ -445,6 +449,7 @@ static void test_generator_bytes(void) {
 }
 
 void px_test_register(void) {
+  px_tokenizer_byte(&tok);
   static CU_TestInfo tests[] = {
       {"log-probs equal a teacher-forced forward", test_logprobs_teacher_forced},
       {"batch, waves and alone give the same samples", test_batch_invariance},

@@ -25,7 +25,7 @@ static int count_lines(const char *s) {
 
 /* A small random policy (its answers are noise, but they are the same noise on every run). */
 static void write_checkpoints(void) {
-  px_gpt_config c = {PX_TOK_COUNT, 32, 2, 2, 16, PX_GPT_HEAD_LM};
+  px_gpt_config c = {PX_TOK_BYTE_IDS, 32, 2, 2, 16, PX_GPT_HEAD_LM};
   px_gpt m;
   px_gpt_build(&m, &c, 1, 1, 0);
   px_gpt_init(&m, 3);
@@ -34,11 +34,15 @@ static void write_checkpoints(void) {
     m.params[i] += (float)(0.3 * px_rng_normal(5, ctr));
   }
   px_ckpt_model cm = {"policy", &m, 0, 0, 0, 0};
+  px_tokenizer bytes;
+  px_tokenizer_byte(&bytes);
   px_error err;
-  CU_ASSERT_EQUAL(px_ckpt_write("ck", &(px_ckpt){1, 0, "", &cm, 1, NULL, 0}, 0, &err), PX_OK);
-  CU_ASSERT_EQUAL(px_fs_mkdirs("run/checkpoints", &err), PX_OK);
-  CU_ASSERT_EQUAL(px_ckpt_write("run/checkpoints", &(px_ckpt){2, 0, "", &cm, 1, NULL, 0}, 0, &err),
+  CU_ASSERT_EQUAL(px_ckpt_write("ck", &(px_ckpt){1, 0, "", &cm, 1, NULL, 0, &bytes}, 0, &err),
                   PX_OK);
+  CU_ASSERT_EQUAL(px_fs_mkdirs("run/checkpoints", &err), PX_OK);
+  CU_ASSERT_EQUAL(
+      px_ckpt_write("run/checkpoints", &(px_ckpt){2, 0, "", &cm, 1, NULL, 0, &bytes}, 0, &err),
+      PX_OK);
   px_gpt_free(&m);
 }
 
@@ -61,8 +65,10 @@ static void test_generate_cli(void) {
   const char *jsonl = "{\"prompt\": \"1+1=\"}\n{\"prompt\": \"a\\tb\\nc\"}\n{\"prompt\": \"x\"}\n"
                       "{\"prompt\": \"\"}\n{\"prompt\": \"99+99=\"}\n";
   CU_ASSERT_EQUAL(px_test_write("p.jsonl", jsonl, strlen(jsonl)), 0);
+  px_tokenizer bytes;
+  px_tokenizer_byte(&bytes);
   px_dataset ds;
-  px_dataset_init(&ds, PX_DATA_PROMPTS, 1);
+  px_dataset_init(&ds, PX_DATA_PROMPTS, 1, &bytes);
   const char *texts[5] = {"1+1=", "a\tb\nc", "x", "", "99+99="};
   for (int i = 0; i < 5; i++) {
     size_t len = strlen(texts[i]);

@@ -24,7 +24,7 @@
 enum { TB = 3, TT = 8 }; /* the test batch */
 
 static px_gpt_config tiny(px_gpt_head head) {
-  px_gpt_config c = {PX_TOK_COUNT, TT, 2, 2, 16, head};
+  px_gpt_config c = {PX_TOK_BYTE_IDS, TT, 2, 2, 16, head};
   return c;
 }
 
@@ -59,12 +59,12 @@ static void batch(int32_t *tokens, int32_t *lengths, int32_t *targets, float *we
     lengths[b] = len[b];
     for (int t = 0; t < TT; t++) {
       int i = b * TT + t;
-      tokens[i] = t < len[b] ? (int32_t)(unif(1, i) * PX_TOK_COUNT) : PX_TOK_PAD;
-      if (t == 0 && tokens[i] != PX_TOK_PAD) tokens[i] = PX_TOK_BOS;
+      tokens[i] = t < len[b] ? (int32_t)(unif(1, i) * PX_TOK_BYTE_IDS) : PX_TOK_BYTE_PAD;
+      if (t == 0 && tokens[i] != PX_TOK_BYTE_PAD) tokens[i] = PX_TOK_BYTE_BOS;
     }
     for (int t = 0; t < TT; t++) {
       int i = b * TT + t;
-      targets[i] = t + 1 < len[b] ? tokens[i + 1] : (t + 1 == len[b] ? PX_TOK_EOS : -1);
+      targets[i] = t + 1 < len[b] ? tokens[i + 1] : (t + 1 == len[b] ? PX_TOK_BYTE_EOS : -1);
       weights[i] = t < 2 ? 0.0f : (float)(0.5 + unif(2, i)); /* no loss on the "prompt" */
     }
   }
@@ -78,7 +78,7 @@ static void test_table(void) {
   const char *names[] = {"wte",       "wpe",       "ln1_w", "ln1_b", "qkv_w",  "qkv_b",
                          "attproj_w", "attproj_b", "ln2_w", "ln2_b", "fc_w",   "fc_b",
                          "fcproj_w",  "fcproj_b",  "lnf_w", "lnf_b", "head_w", "head_b"};
-  const size_t V = PX_TOK_COUNT, T = TT, L = 2, C = 16;
+  const size_t V = PX_TOK_BYTE_IDS, T = TT, L = 2, C = 16;
   const size_t shapes[18][3] = {
       {V, C, 0},     {T, C, 0}, {L, C, 0}, {L, C, 0}, {L, 3 * C, C}, {L, 3 * C, 0},
       {L, C, C},     {L, C, 0}, {L, C, 0}, {L, C, 0}, {L, 4 * C, C}, {L, 4 * C, 0},
@@ -115,6 +115,19 @@ static void test_table(void) {
   px_error err;
   CU_ASSERT_EQUAL(px_gpt_config_check(&bad, &err), PX_EINPUT);
   CU_ASSERT(px_test_contains(err.msg, "n_head"));
+  /* The model knows no tokenizer: any vocab_size from 2 is a model; whether the byte
+   * tokenizer's ids fit is px_tokenizer_check_vocab's to say. */
+  bad = tiny(PX_GPT_HEAD_LM);
+  bad.vocab_size = 1;
+  CU_ASSERT_EQUAL(px_gpt_config_check(&bad, &err), PX_EINPUT);
+  CU_ASSERT(px_test_contains(err.msg, "vocab_size"));
+  bad.vocab_size = PX_TOK_BYTE_IDS - 1;
+  CU_ASSERT_EQUAL(px_gpt_config_check(&bad, &err), PX_OK);
+  px_tokenizer bytes;
+  px_tokenizer_byte(&bytes);
+  CU_ASSERT_EQUAL(px_tokenizer_check_vocab(&bytes, bad.vocab_size, "the model", &err), PX_EINPUT);
+  CU_ASSERT(px_test_contains(err.msg, "expected model.vocab_size >= 259"));
+  CU_ASSERT_EQUAL(px_tokenizer_check_vocab(&bytes, PX_TOK_BYTE_IDS, "the model", &err), PX_OK);
 }
 
 static double tensor_std(const px_gpt *m, const char *name, double *mean_out) {
@@ -408,7 +421,7 @@ static void test_crossentropy(void) {
     if (targets[i] >= 0) wsum += weights[i], lsum -= weights[i] * (double)lp[i];
   float loss = px_gpt_crossentropy(&m, d, targets, weights);
   CU_ASSERT_DOUBLE_EQUAL(loss, lsum / wsum, 1e-6);
-  CU_ASSERT(fabs(loss - log(PX_TOK_COUNT)) < 0.05); /* GPT-2's init: near uniform */
+  CU_ASSERT(fabs(loss - log(PX_TOK_BYTE_IDS)) < 0.05); /* GPT-2's init: near uniform */
   int ok = 1;
   for (int i = 0; i < TB * TT; i++)
     ok &= fabs(d[i] - (targets[i] >= 0 ? -weights[i] / wsum : 0.0)) < 1e-7;
@@ -555,7 +568,7 @@ static void test_profile(void) {
   px_gpt_kv kv;
   px_gpt_kv_build(&kv, &timed, 1, TT, TT);
   const int slot = 0;
-  const int32_t n_new = 3, prompt[3] = {PX_TOK_BOS, 'h', 'i'};
+  const int32_t n_new = 3, prompt[3] = {PX_TOK_BYTE_BOS, 'h', 'i'};
   px_gpt_profile kv_prof = {{0}, {0}};
   timed.profile = &kv_prof;
   px_gpt_kv_extend(&timed, &kv, 1, &slot, &n_new, prompt);

@@ -24,6 +24,7 @@
 #include "proxima/ppo.h"
 #include "proxima/rm.h"
 #include "proxima/sft.h"
+#include "proxima/tokenizer.h"
 #include "test_proc.h"
 #include "test_util.h"
 
@@ -92,13 +93,15 @@ static void test_state_tables(void) {
   int n = (int)(sizeof vars / sizeof vars[0]);
   CU_ASSERT_EQUAL(n * 8, (int)sizeof st);
   px_gpt m;
-  px_gpt_config mc = {259, 8, 1, 1, 8, PX_GPT_HEAD_LM};
+  px_gpt_config mc = {PX_TOK_BYTE_IDS, 8, 1, 1, 8, PX_GPT_HEAD_LM};
   px_gpt_build(&m, &mc, 1, 8, 0);
   px_gpt_init(&m, 3);
   px_ckpt_model cm = {"policy", &m, 0, 0, 0, 0};
+  px_tokenizer bytes;
+  px_tokenizer_byte(&bytes);
   px_error err;
-  CU_ASSERT_EQUAL_FATAL(px_ckpt_write("rs-state", &(px_ckpt){7, 7, "", &cm, 1, vars, n}, 0, &err),
-                        PX_OK);
+  CU_ASSERT_EQUAL_FATAL(
+      px_ckpt_write("rs-state", &(px_ckpt){7, 7, "", &cm, 1, vars, n, &bytes}, 0, &err), PX_OK);
   memset(&back, 0, sizeof back);
   px_ckpt_var into[] = {PX_PPO_STATE(PX_CKPT_VAR, &back)};
   CU_ASSERT_EQUAL(px_ckpt_read_state("rs-state/ckpt-00000007.h5", into, n, &err), PX_OK);

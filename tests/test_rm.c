@@ -45,6 +45,9 @@ static void test_pairwise_loss_finite_differences(void) {
     }
 }
 
+/* The byte tokenizer, the models' here. */
+static px_tokenizer bytes;
+
 /* Three pairs of different lengths; tokens drawn with Philox. */
 enum { NP = 3 };
 static const int64_t prompt_len[NP] = {4, 1, 6}, chosen_len[NP] = {2, 5, 1},
@@ -93,7 +96,7 @@ static double pair_loss(px_gpt *m, const pair_set *s, px_batch *b, float *dvalue
 /* Directional finite differences per tensor (the model runs in float; a direction averages the
  * rounding of single elements away, as test_gpt.c does). */
 static void test_pairwise_gradient_through_the_model(void) {
-  px_gpt_config c = {PX_TOK_COUNT, 12, 2, 2, 16, PX_GPT_HEAD_SCALAR};
+  px_gpt_config c = {PX_TOK_BYTE_IDS, 12, 2, 2, 16, PX_GPT_HEAD_SCALAR};
   px_gpt m;
   px_gpt_build(&m, &c, 2 * NP, 12, 1);
   px_gpt_init(&m, 4);
@@ -102,7 +105,7 @@ static void test_pairwise_gradient_through_the_model(void) {
   pair_set s;
   make_pairs(&s);
   px_batch b;
-  px_batch_build(&b, 2 * NP, 12);
+  px_batch_build(&b, &bytes, 2 * NP, 12);
   float *dvalues = malloc(2 * NP * 12 * sizeof *dvalues);
   pair_loss(&m, &s, &b, dvalues);
   px_gpt_zero_grad(&m);
@@ -150,7 +153,7 @@ static void test_pairwise_gradient_through_the_model(void) {
 
 /* A pair scored in a batch beside longer sequences gets the same scores as scored alone. */
 static void test_scores_do_not_depend_on_padding(void) {
-  px_gpt_config c = {PX_TOK_COUNT, 16, 2, 2, 16, PX_GPT_HEAD_SCALAR};
+  px_gpt_config c = {PX_TOK_BYTE_IDS, 16, 2, 2, 16, PX_GPT_HEAD_SCALAR};
   px_gpt m;
   px_gpt_build(&m, &c, 8, 16, 0);
   px_gpt_init(&m, 5);
@@ -163,21 +166,23 @@ static void test_scores_do_not_depend_on_padding(void) {
   for (int i = 0; i < NP; i++)
     ps[i] = s.p[i], cs[i] = s.c[i], pl[i] = prompt_len[i], cl[i] = chosen_len[i];
   float together[NP], alone[NP], scaled[NP];
-  px_rm_score(&m, 1, 0, ps, pl, cs, cl, NP, together);
-  for (int i = 0; i < NP; i++) px_rm_score(&m, 1, 0, &ps[i], &pl[i], &cs[i], &cl[i], 1, &alone[i]);
+  px_rm_score(&m, &bytes, 1, 0, ps, pl, cs, cl, NP, together);
+  for (int i = 0; i < NP; i++)
+    px_rm_score(&m, &bytes, 1, 0, &ps[i], &pl[i], &cs[i], &cl[i], 1, &alone[i]);
   for (int i = 0; i < NP; i++) CU_ASSERT_DOUBLE_EQUAL(together[i], alone[i], 1e-6);
   /* gain and bias apply: gain * raw + bias */
-  px_rm_score(&m, 2.5f, -1.0f, ps, pl, cs, cl, NP, scaled);
+  px_rm_score(&m, &bytes, 2.5f, -1.0f, ps, pl, cs, cl, NP, scaled);
   for (int i = 0; i < NP; i++) CU_ASSERT_DOUBLE_EQUAL(scaled[i], 2.5 * together[i] - 1.0, 1e-5);
   /* the score is the value at EOS: changing the prompt's last token changes it */
   s.p[0][prompt_len[0] - 1] ^= 1;
   float changed;
-  px_rm_score(&m, 1, 0, &ps[0], &pl[0], &cs[0], &cl[0], 1, &changed);
+  px_rm_score(&m, &bytes, 1, 0, &ps[0], &pl[0], &cs[0], &cl[0], 1, &changed);
   CU_ASSERT(changed != alone[0]);
   px_gpt_free(&m);
 }
 
 void px_test_register(void) {
+  px_tokenizer_byte(&bytes);
   static const CU_TestInfo loss[] = {{"known values", test_pairwise_loss_known_values},
                                      {"finite differences", test_pairwise_loss_finite_differences},
                                      CU_TEST_INFO_NULL};

@@ -86,15 +86,15 @@ static void build_rows(px_rollout *r, int64_t first, int64_t n, const cfg *c) {
     int64_t g = first + i;
     int32_t *tok = r->tokens + i * (P + R);
     int64_t pl = 1 + (int64_t)px_rng_below(SEED, ctr(g, 0, 0), P); /* BOS + 0..P-1 bytes */
-    tok[0] = PX_TOK_BOS;
+    tok[0] = PX_TOK_BYTE_BOS;
     for (int64_t t = 1; t < P; t++)
-      tok[t] = t < pl ? (int32_t)px_rng_below(SEED, ctr(g, 1, t), 256) : PX_TOK_PAD;
+      tok[t] = t < pl ? (int32_t)px_rng_below(SEED, ctr(g, 1, t), 256) : PX_TOK_BYTE_PAD;
     /* Every fourth row reaches the length limit without EOS; row 2 has EOS at the limit. */
     has_eos[i] = g % 4 != 1;
     int64_t rl = !has_eos[i] ? R : g == 2 ? R : 1 + (int64_t)px_rng_below(SEED, ctr(g, 2, 0), R);
     for (int64_t t = 0; t < R; t++)
-      tok[P + t] = t >= rl                     ? PX_TOK_PAD
-                   : t == rl - 1 && has_eos[i] ? PX_TOK_EOS
+      tok[P + t] = t >= rl                     ? PX_TOK_BYTE_PAD
+                   : t == rl - 1 && has_eos[i] ? PX_TOK_BYTE_EOS
                                                : (int32_t)px_rng_below(SEED, ctr(g, 3, t), 256);
     r->prompt_len[i] = (int32_t)pl, r->response_len[i] = (int32_t)rl, lens[i] = rl;
     for (int64_t t = 0; t < R; t++) {
@@ -137,7 +137,10 @@ static px_rollout_attrs attrs_for(const cfg *c, double mean, double std) {
                             .no_eos_penalty = c->penalty,
                             .whiten_mean = mean,
                             .whiten_std = std,
-                            .whiten_eps = 1e-8};
+                            .whiten_eps = 1e-8,
+                            .pad_id = PX_TOK_BYTE_PAD,
+                            .bos_id = PX_TOK_BYTE_BOS,
+                            .eos_id = PX_TOK_BYTE_EOS};
 }
 
 /* This rank's share of a batch, whitened with global statistics, and the attributes. */
@@ -182,7 +185,8 @@ static int same_attrs(const px_rollout_attrs *a, const px_rollout_attrs *b) {
          a->lambda == b->lambda && a->kl_kind == b->kl_kind &&
          a->whiten_shift_mean == b->whiten_shift_mean && a->kl_clamp == b->kl_clamp &&
          a->no_eos_penalty == b->no_eos_penalty && a->whiten_mean == b->whiten_mean &&
-         a->whiten_std == b->whiten_std && a->whiten_eps == b->whiten_eps;
+         a->whiten_std == b->whiten_std && a->whiten_eps == b->whiten_eps &&
+         a->pad_id == b->pad_id && a->bos_id == b->bos_id && a->eos_id == b->eos_id;
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -194,9 +198,9 @@ static void test_synthetic_batch_is_varied(void) {
   int no_eos = 0, short_rows = 0, full_eos = 0, clamped = 0;
   for (int64_t i = 0; i < N_ROWS; i++) {
     int32_t last = r.tokens[i * (P_POS + R_POS) + P_POS + r.response_len[i] - 1];
-    no_eos += last != PX_TOK_EOS;
+    no_eos += last != PX_TOK_BYTE_EOS;
     short_rows += r.response_len[i] < R_POS;
-    full_eos += r.response_len[i] == R_POS && last == PX_TOK_EOS;
+    full_eos += r.response_len[i] == R_POS && last == PX_TOK_BYTE_EOS;
     for (int64_t t = 0; t < r.response_len[i]; t++)
       clamped += fabsf(r.logprobs[i * R_POS + t] - r.ref_logprobs[i * R_POS + t]) > cfg_k1.clamp;
   }
@@ -230,6 +234,10 @@ static void test_all_ranks_write_one_file(void) {
   CU_ASSERT_EQUAL(back.n, r.n);
   CU_ASSERT(same_rows(&r, 0, &back));
   CU_ASSERT(same_attrs(&a, &ba));
+  /* the tokenizer's specials, as written */
+  CU_ASSERT_EQUAL(ba.pad_id, PX_TOK_BYTE_PAD);
+  CU_ASSERT_EQUAL(ba.bos_id, PX_TOK_BYTE_BOS);
+  CU_ASSERT_EQUAL(ba.eos_id, PX_TOK_BYTE_EOS);
   px_rollout_free(&back);
 
   /* All rows, read by one process; this rank's rows are where they belong. */
@@ -271,7 +279,18 @@ static void test_one_process_writes_the_same_datasets(void) {
     CU_ASSERT(same_rows(&f1, 0, &f2));
     CU_ASSERT(same_rows(&all, 0, &f2));
     CU_ASSERT(same_attrs(&a1, &a2));
-    px_rollout_free(&f1), px_rollout_free(&f2), px_rollout_free(&all);
+    px_rollout_free(&f1), px_rollout_free(&f2);
+    /* Other specials (GPT-2's: BOS = EOS, PAD after the vocabulary) are written and read back
+     * as they are. */
+    px_rollout_attrs g = a, gb;
+    g.pad_id = 50257, g.bos_id = 50256, g.eos_id = 50256;
+    snprintf(one, sizeof one, "%s/other-ids.h5", dir);
+    CU_ASSERT_EQUAL_FATAL(px_rollout_write(one, PX_IO_ALONE, &all, &g, &err), PX_OK);
+    CU_ASSERT_EQUAL_FATAL(px_rollout_read(one, PX_IO_ALONE, 0, 1, &f2, &gb, &err), PX_OK);
+    CU_ASSERT(same_attrs(&g, &gb));
+    CU_ASSERT(gb.pad_id == 50257 && gb.bos_id == 50256 && gb.eos_id == 50256);
+    px_rollout_free(&f2), px_rollout_free(&all);
+    remove(one);
     /* A single process must hold every row. */
     px_rollout part;
     build_rows(&part, 1, N_ROWS - 1, &cfg_k1);
@@ -377,8 +396,10 @@ static void test_bad_files_are_input_errors(void) {
     CU_ASSERT_FATAL(copy_file(good, bad, size / 2, -1) > 0);
     expect_einput(bad, "");
     /* Another kind of HDF5 file, a text file, nothing at all. */
+    px_tokenizer bytes;
+    px_tokenizer_byte(&bytes);
     px_dataset ds;
-    px_dataset_init(&ds, PX_DATA_TEXT, 1);
+    px_dataset_init(&ds, PX_DATA_TEXT, 1, &bytes);
     const char *text[1] = {"hi"};
     size_t len[1] = {2};
     px_dataset_append(&ds, text, len);

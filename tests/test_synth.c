@@ -25,6 +25,9 @@
 
 static px_error err;
 
+/* The byte tokenizer, the built-in task's. */
+static px_tokenizer tok;
+
 static const char *const data_files[] = {"sft.h5",     "sft.jsonl",     "prefs.h5", "prefs.jsonl",
                                          "prompts.h5", "prompts.jsonl", "eval.h5",  "eval.jsonl"};
 enum { N_DATA_FILES = 8 };
@@ -150,7 +153,11 @@ static size_t px_field(const px_dataset *ds, int f, int64_t i, char *buf) {
   int64_t n;
   const int32_t *t = px_dataset_row(ds, f, i, &n);
   if (n > 63) n = 63;
-  return px_tok_decode(buf, t, (size_t)n);
+  px_text text = {0};
+  size_t len = px_tokenizer_decode(&tok, &text, t, (size_t)n);
+  if (len) memcpy(buf, text.p, len);
+  px_text_free(&text);
+  return len;
 }
 
 /* |x - p| within 4 binomial standard deviations of n draws. */
@@ -169,10 +176,10 @@ static void px_load(const char *dir, const char *name, px_data_kind kind, int ch
   char h5[1024], jl[1024];
   snprintf(h5, sizeof h5, "%s/%s.h5", dir, name);
   snprintf(jl, sizeof jl, "%s/%s.jsonl", dir, name);
-  CU_ASSERT_EQUAL_FATAL(px_dataset_read(h5, PX_IO_ALONE, 0, 1, (int)kind, ds, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_dataset_read(h5, PX_IO_ALONE, 0, 1, (int)kind, &tok, ds, &err), PX_OK);
   if (!check_jsonl) return;
   px_dataset js;
-  CU_ASSERT_EQUAL_FATAL(px_jsonl_read(jl, kind, &js, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_jsonl_read(jl, kind, &tok, &js, &err), PX_OK);
   CU_ASSERT_EQUAL_FATAL(js.n, ds->n);
   CU_ASSERT_EQUAL_FATAL(js.n_fields, ds->n_fields);
   int64_t differ = 0;
@@ -426,6 +433,7 @@ static void test_arith_answer(void) {
 }
 
 void px_test_register(void) {
+  px_tokenizer_byte(&tok);
   static const CU_TestInfo tests[] = {
       {"one seed, same bytes; another seed, other bytes", test_same_seed_same_bytes},
       {"statistics: accuracy 0.6, flip 0.1, digit errors 3", test_stats_defaults},

@@ -25,7 +25,7 @@ static double unif(uint32_t tag, uint32_t i, uint32_t j) {
 
 /* A model and its trainer; overlap on or off. */
 static void build(px_gpt *m, px_trainer *t, px_gpt_head head, int overlap) {
-  px_gpt_config cfg = {PX_TOK_COUNT, TT, 3, 2, 32, head};
+  px_gpt_config cfg = {PX_TOK_BYTE_IDS, TT, 3, 2, 32, head};
   px_gpt_build(m, &cfg, MB, TT, 1);
   px_gpt_init(m, 7);
   *t = (px_trainer){.model = m,
@@ -47,7 +47,7 @@ static void micro_batch(px_trainer *t, int s, int k, int last) {
     lengths[b] = TT - (int)(unif(1, (uint32_t)(s * 100 + k), (uint32_t)b) * 4); /* 9 to 12 */
     for (int p = 0; p < TT; p++) {
       uint32_t i = (uint32_t)((s * 100 + k) * 1000 + b * TT + p);
-      tokens[b * TT + p] = p == 0 ? PX_TOK_BOS : (int32_t)(unif(2, i, 0) * 256);
+      tokens[b * TT + p] = p == 0 ? PX_TOK_BYTE_BOS : (int32_t)(unif(2, i, 0) * 256);
       targets[b * TT + p] = (int32_t)(unif(3, i, 0) * 256);
       dout[b * TT + p] = (float)(unif(4, i, 0) - 0.5) / (MB * TT);
     }

@@ -2,7 +2,8 @@
  * fuzz_ckpt.c — the checkpoint loaders (checkpoint.h), structure-aware: the input is a recipe
  * for a checkpoint file (fuzz_h5.h says why), written with the HDF5 API, then given to what
  * reads checkpoints: px_ckpt_check (ckpt verify, and --resume auto choosing a file),
- * px_ckpt_read_state and px_ckpt_load (--resume, ppo.policy, rm.init), px_ckpt_info. Each must
+ * px_ckpt_read_state and px_ckpt_load (--resume, ppo.policy, rm.init), px_ckpt_read_tokenizer,
+ * px_ckpt_info. Each must
  * return PX_OK or PX_EINPUT with a message; never crash, leak or allocate more than the file
  * holds.
  *
@@ -10,7 +11,8 @@
  * (small valid values, or edges: 0, -1, huge), the head, a reward group's gain and bias (NaN,
  * infinite), every tensor of the model the attributes intend (missing, of another type or
  * shape, declaring a huge unstored shape, values NaN, infinite or huge, a chunk failing its
- * checksum), the Adam moments or not; /state's datasets (fuzz_h5.h's variants).
+ * checksum), the Adam moments or not; /state's datasets (fuzz_h5.h's variants); a /tokenizer
+ * group or none.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -78,7 +80,7 @@ static void px_fz_model(hid_t file, int which, px_fuzz_in *in) {
   px_gpt_config c;
   c.head = lm ? PX_GPT_HEAD_LM : PX_GPT_HEAD_SCALAR;
   c.n_head = 1 << px_fuzz_pick(in, 2);
-  c.vocab_size = PX_TOK_COUNT + px_fuzz_pick(in, 2);
+  c.vocab_size = PX_TOK_BYTE_IDS + px_fuzz_pick(in, 2);
   c.max_seq_len = 2 + px_fuzz_pick(in, 3);
   c.n_layer = 1 + px_fuzz_pick(in, 2);
   c.n_embd = c.n_head * (1 + px_fuzz_pick(in, 3));
@@ -157,6 +159,26 @@ static int px_make_file(const char *path, px_fuzz_in *in) {
     }
     if (g >= 0) H5Gclose(g);
   }
+  /* The tokenizer last, so that a recipe that ends before it (the older seeds) has none: the
+   * byte tokenizer, as a checkpoint written before tokenizers were stored. Otherwise the
+   * byte tokenizer's attributes, as intended or not, or another kind without its files. */
+  if (px_fuzz_pick(in, 2)) {
+    px_tokenizer bytes;
+    px_tokenizer_byte(&bytes);
+    static const char *const kinds[] = {"byte", "gpt2", "bytes", ""};
+    const char *kind = kinds[px_fuzz_pick(in, 4)];
+    const char *hash = px_fuzz_pick(in, 4) ? bytes.hash : "0123456789abcdef";
+    hid_t g = H5Gcreate2(file, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g >= 0) {
+      px_fz_attr(g, "kind", PX_FZ_STR, kind, 0, 0, in);
+      px_fz_attr(g, "sha256", PX_FZ_STR, hash, 0, 0, in);
+      px_fz_attr(g, "n_vocab", PX_FZ_INT, "", px_fuzz_int(in, bytes.n_vocab), 256, in);
+      px_fz_attr(g, "pad_id", PX_FZ_INT, "", px_fuzz_int(in, bytes.pad), bytes.pad, in);
+      px_fz_attr(g, "bos_id", PX_FZ_INT, "", px_fuzz_int(in, bytes.bos), bytes.bos, in);
+      px_fz_attr(g, "eos_id", PX_FZ_INT, "", px_fuzz_int(in, bytes.eos), bytes.eos, in);
+      H5Gclose(g);
+    }
+  }
   return H5Fclose(file) < 0 ? -1 : 0;
 }
 
@@ -188,6 +210,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                   1, 0, m == 2, &model, &gain, &bias, &err);
       px_expect(px_groups[m], st, &err);
       if (st == PX_OK) px_gpt_free(&model);
+    }
+
+    px_tokenizer tok;
+    err.msg[0] = '\0';
+    px_status st = px_ckpt_read_tokenizer(path, &tok, &err);
+    px_expect("tokenizer", st, &err);
+    if (st == PX_OK) {
+      PX_FUZZ_CHECK(tok.n_ids >= tok.n_vocab && tok.pad != tok.eos);
+      px_tokenizer_free(&tok);
     }
 
     FILE *devnull = fopen("/dev/null", "w");

@@ -9,7 +9,10 @@
  * (lengths and bytes), for every field name any kind uses a group (or nothing, or a dataset in
  * its place) with offsets and tokens datasets (fuzz_h5.h: types, shapes, layouts, declared
  * sizes, a bad checksum), one offset and one token overwritten with an edge value, the part
- * read and the kind wanted.
+ * read and the kind wanted; then the tokenizer's attributes (kind, hash, n_vocab) and whether
+ * the byte tokenizer is required or any is accepted. Those come last, so that a recipe that
+ * ends before them (the older seeds) gets the byte tokenizer's attributes as intended and
+ * requires it: an input that has run out draws zeros.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,9 +20,14 @@
 
 #include "fuzz_h5.h"
 #include "proxima/dataset.h"
+#include "proxima/tokenizer.h"
+
+/* The byte tokenizer, what the intended files record. */
+static px_tokenizer bytes;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   px_fuzz_init(argc, argv);
+  px_tokenizer_byte(&bytes);
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   return 0;
 }
@@ -42,7 +50,7 @@ static int px_make_file(const char *path, px_fuzz_in *in) {
   int64_t n = px_fuzz_pick(in, 6); /* records */
   const char *format = px_fuzz_pick(in, 8) ? "proxima-dataset" : "proxima-checkpoint";
   px_fz_attr(file, "format", PX_FZ_STR, format, 1, 1.0, in);
-  px_fz_attr(file, "format_version", PX_FZ_INT, "1", px_fuzz_int(in, 1), 1.0, in);
+  px_fz_attr(file, "format_version", PX_FZ_INT, "2", px_fuzz_int(in, 2), 2.0, in);
   px_fz_attr(file, "kind", PX_FZ_STR, kinds[px_fuzz_pick(in, 7)], 0, 0.0, in);
   px_fz_attr(file, "n_records", PX_FZ_INT, "n", px_fuzz_int(in, n), (double)n, in);
 
@@ -79,12 +87,27 @@ static int px_make_file(const char *path, px_fuzz_in *in) {
     if (how != 3) px_fz_dataset(g, "tokens", H5T_NATIVE_INT64, tok64, (hsize_t)total, in);
     H5Gclose(g);
   }
+
+  /* The tokenizer: version 2 records kind, hash and n_vocab; version 1 "bytes" alone. Choice 0
+   * of each is the byte tokenizer's (and intended, px_fz_attr's 0). */
+  static const char *const toks[] = {"byte", "bytes", "gpt2", "", "BYTE", PX_LONG_KIND};
+  static const int64_t n_vocabs[] = {
+      256, 0, -1, 1, 255, 257, 50257, (int64_t)1 << 24, ((int64_t)1 << 24) + 1, INT64_MAX};
+  const char *other_hash = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+  const char *hashes[] = {bytes.hash, other_hash, "", PX_LONG_KIND PX_LONG_KIND};
+  px_fz_attr(file, "tokenizer", PX_FZ_STR, toks[px_fuzz_pick(in, 6)], 0, 0.0, in);
+  px_fz_attr(file, "tokenizer_sha256", PX_FZ_STR, hashes[px_fuzz_pick(in, 4)], 0, 0.0, in);
+  const int64_t n_vocab = n_vocabs[px_fuzz_pick(in, 10)];
+  px_fz_attr(file, "tokenizer_n_vocab", PX_FZ_INT, "", n_vocab, (double)n_vocab, in);
   return H5Fclose(file) < 0 ? -1 : 0;
 }
 
-/* What PX_OK promises: this part's records, each a valid slice of byte tokens. */
-static void px_check_share(const px_dataset *ds, int part, int parts) {
+/* What PX_OK promises: this part's records, each a valid slice of tokens of the recorded
+ * tokenizer's vocabulary; the byte tokenizer's when it was required. */
+static void px_check_share(const px_dataset *ds, int part, int parts, const px_tokenizer *want) {
   PX_FUZZ_CHECK(ds->n_total >= 0 && ds->first >= 0 && ds->n >= 0);
+  PX_FUZZ_CHECK(ds->tokenizer_n_vocab >= 1 && px_tok_kind_parse(ds->tokenizer) >= 0);
+  if (want) PX_FUZZ_CHECK(strcmp(ds->tokenizer, px_tok_kind_name(want->kind)) == 0);
   PX_FUZZ_CHECK(ds->first + ds->n <= ds->n_total);
   PX_FUZZ_CHECK(ds->n_fields >= 1 && ds->n_fields <= PX_DATA_MAX_FIELDS);
   (void)part, (void)parts;
@@ -95,7 +118,8 @@ static void px_check_share(const px_dataset *ds, int part, int parts) {
       int64_t len;
       const int32_t *row = px_dataset_row(ds, f, i, &len);
       PX_FUZZ_CHECK(len >= 0);
-      for (int64_t t = 0; t < len; t++) PX_FUZZ_CHECK(row[t] >= 0 && row[t] <= 255);
+      for (int64_t t = 0; t < len; t++)
+        PX_FUZZ_CHECK(row[t] >= 0 && row[t] < ds->tokenizer_n_vocab);
     }
   }
 }
@@ -107,12 +131,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char path[600];
   px_fuzz_path(path, sizeof path, "data.h5");
   if (px_make_file(path, &in) == 0) {
+    const px_tokenizer *want = px_fuzz_pick(&in, 2) ? NULL : &bytes;
     px_dataset ds;
     px_error err = {""};
-    px_status st = px_dataset_read(path, PX_IO_ALONE, part, parts, want_kind, &ds, &err);
+    px_status st = px_dataset_read(path, PX_IO_ALONE, part, parts, want_kind, want, &ds, &err);
     px_fuzz_say("read", (int)st, st == PX_OK ? "" : err.msg);
     if (st == PX_OK)
-      px_check_share(&ds, part, parts);
+      px_check_share(&ds, part, parts, want);
     else
       PX_FUZZ_CHECK(st == PX_EINPUT && err.msg[0]);
     px_dataset_free(&ds);

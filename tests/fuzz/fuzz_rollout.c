@@ -163,9 +163,13 @@ static void px_fz_fill(px_fz_rows *w, px_fuzz_in *in) {
     pl = pl < 0 ? 0 : pl > P ? P : pl;
     rl = rl < 0 ? 0 : rl > R ? R : rl;
     for (int64_t c = 0; c < P; c++)
-      w->tokens[i * C + c] = c >= pl ? PX_TOK_PAD : c == 0 ? PX_TOK_BOS : 'a' + (int)((i + c) % 26);
+      w->tokens[i * C + c] = c >= pl  ? PX_TOK_BYTE_PAD
+                             : c == 0 ? PX_TOK_BYTE_BOS
+                                      : 'a' + (int)((i + c) % 26);
     for (int64_t t = 0; t < R; t++) {
-      int32_t tok = t >= rl ? PX_TOK_PAD : t == rl - 1 && i % 2 == 0 ? PX_TOK_EOS : '0' + (int)t;
+      int32_t tok = t >= rl                     ? PX_TOK_BYTE_PAD
+                    : t == rl - 1 && i % 2 == 0 ? PX_TOK_BYTE_EOS
+                                                : '0' + (int)t;
       w->tokens[i * C + P + t] = tok;
       int64_t k = i * R + t;
       int real = t < rl;
@@ -227,9 +231,9 @@ static int px_make_file(const char *path, px_fz_rows *w, px_fuzz_in *in) {
   px_fz_attr(file, "whiten_std", PX_FZ_REAL, "1", 1, px_fuzz_real(in, 1.0), in);
   px_fz_attr(file, "whiten_eps", PX_FZ_REAL, "1e-8", 0, px_fuzz_real(in, 1e-8), in);
   px_fz_attr(file, "whiten_shift_mean", PX_FZ_INT, "1", px_fuzz_int(in, 1), 1.0, in);
-  px_fz_attr(file, "pad_id", PX_FZ_INT, "", px_fuzz_int(in, PX_TOK_PAD), PX_TOK_PAD, in);
-  px_fz_attr(file, "bos_id", PX_FZ_INT, "", px_fuzz_int(in, PX_TOK_BOS), PX_TOK_BOS, in);
-  px_fz_attr(file, "eos_id", PX_FZ_INT, "", px_fuzz_int(in, PX_TOK_EOS), PX_TOK_EOS, in);
+  px_fz_attr(file, "pad_id", PX_FZ_INT, "", px_fuzz_int(in, PX_TOK_BYTE_PAD), PX_TOK_BYTE_PAD, in);
+  px_fz_attr(file, "bos_id", PX_FZ_INT, "", px_fuzz_int(in, PX_TOK_BYTE_BOS), PX_TOK_BYTE_BOS, in);
+  px_fz_attr(file, "eos_id", PX_FZ_INT, "", px_fuzz_int(in, PX_TOK_BYTE_EOS), PX_TOK_BYTE_EOS, in);
 
   px_fz_fill(w, in);
   for (int f = 0; f < PX_FZ_FIELDS; f++) {
@@ -319,6 +323,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (want_attrs) {
         PX_FUZZ_CHECK(attrs.kl_kind == PX_RL_KL_K1 || attrs.kl_kind == PX_RL_KL_K3);
         PX_FUZZ_CHECK(attrs.whiten_shift_mean == 0 || attrs.whiten_shift_mean == 1);
+        /* the tokenizer's specials, as stored: ids, not checked against any constant */
+        const int64_t ids[3] = {attrs.pad_id, attrs.bos_id, attrs.eos_id};
+        for (int k = 0; k < 3; k++) PX_FUZZ_CHECK(ids[k] >= 0 && ids[k] < (1 << 24));
       }
     } else {
       if (!((st == PX_EINPUT || st == PX_ERUN) && strstr(err.msg, path)))

@@ -24,7 +24,7 @@ def dataset_seed(kind, fields, records):
     b = [0, 0, 0]  # parts 1, part 0, any kind
     b += [len(records)]  # records
     b += [1] + INTENDED  # format "proxima-dataset"
-    b += USUAL + INTENDED  # format_version 1
+    b += USUAL + INTENDED  # format_version (the usual: 2)
     b += [kind] + INTENDED  # kind
     b += USUAL + INTENDED  # n_records
     for name in ["text", "prompt", "completion", "chosen", "rejected", "reference"]:
