@@ -160,22 +160,42 @@ static int px_make_file(const char *path, px_fuzz_in *in) {
     if (g >= 0) H5Gclose(g);
   }
   /* The tokenizer last, so that a recipe that ends before it (the older seeds) has none: the
-   * byte tokenizer, as a checkpoint written before tokenizers were stored. Otherwise the
-   * byte tokenizer's attributes, as intended or not, or another kind without its files. */
+   * byte tokenizer, as a checkpoint written before tokenizers were stored. Otherwise its
+   * attributes, as intended or not, for the byte kind, another name, or gpt2 with the files'
+   * text from the recipe (up to 64 KiB each, any bytes) in the datasets vocab and merges, and a
+   * hash the recipe may spell out (the seeds give a small vocabulary's right one). */
   if (px_fuzz_pick(in, 2)) {
     px_tokenizer bytes;
     px_tokenizer_byte(&bytes);
     static const char *const kinds[] = {"byte", "gpt2", "bytes", ""};
-    const char *kind = kinds[px_fuzz_pick(in, 4)];
-    const char *hash = px_fuzz_pick(in, 4) ? bytes.hash : "0123456789abcdef";
+    const int gpt2 = px_fuzz_pick(in, 4);
+    const char *kind = kinds[gpt2];
+    char hash[65] = "0123456789abcdef";
+    int how_hash = px_fuzz_pick(in, 4);
+    if (how_hash == 1)
+      for (int i = 0; i < 64; i++) hash[i] = (char)px_fuzz_u8(in), hash[i + 1] = '\0';
+    else if (how_hash > 1)
+      memcpy(hash, bytes.hash, sizeof hash);
+    /* the usual ids: the byte tokenizer's, or the seeds' small gpt2 vocabulary's (256 bytes, two
+     * merges' tokens, <|endoftext|> at 258) */
+    const int64_t n_vocab = gpt2 == 1 ? 259 : bytes.n_vocab, pad = gpt2 == 1 ? 259 : bytes.pad;
+    const int64_t bos = gpt2 == 1 ? 258 : bytes.bos, eos = gpt2 == 1 ? 258 : bytes.eos;
     hid_t g = H5Gcreate2(file, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g >= 0) {
       px_fz_attr(g, "kind", PX_FZ_STR, kind, 0, 0, in);
       px_fz_attr(g, "sha256", PX_FZ_STR, hash, 0, 0, in);
-      px_fz_attr(g, "n_vocab", PX_FZ_INT, "", px_fuzz_int(in, bytes.n_vocab), 256, in);
-      px_fz_attr(g, "pad_id", PX_FZ_INT, "", px_fuzz_int(in, bytes.pad), bytes.pad, in);
-      px_fz_attr(g, "bos_id", PX_FZ_INT, "", px_fuzz_int(in, bytes.bos), bytes.bos, in);
-      px_fz_attr(g, "eos_id", PX_FZ_INT, "", px_fuzz_int(in, bytes.eos), bytes.eos, in);
+      px_fz_attr(g, "n_vocab", PX_FZ_INT, "", px_fuzz_int(in, n_vocab), 256, in);
+      px_fz_attr(g, "pad_id", PX_FZ_INT, "", px_fuzz_int(in, pad), 0, in);
+      px_fz_attr(g, "bos_id", PX_FZ_INT, "", px_fuzz_int(in, bos), 0, in);
+      px_fz_attr(g, "eos_id", PX_FZ_INT, "", px_fuzz_int(in, eos), 0, in);
+      for (int k = 0; gpt2 == 1 && k < 2; k++) {
+        size_t n = (size_t)px_fuzz_u8(in) << 8;
+        n |= px_fuzz_u8(in);
+        int64_t *text = malloc((n ? n : 1) * sizeof *text);
+        for (size_t i = 0; i < n; i++) text[i] = px_fuzz_u8(in);
+        px_fz_dataset(g, k ? "merges" : "vocab", H5T_NATIVE_INT64, text, n, in);
+        free(text);
+      }
       H5Gclose(g);
     }
   }

@@ -83,6 +83,39 @@ def ckpt_seed(groups, optim):
     return bytes(b)
 
 
+def gpt2_files():
+    """A small gpt2 tokenizer: the 256 bytes as GPT-2 spells them, the merges "h e" and "Ġ t",
+    <|endoftext|> at 258; its vocab.json and merges.txt, and bpe.h's canonical hash."""
+    import hashlib, json
+    printable = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    spell, nxt = {}, 0x100
+    for c in range(256):
+        if c in printable:
+            spell[c] = chr(c)
+        else:
+            spell[c] = chr(nxt)
+            nxt += 1
+    tokens = [spell[c] for c in range(256)] + ["he", spell[0x20] + "t", "<|endoftext|>"]
+    merges = [("h", "e"), (spell[0x20], "t")]
+    vocab = json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False).encode()
+    merges_txt = ("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)).encode()
+    canon = f"gpt2-bpe\nvocab {len(tokens)}\n" + "".join(t + "\n" for t in tokens)
+    canon += f"merges {len(merges)}\n" + "".join(f"{a} {b}\n" for a, b in merges)
+    return vocab, merges_txt, hashlib.sha256(canon.encode()).hexdigest()
+
+
+def ckpt_gpt2_tokenizer():
+    """fuzz_ckpt's /tokenizer recipe for gpt2_files(), every part as intended."""
+    vocab, merges, digest = gpt2_files()
+    b = [1, 1, 1] + list(digest.encode())  # a group; gpt2; the hash spelt out
+    b += INTENDED * 2  # kind, sha256
+    b += (USUAL + INTENDED) * 4  # n_vocab, pad_id, bos_id, eos_id: the usual (gpt2's) values
+    for text in (vocab, merges):
+        b += [len(text) >> 8, len(text) & 255] + list(text)
+        b += [2, 15, 2, 1]  # uint8, the intended shape, chunked with Fletcher-32, not corrupted
+    return b
+
+
 def rollout_seed(parts, part, attrs, rows, P, R, kl, shift):
     """rows: (prompt_len, response_len) per row; kl 0 for k1, 1 for k3; shift 0 or 1."""
     n = len(rows)
@@ -118,6 +151,7 @@ write("dataset", "prompts", dataset_seed(3, ["prompt", "reference"], [("2+2=", "
 write("ckpt", "policy", ckpt_seed(["policy"], False))
 write("ckpt", "policy-optim", ckpt_seed(["policy"], True))
 write("ckpt", "policy-reward", ckpt_seed(["policy", "reward"], False))
+write("ckpt", "policy-gpt2", ckpt_seed(["policy"], False) + bytes(ckpt_gpt2_tokenizer()))
 write("rollout", "one-row", rollout_seed(1, 0, True, [(1, 1)], 1, 1, 0, 1))
 write("rollout", "batch", rollout_seed(1, 0, True, [(3, 6), (4, 2), (1, 0), (2, 5)], 4, 6, 0, 1))
 write("rollout", "part-of-3", rollout_seed(3, 1, True, [(8, 8), (5, 3), (2, 1), (7, 8), (1, 4),
