@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "proxima/bpe.h"
 #include "proxima/comm.h"
 #include "proxima/generate.h"
 #include "proxima/gpt.h"
@@ -317,6 +318,59 @@ static void test_allowed_sets(void) {
   px_gpt_free(&m);
 }
 
+/* A GPT-2 kind of tokenizer (the 256 bytes, "ab", <|endoftext|> at 257; PAD 258) in a model
+ * padded to VBIG logits: PAD and the padding ids are never drawn, however large their logits,
+ * and EOS (<|endoftext|>, also BOS) is; the candidates span the tokenizer's ids only. */
+static void test_padded_gpt2_vocabulary(void) {
+  px_text vocab = {0}, sp = {0};
+  px_text_str(&vocab, "{");
+  char num[32];
+  for (int b = 0; b < 256; b++) {
+    const char c = (char)b;
+    sp.n = 0;
+    px_bpe_spell(&sp, &c, 1);
+    px_text_str(&vocab, b ? ", \"" : "\"");
+    if (sp.p[0] == '"' || sp.p[0] == '\\') px_text_str(&vocab, "\\");
+    px_text_put(&vocab, sp.p, sp.n);
+    snprintf(num, sizeof num, "\": %d", b);
+    px_text_str(&vocab, num);
+  }
+  px_text_str(&vocab, ", \"ab\": 256, \"<|endoftext|>\": 257}");
+  const char merges[] = "#version: 0.2\na b\n";
+  px_tokenizer g2;
+  px_error err;
+  CU_ASSERT_EQUAL_FATAL(px_tokenizer_gpt2(&g2, vocab.p, vocab.n, "vocab.json", merges,
+                                          sizeof merges - 1, "merges.txt", &err),
+                        PX_OK);
+  CU_ASSERT_EQUAL(g2.eos, 257);
+  CU_ASSERT_EQUAL(g2.bos, 257);
+  CU_ASSERT_EQUAL(g2.pad, 258);
+  CU_ASSERT_EQUAL(px_tokenizer_softmax_span(&g2), 258);
+  float z[VBIG];
+  for (int v = 0; v < VBIG; v++) z[v] = -4.0f;
+  z[g2.pad] = 60.0f, z[VBIG - 1] = 70.0f, z[259] = 65.0f; /* PAD and padding: never */
+  z[256] = 1.0f, z[g2.eos] = 1.5f, z['x'] = 0.5f;
+  px_sampler s;
+  px_sampler_candidate *scratch = px_malloc((size_t)g2.n_ids * sizeof *scratch);
+  const px_sampler_config any = {1.0f, 0, 1.0f, 0}, greedy = {0.0f, 0, 1.0f, 1};
+  px_sampler_build(&s, &any, &g2, 1, VBIG, 1);
+  int bad = 0, eos = 0, ab = 0;
+  for (int i = 0; i < 4000; i++) {
+    int32_t y = px_sampler_sample(&s, z, (i + 0.5) / 4000.0, scratch);
+    bad += y < 0 || y >= 258, eos += y == 257, ab += y == 256;
+  }
+  CU_ASSERT_EQUAL(bad, 0);
+  CU_ASSERT(eos > 500 && ab > 300); /* p(EOS) ~ 0.21, p("ab") ~ 0.13 */
+  px_sampler_free(&s);
+  px_sampler_build(&s, &greedy, &g2, 1, VBIG, 1);
+  CU_ASSERT_EQUAL(px_sampler_sample(&s, z, 0.5, scratch), 257);
+  px_sampler_free(&s);
+  free(scratch);
+  px_text_free(&vocab);
+  px_text_free(&sp);
+  px_tokenizer_free(&g2);
+}
+
 static void test_stops(void) {
   float z[VBIG];
   int32_t tokens[MAXT];
@@ -455,6 +509,7 @@ void px_test_register(void) {
       {"batch, waves and alone give the same samples", test_batch_invariance},
       {"greedy, top-k 1 and tiny top-p are the argmax", test_greedy_family},
       {"top-k, top-p and forbidden tokens", test_allowed_sets},
+      {"a padded GPT-2 vocabulary: PAD and padding never drawn", test_padded_gpt2_vocabulary},
       {"EOS, max_new_tokens and max_seq_len stop", test_stops},
       {"prefill split over calls", test_kv_chunks},
       {"ranks generate their shares", test_ranks},
