@@ -273,7 +273,7 @@ static px_status px_check_text_tokens(const px_dataset *ds, const char *path,
           return px_error_set(err, PX_EINPUT,
                               "%s: record %lld, field '%s', token %lld is %d: a special token of "
                               "the %s tokenizer, which text never holds",
-                              path, (long long)(ds->first + i), names[f], (long long)t, (int)row[t],
+                              path, (long long)ds->first + i, names[f], (long long)t, (int)row[t],
                               px_tok_kind_name(tok->kind));
     }
   return PX_OK;

@@ -104,7 +104,7 @@ typedef struct px_gpt {
   float *grads;    /* NULL unless built trainable */
   px_gpt_params g; /* views into grads */
   float *m, *v;    /* Adam moments, NULL unless built trainable */
-  int live_vocab; /* the LM head's softmax spans logits [0, live_vocab) (px_gpt_set_live_vocab) */
+  int live_vocab;  /* the LM head's softmax spans logits [0, live_vocab) (px_gpt_set_live_vocab) */
   int max_B, max_T;
   int B, T; /* of the last forward */
   /* Outputs of the last px_gpt_forward (zero at padded positions), valid until the next:
