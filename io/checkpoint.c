@@ -295,6 +295,18 @@ static px_status px_ckpt_write_tmp(const char *tmp, const char *path, const px_c
   return px_write_file(tmp, path, ck, err);
 }
 
+px_status px_ckpt_write_file(const char *path, const px_ckpt *ck, px_error *err) {
+  px_h5_quiet();
+  const int root = px_comm_rank() == 0;
+  PX_TRY(px_comm_agree(root ? px_fs_check_parent(path, err) : PX_OK, err));
+  char tmp[4300];
+  px_fs_temp_name(tmp, sizeof tmp, path);
+  px_status st = px_ckpt_write_tmp(tmp, path, ck, err);
+  if (st == PX_OK) st = px_comm_agree(root ? px_fs_publish(tmp, path, err) : PX_OK, err);
+  if (st != PX_OK && root) remove(tmp);
+  return st;
+}
+
 px_status px_ckpt_write(const char *dir, const px_ckpt *ck, int keep_last, px_error *err) {
   px_h5_quiet();
   const int root = px_comm_rank() == 0;

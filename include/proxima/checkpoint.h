@@ -82,6 +82,11 @@ typedef struct px_ckpt {
  * touched). Collective: every rank passes the same. */
 px_status px_ckpt_write(const char *dir, const px_ckpt *ckpt, int keep_last, px_error *err);
 
+/* Writes one checkpoint file at path, outside any run directory (`model import`): written under
+ * a temporary name beside it, fsynced and renamed, so a file already at path stays whole until
+ * the new one is complete; no LATEST, no pruning. Collective, as px_ckpt_write. */
+px_status px_ckpt_write_file(const char *path, const px_ckpt *ck, px_error *err);
+
 /* Reads the state variables vars[0..n) from path's /state; each must be there with its
  * type. Not collective. */
 px_status px_ckpt_read_state(const char *path, const px_ckpt_var *vars, int n, px_error *err);

@@ -55,6 +55,9 @@
   X(model, n_head, INT, "4", "1..4096", "attention heads (must divide n_embd)")                    \
   X(model, n_embd, INT, "128", "1..65536", "width of the residual stream")                         \
   X(sft, data, STR, "data/sft.h5", "", "training data: an sft or text data set (data import)")     \
+  X(sft, init, STR, "", "",                                                                        \
+    "start from this checkpoint's policy (a file, e.g. model import's, or a run directory): its "  \
+    "shape and tokenizer replace the [model] keys; empty: a fresh model of the [model] keys")      \
   X(sft, steps, INT, "3000", "1..", "optimizer steps")                                             \
   X(sft, batch_size, INT, "64", "1..", "sequences per optimizer step, over all ranks")             \
   X(sft, micro_batch, INT, "64", "1..",                                                            \

@@ -21,6 +21,7 @@
 #include "proxima/error.h"
 #include "proxima/fsutil.h"
 #include "proxima/generate.h"
+#include "proxima/hf.h"
 #include "proxima/jsonl.h"
 #include "proxima/log.h"
 #include "proxima/ppo.h"
@@ -195,6 +196,17 @@ static px_status px_cmd_score(const px_cli *cli, const px_config *cfg, px_error 
   return px_cli_score(cfg, reward, data, px_opt(cli, "--json") != NULL, err);
 }
 
+static px_status px_cmd_model_import(const px_cli *cli, const px_config *cfg, px_error *err) {
+  (void)cfg;
+  return px_hf_import(cli->positional[0], cli->positional[1], err);
+}
+
+static px_status px_cmd_model_export(const px_cli *cli, const px_config *cfg, px_error *err) {
+  (void)cfg;
+  const char *group = px_opt(cli, "--model");
+  return px_hf_export(cli->positional[0], group ? group : "policy", cli->positional[1], err);
+}
+
 /* ckpt info and ckpt verify read on rank 0; the others wait for its verdict. */
 static px_status px_cmd_ckpt_info(const px_cli *cli, const px_config *cfg, px_error *err) {
   px_status st = PX_OK;
@@ -247,10 +259,12 @@ static const px_command px_commands[] = {
      2,
      px_cmd_import},
     {"sft",
-     "[--data FILE.h5] [--run DIR] [--steps N] [--seed S] [--resume auto|CKPT]",
+     "[--init CKPT] [--data FILE.h5] [--run DIR] [--steps N] [--seed S] [--resume auto|CKPT]",
      "supervised fine-tuning of the policy on an sft or text data set (the base model)",
      "run model sft adam",
      {{"--data", "FILE", "sft.data", "the training data set"},
+      {"--init", "CKPT", "sft.init",
+       "start from this checkpoint's policy (model import's output, a run directory)"},
       {"--run", "DIR", "run.dir", "run directory (config.ini, metrics.jsonl, checkpoints/)"},
       {"--steps", "N", "sft.steps", "optimizer steps"},
       {"--seed", "S", "run.seed", "seed of the initialisation and the data order"},
@@ -333,6 +347,24 @@ static const px_command px_commands[] = {
       {"--json", NULL, NULL, "print JSONL: index, score, prompt, completion"}},
      0,
      px_cmd_score},
+    {"model import",
+     "HF_DIR OUT.h5",
+     "read a Hugging Face GPT-2 directory (config.json, model.safetensors or its shards, "
+     "vocab.json, merges.txt) into a checkpoint: sft --init, rm --init, ppo --policy take it",
+     "",
+     {{NULL, NULL, NULL, NULL}},
+     2,
+     px_cmd_model_import},
+    {"model export",
+     "CKPT OUT_DIR [--model policy|reference|value|reward]",
+     "write a checkpoint's model as a Hugging Face GPT-2 directory (config.json, "
+     "model.safetensors, vocab.json, merges.txt)",
+     "",
+     {{"--model", "NAME", NULL,
+       "which model (default policy): an LM head loads as GPT2LMHeadModel, a scalar head as "
+       "GPT2ForSequenceClassification (README, Bring your own model)"}},
+     2,
+     px_cmd_model_export},
     {"ckpt info",
      "FILE|DIR",
      "summarise a checkpoint (DIR: a run's LATEST): step, models, moments, state, config",

@@ -30,7 +30,8 @@ enum { PX_STREAM_HELDOUT = 11, PX_STREAM_EPOCH = 12 };
 
 typedef struct px_sft {
   const px_config *cfg;
-  px_tokenizer tok; /* model.tokenizer's: encodes the data, stored in every checkpoint */
+  px_tokenizer tok; /* model.tokenizer's or sft.init's: stored in every checkpoint */
+  char init[4300];  /* sft.init resolved to a file; "" for a fresh model */
   px_dataset data;
   px_split split; /* held-out and training records, the stream of training records */
   px_gpt model;
@@ -160,11 +161,15 @@ static px_status px_sft_load(px_sft *s, px_error *err) {
 /* The model, its trainer and the scratch of the passes. */
 static px_status px_sft_build(px_sft *s, const px_gpt_config *mc, px_error *err) {
   const px_config *cfg = s->cfg;
-  const int T = (int)cfg->model_max_seq_len, mb = (int)cfg->sft_micro_batch;
+  const int T = mc->max_seq_len, mb = (int)cfg->sft_micro_batch;
   PX_TRY(px_gpt_check_memory(mc, mb, T, 1, "sft", err));
   px_gpt_build(&s->model, mc, mb, T, 1);
   px_gpt_set_live_vocab(&s->model, px_tokenizer_softmax_span(&s->tok));
   px_gpt_init(&s->model, (uint64_t)cfg->run_seed);
+  if (s->init[0]) {
+    px_ckpt_model policy = {.group = "policy", .model = &s->model};
+    PX_TRY(px_ckpt_read_model(s->init, &policy, err));
+  }
   px_batch_build(&s->batch, &s->tok, mb, T);
   s->logprobs = px_malloc((size_t)mb * T * sizeof(float));
   s->dlogprobs = px_malloc((size_t)mb * T * sizeof(float));
@@ -229,12 +234,30 @@ static px_status px_sft_step(px_stage *sg, void *ctx, int64_t step, px_error *er
   return PX_OK;
 }
 
+/* The tokenizer and the model's shape: sft.init's checkpoint's, or the [model] keys'. */
+static px_status px_sft_start(px_sft *s, px_gpt_config *mc, px_error *err) {
+  const px_config *cfg = s->cfg;
+  px_tokenizer_byte(&s->tok);
+  if (!cfg->sft_init[0]) {
+    PX_TRY(px_tokenizer_load(&s->tok, cfg->model_tokenizer, cfg->model_tokenizer_dir, err));
+    return px_sft_model_config(cfg, &s->tok, mc, err);
+  }
+  PX_TRY(px_ckpt_resolve(cfg->sft_init, s->init, sizeof s->init, err));
+  PX_TRY(px_ckpt_read_config(s->init, "policy", mc, err));
+  if (mc->head != PX_GPT_HEAD_LM)
+    return px_error_set(err, PX_EINPUT, "%s: /policy has a scalar head, not an LM head", s->init);
+  PX_TRY(px_ckpt_read_tokenizer(s->init, &s->tok, err));
+  PX_TRY(px_tokenizer_check_vocab(&s->tok, mc->vocab_size, s->init, err));
+  px_log_info("sft: starting from %s (%d layers x %d wide, %d positions, %s tokenizer); the "
+              "[model] keys are not used",
+              s->init, mc->n_layer, mc->n_embd, mc->max_seq_len, px_tok_kind_name(s->tok.kind));
+  return PX_OK;
+}
+
 px_status px_sft_run(const px_config *cfg, px_error *err) {
   px_sft s = {.cfg = cfg, .state = {.seed = cfg->run_seed}};
   px_gpt_config mc;
-  PX_TRY(px_comm_agree(
-      px_tokenizer_load(&s.tok, cfg->model_tokenizer, cfg->model_tokenizer_dir, err), err));
-  px_status st = px_sft_model_config(cfg, &s.tok, &mc, err);
+  px_status st = px_comm_agree(px_sft_start(&s, &mc, err), err);
   if (st != PX_OK) {
     px_tokenizer_free(&s.tok);
     return st;
