@@ -530,7 +530,6 @@ static char *px_hf_export_config(const px_gpt_config *mc, const px_tokenizer *to
     json_object_set_new(l2, "LABEL_0", json_integer(0));
     json_object_set_new(o, "id2label", id2);
     json_object_set_new(o, "label2id", l2);
-    json_object_set_new(o, "pad_token_id", json_integer(tok->eos));
   }
   char *text = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
   json_decref(o);
