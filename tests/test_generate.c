@@ -371,6 +371,90 @@ static void test_padded_gpt2_vocabulary(void) {
   px_tokenizer_free(&g2);
 }
 
+/* The sampler's reference: every allowed candidate sorted (logit down, id up), the top k, the
+ * weights and their total in id order (top-p) or in sorted order (top-k), the nucleus by the
+ * cumulative weight in sorted order, the coin inverted: what the selection must reproduce. */
+static int cand_cmp(const void *a, const void *b) {
+  const px_sampler_candidate *x = a, *y = b;
+  if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
+  return (x->index > y->index) - (x->index < y->index);
+}
+
+static int32_t ref_sample(const px_tokenizer *t, const float *z, float temp, int k, double top_p,
+                          double coin, px_sampler_candidate *c) {
+  int n = 0;
+  float best = -INFINITY;
+  for (int32_t v = 0; v < t->n_ids; v++)
+    if (px_tokenizer_sampleable(t, v)) {
+      c[n].logit = z[v], c[n].index = v, n++;
+      best = fmaxf(best, z[v]);
+    }
+  double total = 0;
+  if (k > 0 && k < n) {
+    qsort(c, (size_t)n, sizeof *c, cand_cmp);
+    n = k;
+    for (int i = 0; i < n; i++) total += c[i].weight = exp(((double)c[i].logit - best) / temp);
+  } else {
+    for (int i = 0; i < n; i++) total += c[i].weight = exp(((double)c[i].logit - best) / temp);
+    qsort(c, (size_t)n, sizeof *c, cand_cmp);
+  }
+  if (top_p < 1.0) {
+    double cum = 0;
+    int keep = n;
+    for (int i = 0; i < n; i++)
+      if ((cum += c[i].weight) >= top_p * total) {
+        keep = i + 1;
+        break;
+      }
+    n = keep, total = cum;
+  }
+  double cum = 0, r = coin * total;
+  for (int i = 0; i < n; i++)
+    if (r < (cum += c[i].weight)) return c[i].index;
+  return c[n - 1].index;
+}
+
+/* GPT-2's 50257 tokens: top-k and top-p by selection give exactly what sorting every
+ * candidate gives, for peaked and flat rows. */
+static void test_top_k_top_p_at_gpt2_size(void) {
+  const px_tokenizer t = {.kind = PX_TOK_GPT2,
+                          .n_vocab = 50257,
+                          .pad = 50257,
+                          .bos = 50256,
+                          .eos = 50256,
+                          .n_ids = 50258};
+  enum { V = 50304 };
+  float *z = px_malloc(V * sizeof *z);
+  px_sampler_candidate *scratch = px_malloc((size_t)t.n_ids * sizeof *scratch),
+                       *ref = px_malloc((size_t)t.n_ids * sizeof *ref);
+  const struct {
+    int k;
+    float p, temp, spread;
+  } cases[] = {{50, 1.0f, 1.0f, 4.0f}, {0, 0.9f, 1.0f, 4.0f},  {40, 0.95f, 0.7f, 4.0f},
+               {0, 0.5f, 1.0f, 0.05f}, {0, 0.99f, 2.0f, 8.0f}, {1000, 0.3f, 1.0f, 1.0f}};
+  int mismatches = 0, draws = 0;
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    const px_sampler_config sc = {cases[c].temp, cases[c].k, cases[c].p, 0};
+    px_sampler s;
+    px_sampler_build(&s, &sc, &t, 7, V, 1);
+    for (int row = 0; row < 4; row++) {
+      for (int v = 0; v < V; v++) {
+        px_rng_ctr ctr = {{(uint32_t)c, (uint32_t)row, (uint32_t)v, 5}};
+        z[v] = cases[c].spread * (float)px_rng_normal(3, ctr);
+      }
+      for (int i = 0; i < 50; i++, draws++) {
+        const double coin = (i + 0.37) / 50.0;
+        mismatches += px_sampler_sample(&s, z, coin, scratch) !=
+                      ref_sample(&t, z, cases[c].temp, cases[c].k, cases[c].p, coin, ref);
+      }
+    }
+    px_sampler_free(&s);
+  }
+  CU_ASSERT_EQUAL(mismatches, 0);
+  CU_ASSERT_EQUAL(draws, 6 * 4 * 50);
+  free(z), free(scratch), free(ref);
+}
+
 static void test_stops(void) {
   float z[VBIG];
   int32_t tokens[MAXT];
@@ -510,6 +594,7 @@ void px_test_register(void) {
       {"greedy, top-k 1 and tiny top-p are the argmax", test_greedy_family},
       {"top-k, top-p and forbidden tokens", test_allowed_sets},
       {"a padded GPT-2 vocabulary: PAD and padding never drawn", test_padded_gpt2_vocabulary},
+      {"top-k and top-p over 50257 tokens: selection as sorting", test_top_k_top_p_at_gpt2_size},
       {"EOS, max_new_tokens and max_seq_len stop", test_stops},
       {"prefill split over calls", test_kv_chunks},
       {"ranks generate their shares", test_ranks},

@@ -73,6 +73,62 @@ static int px_candidate_cmp(const void *a, const void *b) {
   return (x->index > y->index) - (x->index < y->index);
 }
 
+/* Rearranges c[lo..hi) around a pivot (the median of three, by px_candidate_cmp): returns its
+ * place p, with c[lo..p) before it and c[p+1..hi) after it. The order is total (ids differ), so
+ * every step makes progress. */
+static int px_partition(px_sampler_candidate *c, int lo, int hi) {
+  const int mid = lo + (hi - lo) / 2, last = hi - 1;
+  px_sampler_candidate t;
+#define PX_SWAP(i, j) (t = c[i], c[i] = c[j], c[j] = t)
+  if (px_candidate_cmp(&c[mid], &c[lo]) < 0) PX_SWAP(mid, lo);
+  if (px_candidate_cmp(&c[last], &c[lo]) < 0) PX_SWAP(last, lo);
+  if (px_candidate_cmp(&c[last], &c[mid]) < 0) PX_SWAP(last, mid);
+  PX_SWAP(mid, last); /* the median as pivot, at the end */
+  int p = lo;
+  for (int i = lo; i < last; i++)
+    if (px_candidate_cmp(&c[i], &c[last]) < 0) PX_SWAP(i, p), p++;
+  PX_SWAP(p, last);
+#undef PX_SWAP
+  return p;
+}
+
+/* Puts the k first candidates of the order (the k most likely) in c[0..k), in any order:
+ * quickselect, O(n) expected instead of sorting all n (50257 for GPT-2) every token. */
+static void px_select_first(px_sampler_candidate *c, int n, int k) {
+  int lo = 0, hi = n;
+  while (hi - lo > 1) {
+    const int p = px_partition(c, lo, hi);
+    if (p == k || p == k - 1) return;
+    if (p < k)
+      lo = p + 1;
+    else
+      hi = p;
+  }
+}
+
+/* For the nucleus: sorts a prefix c[0..m) of the order that holds at least `need` of the
+ * weight (with a margin over the rounding of another summation order), and returns m. The
+ * partitions narrow the window in which the cumulative weight crosses need, so only the
+ * nucleus and a little more are sorted. */
+static int px_nucleus_sort(px_sampler_candidate *c, int n, double need) {
+  const double margin = need * (1.0 + 1e-9);
+  double acc = 0.0; /* the weight of c[0..lo), all before c[lo..hi) */
+  int lo = 0, hi = n;
+  while (hi - lo > 64) {
+    const int p = px_partition(c, lo, hi);
+    double before = 0.0;
+    for (int i = lo; i <= p; i++) before += c[i].weight;
+    if (acc + before >= margin) {
+      hi = p + 1;
+    } else {
+      acc += before;
+      lo = p + 1;
+    }
+  }
+  qsort(c, (size_t)hi, sizeof *c, px_candidate_cmp);
+  return hi;
+}
+
 int32_t px_sampler_sample(const px_sampler *s, const float *logits, double coin,
                           px_sampler_candidate *scratch) {
   /* The allowed tokens, with non-finite logits (NaN, -inf) treated as impossible. */
@@ -93,9 +149,11 @@ int32_t px_sampler_sample(const px_sampler *s, const float *logits, double coin,
   const double inv_temp = 1.0 / s->config.temperature;
   const int k = s->config.top_k;
   const double top_p = s->config.top_p;
-  if ((k > 0 && k < n) || top_p < 1.0) {
-    qsort(scratch, (size_t)n, sizeof *scratch, px_candidate_cmp);
-    if (k > 0 && k < n) n = k;
+  int sorted = 0;
+  if (k > 0 && k < n) { /* the k most likely, in order: a selection, then a sort of k */
+    px_select_first(scratch, n, k);
+    qsort(scratch, (size_t)k, sizeof *scratch, px_candidate_cmp);
+    n = k, sorted = 1;
   }
   double total = 0.0;
   for (int i = 0; i < n; i++) {
@@ -106,18 +164,26 @@ int32_t px_sampler_sample(const px_sampler *s, const float *logits, double coin,
     total += scratch[i].weight;
   }
   if (top_p < 1.0) {
-    /* The fewest most likely candidates whose mass reaches top_p (at least one). */
-    double cum = 0.0;
-    int keep = n;
-    for (int i = 0; i < n; i++) {
-      cum += scratch[i].weight;
-      if (cum >= top_p * total) {
-        keep = i + 1;
+    /* The fewest most likely candidates whose mass reaches top_p (at least one). Unsorted
+     * (no top-k), only the most likely few need ordering: px_nucleus_sort orders a prefix that
+     * holds them, and when rounding leaves the mass short of it, everything is sorted. */
+    const double need = top_p * total;
+    int upto = sorted ? n : px_nucleus_sort(scratch, n, need);
+    for (int pass = 0; pass < 2; pass++) {
+      double cum = 0.0;
+      int keep = -1;
+      for (int i = 0; i < upto && keep < 0; i++) {
+        cum += scratch[i].weight;
+        if (cum >= need) keep = i + 1;
+      }
+      if (keep > 0 || upto == n) {
+        n = keep > 0 ? keep : n;
+        total = cum;
         break;
       }
+      qsort(scratch, (size_t)n, sizeof *scratch, px_candidate_cmp);
+      upto = n;
     }
-    n = keep;
-    total = cum;
   }
   /* Invert the cumulative distribution at the coin. */
   const double r = coin * total;
