@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config jsonl dataset ckpt tokenizer rollout bpe)
+[ ${#targets[@]} -gt 0 ] || targets=(config jsonl dataset ckpt tokenizer rollout bpe safetensors)
 src=$PWD/tests/fuzz
 build=$PWD/build-fuzz
 

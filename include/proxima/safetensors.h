@@ -45,7 +45,10 @@ typedef struct px_st_file {
   char *metadata_json; /* "__metadata__" as compact JSON, or NULL */
 } px_st_file;
 
-/* Opens and validates path, mapping it. On failure nothing is left open. */
+/* Opens and validates path, mapping it. On failure nothing is left open and *f is zeroed (so
+ * px_st_close on it is harmless). The tensors' data pointers stay valid until px_st_close; the
+ * file must not be changed while it is open (a mapped file cut short faults on access). Names
+ * in f->tensors are in header order; the data need not be aligned (reads go through memcpy). */
 px_status px_st_open(const char *path, px_st_file *f, px_error *err);
 void px_st_close(px_st_file *f);
 
@@ -55,8 +58,8 @@ const px_st_tensor *px_st_find(const px_st_file *f, const char *name);
 /* The name of a dtype ("F32", ...). */
 const char *px_st_dtype_name(px_st_dtype dtype);
 
-/* Converts a tensor's count elements to float32 into out. F16 and BF16 convert exactly
- * (subnormals, infinities and NaN included). Not collective. */
+/* Converts a tensor's count elements to float32 into out (room for count floats). F16 and BF16
+ * convert exactly (subnormals, infinities and NaN with its payload included). Not collective. */
 void px_st_read_f32(const px_st_tensor *t, float *out);
 
 /* One tensor to write: float32 data of the given shape. */
@@ -69,8 +72,11 @@ typedef struct px_st_out {
 
 /* Writes the tensors (F32, end to end in the order given; the header padded with spaces so that
  * the data starts 8-byte aligned, as the reference writer does) and metadata (pairs of strings;
- * n_meta pairs, may be 0) to path atomically: a temporary file, fsynced and renamed. PX_ERUN naming
- * path on an I/O failure. */
+ * n_meta pairs, may be 0) to path atomically: a temporary file, fsynced and renamed; on failure
+ * nothing is left and a file already at path is untouched. PX_ERUN naming path on an I/O failure;
+ * PX_EINPUT for what cannot make a valid file (a name missing, repeated, "__metadata__" or not
+ * UTF-8, ndim outside 0..PX_ST_MAX_DIMS, a negative dimension, a repeated metadata key). Not
+ * collective. */
 px_status px_st_write(const char *path, const px_st_out *tensors, int n, const char *const *meta,
                       int n_meta, px_error *err);
 

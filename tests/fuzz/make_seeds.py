@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Writes the seed recipes of the structure-aware targets (fuzz_dataset, fuzz_ckpt,
-fuzz_rollout) into corpus/dataset/, corpus/ckpt/ and corpus/rollout/: inputs that build valid
-files (each kind of data set; a policy checkpoint, one with Adam moments, a reward checkpoint;
-rollout files of a few shapes, read whole or as one part of several), from which the fuzzer
-mutates. Each byte below is one draw of the recipe, in the order fuzz_dataset.c, fuzz_ckpt.c,
-fuzz_rollout.c and fuzz_h5.h read them (px_fuzz_pick(n) takes a byte modulo n); the comments
+fuzz_rollout, fuzz_safetensors) into corpus/dataset/, corpus/ckpt/, corpus/rollout/ and
+corpus/safetensors/: inputs that build valid files (each kind of data set; a policy checkpoint,
+one with Adam moments, a reward checkpoint; rollout files of a few shapes, read whole or as one
+part of several; safetensors files of every dtype with edge values, unaligned, empty) and a few
+faulty ones, from which the fuzzer mutates. Each byte below is one draw of the recipe, in the
+order fuzz_dataset.c, fuzz_ckpt.c, fuzz_rollout.c, fuzz_safetensors.c and fuzz_h5.h read them (px_fuzz_pick(n) takes a byte modulo n); the comments
 name the choice.
 Run: python3 tests/fuzz/make_seeds.py   (check with PX_FUZZ_VERBOSE=1 fuzz_replay_<target>)"""
 import os
@@ -139,6 +140,26 @@ def rollout_seed(parts, part, attrs, rows, P, R, kl, shift):
     return bytes(b)
 
 
+def st_tensor(dtype, shape, values, fault=0, fault_draws=()):
+    """fuzz_safetensors.c's px_fz_entry: dtype (0 F32, 1 F16, 2 BF16), ndim, the dimensions (each
+    0-3), the fault byte (under 16: none; 15 + k: fault k) and the element bytes, then the
+    fault's own draws."""
+    import struct
+    raw = b"".join(struct.pack("<f" if dtype == 0 else "<H", v) for v in values)
+    return [dtype, len(shape)] + list(shape) + [15 + fault if fault else 0] + list(raw) + \
+        list(fault_draws)
+
+
+def st_seed(meta, tensors, pad, tail=(0, 0)):
+    """A safetensors recipe: how many tensors, the metadata (0 none, 1 good, 2 a number, 3 not an
+    object), the tensors, whether to pad the header to 8, then extra data (0: none) and the
+    declared header length (0: true)."""
+    b = [len(tensors), meta]
+    for t in tensors:
+        b += t
+    return bytes(b + [pad] + list(tail))
+
+
 def write(target, name, data):
     with open(os.path.join(HERE, "corpus", target, name), "wb") as f:
         f.write(data)
@@ -158,3 +179,18 @@ write("rollout", "part-of-3", rollout_seed(3, 1, True, [(8, 8), (5, 3), (2, 1), 
                                                         (6, 7)], 8, 8, 1, 0))
 write("rollout", "uneven-no-attrs", rollout_seed(4, 3, False, [(2, 3)] * 5, 3, 4, 1, 1))
 write("rollout", "empty", rollout_seed(2, 1, True, [], 2, 2, 0, 1))
+F16_EDGES = [0x0000, 0x8000, 0x0001, 0x03FF, 0x0400, 0x7BFF, 0x7C00, 0xFC00, 0x7E00]  # 0, -0,
+# subnormals, the smallest normal, the largest, inf, -inf, NaN
+BF16_EDGES = [0x3F80, 0x8000, 0x0001, 0x7F80, 0xFF80, 0x7FC0]
+write("safetensors", "gpt2-like", st_seed(1, [st_tensor(0, [2, 3], [0.5, -1, 2, 1e-40, 3e38, -0.0]),
+                                            st_tensor(1, [3, 3], F16_EDGES),
+                                            st_tensor(2, [2, 3], BF16_EDGES),
+                                            st_tensor(0, [], [7.25]),
+                                            st_tensor(1, [0, 2], [])], 1))
+write("safetensors", "unaligned", st_seed(0, [st_tensor(1, [3], [0x3C00, 0xC000, 0x3800]),
+                                            st_tensor(0, [2, 2], [1, 2, 3, 4])], 0))
+write("safetensors", "empty", st_seed(1, [], 1))
+write("safetensors", "overlap", st_seed(0, [st_tensor(0, [2], [1, 2]),
+                                          st_tensor(0, [2], [3, 4], 4, [0, 0])], 1))
+write("safetensors", "huge-shape", st_seed(0, [st_tensor(2, [2, 2, 2], [0] * 8, 3, [42, 42, 42])], 1))
+write("safetensors", "bad-dtype", st_seed(0, [st_tensor(1, [1], [0], 1, [0])], 1))
