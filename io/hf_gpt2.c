@@ -294,6 +294,7 @@ static px_status px_hf_open_weights(const char *dir, px_hf_weights *w, px_error 
       return st;
     }
   }
+  w->prefix = ""; /* px_hf_find prepends it */
   w->prefix = px_hf_find(w, "transformer.wte.weight", NULL) ? "transformer." : "";
   return PX_OK;
 }
@@ -383,7 +384,8 @@ static px_status px_hf_fill(const px_hf_weights *w, px_gpt *m, int64_t V, px_err
   }
   /* an lm_head that is there must be the tied embedding */
   const px_st_tensor *head = NULL;
-  for (int f = 0; f < w->n_files && !head; f++) head = px_st_find(&w->files[f], "lm_head.weight");
+  int hf = 0;
+  for (; hf < w->n_files && !head; hf++) head = px_st_find(&w->files[hf], "lm_head.weight");
   if (head) {
     float *wte = px_malloc((size_t)(V * C) * sizeof *wte);
     px_error ignored;
@@ -397,8 +399,10 @@ static px_status px_hf_fill(const px_hf_weights *w, px_gpt *m, int64_t V, px_err
     free(wte);
     if (!same)
       return px_error_set(err, PX_EINPUT,
-                          "lm_head.weight differs from wte.weight: Proxima's LM head is the "
-                          "token embedding (tied), so an untied head cannot be imported");
+                          "%s: tensor 'lm_head.weight' differs from wte.weight: Proxima's LM "
+                          "head is the token embedding (tied), so an untied head cannot be "
+                          "imported",
+                          w->files[hf - 1].path);
   }
   return PX_OK;
 }
