@@ -5,6 +5,7 @@
  */
 #include "proxima/hf.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -165,7 +166,7 @@ static px_status px_hf_check_config(json_t *o, const char *path, px_hf_config *c
   if (inner && !json_is_null(inner) &&
       !(json_is_integer(inner) && json_integer_value(inner) == 4 * c->n_embd))
     return px_error_set(err, PX_EINPUT, "%s: \"n_inner\" must be null or 4 n_embd (%lld)", path,
-                        (long long)(4 * c->n_embd));
+                        4LL * c->n_embd);
   json_t *ctx = json_object_get(o, "n_ctx");
   if (ctx && !(json_is_integer(ctx) && json_integer_value(ctx) == c->n_positions))
     return px_error_set(err, PX_EINPUT, "%s: \"n_ctx\" must equal n_positions (%lld)", path,
@@ -309,11 +310,15 @@ static px_status px_hf_check_names(const px_hf_weights *w, int64_t n_layer, px_e
       int ok = !strcmp(name, "wte.weight") || !strcmp(name, "wpe.weight") ||
                !strcmp(name, "ln_f.weight") || !strcmp(name, "ln_f.bias") ||
                !strcmp(full, "lm_head.weight");
-      long layer;
-      int used = 0;
-      if (!ok && sscanf(name, "h.%ld.%n", &layer, &used) == 1 && used > 0 && layer >= 0 &&
-          layer < n_layer) {
-        const char *rest = name + used;
+      char *rest = NULL;
+      long layer = -1;
+      if (!ok && !strncmp(name, "h.", 2) && name[2] >= '0' && name[2] <= '9') {
+        errno = 0;
+        layer = strtol(name + 2, &rest, 10);
+        if (errno || *rest != '.' || layer >= n_layer) rest = NULL;
+      }
+      if (rest) {
+        rest++; /* past the layer's dot */
         ok = !strcmp(rest, "attn.bias") || !strcmp(rest, "attn.masked_bias");
         for (int i = 0; i < PX_HF_BLOCK && !ok; i++) ok = !strcmp(rest, px_hf_block[i].hf);
       }

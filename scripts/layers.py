@@ -23,7 +23,7 @@ HEADER = {
     "util": "bpe config error fault finite fsutil log rng runlock signals simd text tokenizer",
     "dist": "comm",
     "model": "blas gpt kernels optim rl",
-    "io": "checkpoint dataset jsonl rollout safetensors synth",
+    "io": "checkpoint dataset hf jsonl rollout safetensors synth",
     "rollout": "generate sampler",
     "train": "batch ppo rm run sft stage trainer",
     "cli": "cli",
