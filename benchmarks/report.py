@@ -68,7 +68,8 @@ def main():
         rows.append((fig, val, bl, ratio, tgt, met, note))
 
     peak = get(px, "fma_peak_gflop_per_s")
-    row("fma_peak_gflop_per_s", peak, None, note="FP32 FMA probe, this run (bench_peak)")
+    if peak is not None:  # not measured with --gpt2
+        row("fma_peak_gflop_per_s", peak, None, note="FP32 FMA probe, this run (bench_peak)")
     shapes = [sh + pr for sh in ("qkv", "attproj", "fc", "fcproj", "vocab_head")
               for pr in ("", "_dinp", "_dweight")]
     for s in shapes + ["model_mix", "step_mix"]:
