@@ -154,8 +154,10 @@ def main():
         t1, t2 = get(px, "ppo_gpt2_np1_%s_s" % ph), get(px, "ppo_gpt2_np2_%s_s" % ph)
         if t1 is None and t2 is None:
             continue
-        row("ppo_gpt2_%s_s (np2 | np1)" % ph, t2, t1,
-            ratio=t1 / t2 if t1 is not None and t2 and ph != "comm" else None,
+        if ph == "comm":  # row() then takes value / baseline
+            row("ppo_gpt2_comm_s (np2 | np1)", t2, t1, note="inside MPI calls; ratio t2/t1")
+            continue
+        row("ppo_gpt2_%s_s (np2 | np1)" % ph, t2, t1, ratio=t1 / t2 if t1 is not None and t2 else None,
             note="seconds per iteration; ratio t1/t2 (> 1: 2 ranks faster)")
     for k, f in ((k, f) for k, f in px.items() if k.startswith("ppo_gpt2_np") and k.endswith("length")):
         row(k, f, None, note="mean response tokens (a random model rarely draws EOS)")
