@@ -21,7 +21,8 @@
  * --allreduce).
  *
  * Usage: bench_train [--warmup N] [--iters N] [--gen-iters N] [--only NAME] [--allreduce]
- * NAME is a model (gpt6x384) or a generation case (gen_gpt6x384_b1). A generation run is a whole
+ * NAME is a model (gpt6x384, gpt4x128, gpt2_124m) or a generation case (gen_gpt6x384_b1,
+ * gen_gpt6x384_b64, gen_gpt2_124m_b1, gen_gpt2_124m_b64). A generation run is a whole
  * px_generate call, seconds at batch 64: --gen-iters of them (default 3) after min(--warmup, 1)
  * warm-up runs (one touches the KV cache's pages; more add nothing).
  * --allreduce (under mpiexec -n 2) measures instead the models' gradient allreduce with and
@@ -48,11 +49,19 @@
 typedef struct bench_model {
   const char *name; /* the figure's prefix */
   int L, NH, C, V, T, B;
+  int live; /* ids the softmax spans (px_gpt_set_live_vocab): V, or GPT-2's 50257 of 50304 */
+  int gpt2; /* 1: GPT-2's tokenizer ids (BOS = EOS = 50256) in generation; 0: the byte one */
 } bench_model;
 
+/* gpt2_124m is GPT-2 small (issue 23). Proxima's GPT-2 models pad the embedding to 50304 rows
+ * (a multiple of 64, as `proxima model import` does) and span the softmax over GPT-2's 50257
+ * ids; torch_train.py's has 50257 rows, as Hugging Face's. So Proxima's head computes 47 more
+ * logit columns per token (0.06% of the head's products) and its effective FLOPs count them.
+ * Batch 4 of T 256: about 3.4 GB for parameters, gradients, Adam moments and activations. */
 static const bench_model MODELS[] = {
-    {"gpt6x384", 6, 6, 384, 512, 256, 4}, /* issue 3's benchmark model */
-    {"gpt4x128", 4, 4, 128, 512, 256, 4}, /* a small one, where the overheads show */
+    {"gpt6x384", 6, 6, 384, 512, 256, 4, 512, 0},        /* issue 3's benchmark model */
+    {"gpt4x128", 4, 4, 128, 512, 256, 4, 512, 0},        /* a small one, where the overheads show */
+    {"gpt2_124m", 12, 12, 768, 50304, 256, 4, 50257, 1}, /* GPT-2 124M's shapes */
 };
 
 static double now(void) {
@@ -158,6 +167,7 @@ static void bench_batch_build(bench_batch *x, const bench_model *bm, int first) 
   x->cfg = (px_gpt_config){bm->V, bm->T, bm->L, bm->NH, bm->C, PX_GPT_HEAD_LM};
   px_gpt_build(&x->model, &x->cfg, B, T, 1);
   px_gpt_init(&x->model, 42);
+  px_gpt_set_live_vocab(&x->model, bm->live);
   x->tokens = px_malloc(BT * sizeof(int32_t));
   x->targets = px_malloc(BT * sizeof(int32_t));
   x->lengths = px_malloc((size_t)B * sizeof(int32_t));
@@ -165,9 +175,9 @@ static void bench_batch_build(bench_batch *x, const bench_model *bm, int first) 
   for (int b = 0; b < B; b++) {
     x->lengths[b] = T;
     for (int t = 0; t < T; t++)
-      x->tokens[b * T + t] = (int32_t)(((b + first) * 977 + t * 131 + 7) % bm->V);
+      x->tokens[b * T + t] = (int32_t)(((b + first) * 977 + t * 131 + 7) % bm->live);
     for (int t = 0; t < T; t++)
-      x->targets[b * T + t] = t + 1 < T ? x->tokens[b * T + t + 1] : (int32_t)(b % bm->V);
+      x->targets[b * T + t] = t + 1 < T ? x->tokens[b * T + t + 1] : (int32_t)(b % bm->live);
   }
 }
 
@@ -367,12 +377,12 @@ static void bench_allreduce(const bench_model *bm, int warmup, int iters) {
  *
  * Batched KV-cache generation as a rollout does it: px_generate over B prompts at once (one
  * prefill, then every step one px_gpt_kv_extend of M = B rows, the sampler at temperature 1 and
- * the log-prob of each drawn token). Each prompt is BOS + 15 bytes; each response is exactly
- * GEN_NEW tokens: the model is made unable to draw EOS (bench_no_eos), so no sequence stops
- * early and every step has all B rows. The tokens are still counted from what px_generate
- * returned, and a short response is an error. A timed run is one whole px_generate call,
- * prefill included; the figure is the median over runs (iteration = run, so each run draws
- * other tokens).
+ * the log-prob of each drawn token). Each prompt is BOS + 15 tokens (bytes; GPT-2 ids for
+ * gpt2_124m); each response is exactly GEN_NEW tokens: the model is made unable to draw EOS
+ * (bench_no_eos), so no sequence stops early and every step has all B rows. The tokens are
+ * still counted from what px_generate returned, and a short response is an error. A timed run
+ * is one whole px_generate call, prefill included; the figure is the median over runs
+ * (iteration = run, so each run draws other tokens).
  *
  * Effective FLOPs of one run: response token j (j = 0 .. G-1) of a sequence with a prompt of P
  * tokens is drawn from the logits of position P + j - 1, whose forward attends over P + j
@@ -394,18 +404,20 @@ typedef struct bench_gen {
 static const bench_gen GENS[] = {
     {"gen_gpt6x384_b1", &MODELS[0], 1},
     {"gen_gpt6x384_b64", &MODELS[0], 64},
+    {"gen_gpt2_124m_b1", &MODELS[2], 1},
+    {"gen_gpt2_124m_b64", &MODELS[2], 64},
 };
 
-/* Pins EOS's logit at about -1e4 at every position, so that exp() of it is exactly 0 and the
- * sampler never draws it: the last channel of the final LayerNorm outputs the constant 1
- * (weight 0, bias 1), and that channel of the tied head wte is -1e4 for EOS and 0 for every
- * other token. The other tokens' logits and (tied) embeddings lose one of C terms; the work is
- * unchanged. */
-static void bench_no_eos(px_gpt *m) {
+/* Pins the logit of EOS (token id eos) at about -1e4 at every position, so that exp() of it is
+ * exactly 0 and the sampler never draws it: the last channel of the final LayerNorm outputs the
+ * constant 1 (weight 0, bias 1), and that channel of the tied head wte is -1e4 for EOS and 0 for
+ * every other token. The other tokens' logits and (tied) embeddings lose one of C terms; the
+ * work is unchanged. */
+static void bench_no_eos(px_gpt *m, int eos) {
   const int C = m->config.n_embd, V = m->config.vocab_size, d = C - 1;
   m->p.lnf_w[d] = 0.0f;
   m->p.lnf_b[d] = 1.0f;
-  for (int v = 0; v < V; v++) m->p.wte[(size_t)v * C + d] = v == PX_TOK_BYTE_EOS ? -1e4f : 0.0f;
+  for (int v = 0; v < V; v++) m->p.wte[(size_t)v * C + d] = v == eos ? -1e4f : 0.0f;
 }
 
 /* The effective FLOPs of one generation run (see above). */
@@ -423,21 +435,34 @@ static void bench_generate(const bench_gen *bg, int warmup, int iters) {
   px_gpt model;
   px_gpt_build(&model, &cfg, 1, 1, 0); /* the KV cache has its own scratch */
   px_gpt_init(&model, 42);
-  bench_no_eos(&model);
+  px_gpt_set_live_vocab(&model, bm->live);
 
+  /* The sampler's tokenizer: the byte one, or GPT-2's ids by hand (as test_generate's
+   * test_top_k_top_p_at_gpt2_size: the sampler needs the ids, not the BPE tables). */
+  px_tokenizer tok;
+  if (bm->gpt2)
+    tok = (px_tokenizer){.kind = PX_TOK_GPT2,
+                         .n_vocab = 50257,
+                         .pad = 50257,
+                         .bos = 50256,
+                         .eos = 50256,
+                         .n_ids = 50258};
+  else
+    px_tokenizer_byte(&tok);
+  bench_no_eos(&model, tok.eos);
+  /* The prompts: BOS, then 15 ids below BOS (bytes, or GPT-2 tokens other than EOS). */
+  const int n_plain = bm->gpt2 ? 50256 : 256;
   int32_t *tokens = px_malloc((size_t)B * P * sizeof(int32_t));
   int64_t *offsets = px_malloc((size_t)(B + 1) * sizeof(int64_t));
   offsets[0] = 0;
   for (int b = 0; b < B; b++) {
     offsets[b + 1] = offsets[b] + P;
-    tokens[b * P] = PX_TOK_BYTE_BOS;
-    for (int t = 1; t < P; t++) tokens[b * P + t] = (int32_t)((b * 977 + t * 131 + 7) % 256);
+    tokens[b * P] = tok.bos;
+    for (int t = 1; t < P; t++) tokens[b * P + t] = (int32_t)((b * 977 + t * 131 + 7) % n_plain);
   }
   const px_sampler_config sampling = {1.0f, 0, 1.0f, 0}; /* temperature 1, no top-k, top-p */
-  px_tokenizer bytes; /* the prompts are bytes; EOS is the byte tokenizer's */
-  px_tokenizer_byte(&bytes);
   px_generator gen;
-  px_generator_build(&gen, &model, &bytes, &sampling, 1234, B, G);
+  px_generator_build(&gen, &model, &tok, &sampling, 1234, B, G);
 
   double *times = px_malloc((size_t)iters * sizeof(double));
   px_gpt_profile *profs = px_malloc((size_t)iters * sizeof(px_gpt_profile));
@@ -516,7 +541,8 @@ int main(int argc, char **argv) {
       fprintf(
           stderr,
           "usage: bench_train [--warmup N] [--iters N] [--gen-iters N] [--only gpt6x384|gpt4x128|"
-          "gen_gpt6x384_b1|gen_gpt6x384_b64] [--allreduce]\n");
+          "gpt2_124m|gen_gpt6x384_b1|gen_gpt6x384_b64|gen_gpt2_124m_b1|gen_gpt2_124m_b64] "
+          "[--allreduce]\n");
       return 1;
     }
   }

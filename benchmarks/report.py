@@ -68,7 +68,8 @@ def main():
         rows.append((fig, val, bl, ratio, tgt, met, note))
 
     peak = get(px, "fma_peak_gflop_per_s")
-    row("fma_peak_gflop_per_s", peak, None, note="FP32 FMA probe, this run (bench_peak)")
+    if peak is not None:  # not measured with --gpt2
+        row("fma_peak_gflop_per_s", peak, None, note="FP32 FMA probe, this run (bench_peak)")
     shapes = [sh + pr for sh in ("qkv", "attproj", "fc", "fcproj", "vocab_head")
               for pr in ("", "_dinp", "_dweight")]
     for s in shapes + ["model_mix", "step_mix"]:
@@ -131,6 +132,35 @@ def main():
         row("gen_gpt6x384_b64_tokens_per_s", b64, b1, 15.0, note="T3a; baseline: Proxima batch 1")
         row("gen_gpt6x384_b64_vs_torch", b64, get(base, "gen_gpt6x384_b64_tokens_per_s"),
             note="baseline: PyTorch batch 64")
+    # GPT-2 124M (issue 23, Performance): beside PyTorch on the same shapes and threads
+    for k, target, what in (("train_gpt2_124m_tokens_per_s", 1.3, "training step, T 256, B 4"),
+                            ("gen_gpt2_124m_b1_tokens_per_s", 1.5, "generation, batch 1"),
+                            ("gen_gpt2_124m_b64_tokens_per_s", 1.5, "generation, batch 64")):
+        if k in px:
+            row(k, px[k], get(base, k), target,
+                note="issue 23: %s; baseline: PyTorch" % what)
+    for part in ("matmul", "attention", "optimizer", "rest"):
+        k = "train_gpt2_124m_%s_ms" % part
+        tok, per = get(px, "train_gpt2_124m_tokens_per_s"), get(px, "train_gpt2_124m_tokens_per_step")
+        if k in px and tok and per:
+            row(k, px[k], 1e3 * per / tok, note="profile; baseline: the step (ms)")
+    k = "gen_gpt2_124m_b1_matmul_ms"
+    if k in px and get(base, "gen_gpt2_124m_b1_tokens_per_s"):
+        row(k, px[k], 1e3 / base["gen_gpt2_124m_b1_tokens_per_s"],
+            note="batch-1 token's BLIS products; baseline: PyTorch's whole token (ms)")
+    # A PPO iteration at GPT-2 124M's shapes (ppo_gpt2.sh): seconds, 2 ranks beside 1 rank
+    # (strong scaling: the same 64 prompts; each run has all PX_BENCH_THREADS threads)
+    for ph in ("generate", "score", "train", "comm", "checkpoint", "iteration"):
+        t1, t2 = get(px, "ppo_gpt2_np1_%s_s" % ph), get(px, "ppo_gpt2_np2_%s_s" % ph)
+        if t1 is None and t2 is None:
+            continue
+        if ph == "comm":  # row() then takes value / baseline
+            row("ppo_gpt2_comm_s (np2 | np1)", t2, t1, note="inside MPI calls; ratio t2/t1")
+            continue
+        row("ppo_gpt2_%s_s (np2 | np1)" % ph, t2, t1, ratio=t1 / t2 if t1 is not None and t2 else None,
+            note="seconds per iteration; ratio t1/t2 (> 1: 2 ranks faster)")
+    for k, f in ((k, f) for k, f in px.items() if k.startswith("ppo_gpt2_np") and k.endswith("length")):
+        row(k, f, None, note="mean response tokens (a random model rarely draws EOS)")
     for r in (1, 2):
         k = "ckpt_write_np%d_gb_per_s" % r
         if k in px:

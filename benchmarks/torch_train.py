@@ -35,6 +35,9 @@ except ImportError:
 MODELS = [  # name, L, NH, C, V, T, B: as bench_train.c
     ("gpt6x384", 6, 6, 384, 512, 256, 4),
     ("gpt4x128", 4, 4, 128, 512, 256, 4),
+    # GPT-2 124M with Hugging Face's 50257 rows; bench_train's has 50304 (padded, as `proxima
+    # model import` pads it) with the softmax over the first 50257 (px_gpt_set_live_vocab)
+    ("gpt2_124m", 12, 12, 768, 50257, 256, 4),
 ]
 
 
@@ -135,15 +138,18 @@ def bench(name, L, NH, C, V, T, B, warmup, iters):
 # token at a time, each layer's keys and values cached in preallocated [B, NH, T, hs] tensors.
 # Each step samples with torch.multinomial at temperature 1 over the tokens bench_train's model
 # can draw (the 256 bytes: Proxima's sampler allows bytes and EOS, and bench_train pins EOS off
-# so that every response has GEN_NEW tokens; this loop never stops early either), and records
+# so that every response has GEN_NEW tokens; this loop never stops early either; for GPT-2 all
+# 50257 ids but EOS = BOS = 50256, the prompts' ids below it), and records
 # the token's log-prob (log_softmax over the whole vocabulary, as px_generate does). A timed run
 # is prefill + all steps; the effective FLOPs are bench_train.c's:
 #   B [ G 2 N + 4 L C (G P + G (G - 1) / 2) ].
 # ---------------------------------------------------------------------------------------------
 
 GEN_PROMPT, GEN_NEW = 16, 128
-GENS = [("gen_gpt6x384_b1", "gpt6x384", 1), ("gen_gpt6x384_b64", "gpt6x384", 64)]
-TOK_BOS = 257
+GENS = [("gen_gpt6x384_b1", "gpt6x384", 1), ("gen_gpt6x384_b64", "gpt6x384", 64),
+        ("gen_gpt2_124m_b1", "gpt2_124m", 1), ("gen_gpt2_124m_b64", "gpt2_124m", 64)]
+TOK_BOS = 257  # the byte tokenizer's; GPT-2's BOS (and EOS) is 50256
+GPT2_EOS = 50256
 
 
 def block_step(block, x, kc, vc, pos):
@@ -173,14 +179,17 @@ def model_step(model, tokens, caches, pos):
     return F.linear(model.lnf(x[:, -1]), model.wte.weight)
 
 
-def generate(model, prompts, caches, G, gen):
+def generate(model, prompts, caches, G, gen, gpt2):
     B, P = prompts.shape
     out = torch.empty(B, G, dtype=torch.long)
     logprobs = torch.empty(B, G)
     logits = model_step(model, prompts, caches, 0)
     for j in range(G):
         masked = logits.clone()
-        masked[:, 256:] = float("-inf")  # bytes only (see above)
+        if gpt2:
+            masked[:, GPT2_EOS] = float("-inf")  # every id but EOS (see above)
+        else:
+            masked[:, 256:] = float("-inf")  # bytes only (see above)
         tok = torch.multinomial(F.softmax(masked, dim=-1), 1, generator=gen)  # temperature 1
         out[:, j:j + 1] = tok
         logprobs[:, j:j + 1] = F.log_softmax(logits, dim=-1).gather(1, tok)
@@ -194,9 +203,11 @@ def bench_generate(name, model_name, B, warmup, iters):
     torch.manual_seed(42)
     model = GPT(L, NH, C, V, T).eval()
     P, G = GEN_PROMPT, GEN_NEW
+    gpt2 = model_name == "gpt2_124m"
+    bos, n_plain = (GPT2_EOS, GPT2_EOS) if gpt2 else (TOK_BOS, 256)  # bench_train.c's prompts
     b = torch.arange(B).view(B, 1)
     t = torch.arange(1, P).view(1, P - 1)
-    prompts = torch.cat([torch.full((B, 1), TOK_BOS), (b * 977 + t * 131 + 7) % 256], dim=1)
+    prompts = torch.cat([torch.full((B, 1), bos), (b * 977 + t * 131 + 7) % n_plain], dim=1)
     hs = C // NH
     caches = [(torch.zeros(B, NH, T, hs), torch.zeros(B, NH, T, hs)) for _ in range(L)]
     gen = torch.Generator().manual_seed(1234)
@@ -204,7 +215,7 @@ def bench_generate(name, model_name, B, warmup, iters):
     with torch.no_grad():
         for it in range(warmup + iters):
             t0 = time.perf_counter()
-            tokens, logprobs = generate(model, prompts, caches, G, gen)
+            tokens, logprobs = generate(model, prompts, caches, G, gen, gpt2)
             dt = time.perf_counter() - t0
             if it >= warmup:
                 times.append(dt)
