@@ -253,6 +253,12 @@ static void test_mismatch_refused(void) {
                   1);
   CU_ASSERT(px_test_contains(px_proc_err, "was tokenized with gpt2"));
   CU_ASSERT(px_count_entries("g2-bad2/checkpoints") <= 0);
+  /* PPO's five allocations together (each model alone fits) against the node's memory: refused
+   * at the start, not killed by the system halfway. */
+  CU_ASSERT_EQUAL(px_proc_run("", PPO_ARGS "--run g2-big ppo.micro_batch=20000", dir), 1);
+  CU_ASSERT(px_test_contains(px_proc_err, "ppo: the four models"));
+  CU_ASSERT(px_test_contains(px_proc_err, "lower ppo.micro_batch"));
+  CU_ASSERT(px_count_entries("g2-big/checkpoints") <= 0);
   /* ppo's prompts, eval's prompts and rm's pairs are checked the same way. */
   CU_ASSERT_EQUAL(px_proc_run("", "eval --policy g2-ppo --prompts g2-data/sft-byte.h5"), 1);
   CU_ASSERT(px_test_contains(px_proc_err, "was tokenized with byte"));

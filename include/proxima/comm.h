@@ -26,6 +26,10 @@ void px_comm_finalize(void);
 int px_comm_rank(void);
 int px_comm_size(void);
 
+/* The ranks on this rank's node, which share its memory (1 before px_comm_init). Not
+ * collective. */
+int px_comm_node_size(void);
+
 /* Whether MPI is initialised and not yet finalised. Not collective. */
 int px_comm_is_up(void);
 

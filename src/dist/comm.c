@@ -14,6 +14,7 @@
 static MPI_Comm px_world = MPI_COMM_NULL;
 static int px_rank = 0;
 static int px_size = 1;
+static int px_node_size = 1;    /* ranks on this rank's node (sharing its memory) */
 static double px_comm_time = 0; /* seconds spent in collectives that move data */
 /* The pending set of non-blocking reductions: requests in the order they were started. */
 static MPI_Request *px_pending = NULL;
@@ -40,8 +41,14 @@ void px_comm_init(int *argc, char ***argv) {
   PX_MPI(MPI_Comm_set_errhandler(px_world, MPI_ERRORS_RETURN));
   PX_MPI(MPI_Comm_rank(px_world, &px_rank));
   PX_MPI(MPI_Comm_size(px_world, &px_size));
+  MPI_Comm node;
+  PX_MPI(MPI_Comm_split_type(px_world, MPI_COMM_TYPE_SHARED, px_rank, MPI_INFO_NULL, &node));
+  PX_MPI(MPI_Comm_size(node, &px_node_size));
+  PX_MPI(MPI_Comm_free(&node));
   px_error_set_process(px_rank, px_size, px_comm_abort);
 }
+
+int px_comm_node_size(void) { return px_node_size; }
 
 int px_comm_is_up(void) {
   int init = 0, fin = 0;

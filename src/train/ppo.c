@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "proxima/batch.h"
 #include "proxima/checkpoint.h"
@@ -134,6 +135,39 @@ static void px_ppo_fold_normalisation(px_gpt *value, float gain, float bias) {
   value->params[b->offset] = gain * value->params[b->offset] + bias;
 }
 
+/* What a rank of PPO holds at once (the policy and value model with gradients and moments, the
+ * reference and reward models, the generator and its KV cache), against the node's memory
+ * shared by its ranks: each model alone may fit (px_gpt_check_memory) while the five do not,
+ * and a run the system kills is worse than one refused at the start. */
+static px_status px_ppo_check_memory(const px_config *cfg, const char *policy, const char *reward,
+                                     px_error *err) {
+  char path[4300];
+  px_gpt_config pc, rc;
+  PX_TRY(px_ckpt_resolve(policy, path, sizeof path, err));
+  PX_TRY(px_ckpt_read_config(path, "policy", &pc, err));
+  PX_TRY(px_ckpt_resolve(reward, path, sizeof path, err));
+  PX_TRY(px_ckpt_read_config(path, "reward", &rc, err));
+  px_gpt_config vc = !strcmp(cfg->ppo_value_init, "reward") ? rc : pc;
+  vc.head = PX_GPT_HEAD_SCALAR;
+  const int mb = (int)cfg->ppo_micro_batch;
+  const double need =
+      px_gpt_bytes(&pc, mb, pc.max_seq_len, 1) + px_gpt_bytes(&pc, mb, pc.max_seq_len, 0) +
+      px_gpt_bytes(&rc, mb, rc.max_seq_len, 0) + px_gpt_bytes(&vc, mb, vc.max_seq_len, 1) +
+      px_generator_bytes(&pc, (int)cfg->sample_batch);
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  const double have = pages > 0 && page > 0 ? (double)pages * (double)page : 0;
+  const int here = px_comm_node_size();
+  if (have > 0 && need * here > have)
+    return px_error_set(err, PX_EINPUT,
+                        "ppo: the four models (%d layers x %d wide, %d positions) in micro-batches "
+                        "of %d and the generator (sample.batch %lld) need about %.3g GiB per rank; "
+                        "%d rank%s on this node share %.3g GiB: lower ppo.micro_batch or "
+                        "sample.batch, or run fewer ranks per node",
+                        pc.n_layer, pc.n_embd, pc.max_seq_len, mb, (long long)cfg->sample_batch,
+                        need / 1073741824.0, here, here == 1 ? "" : "s", have / 1073741824.0);
+  return PX_OK;
+}
+
 /* The four models: from the SFT and RM checkpoints for a fresh run, or all from the checkpoint
  * a run resumes from (resume, "" when fresh; its moments and state are read after). */
 static px_status px_ppo_setup(px_ppo *s, const char *resume, px_error *err) {
@@ -142,6 +176,7 @@ static px_status px_ppo_setup(px_ppo *s, const char *resume, px_error *err) {
   const char *policy = resume[0] ? resume : cfg->ppo_policy;
   const char *reward = resume[0] ? resume : cfg->ppo_reward;
   char rpath[4300];
+  PX_TRY(px_ppo_check_memory(cfg, policy, reward, err));
   PX_TRY(px_ckpt_read_tokenizer(policy, &s->tok, err));
   PX_TRY(px_ckpt_check_tokenizer(reward, "the reward model", &s->tok, "the policy", err));
   PX_TRY(px_ckpt_load(policy, "policy", PX_GPT_HEAD_LM, mb, 0, 1, &s->policy, NULL, NULL, err));
