@@ -12,11 +12,12 @@
 
 #include <sys/stat.h>
 
+#include "jsonutil.h"
 #include "proxima/comm.h"
 #include "proxima/fsutil.h"
 #include "proxima/tokenizer.h"
 
-static const char *px_json_type_name(const json_t *v) {
+const char *px_json_kind(const json_t *v) {
   switch (json_typeof(v)) {
   case JSON_OBJECT: return "an object";
   case JSON_ARRAY: return "an array";
@@ -54,7 +55,7 @@ static int px_parse_record(const char *line, size_t len, const char *path, long 
   }
   if (!json_is_object(root)) {
     px_error_set(err, PX_EINPUT, "%s:%ld: expected a JSON object %s, found %s", path, lineno, shape,
-                 px_json_type_name(root));
+                 px_json_kind(root));
     return -1;
   }
   int have = 0;
@@ -70,7 +71,7 @@ static int px_parse_record(const char *line, size_t len, const char *path, long 
     }
     if (!json_is_string(v)) {
       px_error_set(err, PX_EINPUT, "%s:%ld: field \"%s\" is %s, expected a string", path, lineno,
-                   names[f], px_json_type_name(v));
+                   names[f], px_json_kind(v));
       return -1;
     }
     texts[f] = json_string_value(v);

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jsonutil.h"
 #include "proxima/fsutil.h"
 
 /* The file's numbers are little-endian and float32 is written as the host holds it. */
@@ -38,19 +39,6 @@ static const char *const px_dtype_names[] = {"F32", "F16", "BF16"};
 static const int px_dtype_size[] = {4, 2, 2};
 
 const char *px_st_dtype_name(px_st_dtype dtype) { return px_dtype_names[dtype]; }
-
-static const char *px_json_kind(const json_t *v) {
-  switch (json_typeof(v)) {
-  case JSON_OBJECT: return "an object";
-  case JSON_ARRAY: return "an array";
-  case JSON_STRING: return "a string";
-  case JSON_INTEGER: return "an integer";
-  case JSON_REAL: return "a number with a fraction or exponent";
-  case JSON_TRUE:
-  case JSON_FALSE: return "a boolean";
-  default: return "null";
-  }
-}
 
 /* ---------------------------------------------------------------------------------------------
  * Float conversions (IEEE 754 binary16 and bfloat16 to binary32): every value of the narrower

@@ -291,7 +291,7 @@ static const struct {
      {"tensor 'c'", "shape[0] is negative", NULL}},
     {"{\"c\": {\"dtype\": \"F32\", \"shape\": [2, 1.0], \"data_offsets\": [0, 8]}}",
      8,
-     {"tensor 'c'", "shape[1]", "fraction"}},
+     {"tensor 'c'", "shape[1]", "is a number"}},
     {"{\"c\": {\"dtype\": \"F32\", \"shape\": \"2\", \"data_offsets\": [0, 8]}}",
      8,
      {"tensor 'c'", "shape is a string", NULL}},
