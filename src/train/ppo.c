@@ -141,12 +141,15 @@ static void px_ppo_fold_normalisation(px_gpt *value, float gain, float bias) {
  * and a run the system kills is worse than one refused at the start. */
 static px_status px_ppo_check_memory(const px_config *cfg, const char *policy, const char *reward,
                                      px_error *err) {
+  /* Checkpoints that cannot be read are the loaders' to report, in their order. */
   char path[4300];
   px_gpt_config pc, rc;
-  PX_TRY(px_ckpt_resolve(policy, path, sizeof path, err));
-  PX_TRY(px_ckpt_read_config(path, "policy", &pc, err));
-  PX_TRY(px_ckpt_resolve(reward, path, sizeof path, err));
-  PX_TRY(px_ckpt_read_config(path, "reward", &rc, err));
+  px_error later;
+  if (px_ckpt_resolve(policy, path, sizeof path, &later) != PX_OK ||
+      px_ckpt_read_config(path, "policy", &pc, &later) != PX_OK ||
+      px_ckpt_resolve(reward, path, sizeof path, &later) != PX_OK ||
+      px_ckpt_read_config(path, "reward", &rc, &later) != PX_OK)
+    return PX_OK;
   px_gpt_config vc = !strcmp(cfg->ppo_value_init, "reward") ? rc : pc;
   vc.head = PX_GPT_HEAD_SCALAR;
   const int mb = (int)cfg->ppo_micro_batch;
