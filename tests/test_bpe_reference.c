@@ -35,6 +35,7 @@
 #include "proxima/bpe.h"
 #include "proxima/fsutil.h"
 #include "proxima/text.h"
+#include "proxima/tokenizer.h"
 #include "test_util.h"
 
 enum { NCP = 0x110000 };
@@ -113,18 +114,12 @@ static int round_trip(const px_bpe *b, const int32_t *t, size_t nt, const char *
   return at == n;
 }
 
-static px_bpe *gpt2(const char *dir) {
-  char vp[4096], mp[4096];
-  snprintf(vp, sizeof vp, "%s/encoder.json", dir);
-  snprintf(mp, sizeof mp, "%s/vocab.bpe", dir);
-  size_t vn = 0, mn = 0;
-  char *v = slurp(vp, &vn), *m = slurp(mp, &mn);
-  px_bpe *b = NULL;
+/* GPT-2's tables, through the tokenizer that reads them from the directory (tok owns them). */
+static px_bpe *gpt2(const char *dir, px_tokenizer *tok) {
   px_error err = {{0}};
-  if (v && m && px_bpe_build(&b, v, vn, vp, m, mn, mp, &err) != PX_OK)
-    fprintf(stderr, "\n  %s\n", err.msg);
-  free(v), free(m);
-  return b;
+  if (px_tokenizer_load_dir(tok, dir, &err) == PX_OK) return tok->bpe;
+  fprintf(stderr, "\n  %s\n", err.msg);
+  return NULL;
 }
 
 /* The engines' classes differ only where the comment at the top says. */
@@ -224,10 +219,11 @@ static void test_reference(void) {
   char *jc = slurp(jp, &jn), *corpus = slurp(cp, &cn), *ids = slurp(ip, &in);
   CU_ASSERT_FATAL(jc && corpus && ids && jn == NCP);
   check_class_differences(pc, (const unsigned char *)jc);
-  px_bpe *b = gpt2(dir);
+  px_tokenizer tok;
+  px_bpe *b = gpt2(dir, &tok);
   CU_ASSERT_PTR_NOT_NULL_FATAL(b);
   compare(b, corpus, cn, ids, in);
-  px_bpe_free(b);
+  px_tokenizer_free(&tok);
   free(pc), free(jc), free(corpus), free(ids);
   remove(pp), remove(jp), remove(cp), remove(ip), rmdir(tmp);
 }
@@ -235,7 +231,8 @@ static void test_reference(void) {
 /* Any bytes decode back: random bytes, cut and stray UTF-8 sequences, among text. */
 static void test_invalid_utf8(void) {
   const char *dir = getenv("PX_GPT2_DIR");
-  px_bpe *b = dir ? gpt2(dir) : NULL;
+  px_tokenizer files;
+  px_bpe *b = dir ? gpt2(dir, &files) : NULL;
   if (!b) {
     CU_FAIL("GPT-2's files are missing: run scripts/install-deps.sh");
     return;
@@ -277,7 +274,7 @@ static void test_invalid_utf8(void) {
   }
   CU_ASSERT_EQUAL(bad, 0);
   free(tok);
-  px_bpe_free(b);
+  px_tokenizer_free(&files);
 }
 
 void px_test_register(void) {
