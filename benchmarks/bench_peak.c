@@ -20,16 +20,17 @@
  * the best of --trials rounds of enough calls for about --seconds / 4; 2 M N K FLOPs per call.
  *
  * One row (batch-1 generation, issue 9's target 3b): the same forward products at M = 1, all
- * of one decoded token (6 layers of qkv, attproj, fc, fcproj, then the head), through
- * px_blas_sgemm as the KV cache calls it, and through BLIS's BLAS interface as PyTorch's Linear
- * calls it (px_blas_row_via_blas: BLIS's matrix-vector path, other bits); milliseconds per token
- * for each, best of --trials rounds.
+ * of one decoded token (6 layers of qkv, attproj, fc, fcproj, then the head), three ways: the
+ * decode product as the KV cache calls it (px_matmul_decode_forward), BLIS's GEMM
+ * (px_blas_sgemm, what the KV cache called before), and BLIS's BLAS interface as PyTorch's Linear
+ * calls it (px_blas_row_via_blas: BLIS's matrix-vector path); milliseconds per token for each,
+ * best of --trials rounds.
  *
  * Output: a report, and "result <figure> <value>" lines for benchmarks/run:
  *   fma_peak_gflop_per_s, sgemm_<shape>[_dinp|_dweight]_gflop_per_s,
  *   sgemm_model_mix_gflop_per_s (the five forward products in the proportions one forward has
  *   them: total FLOPs / total best times) and sgemm_step_mix_gflop_per_s (all fifteen, as one
- *   training step has them); row_products_gemm_ms_per_token and row_products_blas_ms_per_token.
+ *   training step has them); row_products_{decode,gemm,blas}_ms_per_token.
  * Threads: OMP_NUM_THREADS for the probe, BLIS_NUM_THREADS for the GEMMs (benchmarks/run sets
  * both to the same count).
  *
@@ -50,6 +51,7 @@
 
 #include "proxima/blas.h"
 #include "proxima/error.h"
+#include "proxima/kernels.h"
 
 enum { ACC = 16, INNER = 256 }; /* chains per thread; FMAs per chain between loop checks */
 
@@ -194,7 +196,8 @@ static void fill(float *a, size_t n, unsigned seed) {
  * and px_matmul_backward): the forward y = x W^T, the input gradient dx = dy W and the weight
  * gradient dW += dy^T x (beta 1: gradients accumulate). */
 enum { PRODUCT_FORWARD, PRODUCT_DINP, PRODUCT_DWEIGHT, PRODUCTS };
-enum { ROW_GEMM = PRODUCTS, ROW_BLAS }; /* the forward at one row: px_blas_sgemm, BLAS sgemm_ */
+/* The forward at one row: the decode product, px_blas_sgemm, BLAS sgemm_. */
+enum { ROW_DECODE = PRODUCTS, ROW_GEMM, ROW_BLAS, ROW_END };
 static const char *const PRODUCT_NAMES[PRODUCTS] = {"", "_dinp", "_dweight"};
 static const char *const PRODUCT_WORDS[PRODUCTS] = {"y = x W^T", "dx = dy W", "dW += dy^T x"};
 
@@ -208,6 +211,8 @@ static void product(const gemm_operands *o, int which) {
   /* W^T as strides: element (p, j) of the k x n operand is w[j*k + p] (rsb 1, csb k). */
   if (which == PRODUCT_FORWARD)
     px_blas_sgemm(M, n, k, 1.0f, o->x, k, 1, o->w, 1, k, 0.0f, o->y, n, 1);
+  else if (which == ROW_DECODE)
+    px_matmul_decode_forward(o->y, o->x, o->w, NULL, 1, k, n);
   else if (which == ROW_GEMM)
     px_blas_sgemm(1, n, k, 1.0f, o->x, k, 1, o->w, 1, k, 0.0f, o->y, n, 1);
   else if (which == ROW_BLAS)
@@ -282,10 +287,9 @@ static void bench_sgemm(double seconds, int trials, double peak) {
   fflush(stdout);
 }
 
-/* One decoded token's forward products at M = 1, both ways (see the top). */
+/* One decoded token's forward products at M = 1, the three ways (see the top). */
 static void bench_rows(double seconds, int trials) {
-  double ms[2] = {0, 0};
-  int same = 1;
+  double ms[ROW_END - ROW_DECODE] = {0};
   for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++) {
     const int n = SHAPES[s].n, k = SHAPES[s].k;
     const int per_token = s == sizeof SHAPES / sizeof SHAPES[0] - 1 ? 1 : MODEL_L;
@@ -300,18 +304,19 @@ static void bench_rows(double seconds, int trials) {
                        NULL};
     fill(o.x, (size_t)k, 1);
     fill(o.w, (size_t)n * k, 2);
-    for (int way = 0; way < 2; way++) {
+    for (int way = ROW_DECODE; way < ROW_END; way++) {
       int calls;
-      ms[way] += per_token * 1e3 * time_product(&o, ROW_GEMM + way, 0.5 * seconds, trials, &calls);
+      ms[way - ROW_DECODE] +=
+          per_token * 1e3 * time_product(&o, way, 0.5 * seconds, trials, &calls);
     }
-    same = same && memcmp(o.y, o.dy, (size_t)n * sizeof(float)) == 0;
     free(o.x), free(o.w), free(o.y), free(o.dy);
   }
-  printf("one row (a batch-1 token's %d products): px_blas_sgemm %.3f ms, BLIS's BLAS sgemm_ "
-         "(PyTorch's call) %.3f ms per token; same bits: %s\n",
-         4 * MODEL_L + 1, ms[0], ms[1], same ? "yes" : "no");
-  printf("result row_products_gemm_ms_per_token %.4f\n", ms[0]);
-  printf("result row_products_blas_ms_per_token %.4f\n", ms[1]);
+  printf("one row (a batch-1 token's %d products): the decode product %.3f ms, px_blas_sgemm "
+         "%.3f ms, BLIS's BLAS sgemm_ (PyTorch's call) %.3f ms per token\n",
+         4 * MODEL_L + 1, ms[0], ms[1], ms[2]);
+  printf("result row_products_decode_ms_per_token %.4f\n", ms[0]);
+  printf("result row_products_gemm_ms_per_token %.4f\n", ms[1]);
+  printf("result row_products_blas_ms_per_token %.4f\n", ms[2]);
   fflush(stdout);
 }
 

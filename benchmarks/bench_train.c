@@ -116,7 +116,7 @@ static double median_run(double *times, const px_gpt_profile *profs, int n, doub
 static void print_profile(const char *prefix, const char *what, const char *unit, double per,
                           const px_gpt_profile *prof, double wall, const char *rest_what) {
   static const char *const names[PX_GPT_PARTS] = {"matmul", "attention", "optimizer"};
-  static const char *const words[PX_GPT_PARTS] = {"matmul (BLIS)", "attention", "AdamW"};
+  static const char *const words[PX_GPT_PARTS] = {"matmul", "attention", "AdamW"};
   double rest = wall;
   printf("  where the median %s's time went, per %s:", what, unit);
   for (int i = 0; i < PX_GPT_PARTS; i++) {

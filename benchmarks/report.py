@@ -123,11 +123,16 @@ def main():
             if k in px and torch_b1:
                 row(k, px[k], 1e3 / torch_b1,
                     note="profile per token; baseline: PyTorch's whole token (ms)" + more)
-        gemm, blas = get(px, "row_products_gemm_ms_per_token"), get(px, "row_products_blas_ms_per_token")
-        if gemm is not None and blas is not None:
-            row("row_products_ms (BLIS gemm | BLAS sgemm_)", gemm, blas,
-                note="a batch-1 token's products (bench_peak): ours | PyTorch's BLAS call, "
-                     "BLIS's matrix-vector path (other bits at one row than batched)")
+        decode, gemm, blas = (get(px, "row_products_%s_ms_per_token" % way)
+                              for way in ("decode", "gemm", "blas"))
+        if decode is not None and blas is not None:
+            row("row_products_ms (decode product | BLAS sgemm_)", decode, blas,
+                note="a batch-1 token's products (bench_peak): the KV cache's | PyTorch's BLAS "
+                     "call, BLIS's matrix-vector path")
+        if decode is not None and gemm is not None:
+            row("row_products_ms (decode product | BLIS gemm)", decode, gemm,
+                note="a batch-1 token's products (bench_peak): the KV cache's | BLIS's GEMM, "
+                     "which packs the whole weight matrix per call")
     if b64 is not None:
         row("gen_gpt6x384_b64_tokens_per_s", b64, b1, 15.0, note="T3a; baseline: Proxima batch 1")
         row("gen_gpt6x384_b64_vs_torch", b64, get(base, "gen_gpt6x384_b64_tokens_per_s"),
@@ -147,7 +152,7 @@ def main():
     k = "gen_gpt2_124m_b1_matmul_ms"
     if k in px and get(base, "gen_gpt2_124m_b1_tokens_per_s"):
         row(k, px[k], 1e3 / base["gen_gpt2_124m_b1_tokens_per_s"],
-            note="batch-1 token's BLIS products; baseline: PyTorch's whole token (ms)")
+            note="batch-1 token's products; baseline: PyTorch's whole token (ms)")
     # A PPO iteration at GPT-2 124M's shapes (ppo_gpt2.sh): seconds, 2 ranks beside 1 rank
     # (strong scaling: the same 64 prompts; each run has all PX_BENCH_THREADS threads)
     for ph in ("generate", "score", "train", "comm", "checkpoint", "iteration"):

@@ -4,13 +4,15 @@
  * central finite differences of the reference (in double, so the differences are accurate to
  * ~1e-9 and any disagreement is the backward's). The loss differentiated is L = sum_i w_i out_i
  * with fixed random w, so the backward runs with dout = w. The BLIS matmul agrees with its
- * naive twin. Sizes are tiny: every input element is checked. The blocked non-finite search
- * finds what its one-element-at-a-time reference finds.
+ * naive twin; the decode product has its definition's bits. Sizes are tiny: every input element is
+ * checked. The blocked non-finite search finds what its one-element-at-a-time reference finds.
  */
 #include <float.h>
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "proxima/error.h"
 #include "proxima/finite.h"
@@ -302,6 +304,48 @@ static void test_matmul_fast_vs_naive(void) {
       free(ry), free(rx), free(rw), free(rb);
       free(inp), free(weight), free(bias), free(dout), free(y1), free(y2);
       free(dx1), free(dx2), free(dw1), free(dw2), free(db1), free(db2);
+    }
+  }
+}
+
+/* The decode product (generation's): bit for bit its definition (one px_dot16 per output, then
+ * the bias), for full tiles, left-over rows and columns, several row chunks (K = 3072) and the
+ * untiled K; within float tolerance of BLIS; and each row's bits the same computed alone, in the
+ * batch, or on one thread. */
+static void test_matmul_decode(void) {
+  const int shapes[][3] = {{1, 16, 1}, {1, 32, 7},    {3, 48, 12},    {5, 64, 13},
+                           {7, 13, 9}, {64, 96, 259}, {37, 3072, 14}, {9, 768, 50}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    const int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+      const size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC;
+      float *inp = px_malloc(nx * sizeof(float)), *weight = px_malloc(nw * sizeof(float));
+      float *bias = px_malloc(OC * sizeof(float)), *fast = px_malloc(ny * sizeof(float));
+      float *def = px_malloc(ny * sizeof(float)), *blis = px_malloc(ny * sizeof(float));
+      float *row = px_malloc(OC * sizeof(float)), *serial = px_malloc(ny * sizeof(float));
+      fill(inp, nx, 40, 1.0f), fill(weight, nw, 41, 1.0f), fill(bias, OC, 42, 1.0f);
+      const float *b = with_bias ? bias : NULL;
+      px_matmul_decode_forward(fast, inp, weight, b, N, C, OC);
+      px_matmul_decode_forward_naive(def, inp, weight, b, N, C, OC);
+      px_matmul_forward(blis, inp, weight, b, N, C, OC);
+      const int threads = omp_get_max_threads();
+      omp_set_num_threads(1);
+      px_matmul_decode_forward(serial, inp, weight, b, N, C, OC);
+      omp_set_num_threads(threads);
+      char what[80];
+      snprintf(what, sizeof what, "decode vs BLIS %dx%dx%d bias %d", N, C, OC, with_bias);
+      CU_ASSERT(memcmp(fast, def, ny * sizeof(float)) == 0);
+      CU_ASSERT(memcmp(fast, serial, ny * sizeof(float)) == 0);
+      double *ref = to_double(blis, ny);
+      CU_ASSERT(close_to(what, fast, ref, ny, 1e-5, 1e-6 * C)); /* sums of C terms of size 1 */
+      int alone_same = 1;
+      for (int n = 0; n < N; n++) {
+        px_matmul_decode_forward(row, inp + (size_t)n * C, weight, b, 1, C, OC);
+        alone_same &= memcmp(row, fast + (size_t)n * OC, OC * sizeof(float)) == 0;
+      }
+      CU_ASSERT(alone_same);
+      free(ref), free(inp), free(weight), free(bias), free(fast), free(def), free(blis);
+      free(row), free(serial);
     }
   }
 }
@@ -737,6 +781,7 @@ void px_test_register(void) {
       {"matmul (BLIS) forward and backward", test_matmul},
       {"matmul (naive) forward and backward", test_matmul_naive},
       {"matmul BLIS agrees with naive", test_matmul_fast_vs_naive},
+      {"decode product: its definition's bits, BLIS's values", test_matmul_decode},
       {"attention (BLIS) over a padded batch", test_attention},
       {"attention (naive) over a padded batch", test_attention_naive},
       {"attention BLIS agrees with naive", test_attention_fast_vs_naive},

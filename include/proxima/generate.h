@@ -4,20 +4,20 @@
  *
  * A generator advances up to `batch` sequences together: it prefills their prompts into the
  * cache, then steps all the unfinished ones at once, one token each, so every layer of a step is
- * one GEMM with M = the active sequences. A sequence stops at EOS (kept as its last response
- * token), after max_new_tokens tokens, or when it fills the model's max_seq_len positions
- * (prompt and response together, so that any model of that size can score it whole).
+ * one product with M = the active sequences (px_matmul_decode_forward). A sequence stops at EOS
+ * (kept as its last response token), after max_new_tokens tokens, or when it fills the model's
+ * max_seq_len positions (prompt and response together, so that any model of that size can score it
+ * whole).
  *
  * Determinism: the token drawn at position t of sample i uses the coin of (seed, iteration, i,
  * t), i the GLOBAL sample index (first_index + the prompt's place in the call), so a sample is
- * the same whichever rank, batch or slot generates it (up to the rounding of a GEMM whose rows
- * are grouped differently, which can move a draw only when the coin falls within ~1e-7 of a
- * boundary of the cumulative distribution).
+ * the same whichever rank, batch or slot generates it, bit for bit: the decode product computes
+ * a row's logits the same whatever rows share the call.
  *
  * Log-probs: each response token's log softmax(logits / T)[token] over the whole vocabulary,
  * T the sampling temperature (1 for greedy; see px_sampler_logprob_temperature), computed by
  * px_crossentropy_forward as px_gpt_logprobs does: a teacher-forced px_gpt_forward and
- * px_gpt_logprobs over the same tokens give the same numbers up to GEMM rounding.
+ * px_gpt_logprobs over the same tokens give the same numbers up to the products' rounding.
  */
 #ifndef PROXIMA_GENERATE_H
 #define PROXIMA_GENERATE_H

@@ -209,15 +209,16 @@ void px_gpt_update(px_gpt *model, const px_adamw_config *cfg, float lr, int64_t 
  *
  * The cache holds, for each of n_slots sequences, the keys and values of every layer at the
  * positions fed so far. px_gpt_kv_extend appends new tokens to some of the sequences at once:
- * its rows (all the new tokens of all the entries) go through each layer as ONE GEMM, so a
- * decode step that adds one token to each of M active sequences is one GEMM of M rows per
- * matrix, and a prefill is the same call with each prompt's tokens. The arithmetic is the
- * training forward's: the same kernels for the embeddings, LayerNorm, matmuls, GELU and
- * residuals, and the attention of each (entry, head) as px_attention_forward's scores, row
- * softmax and weighted sum, over the cached keys (as plain loops: one row per head is too thin
- * for BLIS). Only rounding separates the logits from those of px_gpt_forward over the same
- * tokens: the GEMMs group rows differently, and the attention sums in another order. LM head
- * only.
+ * its rows (all the new tokens of all the entries) go through each layer as ONE product, so a
+ * decode step that adds one token to each of M active sequences reads each weight matrix once,
+ * and a prefill is the same call with each prompt's tokens. The arithmetic is the training
+ * forward's kernels for the embeddings, LayerNorm, GELU and residuals; the products are
+ * px_matmul_decode_forward (a row's bits do not depend on the rows beside it, so a sequence's
+ * logits are the same alone, batched or with its prompt split over calls), and the attention of
+ * each (entry, head) is px_attention_forward's scores, row softmax and weighted sum over the
+ * cached keys (as plain loops: one row per head is too thin for BLIS). Only rounding separates
+ * the logits from those of px_gpt_forward over the same tokens: the products and the attention
+ * sum in another order. LM head only.
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct px_gpt_kv {

@@ -126,6 +126,16 @@ void px_matmul_forward_naive(float *out, const float *inp, const float *weight, 
 void px_matmul_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
                               const float *inp, const float *weight, int N, int C, int OC);
 
+/* Generation's linear layer (the KV cache's products): out = inp W^T + bias as above, each output
+ * computed as px_dot16(inp row, W row) + bias, so that its bits depend on its row alone, not on
+ * the batch, the thread count or the vector width (kernels.c says why and how it is tiled). Fast
+ * where BLIS's GEMM is slow, at a few rows; _naive is that definition, one px_dot16 per output,
+ * and the fast version's bits equal it. OpenMP threads; call outside a parallel region. */
+void px_matmul_decode_forward(float *out, const float *inp, const float *weight, const float *bias,
+                              int N, int C, int OC);
+void px_matmul_decode_forward_naive(float *out, const float *inp, const float *weight,
+                                    const float *bias, int N, int C, int OC);
+
 /* In place, one row of attention scores: row[0..upto] becomes their softmax and row[upto+1..n)
  * zero (the causal mask). Shared by the training forward and the KV-cache step, so both
  * compute the same numbers. */

@@ -371,7 +371,7 @@ void px_gpt_forward(px_gpt *model, const int32_t *tokens, const int32_t *lengths
                                      .fch_gelu = a->fch_gelu + l * NC4,
                                      .proj = a->proj,
                                      .residual3 = a->residual3 + l * NC};
-    px_gpt_block_forward(&block, model, l, &attention, N);
+    px_gpt_block_forward(&block, model, l, &attention, px_matmul_forward, N);
     residual = block.residual3;
   }
   px_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, residual, p->lnf_w, p->lnf_b, N, C);

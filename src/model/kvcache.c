@@ -1,12 +1,15 @@
 /*
  * kvcache.c — generation's half of the model (see gpt.h): a cache of every layer's keys and
  * values per sequence, and px_gpt_kv_extend, which pushes new tokens of several sequences
- * through the blocks at once. It is px_gpt_forward restricted to the new rows: the same kernels
- * in the same order (encoder; each block by block.h's px_gpt_block_forward, the training
- * forward's own; then lnf and the tied head), with an attention step that writes the new keys and
- * values into the cache and reads them from there (in plain loops, see px_attention_kv_forward).
- * Each matmul is one BLIS GEMM over all the call's rows, so a decode step of M sequences costs
- * one GEMM of M rows per matrix, not M GEMVs.
+ * through the blocks at once. It is px_gpt_forward restricted to the new rows, in the same order
+ * (encoder; each block by block.h's px_gpt_block_forward, the training forward's own; then lnf
+ * and the tied head), with two differences. The attention step writes the new keys and values
+ * into the cache and reads them from there (in plain loops, see px_attention_kv_forward). The
+ * products are px_matmul_decode_forward, not BLIS's GEMM: one product over all the call's rows,
+ * so a decode step of M sequences reads each weight matrix once, fast at a few rows, and a row's
+ * bits do not depend on the rows beside it, so a sequence samples the same tokens alone, batched,
+ * or with its prompt split over calls (kernels.c says how). The logits agree with
+ * px_gpt_forward's to float tolerance; training never uses these (it scores teacher-forced).
  */
 #include <float.h>
 #include <math.h>
@@ -220,7 +223,8 @@ void px_gpt_kv_extend(const px_gpt *model, px_gpt_kv *kv, int M, const int *slot
                                    .fch_gelu = kv->fch_gelu,
                                    .proj = kv->proj,
                                    .residual3 = kv->x};
-  for (int l = 0; l < L; l++) px_gpt_block_forward(&block, model, l, &attention, R);
+  for (int l = 0; l < L; l++)
+    px_gpt_block_forward(&block, model, l, &attention, px_matmul_decode_forward, R);
 
   /* The head, on each entry's last row only: lnf, then logits = x wte^T. */
   for (int j = 0; j < M; j++)
@@ -229,6 +233,6 @@ void px_gpt_kv_extend(const px_gpt *model, px_gpt_kv *kv, int M, const int *slot
   px_layernorm_forward(kv->last_ln, kv->last_mean, kv->last_rstd, kv->last, p->lnf_w, p->lnf_b, M,
                        C);
   PX_GPT_TIMED(model, PX_GPT_MATMUL,
-               px_matmul_forward(kv->logits, kv->last_ln, p->wte, NULL, M, C, V));
+               px_matmul_decode_forward(kv->logits, kv->last_ln, p->wte, NULL, M, C, V));
   for (int j = 0; j < M; j++) kv->pos[slots[j]] += n_new[j];
 }

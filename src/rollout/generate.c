@@ -7,7 +7,7 @@
  *   2. step: one coin per active sequence, keyed by its global index and position; the sampler
  *      picks each token; px_crossentropy_forward gives its log-prob at the sampling temperature;
  *   3. sequences that drew EOS or reached max_new_tokens or max_seq_len stop; the others feed
- *      their token through one px_gpt_kv_extend (one GEMM of M = active rows per matrix) and
+ *      their token through one px_gpt_kv_extend (one product of M = active rows per matrix) and
  *      go back to 2.
  */
 #include "proxima/generate.h"
