@@ -462,7 +462,7 @@ static void bench_generate(const bench_gen *bg, int warmup, int iters) {
   }
   const px_sampler_config sampling = {1.0f, 0, 1.0f, 0}; /* temperature 1, no top-k, top-p */
   px_generator gen;
-  px_generator_build(&gen, &model, &tok, &sampling, 1234, B, G);
+  px_generator_build(&gen, &model, &tok, &sampling, 1234, B, G, 0);
 
   double *times = px_malloc((size_t)iters * sizeof(double));
   px_gpt_profile *profs = px_malloc((size_t)iters * sizeof(px_gpt_profile));

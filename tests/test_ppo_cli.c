@@ -246,7 +246,7 @@ static void test_value_starts_on_the_reward_scale(void) {
   CU_ASSERT_EQUAL_FATAL(px_ckpt_load("ppt-fold/checkpoints/ckpt-00000001.h5", "value",
                                      PX_GPT_HEAD_SCALAR, 1, 0, 0, &value, NULL, NULL, &err),
                         PX_OK);
-  CU_ASSERT_EQUAL_FATAL(px_rm_load_model("ppt-rm", &reward, 1, &gain, &bias, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(px_rm_load_model("ppt-rm", &reward, 1, 0, &gain, &bias, &err), PX_OK);
   CU_ASSERT_EQUAL_FATAL(value.n_params, reward.n_params);
   CU_ASSERT(fabsf(gain - 1) > 0.01f || fabsf(bias) > 0.01f); /* or the test shows nothing */
   const px_gpt_tensor *w = px_gpt_find_tensor(&value, "head_w"),

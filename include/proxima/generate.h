@@ -88,16 +88,18 @@ typedef struct px_generator {
 
 /* A generator of up to batch sequences at once and max_new_tokens tokens per response, for a
  * model with the LM head and its tokenizer tok (which must outlive the generator); the sampler
- * configuration must pass px_sampler_config_check. The KV cache holds batch x max_seq_len positions
- * of every layer. */
+ * configuration must pass px_sampler_config_check. The KV cache holds batch x positions positions
+ * of every layer (1 <= positions <= max_seq_len; 0: max_seq_len), and a sequence stops when it
+ * fills them: a caller that knows its longest prompt gives prompt + response (px_ppo_positions). */
 void px_generator_build(px_generator *g, const px_gpt *model, const px_tokenizer *tok,
                         const px_sampler_config *sampling, uint64_t seed, int batch,
-                        int max_new_tokens);
+                        int max_new_tokens, int positions);
 void px_generator_free(px_generator *g);
 
-/* The bytes px_generator_build allocates for a model of this configuration and batch, its KV
- * cache and sampler included: what generation needs beyond the model, for sizing a run. */
-double px_generator_bytes(const px_gpt_config *config, int batch);
+/* The bytes px_generator_build allocates for a model of this configuration, batch and positions
+ * (0: max_seq_len), its KV cache and sampler included: what generation needs beyond the model,
+ * for sizing a run. */
+double px_generator_bytes(const px_gpt_config *config, int batch, int positions);
 
 /* Generates a response to each of n prompts: prompt i is tokens[offsets[i] .. offsets[i+1]),
  * the model's input as it is (BOS first, as batch.h builds sequences), and its global sample

@@ -36,6 +36,12 @@ typedef struct px_ppo_state {
  * eval_gold_accuracy and `proxima eval`), apart from the training iterations. */
 #define PX_PPO_EVAL_ITERATION 0xFFFFFF00u
 
+/* The positions a PPO sequence may take, which size every model's activations and the KV
+ * cache: BOS, the longest prompt, max_new_tokens and room for EOS, at most the model's
+ * max_seq_len (for GPT-2's 1024 and 64-token prompts with 128-token responses, 196 instead of
+ * 1024: the arenas a fifth the size). Not collective. */
+int px_ppo_positions(int max_seq_len, int64_t longest_prompt, int64_t max_new_tokens);
+
 /* Runs PPO as configured ([ppo] and [sample] keys). Collective. */
 px_status px_ppo_run(const px_config *cfg, px_error *err);
 

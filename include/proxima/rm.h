@@ -55,9 +55,10 @@ void px_rm_score(px_gpt *model, const px_tokenizer *tok, float gain, float bias,
                  float *scores);
 
 /* Loads the reward group of a checkpoint (file or run directory) into a new model for batches
- * of max_B sequences, with its gain and bias. Not collective. */
-px_status px_rm_load_model(const char *file_or_dir, px_gpt *model, int max_B, float *gain,
-                           float *bias, px_error *err);
+ * of max_B sequences of max_T positions (0: its max_seq_len), with its gain and bias. Not
+ * collective. */
+px_status px_rm_load_model(const char *file_or_dir, px_gpt *model, int max_B, int max_T,
+                           float *gain, float *bias, px_error *err);
 
 /* Accuracy (pairs scored the right way round) and mean loss over the ranks' pairs: this rank
  * scores pairs idx[0..n) of its data set, n_global pairs in all, in micro-batches of mb.

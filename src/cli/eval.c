@@ -41,7 +41,7 @@ static px_status px_eval_answer(const px_config *cfg, const px_tokenizer *tok, p
     if (greedy) sc.greedy = 1, sc.temperature = 0;
     px_generator gen;
     px_generator_build(&gen, model, tok, &sc, (uint64_t)cfg->run_seed, (int)cfg->sample_batch,
-                       max_new);
+                       max_new, 0);
     px_generation *g = greedy ? &a->greedy : &a->sampled;
     px_status st = px_generate(&gen, tokens, offsets, n, PX_PPO_EVAL_ITERATION, lo, g, err);
     px_generator_free(&gen);
@@ -172,7 +172,7 @@ static px_status px_eval_load(const px_config *cfg, const px_cli_eval_args *args
     PX_TRY(px_ckpt_load(e->base_path, base_group, PX_GPT_HEAD_LM, mb, 0, 0, &e->base, NULL, NULL,
                         err));
   if (e->reward_path[0])
-    PX_TRY(px_rm_load_model(e->reward_path, &e->reward, mb, &e->gain, &e->bias, err));
+    PX_TRY(px_rm_load_model(e->reward_path, &e->reward, mb, 0, &e->gain, &e->bias, err));
   PX_TRY(px_dataset_read(args->prompts, PX_IO_ALONE, 0, 1, PX_DATA_PROMPTS, &e->tok, &e->ds, err));
   if (e->ds.n == 0) return px_error_set(err, PX_EINPUT, "%s holds no prompts", args->prompts);
   return PX_OK;

@@ -142,7 +142,7 @@ px_status px_cli_generate(const px_config *cfg, const char *ckpt, const char *pr
                 px_comm_size() == 1 ? "" : "s", model.config.n_layer, model.config.n_embd,
                 (double)sc.temperature, sc.top_k, (double)sc.top_p);
     px_generator_build(&g, &model, &tok, &sc, (uint64_t)cfg->run_seed, batch,
-                       (int)cfg->sample_max_new_tokens);
+                       (int)cfg->sample_max_new_tokens, 0);
     st = px_generate(&g, pr.tokens, pr.offsets, n, 0, first, &gen, err);
     st = px_comm_agree(st, err);
   }

@@ -41,7 +41,7 @@ static px_status px_load_reward(const char *reward, int max_B, px_tokenizer *tok
                                 float *gain, float *bias, px_error *err) {
   px_tokenizer_byte(tok);
   px_status st = px_ckpt_read_tokenizer(reward, tok, err);
-  if (st == PX_OK) st = px_rm_load_model(reward, model, max_B, gain, bias, err);
+  if (st == PX_OK) st = px_rm_load_model(reward, model, max_B, 0, gain, bias, err);
   st = px_comm_agree(st, err);
   if (st != PX_OK) {
     if (model->params) px_gpt_free(model);

@@ -6,9 +6,9 @@
  *      (a long prompt is split over calls), keeping each prompt's last logits;
  *   2. step: one coin per active sequence, keyed by its global index and position; the sampler
  *      picks each token; px_crossentropy_forward gives its log-prob at the sampling temperature;
- *   3. sequences that drew EOS or reached max_new_tokens or max_seq_len stop; the others feed
- *      their token through one px_gpt_kv_extend (one product of M = active rows per matrix) and
- *      go back to 2.
+ *   3. sequences that drew EOS or reached max_new_tokens or the cache's positions stop; the others
+ * feed their token through one px_gpt_kv_extend (one product of M = active rows per matrix) and go
+ * back to 2.
  */
 #include "proxima/generate.h"
 
@@ -32,9 +32,11 @@ void px_generation_free(px_generation *g) {
 
 void px_generator_build(px_generator *g, const px_gpt *model, const px_tokenizer *tok,
                         const px_sampler_config *sampling, uint64_t seed, int batch,
-                        int max_new_tokens) {
-  PX_REQUIRE(batch >= 1 && max_new_tokens >= 1, "px_generator_build: batch %d, max_new %d", batch,
-             max_new_tokens);
+                        int max_new_tokens, int positions) {
+  const int max_T = model->config.max_seq_len;
+  PX_REQUIRE(batch >= 1 && max_new_tokens >= 1 && positions >= 0 && positions <= max_T,
+             "px_generator_build: batch %d, max_new %d, positions %d of %d", batch, max_new_tokens,
+             positions, max_T);
   memset(g, 0, sizeof *g);
   const int V = model->config.vocab_size;
   g->model = model;
@@ -42,7 +44,7 @@ void px_generator_build(px_generator *g, const px_gpt *model, const px_tokenizer
   g->max_new = max_new_tokens;
   px_sampler_build(&g->sampler, sampling, tok, seed, V, batch);
   const int rows = batch > PX_PREFILL_ROWS ? batch : PX_PREFILL_ROWS;
-  px_gpt_kv_build(&g->kv, model, batch, model->config.max_seq_len, rows);
+  px_gpt_kv_build(&g->kv, model, batch, positions ? positions : max_T, rows);
   g->rows = px_calloc((size_t)batch * V, sizeof(float));
   g->probs = px_calloc((size_t)batch * V, sizeof(float));
   g->losses = px_calloc((size_t)batch, sizeof(float));
@@ -55,13 +57,14 @@ void px_generator_build(px_generator *g, const px_gpt *model, const px_tokenizer
   g->coins = px_calloc((size_t)batch, sizeof(double));
 }
 
-double px_generator_bytes(const px_gpt_config *config, int batch) {
+double px_generator_bytes(const px_gpt_config *config, int batch, int positions) {
   /* px_generator_build's: the sampler's scratch, the cache, then rows, probs, losses, next,
    * n_new, feed, active, entry, final, coins. */
   const int rows = batch > PX_PREFILL_ROWS ? batch : PX_PREFILL_ROWS;
   const double B = batch, V = config->vocab_size;
   return B * V * sizeof(px_sampler_candidate) + /* at most V candidates a row */
-         px_gpt_kv_bytes(config, batch, config->max_seq_len, rows) + 2 * B * V * sizeof(float) +
+         px_gpt_kv_bytes(config, batch, positions ? positions : config->max_seq_len, rows) +
+         2 * B * V * sizeof(float) +
          B * (sizeof(float) + 2 * sizeof(int32_t) + 2 * sizeof(int) + 1 + sizeof(double)) +
          (double)rows * sizeof(int32_t);
 }

@@ -60,7 +60,8 @@ typedef struct px_ppo {
   px_trainer policy_tr, value_tr;
   float temperature; /* of every log-prob pass */
   double beta;
-  int B, T, R; /* rollouts per iteration; model positions; response positions */
+  int B, T, R; /* rollouts per iteration; positions a sequence takes (px_ppo_positions); response
+                  positions */
   /* The iteration's rollouts, every rank holding all B rows after scoring. */
   int32_t *seq;         /* [B, T]: BOS prompt response (response with its EOS, if any) */
   int32_t *plen, *rlen; /* [B]: BOS + prompt tokens; response tokens */
@@ -135,12 +136,19 @@ static void px_ppo_fold_normalisation(px_gpt *value, float gain, float bias) {
   value->params[b->offset] = gain * value->params[b->offset] + bias;
 }
 
+int px_ppo_positions(int max_seq_len, int64_t longest_prompt, int64_t max_new_tokens) {
+  /* BOS, the prompt and max_new_tokens response tokens (EOS among them), and one more, so that
+   * px_prompt_max_tokens (T - 3) keeps the longest prompt whole even at max_new_tokens 1. */
+  const int64_t need = longest_prompt + max_new_tokens + 2;
+  return need < max_seq_len ? (int)need : max_seq_len;
+}
+
 /* What a rank of PPO holds at once (the policy and value model with gradients and moments, the
- * reference and reward models, the generator and its KV cache), against the node's memory
- * shared by its ranks: each model alone may fit (px_gpt_check_memory) while the five do not,
- * and a run the system kills is worse than one refused at the start. */
+ * reference and reward models, the generator and its KV cache), for sequences of T positions,
+ * against the node's memory shared by its ranks: each model alone may fit (px_gpt_check_memory)
+ * while the five do not, and a run the system kills is worse than one refused at the start. */
 static px_status px_ppo_check_memory(const px_config *cfg, const char *policy, const char *reward,
-                                     px_error *err) {
+                                     int T, px_error *err) {
   /* Checkpoints that cannot be read are the loaders' to report, in their order. */
   char path[4300];
   px_gpt_config pc, rc;
@@ -153,10 +161,9 @@ static px_status px_ppo_check_memory(const px_config *cfg, const char *policy, c
   px_gpt_config vc = !strcmp(cfg->ppo_value_init, "reward") ? rc : pc;
   vc.head = PX_GPT_HEAD_SCALAR;
   const int mb = (int)cfg->ppo_micro_batch;
-  const double need =
-      px_gpt_bytes(&pc, mb, pc.max_seq_len, 1) + px_gpt_bytes(&pc, mb, pc.max_seq_len, 0) +
-      px_gpt_bytes(&rc, mb, rc.max_seq_len, 0) + px_gpt_bytes(&vc, mb, vc.max_seq_len, 1) +
-      px_generator_bytes(&pc, (int)cfg->sample_batch);
+  const double need = px_gpt_bytes(&pc, mb, T, 1) + px_gpt_bytes(&pc, mb, T, 0) +
+                      px_gpt_bytes(&rc, mb, T, 0) + px_gpt_bytes(&vc, mb, T, 1) +
+                      px_generator_bytes(&pc, (int)cfg->sample_batch, T);
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
   const double have = pages > 0 && page > 0 ? (double)pages * (double)page : 0;
   const int here = px_comm_node_size();
@@ -166,28 +173,65 @@ static px_status px_ppo_check_memory(const px_config *cfg, const char *policy, c
                         "of %d and the generator (sample.batch %lld) need about %.3g GiB per rank; "
                         "%d rank%s on this node share %.3g GiB: lower ppo.micro_batch or "
                         "sample.batch, or run fewer ranks per node",
-                        pc.n_layer, pc.n_embd, pc.max_seq_len, mb, (long long)cfg->sample_batch,
+                        pc.n_layer, pc.n_embd, T, mb, (long long)cfg->sample_batch,
                         need / 1073741824.0, here, here == 1 ? "" : "s", have / 1073741824.0);
   return PX_OK;
 }
 
+/* The prompts and the held-out prompts (tok's), and the positions a sequence takes, s->T
+ * (px_ppo_positions over the longest prompt of either set). A training prompt must fit the
+ * policy's max_seq_len whole; a held-out one too long is cut, as eval cuts it. */
+static px_status px_ppo_read_prompts(px_ppo *s, const char *policy, px_error *err) {
+  const px_config *cfg = s->cfg;
+  char path[4300];
+  px_gpt_config pc;
+  PX_TRY(px_ckpt_resolve(policy, path, sizeof path, err));
+  PX_TRY(px_ckpt_read_config(path, "policy", &pc, err));
+  PX_TRY(px_dataset_read(cfg->ppo_prompts, PX_IO_ALONE, 0, 1, -1, &s->tok, &s->prompts, err));
+  if (s->prompts.kind == PX_DATA_TEXT)
+    return px_error_set(err, PX_EINPUT, "%s holds text records; ppo needs prompts",
+                        cfg->ppo_prompts);
+  if (cfg->ppo_eval_prompts[0])
+    PX_TRY(px_dataset_read(cfg->ppo_eval_prompts, PX_IO_ALONE, 0, 1, PX_DATA_PROMPTS, &s->tok,
+                           &s->eval, err));
+  int64_t longest = 0, np;
+  for (int64_t i = 0; i < s->prompts.n; i++) {
+    px_dataset_row(&s->prompts, 0, i, &np);
+    if (np > px_prompt_max_tokens(pc.max_seq_len))
+      return px_error_set(err, PX_EINPUT,
+                          "%s: prompt %lld has %lld tokens: with BOS, one response token and "
+                          "EOS it does not fit the model's max_seq_len %d",
+                          cfg->ppo_prompts, (long long)i, (long long)np, pc.max_seq_len);
+    longest = np > longest ? np : longest;
+  }
+  for (int64_t i = 0; i < s->eval.n; i++) {
+    px_dataset_row(&s->eval, 0, i, &np);
+    longest = np > longest ? np : longest;
+  }
+  s->T = px_ppo_positions(pc.max_seq_len, longest, cfg->sample_max_new_tokens);
+  return PX_OK;
+}
+
 /* The four models: from the SFT and RM checkpoints for a fresh run, or all from the checkpoint
- * a run resumes from (resume, "" when fresh; its moments and state are read after). */
+ * a run resumes from (resume, "" when fresh; its moments and state are read after), each for
+ * micro-batches of s->T positions. */
 static px_status px_ppo_setup(px_ppo *s, const char *resume, px_error *err) {
   const px_config *cfg = s->cfg;
   const int mb = (int)cfg->ppo_micro_batch;
   const char *policy = resume[0] ? resume : cfg->ppo_policy;
   const char *reward = resume[0] ? resume : cfg->ppo_reward;
   char rpath[4300];
-  PX_TRY(px_ppo_check_memory(cfg, policy, reward, err));
   PX_TRY(px_ckpt_read_tokenizer(policy, &s->tok, err));
   PX_TRY(px_ckpt_check_tokenizer(reward, "the reward model", &s->tok, "the policy", err));
-  PX_TRY(px_ckpt_load(policy, "policy", PX_GPT_HEAD_LM, mb, 0, 1, &s->policy, NULL, NULL, err));
-  PX_TRY(px_ckpt_load(policy, resume[0] ? "reference" : "policy", PX_GPT_HEAD_LM, mb, 0, 0,
+  PX_TRY(px_ppo_read_prompts(s, policy, err));
+  const int T = s->T;
+  PX_TRY(px_ppo_check_memory(cfg, policy, reward, T, err));
+  PX_TRY(px_ckpt_load(policy, "policy", PX_GPT_HEAD_LM, mb, T, 1, &s->policy, NULL, NULL, err));
+  PX_TRY(px_ckpt_load(policy, resume[0] ? "reference" : "policy", PX_GPT_HEAD_LM, mb, T, 0,
                       &s->reference, NULL, NULL, err));
-  PX_TRY(px_rm_load_model(reward, &s->reward, mb, &s->gain, &s->bias, err));
+  PX_TRY(px_rm_load_model(reward, &s->reward, mb, T, &s->gain, &s->bias, err));
   if (resume[0])
-    PX_TRY(px_ckpt_load(resume, "value", PX_GPT_HEAD_SCALAR, mb, 0, 1, &s->value, NULL, NULL, err));
+    PX_TRY(px_ckpt_load(resume, "value", PX_GPT_HEAD_SCALAR, mb, T, 1, &s->value, NULL, NULL, err));
   PX_TRY(px_ckpt_resolve(reward, rpath, sizeof rpath, err));
   const px_gpt_config *pc = &s->policy.config, *rc = &s->reward.config;
   if (pc->max_seq_len != rc->max_seq_len || pc->vocab_size != rc->vocab_size)
@@ -199,8 +243,8 @@ static px_status px_ppo_setup(px_ppo *s, const char *resume, px_error *err) {
     int from_reward = !strcmp(cfg->ppo_value_init, "reward");
     px_gpt_config vc = from_reward ? *rc : *pc;
     vc.head = PX_GPT_HEAD_SCALAR;
-    PX_TRY(px_gpt_check_memory(&vc, mb, vc.max_seq_len, 1, "ppo value model", err));
-    px_gpt_build(&s->value, &vc, mb, vc.max_seq_len, 1);
+    PX_TRY(px_gpt_check_memory(&vc, mb, T, 1, "ppo value model", err));
+    px_gpt_build(&s->value, &vc, mb, T, 1);
     px_gpt_init(&s->value, (uint64_t)cfg->run_seed);
     if (from_reward) {
       px_ckpt_model cm = {.group = "reward", .model = &s->value, .gain = 1};
@@ -211,23 +255,6 @@ static px_status px_ppo_setup(px_ppo *s, const char *resume, px_error *err) {
       PX_TRY(px_ckpt_resolve(cfg->ppo_policy, ppath, sizeof ppath, err));
       PX_TRY(px_ckpt_read_trunk(ppath, "policy", &s->value, err));
     }
-  }
-  PX_TRY(px_dataset_read(cfg->ppo_prompts, PX_IO_ALONE, 0, 1, -1, &s->tok, &s->prompts, err));
-  if (s->prompts.kind == PX_DATA_TEXT)
-    return px_error_set(err, PX_EINPUT, "%s holds text records; ppo needs prompts",
-                        cfg->ppo_prompts);
-  if (cfg->ppo_eval_prompts[0])
-    PX_TRY(px_dataset_read(cfg->ppo_eval_prompts, PX_IO_ALONE, 0, 1, PX_DATA_PROMPTS, &s->tok,
-                           &s->eval, err));
-  s->T = pc->max_seq_len;
-  for (int64_t i = 0; i < s->prompts.n; i++) {
-    int64_t np;
-    px_dataset_row(&s->prompts, 0, i, &np);
-    if (np > px_prompt_max_tokens(s->T))
-      return px_error_set(err, PX_EINPUT,
-                          "%s: prompt %lld has %lld tokens: with BOS, one response token and "
-                          "EOS it does not fit the model's max_seq_len %d",
-                          cfg->ppo_prompts, (long long)i, (long long)np, s->T);
   }
   return PX_OK;
 }
@@ -259,7 +286,7 @@ static void px_ppo_alloc(px_ppo *s) {
                  PX_STREAM_PPO_PROMPTS);
   px_sampler_config sampling = px_sample_config(cfg);
   px_generator_build(&s->gen, &s->policy, &s->tok, &sampling, (uint64_t)cfg->run_seed,
-                     (int)cfg->sample_batch, s->R);
+                     (int)cfg->sample_batch, s->R, s->T);
   s->temperature = px_sampler_logprob_temperature(&s->gen.sampler);
   s->beta = cfg->ppo_beta;
   px_adamw_config adamw = {(float)cfg->adam_beta1, (float)cfg->adam_beta2, (float)cfg->adam_eps,
@@ -874,9 +901,11 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
     s.policy_tr.skipped = s.state.policy_adam_skipped;
     s.value_tr.applied = s.state.value_adam_applied;
     s.value_tr.skipped = s.state.value_adam_skipped;
-    px_log_info("ppo: %lld prompts, %d per iteration, %lld iterations; policy %d x %d; beta %.4g",
+    px_log_info("ppo: %lld prompts, %d per iteration, %lld iterations; policy %d x %d; "
+                "sequences of up to %d positions (of max_seq_len %d); beta %.4g",
                 (long long)s.prompts.n, s.B, (long long)cfg->ppo_iterations,
-                s.policy.config.n_layer, s.policy.config.n_embd, s.beta);
+                s.policy.config.n_layer, s.policy.config.n_embd, s.T, s.policy.config.max_seq_len,
+                s.beta);
   }
   if (st == PX_OK && s.eval.n > 0 && !sg.resume[0]) { /* pi_base's held-out accuracy */
     st = px_ppo_eval_gold(&s, &s.state.base_gold, err);

@@ -31,8 +31,8 @@ void px_rm_scores(const px_gpt *model, const px_batch *b, float gain, float bias
     scores[r] = gain * model->values[(size_t)r * b->T + b->lengths[r] - 1] + bias;
 }
 
-px_status px_rm_load_model(const char *file_or_dir, px_gpt *model, int max_B, float *gain,
-                           float *bias, px_error *err) {
+px_status px_rm_load_model(const char *file_or_dir, px_gpt *model, int max_B, int max_T,
+                           float *gain, float *bias, px_error *err) {
   double g = 1, b = 0;
   /* A checkpoint of an unfinished `rm` run (its /state says normalized = 0) is refused: its
    * score has not been normalised yet. Checkpoints of other stages have no such variable. */
@@ -46,7 +46,7 @@ px_status px_rm_load_model(const char *file_or_dir, px_gpt *model, int max_B, fl
                         "%s is from an unfinished rm run (its score is not normalised yet); "
                         "finish that run with --resume auto",
                         path);
-  PX_TRY(px_ckpt_load(path, "reward", PX_GPT_HEAD_SCALAR, max_B, 0, 0, model, &g, &b, err));
+  PX_TRY(px_ckpt_load(path, "reward", PX_GPT_HEAD_SCALAR, max_B, max_T, 0, model, &g, &b, err));
   *gain = (float)g, *bias = (float)b;
   return PX_OK;
 }
@@ -404,7 +404,7 @@ px_status px_rm_normalize(const px_config *cfg, px_gpt *reward, const px_tokeniz
   px_sampler_config sampling = px_sample_config(cfg);
   px_generator gen;
   px_generator_build(&gen, &policy, tok, &sampling, (uint64_t)cfg->run_seed, gen_batch,
-                     (int)cfg->sample_max_new_tokens);
+                     (int)cfg->sample_max_new_tokens, 0);
   px_generation out = {0};
   st = px_generate(&gen, pr.tokens, pr.offsets, hi - lo, PX_RM_NORM_ITERATION, lo, &out, err);
   double sums[3] = {0, 0, 0}; /* sum, sum of squares, count */
