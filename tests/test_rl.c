@@ -3,7 +3,9 @@
  * (the arithmetic in the comments), central finite differences for both loss gradients, GAE
  * against a naive double loop and the gamma = lambda = 1 identity A_0 = r' - V_0, whitening to
  * mean 0 / std 1, partial sums over two halves adding up to the whole (the allreduce contract),
- * ratio 1 before the first update, the adaptive beta, and masked positions that change nothing.
+ * ratio 1 before the first update, the adaptive beta, and masked positions that change nothing;
+ * the critic-free estimators (GRPO, Dr. GRPO, RLOO) on hand-computed groups and their identities,
+ * REINFORCE++'s returns, and the KL loss term with its gradient.
  */
 #include <math.h>
 #include <stdint.h>
@@ -546,6 +548,120 @@ static void test_masks_respected(void) {
   CU_ASSERT_DOUBLE_EQUAL(base.rew[MR - 1], -0.1 * base.kl1[MR - 1] - 1, TOL);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Critic-free estimators
+ * ------------------------------------------------------------------------------------------- */
+
+/* Two groups of 4 responses, 3 positions: group 0 scores 1, 0, 0, 1 (row 2 has no real token),
+ * group 1 all 2. Group 0: mean 0.5, sample std sqrt((4 x 0.25) / 3) = 0.5773503, so GRPO gives
+ * +-0.5 / 0.5773503 = +-0.8660254, Dr. GRPO +-0.5, RLOO 1 - 1/3 = 2/3 and 0 - 2/3 = -2/3.
+ * Group 1: every estimator gives 0. */
+static void test_group_advantages_known_values(void) {
+  enum { N = 8, R = 3, K = 4 };
+  const double seq[N] = {1, 0, 0, 1, 2, 2, 2, 2};
+  const int64_t len[N] = {3, 1, 0, 2, 3, 3, 2, 1};
+  uint8_t mask[N * R];
+  px_rl_mask_from_lengths(mask, len, N, R);
+  float grpo[N * R], dr[N * R], rloo[N * R];
+  px_rl_grpo_advantages(grpo, seq, mask, N, R, K, 1, 1e-8);
+  px_rl_grpo_advantages(dr, seq, mask, N, R, K, 0, 1e-8);
+  px_rl_rloo_advantages(rloo, seq, mask, N, R, K);
+  const double want_grpo[4] = {0.8660254, -0.8660254, -0.8660254, 0.8660254};
+  const double want_dr[4] = {0.5, -0.5, -0.5, 0.5};
+  const double want_rloo[4] = {2.0 / 3, -2.0 / 3, -2.0 / 3, 2.0 / 3};
+  for (int i = 0; i < N; i++)
+    for (int t = 0; t < R; t++) {
+      const int k = i * R + t, in = t < len[i];
+      CU_ASSERT_DOUBLE_EQUAL(grpo[k], in && i < K ? want_grpo[i] : 0.0, 1e-6);
+      CU_ASSERT_DOUBLE_EQUAL(dr[k], in && i < K ? want_dr[i] : 0.0, 1e-6);
+      CU_ASSERT_DOUBLE_EQUAL(rloo[k], in && i < K ? want_rloo[i] : 0.0, 1e-6);
+    }
+  /* the definitions' identities on random rewards: GRPO's group mean 0 and sample std 1 (up to
+   * eps), RLOO = k / (k - 1) x Dr. GRPO */
+  enum { G = 5, K2 = 6 };
+  double r[G * K2];
+  float noise[G * K2];
+  fill_normal(noise, G * K2, 41, 2.0f);
+  for (int i = 0; i < G * K2; i++) r[i] = noise[i];
+  uint8_t ones[G * K2];
+  memset(ones, 1, sizeof ones);
+  float a[G * K2], d[G * K2], l[G * K2];
+  px_rl_grpo_advantages(a, r, ones, G * K2, 1, K2, 1, 0.0);
+  px_rl_grpo_advantages(d, r, ones, G * K2, 1, K2, 0, 0.0);
+  px_rl_rloo_advantages(l, r, ones, G * K2, 1, K2);
+  for (int g = 0; g < G; g++) {
+    double s = 0, s2 = 0;
+    for (int j = 0; j < K2; j++) s += a[g * K2 + j], s2 += (double)a[g * K2 + j] * a[g * K2 + j];
+    CU_ASSERT_DOUBLE_EQUAL(s / K2, 0.0, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(s2 / (K2 - 1), 1.0, 1e-5);
+    for (int j = 0; j < K2; j++)
+      CU_ASSERT_DOUBLE_EQUAL(l[g * K2 + j], (double)K2 / (K2 - 1) * d[g * K2 + j], 1e-5);
+  }
+}
+
+/* Returns: rewards 1, 2, 3 give 6, 5, 3 at gamma 1 and 1 + 0.5 (2 + 0.5 x 3) = 2.75, 3.5, 3 at
+ * gamma 0.5; a row cut after 2 tokens 3, 2, 0; and on random data GAE with V = 0, lambda = 1. */
+static void test_returns(void) {
+  const float rew[6] = {1, 2, 3, 1, 2, 3};
+  const int64_t len[2] = {3, 2};
+  uint8_t mask[6];
+  px_rl_mask_from_lengths(mask, len, 2, 3);
+  float ret[6];
+  px_rl_returns(ret, rew, mask, 2, 3, 1.0f);
+  const float want1[6] = {6, 5, 3, 3, 2, 0};
+  for (int k = 0; k < 6; k++) CU_ASSERT_DOUBLE_EQUAL(ret[k], want1[k], TOL);
+  px_rl_returns(ret, rew, mask, 2, 3, 0.5f);
+  const float want_half[3] = {2.75f, 3.5f, 3};
+  for (int k = 0; k < 3; k++) CU_ASSERT_DOUBLE_EQUAL(ret[k], want_half[k], TOL);
+  enum { N = 6, R = 7 };
+  float r[N * R], zero[N * R] = {0}, g[N * R], gae[N * R];
+  uint8_t m[N * R];
+  fill_normal(r, N * R, 42, 1.0f);
+  random_mask(m, N, R, 43);
+  px_rl_returns(g, r, m, N, R, 0.9f);
+  px_rl_gae(gae, NULL, r, zero, m, N, R, 0.9f, 1.0f);
+  for (int k = 0; k < N * R; k++) CU_ASSERT_DOUBLE_EQUAL(g[k], gae[k], 1e-6);
+}
+
+/* The KL loss term: lp = -1, lp_ref = -2: k3 = e^-1 - 1 + 1 = 0.3678794, its gradient
+ * 1 - e^-1 = 0.6321206; beta 0.5, norm 2: loss 0.0919699, gradient 0.1580302 added to what dlp
+ * held. A token whose k3 passes the clamp counts the clamp and gets no gradient. Then central
+ * finite differences on random log-probs. */
+static void test_kl_loss(void) {
+  const float lp[3] = {-1, -1, -0.1f}, ref[3] = {-2, -2, -9};
+  const uint8_t mask[3] = {1, 0, 1};
+  float dlp[3] = {1, 1, 1};
+  double sum = 0;
+  const double loss = px_rl_kl_loss(dlp, &sum, lp, ref, mask, 2, 0.5f, 10.0f, 2.0);
+  CU_ASSERT_DOUBLE_EQUAL(loss, 0.0919699, 1e-6);
+  CU_ASSERT_DOUBLE_EQUAL(sum, 0.3678794, 1e-6);
+  CU_ASSERT_DOUBLE_EQUAL(dlp[0], 1.1580302, 1e-6);
+  CU_ASSERT_EQUAL(dlp[1], 1.0f); /* masked out */
+  /* third token: d = -8.9, k3 = e^-8.9 + 7.9 = 7.90014 > clamp 5 */
+  sum = 0;
+  const double clamped = px_rl_kl_loss(dlp, &sum, lp + 2, ref + 2, mask + 2, 1, 1.0f, 5.0f, 1.0);
+  CU_ASSERT_DOUBLE_EQUAL(clamped, 5.0, 1e-9);
+  CU_ASSERT_EQUAL(dlp[2], 1.0f);
+
+  enum { N = 24 };
+  float x[N], xr[N], g[N] = {0};
+  uint8_t m[N];
+  fill_normal(x, N, 44, 1.0f);
+  fill_normal(xr, N, 45, 1.0f);
+  random_mask(m, 4, 6, 46);
+  px_rl_kl_loss(g, NULL, x, xr, m, N, 0.3f, 100.0f, 7.0);
+  for (int i = 0; i < N; i++) {
+    const float keep = x[i];
+    const float h = 1e-3f;
+    x[i] = keep + h;
+    const double up = px_rl_kl_loss(NULL, NULL, x, xr, m, N, 0.3f, 100.0f, 7.0);
+    x[i] = keep - h;
+    const double down = px_rl_kl_loss(NULL, NULL, x, xr, m, N, 0.3f, 100.0f, 7.0);
+    x[i] = keep;
+    CU_ASSERT_DOUBLE_EQUAL(g[i], (up - down) / (2.0 * h), 1e-3);
+  }
+}
+
 void px_test_register(void) {
   static const CU_TestInfo tests[] = {
       {"mask_from_lengths", test_mask_from_lengths},
@@ -565,6 +681,9 @@ void px_test_register(void) {
       {"explained_variance", test_explained_variance},
       {"partial_sums_add_up", test_partial_sums_add_up},
       {"masks_respected", test_masks_respected},
+      {"group_advantages_known_values", test_group_advantages_known_values},
+      {"returns", test_returns},
+      {"kl_loss", test_kl_loss},
       CU_TEST_INFO_NULL};
   px_test_suite("rl", tests);
 }

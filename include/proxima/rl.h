@@ -112,6 +112,48 @@ double px_rl_policy_loss(float *dlp, px_rl_ppo_sums *sums, const float *lp, cons
 double px_rl_value_loss(float *dv, px_rl_ppo_sums *sums, const float *v, const float *v_old,
                         const float *ret, const uint8_t *mask, size_t n, float eps_v, double norm);
 
+/* ---------------------------------------------------------------------------------------------
+ * Critic-free estimators (no value model). The responses to one prompt form a group of k rows,
+ * rows g*k .. g*k + k - 1 (N a multiple of k); a group is whole on one rank, so its statistics
+ * need no communication. GRPO and RLOO give each response one advantage from its sequence reward
+ * seq[i], written at every real token of the row (0 where mask is 0); seq[i] is the row's sum of
+ * shaped rewards (px_rl_row_sums): the score minus beta times its KL when the KL is in the
+ * reward, the score alone when the KL is a loss term (px_rl_kl_loss). REINFORCE++ keeps the
+ * per-token returns (px_rl_returns) and whitens them over the global batch, as GAE's advantages.
+ * ------------------------------------------------------------------------------------------- */
+
+/* out[i] = sum of x[i, t] over row i's masked tokens, in double. Not collective. */
+void px_rl_row_sums(double *out, const float *x, const uint8_t *mask, size_t N, size_t R);
+
+/* GRPO (Shao et al. 2024, DeepSeekMath): A_i = (r_i - mean_g) / (std_g + eps), std_g the
+ * sample standard deviation (n - 1) of the group's sequence rewards, as DeepSeekMath's, TRL's and
+ * verl's; scale_by_std = 0 gives Dr. GRPO's A_i = r_i - mean_g (Liu et al. 2025: dividing by the
+ * std weights prompts whose answers are all nearly right or all nearly wrong up). A group whose
+ * rewards are equal gets 0. k >= 2. Not collective. */
+void px_rl_grpo_advantages(float *adv, const double *seq, const uint8_t *mask, size_t N, size_t R,
+                           size_t k, int scale_by_std, double eps);
+
+/* RLOO (Ahmadian et al. 2024): A_i = r_i - (sum over the group's other k - 1 rewards) / (k - 1),
+ * the mean of the others as the baseline (k / (k - 1) times GRPO's unscaled advantage). k >= 2.
+ * Not collective. */
+void px_rl_rloo_advantages(float *adv, const double *seq, const uint8_t *mask, size_t N, size_t R,
+                           size_t k);
+
+/* Per-token returns of the shaped rewards, G_t = r_t + gamma G_{t+1} (G after the last real
+ * token 0): GAE with V = 0 and lambda = 1, REINFORCE++'s (Hu 2025) advantage before its global
+ * whitening. ret [N, R], 0 where mask is 0. Not collective. */
+void px_rl_returns(float *ret, const float *rewards, const uint8_t *mask, size_t N, size_t R,
+                   float gamma);
+
+/* The KL to the reference as a loss term (GRPO's): per token beta * k3 with
+ * k3 = exp(lp_ref - lp) - (lp_ref - lp) - 1 (an unbiased estimate of KL(pi || pi_ref), >= 0),
+ * clamped to [0, clamp] as px_rl_kl's (the gradient is 0 where the clamp holds). Returns
+ * beta * sum_masked k3 / norm and ADDS d/dlp = beta (1 - exp(lp_ref - lp)) / norm to dlp (may be
+ * NULL), so that it joins the policy loss's gradient; sum_kl (may be NULL) adds the unweighted
+ * sum of k3 for the report. Not collective. */
+double px_rl_kl_loss(float *dlp, double *sum_kl, const float *lp, const float *lp_ref,
+                     const uint8_t *mask, size_t n, float beta, float clamp, double norm);
+
 /* Explained variance 1 - Var(R - V) / Var(R) over masked tokens, as partial sums:
  * sums[0..4] = sum R, sum R^2, sum (R - V), sum (R - V)^2, count (this rank, double). */
 void px_rl_explained_variance_sums(double sums[5], const float *v, const float *ret,

@@ -1,6 +1,7 @@
 /*
  * rl.c — the RLHF formulas of rl.h, one function each: the reward model's pairwise loss, then
- * the PPO math (KL, shaped reward, adaptive beta, GAE, whitening, the two clipped losses).
+ * the PPO math (KL, shaped reward, adaptive beta, GAE, whitening, the two clipped losses), then
+ * the critic-free estimators (GRPO, RLOO, REINFORCE++'s returns, the KL as a loss term).
  */
 #include "proxima/rl.h"
 
@@ -184,4 +185,79 @@ double px_rl_explained_variance(const double sums[5]) {
   double mr = sums[0] / c, var_r = sums[1] / c - mr * mr;
   double me = sums[2] / c, var_e = sums[3] / c - me * me;
   return var_r > 0 ? 1.0 - var_e / var_r : 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Critic-free estimators: groups of k rows, one advantage per response (rl.h).
+ * --------------------------------------------------------------------------------------------- */
+
+void px_rl_row_sums(double *out, const float *x, const uint8_t *mask, size_t N, size_t R) {
+  for (size_t i = 0; i < N; i++) {
+    double s = 0;
+    for (size_t t = 0; t < R; t++)
+      if (mask[i * R + t]) s += x[i * R + t];
+    out[i] = s;
+  }
+}
+
+/* Row i's advantage a at each of its real tokens, 0 elsewhere. */
+static void px_rl_fill_row(float *adv, const uint8_t *mask, size_t i, size_t R, double a) {
+  for (size_t t = 0; t < R; t++) adv[i * R + t] = mask[i * R + t] ? (float)a : 0.0f;
+}
+
+void px_rl_grpo_advantages(float *adv, const double *seq, const uint8_t *mask, size_t N, size_t R,
+                           size_t k, int scale_by_std, double eps) {
+  for (size_t g = 0; g + k <= N; g += k) {
+    double mean = 0, ss = 0;
+    for (size_t j = 0; j < k; j++) mean += seq[g + j];
+    mean /= (double)k;
+    for (size_t j = 0; j < k; j++) ss += (seq[g + j] - mean) * (seq[g + j] - mean);
+    const double std = sqrt(ss / (double)(k - 1)); /* sample std, as torch.std */
+    for (size_t j = 0; j < k; j++) {
+      const double a = seq[g + j] - mean;
+      px_rl_fill_row(adv, mask, g + j, R, scale_by_std ? a / (std + eps) : a);
+    }
+  }
+}
+
+void px_rl_rloo_advantages(float *adv, const double *seq, const uint8_t *mask, size_t N, size_t R,
+                           size_t k) {
+  for (size_t g = 0; g + k <= N; g += k) {
+    double sum = 0;
+    for (size_t j = 0; j < k; j++) sum += seq[g + j];
+    for (size_t j = 0; j < k; j++) /* r_i - mean of the others */
+      px_rl_fill_row(adv, mask, g + j, R, seq[g + j] - (sum - seq[g + j]) / (double)(k - 1));
+  }
+}
+
+void px_rl_returns(float *ret, const float *rewards, const uint8_t *mask, size_t N, size_t R,
+                   float gamma) {
+  for (size_t i = 0; i < N; i++) {
+    double g_next = 0;
+    for (size_t t = R; t-- > 0;) {
+      const size_t k = i * R + t;
+      if (!mask[k]) {
+        ret[k] = 0, g_next = 0;
+        continue;
+      }
+      g_next = (double)rewards[k] + (double)gamma * g_next; /* G_t = r_t + gamma G_{t+1} */
+      ret[k] = (float)g_next;
+    }
+  }
+}
+
+double px_rl_kl_loss(float *dlp, double *sum_kl, const float *lp, const float *lp_ref,
+                     const uint8_t *mask, size_t n, float beta, float clamp, double norm) {
+  double sum = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!mask[i]) continue;
+    const double d = (double)lp_ref[i] - (double)lp[i]; /* log pi_ref/pi */
+    const double k3 = expm1(d) - d;                     /* e^d - 1 - d >= 0 */
+    const int clamped = k3 > (double)clamp;
+    sum += clamped ? (double)clamp : k3;
+    /* d k3 / d lp = -(e^d - 1) = 1 - e^d */
+    if (dlp && !clamped) dlp[i] += (float)((double)beta * -expm1(d) / norm);
+  }
+  if (sum_kl) *sum_kl += sum;
+  return (double)beta * sum / norm;
 }
