@@ -42,7 +42,8 @@ def last(recs, key):
 
 
 def fmt(x, spec=".3f"):
-    return "-" if x is None else format(x, spec)
+    """A number, or n/a where the run had none (no reference answers, no reward model)."""
+    return "n/a" if x is None else format(x, spec)
 
 
 def summary(run, phases):

@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "proxima/checkpoint.h"
 #include "proxima/rm.h"
@@ -298,6 +299,35 @@ static void test_response_positions(void) {
   printf("\n");
 }
 
+/* Prompts without reference answers: the gold accuracy is not 0 but unknown, so the log says
+ * n/a, metrics.jsonl has null, and eval's table n/a. */
+static void test_gold_without_references(void) {
+  FILE *f = fopen("ppt-noref.jsonl", "w");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  for (int i = 0; i < 16; i++) fprintf(f, "{\"prompt\": \"%d+%d=\"}\n", i, 2 * i);
+  fclose(f);
+  CU_ASSERT_EQUAL_FATAL(px_proc_run("", "data import --kind prompts --tokenizer byte "
+                                        "ppt-noref.jsonl ppt-noref.h5 run.log_level=warn"),
+                        0);
+  CU_ASSERT_EQUAL_FATAL(px_proc_run("",
+                                    "ppo --policy ppt-sft --reward ppt-rm --prompts ppt-noref.h5 "
+                                    "--eval-prompts ppt-noref.h5 --run ppt-noref --iterations 1 "
+                                    "ppo.batch_size=8 ppo.minibatch=8 ppo.micro_batch=4 "
+                                    "ppo.eval_every=1 sample.batch=8 sample.max_new_tokens=6"),
+                        0);
+  const char *log = px_proc_err[0] ? px_proc_err : px_proc_out;
+  CU_ASSERT(px_test_contains(log, "| gold n/a"));
+  CU_ASSERT(px_test_contains(log, "| eval gold n/a"));
+  CU_ASSERT(px_test_contains(log, "pi_base: n/a (ppt-noref.h5 has no reference answers)"));
+  CU_ASSERT_PTR_NULL(strstr(log, "gold 0.000"));
+  double v[4];
+  CU_ASSERT_EQUAL(px_proc_metric("ppt-noref", "ppo", "gold_accuracy", v, 4), 0);
+  CU_ASSERT_EQUAL(px_proc_metric("ppt-noref", "ppo", "response_length", v, 4), 1);
+  CU_ASSERT_EQUAL_FATAL(
+      px_proc_run("", "eval --policy ppt-noref --prompts ppt-noref.h5 run.log_level=warn"), 0);
+  CU_ASSERT(px_test_contains(px_proc_out, "n/a"));
+}
+
 void px_test_register(void) {
   static const CU_TestInfo tests[] = {
       {"make the models", test_make_models},
@@ -310,6 +340,7 @@ void px_test_register(void) {
       {"bad input", test_bad_input},
       {"the value model starts on the reward's scale", test_value_starts_on_the_reward_scale},
       {"response positions: min(max_new_tokens, T - 2)", test_response_positions},
+      {"prompts without references: gold n/a", test_gold_without_references},
       CU_TEST_INFO_NULL};
   px_test_suite("ppo end to end", tests);
 }

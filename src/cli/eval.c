@@ -214,7 +214,9 @@ static json_t *px_eval_report(const px_config *cfg, const px_cli_eval_args *args
                         "mean normalised reward"};
   for (int r = 0; r < 3; r++) {
     int known = r < 2 ? has_ref : has_rm;
-    char b[32] = "-", t[32] = "-";
+    char b[32] = "-",
+         t[32] = "n/a"; /* "-": no pi_base given; n/a: no references, no reward model */
+    if (!known && has_base) snprintf(b, sizeof b, "n/a");
     if (known && has_base) snprintf(b, sizeof b, "%.4f", sums[3 + r] / N);
     if (known) snprintf(t, sizeof t, "%.4f", sums[r] / N);
     printf("%-34s %12s %12s\n", rows[r], b, t);

@@ -767,27 +767,28 @@ static void px_ppo_metrics_of(px_stage *sg, px_ppo *s, const px_ppo_stats *ps, i
   if (cfg->ppo_adaptive_kl && kept > 0)
     s->beta = px_rl_adaptive_beta(s->beta, kl, cfg->ppo_kl_target, kept, cfg->ppo_kl_horizon);
   double upd = ps->updates > 0 ? (double)ps->updates : 1, toks = ps->tokens > 0 ? ps->tokens : 1;
-  const double values[PPO_EVAL_GOLD] = {[PPO_SCORE] = px_ppo_mean(score_sum, kept),
-                                        [PPO_RAW_SCORE] = raw_n > 0 ? raw_sum / raw_n : NAN,
-                                        [PPO_KL] = kl,
-                                        [PPO_BETA] = s->beta,
-                                        [PPO_ENTROPY] = ent / (tok > 0 ? tok : 1),
-                                        [PPO_CLIP] = ps->psums.clipped / toks,
-                                        [PPO_APPROX_KL] = ps->psums.approx_kl / toks,
-                                        [PPO_POLICY_LOSS] = ps->policy_loss / upd,
-                                        [PPO_VALUE_LOSS] = ps->value_loss / upd,
-                                        [PPO_VALUE_CLIP] = ps->vsums.clipped / toks,
-                                        [PPO_EXPLAINED_VAR] = px_rl_explained_variance(ev),
-                                        [PPO_LENGTH] = px_ppo_mean(len_sum, kept),
-                                        [PPO_EOS_RATE] = px_ppo_mean(eos_n, kept),
-                                        [PPO_GOLD] = px_ppo_mean(gold_n, kept),
-                                        [PPO_FIRST_RATIO_DEV] = ps->first_max_ratio_dev,
-                                        [PPO_FIRST_APPROX_KL] = ps->first_approx_kl,
-                                        [PPO_ADV_MEAN] = ps->adv_mean,
-                                        [PPO_ADV_STD] = ps->adv_std,
-                                        [PPO_NONFINITE_ROLLOUTS] = dropped,
-                                        [PPO_NONFINITE_STEPS] =
-                                            (double)(s->policy_tr.skipped + s->value_tr.skipped)};
+  const double values[PPO_EVAL_GOLD] = {
+      [PPO_SCORE] = px_ppo_mean(score_sum, kept),
+      [PPO_RAW_SCORE] = raw_n > 0 ? raw_sum / raw_n : NAN,
+      [PPO_KL] = kl,
+      [PPO_BETA] = s->beta,
+      [PPO_ENTROPY] = ent / (tok > 0 ? tok : 1),
+      [PPO_CLIP] = ps->psums.clipped / toks,
+      [PPO_APPROX_KL] = ps->psums.approx_kl / toks,
+      [PPO_POLICY_LOSS] = ps->policy_loss / upd,
+      [PPO_VALUE_LOSS] = ps->value_loss / upd,
+      [PPO_VALUE_CLIP] = ps->vsums.clipped / toks,
+      [PPO_EXPLAINED_VAR] = px_rl_explained_variance(ev),
+      [PPO_LENGTH] = px_ppo_mean(len_sum, kept),
+      [PPO_EOS_RATE] = px_ppo_mean(eos_n, kept),
+      [PPO_GOLD] =
+          s->prompts.n_fields >= 2 ? px_ppo_mean(gold_n, kept) : NAN, /* no references: n/a */
+      [PPO_FIRST_RATIO_DEV] = ps->first_max_ratio_dev,
+      [PPO_FIRST_APPROX_KL] = ps->first_approx_kl,
+      [PPO_ADV_MEAN] = ps->adv_mean,
+      [PPO_ADV_STD] = ps->adv_std,
+      [PPO_NONFINITE_ROLLOUTS] = dropped,
+      [PPO_NONFINITE_STEPS] = (double)(s->policy_tr.skipped + s->value_tr.skipped)};
   for (int k = 0; k < PPO_EVAL_GOLD; k++) px_stage_set(sg, k, values[k], 1);
 }
 
@@ -910,7 +911,11 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
   if (st == PX_OK && s.eval.n > 0 && !sg.resume[0]) { /* pi_base's held-out accuracy */
     st = px_ppo_eval_gold(&s, &s.state.base_gold, err);
     if (st == PX_OK) {
-      px_log_info("ppo: held-out gold accuracy of pi_base (sampled): %.3f", s.state.base_gold);
+      if (isnan(s.state.base_gold))
+        px_log_info("ppo: held-out gold accuracy of pi_base: n/a (%s has no reference answers)",
+                    cfg->ppo_eval_prompts);
+      else
+        px_log_info("ppo: held-out gold accuracy of pi_base (sampled): %.3f", s.state.base_gold);
       const char *names[] = {"eval_gold_accuracy"};
       px_run_metrics(&sg.run, "ppo_eval", 0, 1, names, &s.state.base_gold);
     }

@@ -97,7 +97,10 @@ static void px_stage_record(px_stage *sg, int64_t step) {
     values[file][n[file]++] = v;
     if (m->label && at < (int)sizeof line) {
       at += snprintf(line + at, sizeof line - (size_t)at, " | %s ", m->label);
-      if (at < (int)sizeof line) at += snprintf(line + at, sizeof line - (size_t)at, m->format, v);
+      /* NaN: not known this step (no reference answers, nothing kept): say so, not "nan" */
+      if (at < (int)sizeof line)
+        at += isnan(v) ? snprintf(line + at, sizeof line - (size_t)at, "n/a")
+                       : snprintf(line + at, sizeof line - (size_t)at, m->format, v);
     }
     sg->acc[k] = 0;
   }
