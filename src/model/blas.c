@@ -79,7 +79,7 @@ const char *px_blas_arch(void) { return px_arch_in_use; }
 int px_blas_arch_id(void) { return px_arch_id_in_use; }
 
 /* ---------------------------------------------------------------------------------------------
- * GEMM: every matrix product of the model (see blas.h)
+ * GEMM: every matrix product of training and scoring (generation's is kernels.c's decode product)
  * ------------------------------------------------------------------------------------------- */
 
 #include <omp.h>
