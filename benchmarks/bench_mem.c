@@ -96,7 +96,7 @@ int main(int argc, char **argv) {
       (px_gpt_bytes(&pc, mb, T, 1) - 4 * f * Np) + (px_gpt_bytes(&vc, mb, T, 1) - 4 * f * Nv) +
       (px_gpt_bytes(&pc, mb, T, 0) - f * Np) + (px_gpt_bytes(&vc, mb, T, 0) - f * Nv);
   const double S = (double)cfg.sample_batch, kv = px_generator_bytes(&pc, (int)cfg.sample_batch, T);
-  const double B = (double)cfg.ppo_batch_size;
+  const double B = (double)cfg.ppo_batch_size * (double)cfg.ppo_group_size; /* responses */
   const double R = cfg.sample_max_new_tokens < T ? (double)cfg.sample_max_new_tokens : T - 2;
   const double M = (double)cfg.ppo_minibatch;
   const double roll = 4.0 * B * T + (7 * f + 1) * B * R + 4 * f * mb * T + (8 * f + 1) * M * R;

@@ -299,6 +299,132 @@ static void test_response_positions(void) {
   printf("\n");
 }
 
+/* One critic-free iteration: GRPO with the KL in the reward (group_size 4, 4 prompts), or RLOO
+ * with the KL as a loss term, at 1 or 2 ranks, its rollout file read back. */
+#define CRITIC_FREE_ARGS                                                                           \
+  "ppo --policy ppt-sft --reward ppt-rm --prompts ppt-data/prompts.h5 --eval-prompts '' "          \
+  "--iterations 1 ppo.batch_size=4 ppo.group_size=4 ppo.minibatch=8 ppo.micro_batch=4 "            \
+  "sample.batch=8 sample.max_new_tokens=6 ppo.rollout_every=1 run.log_level=warn "
+static px_rollout critic_free_rollouts(const char *run) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/rollouts/rollouts-00000001.h5", run);
+  px_rollout r;
+  px_rollout_attrs a;
+  px_error err;
+  CU_ASSERT_EQUAL_FATAL(px_rollout_read(path, PX_IO_ALONE, 0, 1, &r, &a, &err), PX_OK);
+  CU_ASSERT_EQUAL_FATAL(r.n, 16);
+  return r;
+}
+
+/* Each row's reward summed over its real tokens (its sequence reward), in double. */
+static void sequence_rewards(const px_rollout *r, double *seq) {
+  for (int64_t i = 0; i < r->n; i++) {
+    seq[i] = 0;
+    for (int64_t t = 0; t < r->R; t++)
+      if (r->mask[i * r->R + t]) seq[i] += r->rewards[i * r->R + t];
+  }
+}
+
+/* GRPO: the 4 responses to a prompt share it and are different draws; every real token of a
+ * response holds (r - mean) / (std + 1e-6) of its group (sample std), recomputed here from the
+ * file's rewards; no values, and the value metrics are null; 1 and 2 ranks draw the same
+ * responses and give the same advantages up to the scores' rounding. */
+static void test_grpo(void) {
+  CU_ASSERT_EQUAL_FATAL(px_proc_run("", CRITIC_FREE_ARGS "ppo.estimator=grpo --run ppt-grpo"), 0);
+  CU_ASSERT_EQUAL_FATAL(
+      px_proc_run(getenv("PX_LAUNCH_2"), CRITIC_FREE_ARGS "ppo.estimator=grpo --run ppt-grpo2"), 0);
+  px_rollout r = critic_free_rollouts("ppt-grpo"), r2 = critic_free_rollouts("ppt-grpo2");
+  double seq[16], worst = 0, worst2 = 0;
+  sequence_rewards(&r, seq);
+  int differ = 0;
+  const int64_t W = r.P + r.R;
+  for (int g = 0; g < 4; g++) {
+    double mean = 0, ss = 0;
+    for (int j = 0; j < 4; j++) mean += seq[4 * g + j] / 4;
+    for (int j = 0; j < 4; j++) ss += (seq[4 * g + j] - mean) * (seq[4 * g + j] - mean);
+    const double std = sqrt(ss / 3);
+    for (int j = 0; j < 4; j++) {
+      const int64_t i = 4 * g + j;
+      CU_ASSERT_EQUAL(memcmp(r.tokens + i * W, r.tokens + 4 * g * W, (size_t)r.P * 4), 0);
+      differ += j > 0 && memcmp(r.tokens + i * W, r.tokens + 4 * g * W, (size_t)W * 4) != 0;
+      for (int64_t t = 0; t < r.R; t++) {
+        const int64_t k = i * r.R + t;
+        CU_ASSERT_EQUAL(r.values[k], 0.0f);
+        const double want = r.mask[k] ? (seq[i] - mean) / (std + 1e-6) : 0.0;
+        worst = fmax(worst, fabs(r.advantages[k] - want));
+        worst2 = fmax(worst2, fabs(r.advantages[k] - r2.advantages[k]));
+      }
+    }
+  }
+  printf("\n    grpo: advantages vs recomputed %.2e, 1 vs 2 ranks %.2e; %d of 12 responses differ "
+         "from their group's first\n",
+         worst, worst2, differ);
+  CU_ASSERT(worst <= 1e-4);
+  CU_ASSERT(worst2 <= 1e-3);
+  CU_ASSERT(differ > 0);
+  CU_ASSERT_EQUAL(memcmp(r.tokens, r2.tokens, (size_t)(r.n * W) * 4), 0);
+  double v[2];
+  CU_ASSERT_EQUAL(px_proc_metric("ppt-grpo", "ppo", "value_loss", v, 2), 0);
+  CU_ASSERT_EQUAL(px_proc_metric("ppt-grpo", "ppo", "policy_loss", v, 2), 1);
+  px_rollout_free(&r);
+  px_rollout_free(&r2);
+}
+
+/* RLOO with ppo.kl_in = loss: the rewards hold the score alone, at the last real token, and
+ * each response's advantage is its score less the mean of the other three's. */
+static void test_rloo_kl_loss(void) {
+  CU_ASSERT_EQUAL_FATAL(
+      px_proc_run("", CRITIC_FREE_ARGS "ppo.estimator=rloo ppo.kl_in=loss --run ppt-rloo"), 0);
+  px_rollout r = critic_free_rollouts("ppt-rloo");
+  double seq[16], worst = 0;
+  sequence_rewards(&r, seq);
+  for (int64_t i = 0; i < 16; i++) {
+    CU_ASSERT_DOUBLE_EQUAL(seq[i], r.score[i], 1e-6);
+    const int64_t g = i / 4 * 4;
+    const double others = (seq[g] + seq[g + 1] + seq[g + 2] + seq[g + 3] - seq[i]) / 3;
+    for (int64_t t = 0; t < r.R; t++)
+      worst = fmax(worst,
+                   fabs(r.advantages[i * r.R + t] - (r.mask[i * r.R + t] ? seq[i] - others : 0)));
+  }
+  printf("\n    rloo, KL as a loss: advantages vs recomputed %.2e\n", worst);
+  CU_ASSERT(worst <= 1e-5);
+  px_rollout_free(&r);
+  /* grpo needs groups */
+  CU_ASSERT_EQUAL(
+      px_proc_run("", CRITIC_FREE_ARGS "ppo.estimator=grpo ppo.group_size=1 --run ppt-g1"), 1);
+  CU_ASSERT(px_test_contains(px_proc_err, "ppo.group_size of 2 or more"));
+}
+
+/* REINFORCE++: each token's advantage is its return (the rewards from it to the end, gamma 1)
+ * whitened with the batch's mean and std, which the file records. */
+static void test_reinforce_pp(void) {
+  CU_ASSERT_EQUAL_FATAL(px_proc_run("",
+                                    CRITIC_FREE_ARGS "ppo.estimator=reinforce_pp ppo.group_size=1 "
+                                                     "ppo.batch_size=16 --run ppt-rpp"),
+                        0);
+  px_rollout r;
+  px_rollout_attrs a;
+  px_error err;
+  CU_ASSERT_EQUAL_FATAL(
+      px_rollout_read("ppt-rpp/rollouts/rollouts-00000001.h5", PX_IO_ALONE, 0, 1, &r, &a, &err),
+      PX_OK);
+  double worst = 0;
+  for (int64_t i = 0; i < r.n; i++) {
+    double g = 0;
+    for (int64_t t = r.R; t-- > 0;) {
+      const int64_t k = i * r.R + t;
+      g = r.mask[k] ? r.rewards[k] + g : 0;
+      const double want = r.mask[k] ? (g - a.whiten_mean) / a.whiten_std : 0;
+      worst = fmax(worst, fabs(r.advantages[k] - want));
+      CU_ASSERT_EQUAL(r.values[k], 0.0f);
+    }
+  }
+  printf("\n    reinforce_pp: advantages vs recomputed %.2e (whitening mean %.3f, std %.3f)\n",
+         worst, a.whiten_mean, a.whiten_std);
+  CU_ASSERT(worst <= 1e-4);
+  px_rollout_free(&r);
+}
+
 /* Prompts without reference answers: the gold accuracy is not 0 but unknown, so the log says
  * n/a, metrics.jsonl has null, and eval's table n/a. */
 static void test_gold_without_references(void) {
@@ -341,6 +467,9 @@ void px_test_register(void) {
       {"the value model starts on the reward's scale", test_value_starts_on_the_reward_scale},
       {"response positions: min(max_new_tokens, T - 2)", test_response_positions},
       {"prompts without references: gold n/a", test_gold_without_references},
+      {"grpo: group advantages, 1 and 2 ranks", test_grpo},
+      {"rloo with the KL as a loss term", test_rloo_kl_loss},
+      {"reinforce_pp: whitened returns", test_reinforce_pp},
       CU_TEST_INFO_NULL};
   px_test_suite("ppo end to end", tests);
 }

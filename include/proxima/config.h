@@ -122,6 +122,17 @@
   X(ppo, prompts, STR, "data/prompts.h5", "", "training prompts: a prompts data set")              \
   X(ppo, eval_prompts, STR, "data/eval.h5", "",                                                    \
     "held-out prompts for the gold accuracy (needs references; empty: none)")                      \
+  X(ppo, estimator, CHOICE, "gae", "gae|grpo|rloo|reinforce_pp",                                   \
+    "advantages: gae (value model and GAE: the seed's PPO); grpo, rloo (against the other "        \
+    "responses to the prompt; no critic); reinforce_pp (KL-shaped returns, whitened; no critic)")  \
+  X(ppo, group_size, INT, "1", "1..1024",                                                          \
+    "responses per prompt (grpo and rloo need 2 or more); an iteration has batch_size x "          \
+    "group_size responses")                                                                        \
+  X(ppo, grpo_scale_std, BOOL, "true", "",                                                         \
+    "grpo divides by the group's reward std (false: Dr. GRPO, the difference from the mean)")      \
+  X(ppo, kl_in, CHOICE, "reward", "reward|loss",                                                   \
+    "the KL to pi_base: in the shaped reward (r - beta KL, the seed's) or a k3 loss term "         \
+    "weighted by ppo.beta (GRPO's)")                                                               \
   X(ppo, iterations, INT, "200", "1..", "collect-then-update iterations")                          \
   X(ppo, batch_size, INT, "128", "1..", "prompts per iteration, over all ranks")                   \
   X(ppo, epochs, INT, "2", "1..", "passes over each iteration's rollouts")                         \

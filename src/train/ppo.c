@@ -47,7 +47,17 @@
 #include "proxima/trainer.h"
 
 enum { PX_STREAM_PPO_PROMPTS = 31 };
+
+/* ppo.estimator: gae uses the value model; the others are critic-free (rl.h). */
+typedef enum px_ppo_estimator {
+  PX_EST_GAE,
+  PX_EST_GRPO,
+  PX_EST_RLOO,
+  PX_EST_REINFORCE_PP
+} px_ppo_estimator;
+static const char *const px_ppo_estimators[] = {"gae", "grpo", "rloo", "reinforce_pp"};
 #define PX_PPO_WHITEN_EPS 1e-8 /* added to the advantages' variance before the square root */
+#define PX_PPO_GROUP_EPS 1e-6  /* added to a group's reward std (grpo), as verl */
 
 typedef struct px_ppo {
   const px_config *cfg;
@@ -62,6 +72,9 @@ typedef struct px_ppo {
   double beta;
   int B, T, R; /* rollouts per iteration; positions a sequence takes (px_ppo_positions); response
                   positions */
+  int P, K;    /* prompts per iteration; responses per prompt (B = P K), rows p K .. p K + K - 1 */
+  px_ppo_estimator estimator;
+  int kl_loss; /* the KL to pi_base is a loss term (ppo.kl_in = loss), not in the reward */
   /* The iteration's rollouts, every rank holding all B rows after scoring. */
   int32_t *seq;         /* [B, T]: BOS prompt response (response with its EOS, if any) */
   int32_t *plen, *rlen; /* [B]: BOS + prompt tokens; response tokens */
@@ -221,6 +234,14 @@ static px_status px_ppo_setup(px_ppo *s, const char *resume, px_error *err) {
   const char *policy = resume[0] ? resume : cfg->ppo_policy;
   const char *reward = resume[0] ? resume : cfg->ppo_reward;
   char rpath[4300];
+  for (int e = 0; e < 4; e++)
+    if (!strcmp(cfg->ppo_estimator, px_ppo_estimators[e])) s->estimator = (px_ppo_estimator)e;
+  s->kl_loss = !strcmp(cfg->ppo_kl_in, "loss");
+  if ((s->estimator == PX_EST_GRPO || s->estimator == PX_EST_RLOO) && cfg->ppo_group_size < 2)
+    return px_error_set(err, PX_EINPUT,
+                        "ppo.estimator = %s needs ppo.group_size of 2 or more (it is %lld): each "
+                        "response is measured against the other responses to its prompt",
+                        cfg->ppo_estimator, (long long)cfg->ppo_group_size);
   PX_TRY(px_ckpt_read_tokenizer(policy, &s->tok, err));
   PX_TRY(px_ckpt_check_tokenizer(reward, "the reward model", &s->tok, "the policy", err));
   PX_TRY(px_ppo_read_prompts(s, policy, err));
@@ -262,7 +283,8 @@ static px_status px_ppo_setup(px_ppo *s, const char *resume, px_error *err) {
 static void px_ppo_alloc(px_ppo *s) {
   const px_config *cfg = s->cfg;
   const int mb = (int)cfg->ppo_micro_batch;
-  s->B = (int)cfg->ppo_batch_size;
+  s->P = (int)cfg->ppo_batch_size, s->K = (int)cfg->ppo_group_size;
+  s->B = s->P * s->K;
   /* Response positions: max_new_tokens, at most what a prompt of one token leaves after BOS. */
   s->R = (int)cfg->sample_max_new_tokens < s->T - 2 ? (int)cfg->sample_max_new_tokens : s->T - 2;
   size_t BR = (size_t)s->B * s->R;
@@ -292,7 +314,7 @@ static void px_ppo_alloc(px_ppo *s) {
   px_adamw_config adamw = {(float)cfg->adam_beta1, (float)cfg->adam_beta2, (float)cfg->adam_eps,
                            0.0f};
   int64_t steps = cfg->ppo_iterations * cfg->ppo_epochs *
-                  ((cfg->ppo_batch_size + cfg->ppo_minibatch - 1) / cfg->ppo_minibatch);
+                  ((s->B + cfg->ppo_minibatch - 1) / cfg->ppo_minibatch);
   s->policy_tr = (px_trainer){
       .model = &s->policy,
       .adamw = adamw,
@@ -348,14 +370,16 @@ static void px_ppo_check_row(px_ppo *s, int64_t i) {
   s->score[i] = 0, s->raw[i] = NAN;
 }
 
-/* Steps 1 and 2 for this rank's share [lo, hi) of the iteration's B prompts, which are items
- * cursor .. cursor + B - 1 of the stream of shuffled prompts. */
+/* Steps 1 and 2 for this rank's share [lo, hi) of the iteration's B responses: row r answers
+ * prompt r / K of the iteration, item cursor + r / K of the stream of shuffled prompts, and its
+ * draws are keyed by r, so the K responses to a prompt differ. */
 static px_status px_ppo_collect(px_ppo *s, int64_t it, int64_t cursor, int64_t lo, int64_t hi,
                                 double *t_gen, double *t_score, px_error *err) {
   const int T = s->T, R = s->R;
   int64_t n = hi - lo;
   int64_t *recs = px_malloc((size_t)(n + 1) * sizeof *recs);
-  for (int64_t i = 0; i < n; i++) recs[i] = px_epochs_item(&s->prompt_stream, cursor + lo + i);
+  for (int64_t i = 0; i < n; i++)
+    recs[i] = px_epochs_item(&s->prompt_stream, cursor + (lo + i) / s->K);
   px_prompts pr; /* no prompt is cut: px_ppo_setup refused any too long */
   px_prompts_pack(&pr, &s->prompts, &s->tok, recs, 0, n, T);
   double t0 = px_log_elapsed();
@@ -380,7 +404,8 @@ static px_status px_ppo_collect(px_ppo *s, int64_t it, int64_t cursor, int64_t l
     for (int64_t i = 0; i < n; i++) idx[i] = lo + i;
     px_ppo_pass(s, &s->policy, idx, n, s->lp_old + (size_t)lo * R, NULL, NULL);
     px_ppo_pass(s, &s->reference, idx, n, s->lp_ref + (size_t)lo * R, NULL, NULL);
-    px_ppo_pass(s, &s->value, idx, n, s->values + (size_t)lo * R, NULL, NULL);
+    if (s->estimator == PX_EST_GAE) /* critic-free: the values stay 0 */
+      px_ppo_pass(s, &s->value, idx, n, s->values + (size_t)lo * R, NULL, NULL);
     for (int64_t i = 0; i < n; i++) {
       int64_t row = lo + i;
       const int32_t *seq = s->seq + (size_t)row * T;
@@ -408,7 +433,10 @@ static px_status px_ppo_collect(px_ppo *s, int64_t it, int64_t cursor, int64_t l
   return st;
 }
 
-/* Step 3 on this rank's rows, whitening with global moments; then every rank gets all rows. */
+/* Step 3 on this rank's rows (whole groups): the shaped reward (beta 0 when the KL is a loss
+ * term), the estimator's advantages, whitened with global moments for gae and reinforce_pp
+ * (grpo and rloo are normalised within their groups: *adv_mean 0, *adv_std 1); then every rank
+ * gets all rows. The returns of critic-free runs are the rewards' sums to go (for the record). */
 static void px_ppo_advantages(px_ppo *s, int64_t lo, int64_t hi, double *adv_mean,
                               double *adv_std) {
   const int R = s->R;
@@ -423,15 +451,35 @@ static void px_ppo_advantages(px_ppo *s, int64_t lo, int64_t hi, double *adv_mea
            !strcmp(cfg->ppo_kl_estimator, "k3") ? PX_RL_KL_K3 : PX_RL_KL_K1,
            (float)cfg->ppo_kl_clamp);
   px_rl_shape_rewards(s->rewards + off, s->kl + off, s->score + lo, s->eos + lo,
-                      (float)cfg->ppo_no_eos_penalty, s->mask + off, n, (size_t)R, (float)s->beta);
-  px_rl_gae(s->adv + off, s->ret + off, s->rewards + off, s->values + off, s->mask + off, n,
-            (size_t)R, (float)cfg->ppo_gamma, (float)cfg->ppo_lambda);
-  double moments[3];
-  px_rl_moments(moments, s->adv + off, s->mask + off, n * R);
-  px_comm_allreduce_sum_f64(moments, 3); /* the one allreduce of the global statistics */
-  px_rl_moments_mean_std(moments, PX_PPO_WHITEN_EPS, adv_mean, adv_std);
-  px_rl_whiten(s->adv + off, s->adv + off, s->mask + off, n * R, *adv_mean, *adv_std,
-               cfg->ppo_whiten_shift);
+                      (float)cfg->ppo_no_eos_penalty, s->mask + off, n, (size_t)R,
+                      s->kl_loss ? 0.0f : (float)s->beta);
+  float *adv = s->adv + off, *ret = s->ret + off;
+  const float *rew = s->rewards + off;
+  const uint8_t *mask = s->mask + off;
+  if (s->estimator == PX_EST_GAE) {
+    px_rl_gae(adv, ret, rew, s->values + off, mask, n, (size_t)R, (float)cfg->ppo_gamma,
+              (float)cfg->ppo_lambda);
+  } else {
+    px_rl_returns(ret, rew, mask, n, (size_t)R, (float)cfg->ppo_gamma);
+    if (s->estimator == PX_EST_REINFORCE_PP) memcpy(adv, ret, n * R * sizeof *adv);
+  }
+  if (s->estimator == PX_EST_GRPO || s->estimator == PX_EST_RLOO) {
+    double *seq = px_malloc((n + 1) * sizeof *seq); /* each response's sequence reward */
+    px_rl_row_sums(seq, rew, mask, n, (size_t)R);
+    if (s->estimator == PX_EST_GRPO)
+      px_rl_grpo_advantages(adv, seq, mask, n, (size_t)R, (size_t)s->K, cfg->ppo_grpo_scale_std,
+                            PX_PPO_GROUP_EPS);
+    else
+      px_rl_rloo_advantages(adv, seq, mask, n, (size_t)R, (size_t)s->K);
+    free(seq);
+    *adv_mean = 0, *adv_std = 1;
+  } else {
+    double moments[3];
+    px_rl_moments(moments, adv, mask, n * R);
+    px_comm_allreduce_sum_f64(moments, 3); /* the one allreduce of the global statistics */
+    px_rl_moments_mean_std(moments, PX_PPO_WHITEN_EPS, adv_mean, adv_std);
+    px_rl_whiten(adv, adv, mask, n * R, *adv_mean, *adv_std, cfg->ppo_whiten_shift);
+  }
   /* Every rank now takes every row, so minibatches do not depend on the rank count. */
   px_comm_allgather_share(s->seq, s->B, (size_t)s->T * sizeof *s->seq);
   px_comm_allgather_share(s->plen, s->B, sizeof *s->plen);
@@ -469,6 +517,8 @@ static px_status px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *stats, px_er
   float *vold = px_malloc((size_t)M * R * sizeof *vold),
         *ret = px_malloc((size_t)M * R * sizeof *ret);
   uint8_t *mask = px_malloc((size_t)M * R);
+  float *ref = s->kl_loss ? px_malloc((size_t)M * R * sizeof *ref) : NULL;
+  const int critic = s->estimator == PX_EST_GAE;
   /* *stats comes zeroed but for the advantages' moments */
   px_status status = PX_OK;
   for (int64_t epoch = 0; epoch < cfg->ppo_epochs && status == PX_OK; epoch++) {
@@ -491,6 +541,7 @@ static px_status px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *stats, px_er
         memcpy(vold + dst, s->values + src, (size_t)R * sizeof *vold);
         memcpy(ret + dst, s->ret + src, (size_t)R * sizeof *ret);
         memcpy(mask + dst, s->mask + src, (size_t)R);
+        if (ref) memcpy(ref + dst, s->lp_ref + src, (size_t)R * sizeof *ref);
       }
       size_t nk = (size_t)k * R;
       /* the policy: forward for the new log-probs, the clipped surrogate, backward */
@@ -499,6 +550,9 @@ static px_status px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *stats, px_er
       px_rl_ppo_sums ps = {0, 0, 0}, vs = {0, 0, 0};
       double sums[8] = {0};
       sums[0] = px_rl_policy_loss(dlp, &ps, lp, old, adv, mask, nk, (float)cfg->ppo_clip, norm);
+      if (ref) /* ppo.kl_in = loss: beta k3(pi || pi_base) joins the loss and its gradient */
+        sums[0] += px_rl_kl_loss(dlp, NULL, lp, ref, mask, nk, (float)s->beta,
+                                 (float)cfg->ppo_kl_clamp, norm);
       if (start == 0 && epoch == 0) { /* the ratio before any update of this iteration */
         double dev = 0;
         for (size_t j = 0; j < nk; j++)
@@ -506,21 +560,22 @@ static px_status px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *stats, px_er
         sums[6] = dev; /* summed over the ranks below: an upper bound of the largest */
       }
       px_ppo_pass(s, &s->policy, mine, k, lp, dlp, &s->policy_tr);
-      /* the value model: forward, the clipped value loss, backward */
-      px_trainer_begin(&s->value_tr, m);
-      px_ppo_pass(s, &s->value, mine, k, vv, NULL, NULL);
-      float eps_v = cfg->ppo_value_clip > 0 ? (float)cfg->ppo_value_clip : INFINITY;
-      sums[1] = px_rl_value_loss(dv, &vs, vv, vold, ret, mask, nk, eps_v, norm);
-      px_ppo_pass(s, &s->value, mine, k, vv, dv, &s->value_tr);
+      if (critic) { /* the value model: forward, the clipped value loss, backward */
+        px_trainer_begin(&s->value_tr, m);
+        px_ppo_pass(s, &s->value, mine, k, vv, NULL, NULL);
+        float eps_v = cfg->ppo_value_clip > 0 ? (float)cfg->ppo_value_clip : INFINITY;
+        sums[1] = px_rl_value_loss(dv, &vs, vv, vold, ret, mask, nk, eps_v, norm);
+        px_ppo_pass(s, &s->value, mine, k, vv, dv, &s->value_tr);
+      }
       sums[2] = ps.count, sums[3] = ps.clipped, sums[4] = ps.approx_kl, sums[5] = vs.clipped;
       px_comm_allreduce_sum_f64(sums, 8);
       double lr;
       int64_t pstep = s->policy_tr.applied + s->policy_tr.skipped;
       int64_t vstep = s->value_tr.applied + s->value_tr.skipped;
       px_trainer_step(&s->policy_tr, pstep, sums[0], &lr);
-      px_trainer_step(&s->value_tr, vstep, sums[1], &lr);
+      if (critic) px_trainer_step(&s->value_tr, vstep, sums[1], &lr);
       status = px_trainer_guard(&s->policy_tr, pstep, err);
-      if (status == PX_OK) status = px_trainer_guard(&s->value_tr, vstep, err);
+      if (status == PX_OK && critic) status = px_trainer_guard(&s->value_tr, vstep, err);
       stats->policy_loss += sums[0], stats->value_loss += sums[1], stats->tokens += sums[2];
       stats->psums.clipped += sums[3], stats->psums.approx_kl += sums[4],
           stats->vsums.clipped += sums[5];
@@ -532,7 +587,7 @@ static px_status px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *stats, px_er
     }
   }
   free(perm), free(lp), free(dlp), free(old), free(adv), free(vv), free(dv), free(vold);
-  free(ret), free(mask);
+  free(ret), free(mask), free(ref);
   return status;
 }
 
@@ -752,6 +807,7 @@ static void px_ppo_metrics_of(px_stage *sg, px_ppo *s, const px_ppo_stats *ps, i
   const px_config *cfg = s->cfg;
   double kl_sum = 0, score_sum = 0, raw_sum = 0, raw_n = 0, len_sum = 0, eos_n = 0, gold_n = 0;
   double ent = 0, tok = 0, ev[5], kept = s->B - dropped;
+  const int critic = s->estimator == PX_EST_GAE; /* the value metrics: n/a without a critic */
   for (int i = 0; i < s->B; i++) {
     if (s->dropped[i]) continue;
     for (int j = 0; j < s->rlen[i]; j++) {
@@ -776,9 +832,9 @@ static void px_ppo_metrics_of(px_stage *sg, px_ppo *s, const px_ppo_stats *ps, i
       [PPO_CLIP] = ps->psums.clipped / toks,
       [PPO_APPROX_KL] = ps->psums.approx_kl / toks,
       [PPO_POLICY_LOSS] = ps->policy_loss / upd,
-      [PPO_VALUE_LOSS] = ps->value_loss / upd,
-      [PPO_VALUE_CLIP] = ps->vsums.clipped / toks,
-      [PPO_EXPLAINED_VAR] = px_rl_explained_variance(ev),
+      [PPO_VALUE_LOSS] = critic ? ps->value_loss / upd : NAN,
+      [PPO_VALUE_CLIP] = critic ? ps->vsums.clipped / toks : NAN,
+      [PPO_EXPLAINED_VAR] = critic ? px_rl_explained_variance(ev) : NAN,
       [PPO_LENGTH] = px_ppo_mean(len_sum, kept),
       [PPO_EOS_RATE] = px_ppo_mean(eos_n, kept),
       [PPO_GOLD] =
@@ -820,8 +876,11 @@ static px_status px_ppo_iteration(px_stage *sg, void *ctx, int64_t it, px_error 
   const px_config *cfg = s->cfg;
   double t_it = px_log_elapsed(), t_gen = 0, t_score = 0, comm0 = px_comm_seconds();
   px_ppo_stats ps = {0};
+  /* Each rank takes whole groups (the responses to a share of the prompts), so that a group's
+   * statistics (grpo, rloo) need no communication and equal those of one rank. */
   int64_t lo, hi;
-  px_comm_share(s->B, px_comm_rank(), px_comm_size(), &lo, &hi);
+  px_comm_share(s->P, px_comm_rank(), px_comm_size(), &lo, &hi);
+  lo *= s->K, hi *= s->K;
   /* 1, 2: generate with pi_theta and score */
   PX_TRY(px_comm_agree(px_ppo_collect(s, it, s->state.prompt_cursor, lo, hi, &t_gen, &t_score, err),
                        err));
@@ -860,7 +919,7 @@ static px_status px_ppo_iteration(px_stage *sg, void *ctx, int64_t it, px_error 
                 px_stage_get(sg, PPO_KL), cfg->ppo_kl_bound);
   /* 5: what a checkpoint after this iteration holds; then collect again */
   px_ppo_state *state = &s->state;
-  state->iteration = it + 1, state->prompt_cursor += s->B, state->beta = s->beta;
+  state->iteration = it + 1, state->prompt_cursor += s->P, state->beta = s->beta;
   state->policy_adam_applied = s->policy_tr.applied;
   state->policy_adam_skipped = s->policy_tr.skipped;
   state->value_adam_applied = s->value_tr.applied, state->value_adam_skipped = s->value_tr.skipped;
@@ -902,11 +961,12 @@ px_status px_ppo_run(const px_config *cfg, px_error *err) {
     s.policy_tr.skipped = s.state.policy_adam_skipped;
     s.value_tr.applied = s.state.value_adam_applied;
     s.value_tr.skipped = s.state.value_adam_skipped;
-    px_log_info("ppo: %lld prompts, %d per iteration, %lld iterations; policy %d x %d; "
-                "sequences of up to %d positions (of max_seq_len %d); beta %.4g",
-                (long long)s.prompts.n, s.B, (long long)cfg->ppo_iterations,
+    px_log_info("ppo: %lld prompts, %d per iteration x %d responses, %lld iterations; policy %d x "
+                "%d; sequences of up to %d positions (of max_seq_len %d); estimator %s, KL in "
+                "the %s, beta %.4g",
+                (long long)s.prompts.n, s.P, s.K, (long long)cfg->ppo_iterations,
                 s.policy.config.n_layer, s.policy.config.n_embd, s.T, s.policy.config.max_seq_len,
-                s.beta);
+                cfg->ppo_estimator, s.kl_loss ? "loss" : "reward", s.beta);
   }
   if (st == PX_OK && s.eval.n > 0 && !sg.resume[0]) { /* pi_base's held-out accuracy */
     st = px_ppo_eval_gold(&s, &s.state.base_gold, err);
