@@ -191,7 +191,10 @@ static double time_rollout(const char *path, const px_rollout *r) {
                         /* GPT-2's specials: the tokens are ids of its 50257-token vocabulary */
                         .pad_id = 50257,
                         .bos_id = 50256,
-                        .eos_id = 50256};
+                        .eos_id = 50256,
+                        .group_size = 1,
+                        .grpo_scale_std = 1,
+                        .group_eps = 1e-6};
   px_error err;
   px_comm_barrier();
   double t0 = now();

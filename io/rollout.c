@@ -103,6 +103,13 @@ static px_status px_check_rows(const char *path, const px_rollout *r, const px_r
         path, (long long)r->P, (long long)r->R, (long long)PX_ROLLOUT_MAX_POSITIONS);
   if (a->kl_kind != PX_KL_K1 && a->kl_kind != PX_KL_K3)
     return px_error_set(err, PX_EINPUT, "%s: unknown KL estimator %d", path, a->kl_kind);
+  if (a->estimator < 0 || a->estimator > 3 || a->group_size < 1 ||
+      r->n_global % a->group_size != 0 || r->first % a->group_size != 0)
+    return px_error_set(err, PX_EINPUT,
+                        "%s: estimator %d with groups of %lld for rows %lld.. of %lld (each "
+                        "rank's rows must be whole groups)",
+                        path, a->estimator, (long long)a->group_size, (long long)r->first,
+                        (long long)r->n_global);
   if (!(a->whiten_std > 0) || !isfinite(a->whiten_std) || !isfinite(a->whiten_mean))
     return px_error_set(err, PX_EINPUT, "%s: whitening statistics mean %g, std %g are unusable",
                         path, a->whiten_mean, a->whiten_std);
@@ -182,7 +189,9 @@ static px_status px_check_ranks(const char *path, const px_rollout *r, const px_
   const double theirs[] = {root.beta,           root.gamma,       root.lambda,     root.kl_clamp,
                            root.no_eos_penalty, root.whiten_mean, root.whiten_std, root.whiten_eps};
   int same = root.iteration == a->iteration && root.kl_kind == a->kl_kind &&
-             root.whiten_shift_mean == a->whiten_shift_mean;
+             root.whiten_shift_mean == a->whiten_shift_mean && root.estimator == a->estimator &&
+             root.group_size == a->group_size && root.grpo_scale_std == a->grpo_scale_std &&
+             root.kl_in_loss == a->kl_in_loss && root.group_eps == a->group_eps;
   for (size_t k = 0; k < sizeof mine / sizeof mine[0]; k++) { /* bit for bit: NaN too */
     uint64_t x, y;
     memcpy(&x, &mine[k], sizeof x), memcpy(&y, &theirs[k], sizeof y);
@@ -219,6 +228,12 @@ static herr_t px_write_attrs(hid_t file, const px_rollout *r, const px_rollout_a
   rc |= px_h5_attr_write_i64(file, "pad_id", a->pad_id);
   rc |= px_h5_attr_write_i64(file, "bos_id", a->bos_id);
   rc |= px_h5_attr_write_i64(file, "eos_id", a->eos_id);
+  static const char *const estimators[] = PX_ROLLOUT_ESTIMATORS;
+  rc |= px_h5_attr_write_str(file, "estimator", estimators[a->estimator]);
+  rc |= px_h5_attr_write_i64(file, "group_size", a->group_size);
+  rc |= px_h5_attr_write_i64(file, "grpo_scale_std", a->grpo_scale_std ? 1 : 0);
+  rc |= px_h5_attr_write_f64(file, "group_eps", a->group_eps);
+  rc |= px_h5_attr_write_str(file, "kl_in", a->kl_in_loss ? "loss" : "reward");
   return rc < 0 ? -1 : 0;
 }
 
@@ -434,6 +449,34 @@ static px_status px_read_attrs(hid_t file, const char *path, px_rollout_attrs *a
       return px_error_set(err, PX_EINPUT, "%s: %s is %lld, expected 0 to %d", path, ids[k],
                           (long long)*into[k], (1 << 24) - 1);
   }
+  /* The estimator's attributes; a file from before there was a choice is the seed's PPO. */
+  a->estimator = 0, a->group_size = 1, a->grpo_scale_std = 1, a->group_eps = 1e-6;
+  a->kl_in_loss = 0;
+  if (H5Aexists(file, "estimator") <= 0) return PX_OK;
+  char est[32], kl_in[16];
+  static const char *const estimators[] = PX_ROLLOUT_ESTIMATORS;
+  PX_TRY(px_h5_attr_read_str(file, "estimator", est, sizeof est, path, err));
+  a->estimator = -1;
+  for (int e = 0; e < 4; e++)
+    if (!strcmp(est, estimators[e])) a->estimator = e;
+  if (a->estimator < 0)
+    return px_error_set(err, PX_EINPUT,
+                        "%s: estimator is '%s', expected gae, grpo, rloo or reinforce_pp", path,
+                        est);
+  int64_t scale;
+  PX_TRY(px_h5_attr_read_i64(file, "group_size", &a->group_size, path, err));
+  PX_TRY(px_h5_attr_read_i64(file, "grpo_scale_std", &scale, path, err));
+  PX_TRY(px_h5_attr_read_f64(file, "group_eps", &a->group_eps, path, err));
+  PX_TRY(px_h5_attr_read_str(file, "kl_in", kl_in, sizeof kl_in, path, err));
+  if (a->group_size < 1 || *N % a->group_size != 0 || (scale != 0 && scale != 1) ||
+      !(a->group_eps >= 0) || (strcmp(kl_in, "reward") != 0 && strcmp(kl_in, "loss") != 0))
+    return px_error_set(err, PX_EINPUT,
+                        "%s: group_size %lld (of %lld rows), grpo_scale_std %lld, group_eps %g, "
+                        "kl_in '%s': expected groups that divide the rows, 0 or 1, a number >= "
+                        "0, reward or loss",
+                        path, (long long)a->group_size, (long long)*N, (long long)scale,
+                        a->group_eps, kl_in);
+  a->grpo_scale_std = (int)scale, a->kl_in_loss = !strcmp(kl_in, "loss");
   return PX_OK;
 }
 

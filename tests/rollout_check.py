@@ -14,6 +14,13 @@ mask, response_len, tokens and root attributes alone, what Proxima derived from 
   advantages = (A - whiten_shift_mean * whiten_mean) / whiten_std   (stored mean and std)
   returns    = A + values
 
+for the seed's PPO (estimator gae). Critic-free files (estimator grpo, rloo or reinforce_pp) have
+no values (0) and returns G_t = r_t + gamma G_{t+1} (A with V = 0, lambda = 1); with kl_in = loss
+the rewards hold the score alone (beta 0). reinforce_pp whitens G as gae its A; grpo gives every
+real token of row i (r_i - mean_g) / (std_g + group_eps) (sample std; without the division when
+grpo_scale_std is 0), rloo r_i - (mean of the other group_size - 1 rows of its group), r_i the
+row's summed rewards and g rows i // group_size, with whiten_mean 0 and whiten_std 1.
+
 and compares with the stored rewards, advantages, returns and whitening statistics. It also
 checks the file's own consistency: mask is the prefix of response_len, and a response without
 EOS (its last real token is not eos_id) reached the length limit and has score no_eos_penalty.
@@ -59,6 +66,10 @@ def load(path):
             "n_rows", "prompt_positions", "response_positions", "iteration", "beta", "gamma",
             "lambda", "kl_estimator", "kl_clamp", "no_eos_penalty", "whiten_mean", "whiten_std",
             "whiten_eps", "whiten_shift_mean", "pad_id", "bos_id", "eos_id")}
+        # the estimator's attributes; files from before there was a choice are the seed's PPO
+        for k, default in (("estimator", "gae"), ("group_size", 1), ("grpo_scale_std", 1),
+                           ("group_eps", 1e-6), ("kl_in", "reward")):
+            a[k] = attr(f, k) if k in f.attrs else default
         d = {k: f[k][()] for k in (
             "tokens", "prompt_len", "response_len", "logprobs", "ref_logprobs", "values",
             "rewards", "advantages", "returns", "mask", "score")}
@@ -98,12 +109,16 @@ def recompute(a, d):
     c = float(a["kl_clamp"])
     kl = np.where(real, np.clip(kl, -c, c), 0.0)
 
-    rewards = -float(a["beta"]) * kl
+    beta = 0.0 if a["kl_in"] == "loss" else float(a["beta"])  # a KL loss term is not a reward
+    rewards = -beta * kl
     rows = np.nonzero(rl > 0)[0]
     rewards[rows, rl[rows] - 1] += score[rows]
     rewards = np.where(real, rewards, 0.0)
 
     gamma, lam = float(a["gamma"]), float(a["lambda"])
+    est = a["estimator"]
+    if est != "gae":  # critic-free: no values; GAE with V = 0 and lambda = 1 is the returns
+        v, lam = np.zeros_like(v), 1.0
     A = np.zeros((N, R))
     a_next = np.zeros(N)
     v_next = np.zeros(N)
@@ -115,12 +130,26 @@ def recompute(a, d):
         a_next = at
         v_next = np.where(m, v[:, t], 0.0)
 
-    vals = A[real]
-    mean = float(vals.mean()) if vals.size else 0.0
-    std = float(np.sqrt((vals.var() if vals.size else 0.0) + float(a["whiten_eps"])))
-    shift = float(a["whiten_mean"]) if int(a["whiten_shift_mean"]) else 0.0
-    adv = np.where(real, (A - shift) / float(a["whiten_std"]), 0.0)
     ret = np.where(real, A + v, 0.0)
+    if est in ("gae", "reinforce_pp"):
+        vals = A[real]
+        mean = float(vals.mean()) if vals.size else 0.0
+        std = float(np.sqrt((vals.var() if vals.size else 0.0) + float(a["whiten_eps"])))
+        shift = float(a["whiten_mean"]) if int(a["whiten_shift_mean"]) else 0.0
+        adv = np.where(real, (A - shift) / float(a["whiten_std"]), 0.0)
+    elif est in ("grpo", "rloo"):  # one advantage per response, against its group
+        k = int(a["group_size"])
+        seq = rewards.sum(axis=1).reshape(-1, k)
+        if est == "grpo":
+            a1 = seq - seq.mean(axis=1, keepdims=True)
+            if int(a["grpo_scale_std"]):
+                a1 = a1 / (seq.std(axis=1, ddof=1, keepdims=True) + float(a["group_eps"]))
+        else:
+            a1 = seq - (seq.sum(axis=1, keepdims=True) - seq) / (k - 1)
+        adv = np.where(real, a1.reshape(-1)[:, None], 0.0)
+        mean, std = 0.0, 1.0  # not whitened
+    else:
+        raise ValueError(f"unknown estimator {est!r}")
 
     # Consistency of the inputs themselves.
     eos = int(a["eos_id"])
@@ -170,7 +199,8 @@ def check(path):
     print(f"{path}: {N} rows x {R} positions, {int(real.sum())} real tokens, {n_no_eos} without "
           f"EOS, kl {a['kl_estimator']} clamp {float(a['kl_clamp']):g}, beta {float(a['beta']):g}, "
           f"gamma {float(a['gamma']):g}, lambda {float(a['lambda']):g}, "
-          f"shift_mean {int(a['whiten_shift_mean'])}")
+          f"shift_mean {int(a['whiten_shift_mean'])}, estimator {a['estimator']} "
+          f"(groups of {int(a['group_size'])}), KL in the {a['kl_in']}")
     print(f"  {'quantity':<12} {'max |error|':>12} {'at':>10} {'over tol':>9} {'of':>6}")
     for name, e, at, n_over, n in table:
         where = ",".join(map(str, at)) if at else "-"

@@ -88,6 +88,24 @@ static void test_one_and_two_ranks(void) {
   CU_ASSERT(worst <= 1e-4);
 }
 
+/* tests/rollout_check.py (numpy) on the files: it recomputes every derived dataset from each
+ * file's inputs and attributes alone. */
+static void rollout_check(const char *files) {
+  const char *src = getenv("PX_TEST_SOURCE");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(src);
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           "/usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null || exit 77; /usr/bin/python3 "
+           "%s/rollout_check.py %s",
+           src, files);
+  int rc = system(cmd);
+  rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+  if (rc == 77)
+    printf("\n    SKIP the numpy recomputation: /usr/bin/python3 lacks h5py or numpy\n");
+  else
+    CU_ASSERT_EQUAL(rc, 0);
+}
+
 /* Issue 5: the rollout files of the 1-rank and the 2-rank run hold the same first-iteration
  * tokens, and an independent recomputation (numpy) of the 2-rank run's shaped rewards,
  * advantages and returns from each file's inputs agrees with what it holds. */
@@ -109,20 +127,7 @@ static void test_rollout_files(void) {
   CU_ASSERT_EQUAL(memcmp(one.response_len, two.response_len, (size_t)one.n * 4), 0);
   px_rollout_free(&one);
   px_rollout_free(&two);
-  const char *src = getenv("PX_TEST_SOURCE");
-  CU_ASSERT_PTR_NOT_NULL_FATAL(src);
-  char cmd[1024];
-  snprintf(cmd, sizeof cmd,
-           "/usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null || exit 77; /usr/bin/python3 "
-           "%s/rollout_check.py ppt-a/rollouts/rollouts-00000001.h5 "
-           "ppt-a/rollouts/rollouts-00000003.h5",
-           src);
-  int rc = system(cmd);
-  rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
-  if (rc == 77)
-    printf("\n    SKIP the numpy recomputation: /usr/bin/python3 lacks h5py or numpy\n");
-  else
-    CU_ASSERT_EQUAL(rc, 0);
+  rollout_check("ppt-a/rollouts/rollouts-00000001.h5 ppt-a/rollouts/rollouts-00000003.h5");
 }
 
 /* proxima eval --policy on the PPO run: its sampled gold accuracies are PPO's own held-out
@@ -423,6 +428,9 @@ static void test_reinforce_pp(void) {
          worst, a.whiten_mean, a.whiten_std);
   CU_ASSERT(worst <= 1e-4);
   px_rollout_free(&r);
+  /* and the independent numpy check of the three critic-free runs' files */
+  rollout_check("ppt-grpo/rollouts/rollouts-00000001.h5 ppt-grpo2/rollouts/rollouts-00000001.h5 "
+                "ppt-rloo/rollouts/rollouts-00000001.h5 ppt-rpp/rollouts/rollouts-00000001.h5");
 }
 
 /* Prompts without reference answers: the gold accuracy is not 0 but unknown, so the log says

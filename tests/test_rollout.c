@@ -140,7 +140,10 @@ static px_rollout_attrs attrs_for(const cfg *c, double mean, double std) {
                             .whiten_eps = 1e-8,
                             .pad_id = PX_TOK_BYTE_PAD,
                             .bos_id = PX_TOK_BYTE_BOS,
-                            .eos_id = PX_TOK_BYTE_EOS};
+                            .eos_id = PX_TOK_BYTE_EOS,
+                            .group_size = 1,
+                            .grpo_scale_std = 1,
+                            .group_eps = 1e-6};
 }
 
 /* This rank's share of a batch, whitened with global statistics, and the attributes. */
@@ -186,7 +189,10 @@ static int same_attrs(const px_rollout_attrs *a, const px_rollout_attrs *b) {
          a->whiten_shift_mean == b->whiten_shift_mean && a->kl_clamp == b->kl_clamp &&
          a->no_eos_penalty == b->no_eos_penalty && a->whiten_mean == b->whiten_mean &&
          a->whiten_std == b->whiten_std && a->whiten_eps == b->whiten_eps &&
-         a->pad_id == b->pad_id && a->bos_id == b->bos_id && a->eos_id == b->eos_id;
+         a->pad_id == b->pad_id && a->bos_id == b->bos_id && a->eos_id == b->eos_id &&
+         a->estimator == b->estimator && a->group_size == b->group_size &&
+         a->grpo_scale_std == b->grpo_scale_std && a->group_eps == b->group_eps &&
+         a->kl_in_loss == b->kl_in_loss;
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -289,7 +295,18 @@ static void test_one_process_writes_the_same_datasets(void) {
     CU_ASSERT_EQUAL_FATAL(px_rollout_read(one, PX_IO_ALONE, 0, 1, &f2, &gb, &err), PX_OK);
     CU_ASSERT(same_attrs(&g, &gb));
     CU_ASSERT(gb.pad_id == 50257 && gb.bos_id == 50256 && gb.eos_id == 50256);
-    px_rollout_free(&f2), px_rollout_free(&all);
+    px_rollout_free(&f2);
+    /* A critic-free run's estimator attributes are read back; groups must divide the rows. */
+    g = a, g.estimator = 2, g.group_size = N_ROWS, g.grpo_scale_std = 0, g.group_eps = 1e-4;
+    g.kl_in_loss = 1;
+    CU_ASSERT_EQUAL_FATAL(px_rollout_write(one, PX_IO_ALONE, &all, &g, &err), PX_OK);
+    CU_ASSERT_EQUAL_FATAL(px_rollout_read(one, PX_IO_ALONE, 0, 1, &f2, &gb, &err), PX_OK);
+    CU_ASSERT(same_attrs(&g, &gb));
+    px_rollout_free(&f2);
+    g.group_size = 2; /* 13 rows */
+    CU_ASSERT_EQUAL(px_rollout_write(one, PX_IO_ALONE, &all, &g, &err), PX_EINPUT);
+    CU_ASSERT(px_test_contains(err.msg, "whole groups"));
+    px_rollout_free(&all);
     remove(one);
     /* A single process must hold every row. */
     px_rollout part;

@@ -26,11 +26,17 @@
  * Root attributes: format "proxima-rollouts", format_version 1, n_rows, prompt_positions,
  * response_positions, iteration, beta, gamma, lambda, kl_estimator ("k1" or "k3"), kl_clamp
  * (inf for none), no_eos_penalty, whiten_mean, whiten_std, whiten_eps, whiten_shift_mean (0/1),
- * pad_id, bos_id, eos_id. With them (rl.h has the formulas) everything but the inputs can be
- * recomputed: kl_t = clamp(k(lp - ref)), GAE(gamma, lambda) on the rewards and values,
- * advantages = (A - shift_mean * whiten_mean) / whiten_std, returns = A + values, where
- * whiten_mean and whiten_std = sqrt(var + whiten_eps) are the masked (population) statistics
- * of the raw advantages A over all N rows.
+ * pad_id, bos_id, eos_id, estimator (gae, grpo, rloo or reinforce_pp), group_size, grpo_scale_std
+ * (0/1), group_eps, kl_in ("reward" or "loss"); a file without the last five (written before
+ * there was a choice) is gae, 1, 1, 1e-6, reward. With them (rl.h has the formulas) everything
+ * but the inputs can be recomputed: kl_t = clamp(k(lp - ref)); rewards as above, with beta 0
+ * when kl_in is loss; for gae, GAE(gamma, lambda) on the rewards and values, advantages =
+ * (A - shift_mean * whiten_mean) / whiten_std, returns = A + values, where whiten_mean and
+ * whiten_std = sqrt(var + whiten_eps) are the masked (population) statistics of the raw
+ * advantages A over all N rows. Critic-free runs have values 0 and returns G_t = r_t +
+ * gamma G_{t+1}; reinforce_pp whitens the returns as gae its A; grpo and rloo give each row one
+ * advantage from its sequence reward (its rewards' sum) against its group, rows
+ * i / group_size alike (rl.h), and record whiten_mean 0, whiten_std 1.
  * Datasets are chunked with the Fletcher-32 checksum filter; the file does not depend on the
  * number of ranks that wrote it (the same rows give the same datasets).
  */
@@ -75,7 +81,17 @@ typedef struct px_rollout_attrs {
   double whiten_std;     /* sqrt(global masked variance + whiten_eps) */
   double whiten_eps;
   int64_t pad_id, bos_id, eos_id; /* the tokenizer's specials, as tokens holds them */
+  /* The advantage estimator (ppo.estimator), by its index in PX_ROLLOUT_ESTIMATORS: 0 gae. */
+  int estimator;
+  int64_t group_size; /* responses per prompt: rows g k .. g k + k - 1 answer one prompt */
+  int grpo_scale_std; /* grpo divides by the group's std (+ group_eps) */
+  double group_eps;
+  int kl_in_loss; /* 1: the KL was a loss term, the rewards hold the score alone */
 } px_rollout_attrs;
+
+/* Attribute `estimator`'s values, by px_rollout_attrs.estimator. */
+#define PX_ROLLOUT_ESTIMATORS                                                                      \
+  { "gae", "grpo", "rloo", "reinforce_pp" }
 
 /* Writes the rollout file at path. who: PX_IO_EVERY_RANK (collective: every rank of the run
  * passes its rows, rank k's rows follow rank k-1's, together they cover [0, n_global) exactly

@@ -675,7 +675,12 @@ static px_status px_ppo_write_rollouts(const px_ppo *s, const char *dir, int64_t
                             .whiten_eps = PX_PPO_WHITEN_EPS,
                             .pad_id = s->tok.pad,
                             .bos_id = s->tok.bos,
-                            .eos_id = s->tok.eos};
+                            .eos_id = s->tok.eos,
+                            .estimator = (int)s->estimator,
+                            .group_size = s->K,
+                            .grpo_scale_std = cfg->ppo_grpo_scale_std,
+                            .group_eps = PX_PPO_GROUP_EPS,
+                            .kl_in_loss = s->kl_loss};
   char path[4300];
   snprintf(path, sizeof path, "%s/rollouts-%08lld.h5", dir, (long long)it + 1);
   px_status st = px_rollout_write(path, PX_IO_EVERY_RANK, &rows, &attrs, err);
