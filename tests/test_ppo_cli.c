@@ -276,6 +276,16 @@ static void test_value_starts_on_the_reward_scale(void) {
 
 /* Issue 20: the rollouts' response positions are min(sample.max_new_tokens, T - 2) (T less BOS
  * and one prompt token), so they never shrink as max_new_tokens grows. */
+/* The first iteration's rollout file of run directory run, read whole (attrs may be NULL). */
+static px_rollout first_rollouts(const char *run, px_rollout_attrs *attrs) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/rollouts/rollouts-00000001.h5", run);
+  px_rollout r;
+  px_error err;
+  CU_ASSERT_EQUAL_FATAL(px_rollout_read(path, PX_IO_ALONE, 0, 1, &r, attrs, &err), PX_OK);
+  return r;
+}
+
 static void test_response_positions(void) {
   const int T = 16, max_new[] = {T - 2, T - 1, T, T + 5};
   int64_t prev = 0;
@@ -289,12 +299,9 @@ static void test_response_positions(void) {
                                       "run.log_level=warn",
                                       k, max_new[k]),
                           0);
-    char path[128];
-    snprintf(path, sizeof path, "ppt-cap-%d/rollouts/rollouts-00000001.h5", k);
-    px_rollout r;
-    px_rollout_attrs a;
-    px_error err;
-    CU_ASSERT_EQUAL_FATAL(px_rollout_read(path, PX_IO_ALONE, 0, 1, &r, &a, &err), PX_OK);
+    char run[32];
+    snprintf(run, sizeof run, "ppt-cap-%d", k);
+    px_rollout r = first_rollouts(run, NULL);
     printf("\n    T %d, max_new_tokens %d: R %lld", T, max_new[k], (long long)r.R);
     CU_ASSERT_EQUAL(r.R, max_new[k] < T - 2 ? max_new[k] : T - 2);
     CU_ASSERT(r.R >= prev);
@@ -311,12 +318,7 @@ static void test_response_positions(void) {
   "--iterations 1 ppo.batch_size=4 ppo.group_size=4 ppo.minibatch=8 ppo.micro_batch=4 "            \
   "sample.batch=8 sample.max_new_tokens=6 ppo.rollout_every=1 run.log_level=warn "
 static px_rollout critic_free_rollouts(const char *run) {
-  char path[256];
-  snprintf(path, sizeof path, "%s/rollouts/rollouts-00000001.h5", run);
-  px_rollout r;
-  px_rollout_attrs a;
-  px_error err;
-  CU_ASSERT_EQUAL_FATAL(px_rollout_read(path, PX_IO_ALONE, 0, 1, &r, &a, &err), PX_OK);
+  px_rollout r = first_rollouts(run, NULL);
   CU_ASSERT_EQUAL_FATAL(r.n, 16);
   return r;
 }
