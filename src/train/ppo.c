@@ -156,6 +156,20 @@ int px_ppo_positions(int max_seq_len, int64_t longest_prompt, int64_t max_new_to
   return need < max_seq_len ? (int)need : max_seq_len;
 }
 
+/* This rank's rows [lo, hi) of the iteration: whole groups (the responses to its share of the
+ * prompts), so that a group's statistics (grpo, rloo) need no communication and are those of
+ * one rank. Every gather of rows goes by groups too (px_ppo_gather). */
+static void px_ppo_share(const px_ppo *s, int64_t *lo, int64_t *hi) {
+  px_comm_share(s->P, px_comm_rank(), px_comm_size(), lo, hi);
+  *lo *= s->K, *hi *= s->K;
+}
+
+/* Every rank's rows of array a (row_bytes a row) to every rank: the ranks' shares of the P
+ * groups of K rows. Collective. */
+static void px_ppo_gather(const px_ppo *s, void *a, size_t row_bytes) {
+  px_comm_allgather_share(a, s->P, (size_t)s->K * row_bytes);
+}
+
 /* What a rank of PPO holds at once (the policy and value model with gradients and moments, the
  * reference and reward models, the generator and its KV cache), for sequences of T positions,
  * against the node's memory shared by its ranks: each model alone may fit (px_gpt_check_memory)
@@ -481,18 +495,18 @@ static void px_ppo_advantages(px_ppo *s, int64_t lo, int64_t hi, double *adv_mea
     px_rl_whiten(adv, adv, mask, n * R, *adv_mean, *adv_std, cfg->ppo_whiten_shift);
   }
   /* Every rank now takes every row, so minibatches do not depend on the rank count. */
-  px_comm_allgather_share(s->seq, s->B, (size_t)s->T * sizeof *s->seq);
-  px_comm_allgather_share(s->plen, s->B, sizeof *s->plen);
-  px_comm_allgather_share(s->rlen, s->B, sizeof *s->rlen);
-  px_comm_allgather_share(s->eos, s->B, 1);
-  px_comm_allgather_share(s->gold, s->B, 1);
-  px_comm_allgather_share(s->dropped, s->B, 1);
-  px_comm_allgather_share(s->score, s->B, sizeof(float));
-  px_comm_allgather_share(s->raw, s->B, sizeof(float));
-  px_comm_allgather_share(s->mask, s->B, (size_t)R);
+  px_ppo_gather(s, s->seq, (size_t)s->T * sizeof *s->seq);
+  px_ppo_gather(s, s->plen, sizeof *s->plen);
+  px_ppo_gather(s, s->rlen, sizeof *s->rlen);
+  px_ppo_gather(s, s->eos, 1);
+  px_ppo_gather(s, s->gold, 1);
+  px_ppo_gather(s, s->dropped, 1);
+  px_ppo_gather(s, s->score, sizeof(float));
+  px_ppo_gather(s, s->raw, sizeof(float));
+  px_ppo_gather(s, s->mask, (size_t)R);
   float *rows[] = {s->lp_old, s->lp_ref, s->values, s->kl, s->rewards, s->adv, s->ret};
   for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++)
-    px_comm_allgather_share(rows[k], s->B, (size_t)R * sizeof(float));
+    px_ppo_gather(s, rows[k], (size_t)R * sizeof(float));
 }
 
 /* Step 4: E epochs of minibatches over the kept (not dropped) rollouts; sums for the metrics.
@@ -631,7 +645,7 @@ static px_status px_ppo_write_rollouts(const px_ppo *s, const char *dir, int64_t
                                        double adv_mean, double adv_std, px_error *err) {
   const px_config *cfg = s->cfg;
   int64_t lo, hi;
-  px_comm_share(s->B, px_comm_rank(), px_comm_size(), &lo, &hi);
+  px_ppo_share(s, &lo, &hi);
   int P = 1, R = s->R;
   for (int i = 0; i < s->B; i++) P = s->plen[i] > P ? s->plen[i] : P;
   int64_t n = hi - lo;
@@ -881,11 +895,8 @@ static px_status px_ppo_iteration(px_stage *sg, void *ctx, int64_t it, px_error 
   const px_config *cfg = s->cfg;
   double t_it = px_log_elapsed(), t_gen = 0, t_score = 0, comm0 = px_comm_seconds();
   px_ppo_stats ps = {0};
-  /* Each rank takes whole groups (the responses to a share of the prompts), so that a group's
-   * statistics (grpo, rloo) need no communication and equal those of one rank. */
   int64_t lo, hi;
-  px_comm_share(s->P, px_comm_rank(), px_comm_size(), &lo, &hi);
-  lo *= s->K, hi *= s->K;
+  px_ppo_share(s, &lo, &hi);
   /* 1, 2: generate with pi_theta and score */
   PX_TRY(px_comm_agree(px_ppo_collect(s, it, s->state.prompt_cursor, lo, hi, &t_gen, &t_score, err),
                        err));
