@@ -85,6 +85,9 @@ enum { PX_KL_K1 = 1, PX_KL_K3 = 3 };
 
 static const char *px_kl_name(int k) { return k == PX_KL_K3 ? "k3" : "k1"; }
 
+const char *const px_rollout_estimators[PX_ROLLOUT_N_ESTIMATORS] = {"gae", "grpo", "rloo",
+                                                                    "reinforce_pp"};
+
 /* ------------------------------------------------------------------------------------------- */
 
 /* The checks one rank can make on its own rows; the first problem goes into err. */
@@ -103,7 +106,7 @@ static px_status px_check_rows(const char *path, const px_rollout *r, const px_r
         path, (long long)r->P, (long long)r->R, (long long)PX_ROLLOUT_MAX_POSITIONS);
   if (a->kl_kind != PX_KL_K1 && a->kl_kind != PX_KL_K3)
     return px_error_set(err, PX_EINPUT, "%s: unknown KL estimator %d", path, a->kl_kind);
-  if (a->estimator < 0 || a->estimator > 3 || a->group_size < 1 ||
+  if (a->estimator < 0 || a->estimator >= PX_ROLLOUT_N_ESTIMATORS || a->group_size < 1 ||
       r->n_global % a->group_size != 0 || r->first % a->group_size != 0)
     return px_error_set(err, PX_EINPUT,
                         "%s: estimator %d with groups of %lld for rows %lld.. of %lld (each "
@@ -228,8 +231,7 @@ static herr_t px_write_attrs(hid_t file, const px_rollout *r, const px_rollout_a
   rc |= px_h5_attr_write_i64(file, "pad_id", a->pad_id);
   rc |= px_h5_attr_write_i64(file, "bos_id", a->bos_id);
   rc |= px_h5_attr_write_i64(file, "eos_id", a->eos_id);
-  static const char *const estimators[] = PX_ROLLOUT_ESTIMATORS;
-  rc |= px_h5_attr_write_str(file, "estimator", estimators[a->estimator]);
+  rc |= px_h5_attr_write_str(file, "estimator", px_rollout_estimators[a->estimator]);
   rc |= px_h5_attr_write_i64(file, "group_size", a->group_size);
   rc |= px_h5_attr_write_i64(file, "grpo_scale_std", a->grpo_scale_std ? 1 : 0);
   rc |= px_h5_attr_write_f64(file, "group_eps", a->group_eps);
@@ -454,11 +456,10 @@ static px_status px_read_attrs(hid_t file, const char *path, px_rollout_attrs *a
   a->kl_in_loss = 0;
   if (H5Aexists(file, "estimator") <= 0) return PX_OK;
   char est[32], kl_in[16];
-  static const char *const estimators[] = PX_ROLLOUT_ESTIMATORS;
   PX_TRY(px_h5_attr_read_str(file, "estimator", est, sizeof est, path, err));
   a->estimator = -1;
-  for (int e = 0; e < 4; e++)
-    if (!strcmp(est, estimators[e])) a->estimator = e;
+  for (int e = 0; e < PX_ROLLOUT_N_ESTIMATORS; e++)
+    if (!strcmp(est, px_rollout_estimators[e])) a->estimator = e;
   if (a->estimator < 0)
     return px_error_set(err, PX_EINPUT,
                         "%s: estimator is '%s', expected gae, grpo, rloo or reinforce_pp", path,

@@ -81,7 +81,7 @@ typedef struct px_rollout_attrs {
   double whiten_std;     /* sqrt(global masked variance + whiten_eps) */
   double whiten_eps;
   int64_t pad_id, bos_id, eos_id; /* the tokenizer's specials, as tokens holds them */
-  /* The advantage estimator (ppo.estimator), by its index in PX_ROLLOUT_ESTIMATORS: 0 gae. */
+  /* The advantage estimator (ppo.estimator), by its index in px_rollout_estimators: 0 gae. */
   int estimator;
   int64_t group_size; /* responses per prompt: rows g k .. g k + k - 1 answer one prompt */
   int grpo_scale_std; /* grpo divides by the group's std (+ group_eps) */
@@ -89,9 +89,10 @@ typedef struct px_rollout_attrs {
   int kl_in_loss; /* 1: the KL was a loss term, the rewards hold the score alone */
 } px_rollout_attrs;
 
-/* Attribute `estimator`'s values, by px_rollout_attrs.estimator. */
-#define PX_ROLLOUT_ESTIMATORS                                                                      \
-  { "gae", "grpo", "rloo", "reinforce_pp" }
+/* Attribute `estimator`'s values, by px_rollout_attrs.estimator: ppo.estimator's names, in the
+ * order of ppo.c's px_ppo_estimator. */
+enum { PX_ROLLOUT_N_ESTIMATORS = 4 };
+extern const char *const px_rollout_estimators[PX_ROLLOUT_N_ESTIMATORS];
 
 /* Writes the rollout file at path. who: PX_IO_EVERY_RANK (collective: every rank of the run
  * passes its rows, rank k's rows follow rank k-1's, together they cover [0, n_global) exactly

@@ -48,14 +48,14 @@
 
 enum { PX_STREAM_PPO_PROMPTS = 31 };
 
-/* ppo.estimator: gae uses the value model; the others are critic-free (rl.h). */
+/* ppo.estimator, in the order of its names in px_rollout_estimators (rollout.h): gae uses the
+ * value model; the others are critic-free (rl.h). */
 typedef enum px_ppo_estimator {
   PX_EST_GAE,
   PX_EST_GRPO,
   PX_EST_RLOO,
   PX_EST_REINFORCE_PP
 } px_ppo_estimator;
-static const char *const px_ppo_estimators[] = {"gae", "grpo", "rloo", "reinforce_pp"};
 #define PX_PPO_WHITEN_EPS 1e-8 /* added to the advantages' variance before the square root */
 #define PX_PPO_GROUP_EPS 1e-6  /* added to a group's reward std (grpo), as verl */
 
@@ -248,8 +248,8 @@ static px_status px_ppo_setup(px_ppo *s, const char *resume, px_error *err) {
   const char *policy = resume[0] ? resume : cfg->ppo_policy;
   const char *reward = resume[0] ? resume : cfg->ppo_reward;
   char rpath[4300];
-  for (int e = 0; e < 4; e++)
-    if (!strcmp(cfg->ppo_estimator, px_ppo_estimators[e])) s->estimator = (px_ppo_estimator)e;
+  for (int e = 0; e < PX_ROLLOUT_N_ESTIMATORS; e++)
+    if (!strcmp(cfg->ppo_estimator, px_rollout_estimators[e])) s->estimator = (px_ppo_estimator)e;
   s->kl_loss = !strcmp(cfg->ppo_kl_in, "loss");
   if ((s->estimator == PX_EST_GRPO || s->estimator == PX_EST_RLOO) && cfg->ppo_group_size < 2)
     return px_error_set(err, PX_EINPUT,
@@ -552,8 +552,10 @@ static px_status px_ppo_update(px_ppo *s, int64_t it, px_ppo_stats *stats, px_er
         size_t src = (size_t)mine[r] * R, dst = (size_t)r * R;
         memcpy(old + dst, s->lp_old + src, (size_t)R * sizeof *old);
         memcpy(adv + dst, s->adv + src, (size_t)R * sizeof *adv);
-        memcpy(vold + dst, s->values + src, (size_t)R * sizeof *vold);
-        memcpy(ret + dst, s->ret + src, (size_t)R * sizeof *ret);
+        if (critic) { /* what the value loss reads */
+          memcpy(vold + dst, s->values + src, (size_t)R * sizeof *vold);
+          memcpy(ret + dst, s->ret + src, (size_t)R * sizeof *ret);
+        }
         memcpy(mask + dst, s->mask + src, (size_t)R);
         if (ref) memcpy(ref + dst, s->lp_ref + src, (size_t)R * sizeof *ref);
       }
